@@ -1,0 +1,181 @@
+"""Avro serde: the in-repo schema catalog and the two wire formats.
+
+- Single-object encoding (Avro spec): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
+  fingerprint of the writer schema's Parsing Canonical Form + the binary body. The
+  fingerprint is looked up in the catalog (``schemas/*.avsc`` plus the earlier
+  versions kept in ``schemas/history/``), so no registry server is needed and a
+  reader decodes data written by any committed version of a schema.
+- Confluent wire format (``00`` + 4-byte schema id + body) through confluent-kafka's
+  schema-registry client, used when ``kafka.schema_registry_url`` is set.
+
+Both sit behind ``Serde``; library errors surface as ``SerdeError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from pipeline.errors import SchemaError, SerdeError, UnknownSchemaError
+from pipeline.settings import REPO_ROOT
+
+SCHEMAS_DIR = REPO_ROOT / "schemas"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_HEADER_LEN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One parsed version of a named schema."""
+
+    name: str  # file stem, e.g. "customer_event"
+    fullname: str  # Avro full name, e.g. "io.webhouse.CustomerEvent"
+    fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO
+    parsed: Any  # fastavro parsed schema
+    raw: dict[str, Any]
+    path: Path
+
+
+def schema_fingerprint(raw: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO of the Parsing Canonical Form, as the 8 bytes of single-object encoding."""
+    try:
+        canonical = to_parsing_canonical_form(fastavro.parse_schema(raw, _write_hint=False))
+    except Exception as exc:
+        raise SchemaError(f"cannot canonicalise schema {raw.get('name')!r}: {exc}") from exc
+    # fastavro gives the little-endian bytes as hex already.
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def _load(path: Path, name: str) -> SchemaVersion:
+    try:
+        raw = json.loads(path.read_text())
+        parsed = fastavro.parse_schema(raw)
+    except Exception as exc:
+        raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
+    fullname = raw["name"] if "." in raw["name"] else f"{raw.get('namespace', '')}.{raw['name']}".lstrip(".")
+    return SchemaVersion(name, fullname, schema_fingerprint(raw), parsed, raw, path)
+
+
+class SchemaCatalog:
+    """Every schema the project knows: current versions by name, all versions by fingerprint."""
+
+    def __init__(self, directory: Path = SCHEMAS_DIR) -> None:
+        self.directory = directory
+        self.current: dict[str, SchemaVersion] = {}
+        self.by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for path in sorted(directory.glob("*.avsc")):
+            version = _load(path, path.stem)
+            self.current[path.stem] = version
+            self.by_fingerprint[version.fingerprint] = version
+        # history/<name>/<anything>.avsc: earlier versions, kept so old data stays readable.
+        for path in sorted(directory.glob("history/*/*.avsc")):
+            version = _load(path, path.parent.name)
+            self.by_fingerprint.setdefault(version.fingerprint, version)
+        if not self.current:
+            raise SchemaError(f"no .avsc files in {directory}")
+
+    def get(self, name: str) -> SchemaVersion:
+        try:
+            return self.current[name]
+        except KeyError:
+            raise SchemaError(f"no schema named {name!r} in {self.directory}") from None
+
+
+@cache
+def default_catalog() -> SchemaCatalog:
+    return SchemaCatalog()
+
+
+class Serde(Protocol):
+    """Turns records of one named schema into bytes and back."""
+
+    schema_name: str
+
+    def encode(self, record: dict[str, Any], topic: str = "") -> bytes: ...
+
+    def decode(self, data: bytes, topic: str = "") -> dict[str, Any]: ...
+
+
+class SingleObjectSerde:
+    """Avro single-object encoding against the in-repo catalog; reads any known writer version."""
+
+    def __init__(self, schema_name: str, catalog: SchemaCatalog | None = None) -> None:
+        self.catalog = catalog or default_catalog()
+        self.schema_name = schema_name
+        self.schema = self.catalog.get(schema_name)
+        self._header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
+
+    def encode(self, record: dict[str, Any], topic: str = "") -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            fastavro.schemaless_writer(buf, self.schema.parsed, record, strict_allow_default=True)
+        except Exception as exc:
+            raise SerdeError(f"cannot encode {self.schema_name}: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes, topic: str = "") -> dict[str, Any]:
+        if len(data) < _HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
+            raise SerdeError(f"not Avro single-object encoded ({len(data)} bytes, starts {data[:2]!r})")
+        writer = self.catalog.by_fingerprint.get(data[2:_HEADER_LEN])
+        if writer is None:
+            raise UnknownSchemaError(f"unknown writer schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        try:
+            reader = None if writer is self.schema else self.schema.parsed
+            result = fastavro.schemaless_reader(io.BytesIO(data[_HEADER_LEN:]), writer.parsed, reader)
+        except Exception as exc:
+            raise SerdeError(f"cannot decode {self.schema_name}: {exc}") from exc
+        if not isinstance(result, dict):
+            raise SerdeError(f"{self.schema_name} decoded to {type(result).__name__}, not a record")
+        return result
+
+
+class ConfluentSerde:
+    """Confluent wire format through confluent-kafka's schema-registry client."""
+
+    def __init__(self, schema_name: str, registry_url: str, catalog: SchemaCatalog | None = None) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+
+        self.catalog = catalog or default_catalog()
+        self.schema_name = schema_name
+        schema_str = json.dumps(self.catalog.get(schema_name).raw)
+        # new_client understands mock:// URLs (an in-process registry) as well as real ones.
+        self.client = SchemaRegistryClient.new_client({"url": registry_url})
+        self._serializer = AvroSerializer(self.client, schema_str, conf={"auto.register.schemas": True})
+        self._deserializer = AvroDeserializer(self.client, schema_str)
+
+    def encode(self, record: dict[str, Any], topic: str = "") -> bytes:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        try:
+            data = self._serializer(record, SerializationContext(topic, MessageField.VALUE))
+        except Exception as exc:
+            raise SerdeError(f"cannot encode {self.schema_name} for registry: {exc}") from exc
+        assert data is not None
+        return bytes(data)
+
+    def decode(self, data: bytes, topic: str = "") -> dict[str, Any]:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        if len(data) < 5 or data[0] != 0:
+            raise SerdeError(f"not Confluent wire format ({len(data)} bytes, starts {data[:1]!r})")
+        try:
+            result = self._deserializer(data, SerializationContext(topic, MessageField.VALUE))
+        except Exception as exc:
+            raise SerdeError(f"cannot decode {self.schema_name} from registry format: {exc}") from exc
+        return dict(result)
+
+
+def make_serde(schema_name: str, schema_registry_url: str | None = None) -> Serde:
+    """The serde the settings ask for: registry format when a URL is set, single-object otherwise."""
+    if schema_registry_url:
+        return ConfluentSerde(schema_name, schema_registry_url)
+    return SingleObjectSerde(schema_name)

@@ -1,0 +1,414 @@
+"""The one settings object: every tunable and its default lives here.
+
+Sources, highest priority first:
+  1. keyword arguments (tests, the CLI's own flags),
+  2. environment variables prefixed ``WEBHOUSE_``; nested sections use ``__``
+     (``WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``),
+  3. a TOML file named by ``WEBHOUSE_CONFIG`` (sections as tables: ``[kafka]``),
+  4. the defaults below.
+
+Only this module reads the environment; everything else receives a ``Settings``
+(or one of its sections) explicitly. A bad value fails at start with the
+offending key named (``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pipeline.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "WEBHOUSE_"
+CONFIG_FILE_ENV = "WEBHOUSE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Where the broker is, and how `webhouse kafka up` runs a local one."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = Field(
+        "webhouse", description="Prefix of every project topic (see pipeline/topics.py)."
+    )
+    default_partitions: int = Field(4, ge=1, description="Partitions of keyed event topics.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of project topics.")
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL; when set, Avro uses the Confluent wire format "
+        "instead of single-object encoding.",
+    )
+    # Local broker (`webhouse kafka up`).
+    local_version: str = Field("4.4.0", description="Apache Kafka version the local broker runs.")
+    local_data_dir: Path = Field(
+        Path(".webhouse/kafka"), description="Log dirs, config and pid file of the local broker."
+    )
+    local_jar_cache: Path = Field(
+        Path.home() / ".cache" / "webhouse" / "kafka",
+        description="Where the broker jars resolved from Maven Central are cached.",
+    )
+    local_controller_port: int = Field(9093, ge=1, le=65535)
+    local_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
+    local_start_timeout_s: float = Field(60.0, gt=0)
+
+
+class CollectorEmailSettings(_Section):
+    """E-mail tracking on the collector: signed open/click links and the ESP webhook."""
+
+    public_base_url: str = Field(
+        "http://127.0.0.1:8088",
+        description="The collector's address as mail clients reach it; tracking links start with it.",
+    )
+    link_secrets: list[str] = Field(
+        default_factory=lambda: ["change-me-email-link-secret"],
+        description="HMAC-SHA256 keys of tracking links: the first signs, any verifies (key rotation).",
+    )
+    mailgun_signing_key: str = Field(
+        "", description="Mailgun webhook signing key; empty: the Mailgun webhook answers 503."
+    )
+    mailgun_max_age_s: int = Field(
+        900, gt=0, description="Refuse Mailgun webhooks signed longer ago than this (replays)."
+    )
+
+
+class CollectorBrowserSettings(_Section):
+    """What browser SDKs need from the collector: CORS, and the optional first-party id cookie."""
+
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to post from a browser: exact ('https://shop.example'), "
+        "'https://*.shop.example' for subdomains, or '*'. Empty: no CORS headers.",
+    )
+    cors_max_age_s: int = Field(600, ge=0, description="How long browsers may cache a preflight answer.")
+    id_cookie_enabled: bool = Field(
+        False, description="Serve GET /v1/id: an HTTP-only first-party cookie holding the anonymous id."
+    )
+    id_cookie_name: str = Field("webhouse_aid", description="Name of the anonymous-id cookie.")
+    id_cookie_max_age_days: int = Field(
+        395, gt=0, le=395, description="Lifetime, refreshed on each visit; 13 months is the CNIL limit."
+    )
+    id_cookie_domain: str | None = Field(
+        None, description="Cookie Domain attribute, e.g. 'shop.example' to share it with subdomains."
+    )
+    id_cookie_secure: bool = Field(True, description="Send the cookie over HTTPS only.")
+    id_cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
+
+
+class CollectorSettings(_Section):
+    """The Segment-compatible HTTP collector."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    write_keys: dict[str, str] = Field(
+        default_factory=lambda: {"dev-write-key": "dev"},
+        description="Accepted write keys mapped to a source name (Basic auth user name).",
+    )
+    max_body_bytes: int = Field(512 * 1024, gt=0, description="Segment's own limit is 500 KB.")
+    max_event_bytes: int = Field(32 * 1024, gt=0, description="Segment's own limit is 32 KB.")
+    produce_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for broker acks before answering 503."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503.")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    linger_ms: int = Field(5, ge=0)
+    trust_forwarded_for: bool = Field(
+        False,
+        description="Take the client IP from X-Forwarded-For (behind your own proxy); else the peer.",
+    )
+    health_timeout_s: float = Field(
+        2.0, gt=0, description="How long /health/ready waits for the broker's metadata answer."
+    )
+    shutdown_timeout_s: float = Field(
+        15.0, gt=0, description="At shutdown: time to finish open requests, then to flush the producer."
+    )
+    email: CollectorEmailSettings = CollectorEmailSettings()
+    browser: CollectorBrowserSettings = CollectorBrowserSettings()
+
+
+class SessionPolicySettings(_Section):
+    """How clicks are cut into sessions (processors/sessions)."""
+
+    inactivity_gap_s: int = Field(30 * 60, gt=0, description="A visit ends after this long without events.")
+    max_duration_s: int = Field(24 * 3600, gt=0, description="No visit lasts longer (PostHog: 24 h).")
+    allowed_lateness_s: int = Field(
+        5 * 60, ge=0, description="Events this far behind the newest one are still placed in visits."
+    )
+    split_at_midnight: bool = Field(False, description="Start a new visit at local midnight.")
+    midnight_timezone: str = Field("UTC", description="IANA time zone of the midnight split.")
+    split_on_campaign_change: bool = Field(
+        True, description="Start a new visit when utm source/medium/campaign changes (direct does not)."
+    )
+    dedup_memory: int = Field(
+        64, ge=0, description="Event ids remembered per device so a redelivered event changes nothing."
+    )
+    idle_close_interval_s: float = Field(
+        5.0, gt=0, description="Wall-clock period of the sweep that closes sessions on quiet partitions."
+    )
+
+    @field_validator("midnight_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
+class WorkerSettings(_Section):
+    """The faust stream worker (`webhouse worker`)."""
+
+    app_id: str = "webhouse-worker"
+    data_dir: Path = Path(".webhouse/worker")
+    store: str = Field("memory://", description="faust table store: memory:// or rocksdb://")
+    web_port: int = Field(6066, ge=0, le=65535)
+    geoip_database: Path | None = Field(None, description="MaxMind-format .mmdb file; none: no geo.")
+    session: SessionPolicySettings = SessionPolicySettings()
+    internal_domains: list[str] = Field(
+        default_factory=list,
+        description="Hosts (and subdomains) whose referrals count as internal, besides the page's own host.",
+    )
+    identity_events: list[str] = Field(
+        default_factory=lambda: ["Signed In", "Signed Up"],
+        description="Track events that link the device (anonymous id) to the event's user id.",
+    )
+    identity_history: int = Field(
+        16, ge=1, description="Sign-ins kept per device, to tell which customer used a shared device when."
+    )
+    batch_max_events: int = Field(
+        2000, gt=0, description="Events the worker takes per batch (stream.take) to amortise faust overhead."
+    )
+    batch_within_s: float = Field(
+        0.25, gt=0, description="Longest wait for a batch to fill (events wait minutes for the watermark)."
+    )
+    web_enabled: bool = Field(False, description="Serve faust's own web views on web_port.")
+    group_session_timeout_s: float = Field(
+        30.0, ge=6, description="Kafka group session timeout: how soon a dead worker's partitions move."
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: ["triggers.agents"],
+        description="Modules whose register(app, settings) adds agents to the worker's App, if importable.",
+    )
+
+
+class ValueTierSettings(_Section):
+    """One customer value tier: reached when EITHER threshold is met (tiers listed lowest first)."""
+
+    name: str
+    min_revenue: float = Field(float("inf"), ge=0, description="Lifetime revenue that reaches the tier.")
+    min_orders: int = Field(1_000_000_000, ge=1, description="Order count that reaches the tier.")
+
+
+def _default_tiers() -> list[ValueTierSettings]:
+    return [
+        ValueTierSettings(name="silver", min_revenue=500.0, min_orders=5),
+        ValueTierSettings(name="gold", min_revenue=2_000.0, min_orders=15),
+        ValueTierSettings(name="vip", min_revenue=10_000.0, min_orders=40),
+    ]
+
+
+class TriggerSettings(_Section):
+    """Business rules and alert delivery (triggers/)."""
+
+    rules_dir: Path = Field(
+        REPO_ROOT / "triggers" / "rules", description="YAML trigger rules (reloaded when edited)."
+    )
+    webhook_urls: list[str] = Field(
+        default_factory=list, description="Receivers of fired alerts (signed JSON POSTs)."
+    )
+    webhook_secret: str = Field("change-me-webhook-secret", description="HMAC-SHA256 key for webhooks.")
+    daily_cap_per_customer: int = Field(
+        3, ge=0, description="Fired marketing alerts per customer per UTC day; more are suppressed."
+    )
+    value_tiers: list[ValueTierSettings] = Field(
+        default_factory=_default_tiers, description="Value tiers, lowest first (revenue OR orders)."
+    )
+    cross_sell: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "books": ["movies", "merchandise"],
+            "music": ["music", "concert_tickets"],
+            "movies": ["books", "merchandise"],
+            "kitchen": ["tableware"],
+        },
+        description="Category bought -> categories to recommend (cross-sell rule).",
+    )
+    consent_default_granted: bool = Field(
+        False, description="Consent of a customer who never sent a Consent event (opt-in: False)."
+    )
+    sweep_interval_s: float = Field(
+        30.0, gt=0, description="Wall-clock period of the scheduled sweep (its 'now' is event time)."
+    )
+    absence_grace_s: int = Field(
+        60, ge=0, description="Lateness allowed before a sweep closes an absence window in event time."
+    )
+    history_max_events: int = Field(
+        300, ge=10, description="Past events (and input ids, against replays) kept per customer."
+    )
+    dedupe_retention_days: int = Field(
+        60, ge=1, description="How long emitted alert ids are remembered to drop replays."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook POST attempt.")
+    webhook_max_attempts: int = Field(5, ge=1, description="Attempts before the alert is dead-lettered.")
+    webhook_backoff_base_s: float = Field(0.5, gt=0, description="First retry delay; doubles each try.")
+    webhook_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two attempts.")
+
+
+class WebhouseSettings(_Section):
+    """The Parquet webhouse and its sinks (sinks/)."""
+
+    root: str = Field(".webhouse/tables", description="Local path or s3://bucket/prefix.")
+    batch_max_rows: int = Field(50_000, gt=0)
+    batch_max_seconds: float = Field(10.0, gt=0)
+    pii_hmac_secret: str = Field(
+        "change-me-pii-secret", description="Key for hashing e-mail, phone and IP before they land."
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="deltalake object-store options for an s3:// root (AWS_ENDPOINT_URL, AWS_REGION, ...).",
+    )
+    events_source: Literal["enriched", "raw"] = Field(
+        "enriched",
+        description="Topic the events, orders and e-mail tables land from; 'raw' only to verify the "
+        "sink without the stream worker.",
+    )
+    consumer_group: str = Field("webhouse-sink", description="Kafka group of `webhouse sink` (lag only).")
+    group_instance_id: str | None = Field(
+        None, description="Static group membership: a restarted sink takes its partitions back at once."
+    )
+    commit_retries: int = Field(8, ge=0, description="Retries of a Delta commit that lost a race.")
+    vacuum_retention_hours: int = Field(168, ge=0, description="Default age before vacuum deletes files.")
+    table_retention_hours: dict[str, int] = Field(
+        default_factory=dict, description="Per-table vacuum retention overriding the default."
+    )
+    compact_target_file_mb: int = Field(128, gt=0, description="Target file size of `webhouse compact`.")
+    funnel_steps: list[str] = Field(
+        default_factory=lambda: ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"],
+        description="Ordered event names of the funnel report.",
+    )
+    value_tier_cuts: dict[str, float] = Field(
+        default_factory=lambda: {"vip": 0.01, "gold": 0.05, "silver": 0.20},
+        description="Value tiers: name -> top share of customers (cumulative); the rest is 'bronze'.",
+    )
+    attribution_window_days: int = Field(7, gt=0, description="Campaign report: send/click -> order window.")
+    dormant_days: int = Field(90, gt=0, description="Dormant report: days without any activity.")
+
+
+class SimulateSettings(_Section):
+    """The traffic simulator (`webhouse simulate`); its flags override these."""
+
+    collector_url: str | None = Field(
+        None, description="Collector base URL; none: http://<collector.host>:<collector.port>."
+    )
+    write_key: str = Field("dev-write-key", description="Write key, sent as the Basic auth user.")
+    seed: int = Field(42, description="Same seed and --now: the same event stream and ground truth.")
+    customers: int = Field(800, ge=1, description="Simulated people, anonymous visitors included.")
+    days: float = Field(30.0, gt=0, description="Simulated period (event time) ending at the run's 'now'.")
+    rate: float = Field(600.0, ge=0, description="Events per second sent to the collector; 0: unpaced.")
+    batch_size: int = Field(100, ge=1, le=5000, description="Events per /v1/batch request.")
+    concurrency: int = Field(
+        1, ge=1, description="Requests in flight; above 1 only each customer's own order is kept."
+    )
+    bots: int = Field(12, ge=0, description="Crawler visits.")
+    malformed: int = Field(25, ge=0, description="Deliberately broken events (the dead-letter path).")
+    vip_revenue: float = Field(
+        1000.0, gt=0, description="Lifetime revenue (EUR) that makes a customer VIP in the ground truth."
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of one collector request.")
+    max_retries: int = Field(8, ge=0, description="Retries of one batch (503, 5xx, network) before failing.")
+    truth_path: Path = Field(
+        Path(".webhouse/simulate/ground-truth.json"), description="Where the ground truth is written."
+    )
+
+
+class MetricsSettings(_Section):
+    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    collector: CollectorSettings = CollectorSettings()
+    worker: WorkerSettings = WorkerSettings()
+    triggers: TriggerSettings = TriggerSettings()
+    webhouse: WebhouseSettings = WebhouseSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    simulate: SimulateSettings = SimulateSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning any validation problem into one clear SettingsError."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV}={config_file!r}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            env_name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"  {key} (env {env_name}): {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid webhouse settings:\n" + "\n".join(problems)) from exc
+    except Exception as exc:  # a malformed TOML file or env JSON
+        raise SettingsError(f"could not read webhouse settings: {exc}") from exc
+
+
+def describe_defaults() -> list[tuple[str, str, Any, str]]:
+    """(key, env var, default, description) for every setting: the documented defaults."""
+    rows: list[tuple[str, str, Any, str]] = []
+
+    def walk(model: type[BaseModel], path: list[str]) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, [*path, name])
+                continue
+            key = ".".join([*path, name])
+            env = ENV_PREFIX + "__".join([*path, name]).upper()
+            default = field.get_default(call_default_factory=True)
+            rows.append((key, env, default, field.description or ""))
+
+    walk(Settings, [])
+    return rows
