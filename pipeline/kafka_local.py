@@ -1,0 +1,334 @@
+"""A real single-node Apache Kafka (KRaft, broker + controller) run from its Maven Central jars.
+
+Used by `webhouse kafka up|down|status`, by `webhouse demo` and by the test suite's
+session fixture, so development, CI and the demo all talk to the same real broker.
+
+The jars are resolved once with Maven (``deploy/local/pom.xml``) into a versioned
+cache directory; later starts need no network. Storage is formatted on first start
+(``kafka.tools.StorageTool format --standalone``), then ``kafka.Kafka`` runs with a
+generated ``server.properties`` in the data directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import LocalKafkaError
+from pipeline.settings import REPO_ROOT, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+POM = REPO_ROOT / "deploy" / "local" / "pom.xml"
+_READY_MARKER = ".complete"
+
+LOG4J2_YAML = """\
+Configuration:
+  Appenders:
+    File:
+      name: FILE
+      fileName: "${sys:kafka.logs.dir}/server.log"
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: FILE
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+"""
+
+
+def resolve_jars(version: str, cache_root: Path) -> Path:
+    """The directory holding every jar the broker needs, fetching it with Maven on first use."""
+    target = cache_root / version
+    if (target / _READY_MARKER).exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise LocalKafkaError("Maven (`mvn`) is needed once to fetch the Kafka jars; it is not on PATH")
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=cache_root))
+    cmd = [
+        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-Dkafka.version={version}", f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    log.info("resolving Apache Kafka %s jars with Maven into %s", version, target)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise LocalKafkaError(
+            f"Maven could not resolve Kafka {version} (exit {result.returncode}):\n"
+            f"{(result.stdout + result.stderr)[-2000:]}"
+        )
+    (staging / _READY_MARKER).write_text(version)
+    try:
+        staging.rename(target)
+    except OSError:  # another process won the race: use its copy
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / _READY_MARKER).exists():
+            raise
+    return target
+
+
+def free_port() -> int:
+    """A free loopback TCP port (for test, bench and demo brokers and services)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _split_host_port(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise LocalKafkaError(f"bootstrap server {first!r} is not host:port")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    data_dir: Path
+
+
+class LocalKafka:
+    """Lifecycle of one local broker rooted at ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        bootstrap: str,
+        controller_port: int,
+        version: str,
+        jar_cache: Path,
+        heap: str = "512m",
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.bootstrap = bootstrap
+        self.host, self.port = _split_host_port(bootstrap)
+        self.controller_port = controller_port
+        self.version = version
+        self.jar_cache = jar_cache
+        self.heap = heap
+        self.start_timeout_s = start_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None  # set when this object started the broker
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings) -> LocalKafka:
+        return cls(
+            data_dir=kafka.local_data_dir,
+            bootstrap=kafka.bootstrap_servers,
+            controller_port=kafka.local_controller_port,
+            version=kafka.local_version,
+            jar_cache=kafka.local_jar_cache,
+            heap=kafka.local_heap,
+            start_timeout_s=kafka.local_start_timeout_s,
+        )
+
+    @classmethod
+    def ephemeral(cls, data_dir: Path, heap: str = "384m") -> LocalKafka:
+        """A broker on free loopback ports with the default version and jar cache."""
+        defaults = KafkaSettings()
+        return cls(
+            data_dir=data_dir,
+            bootstrap=f"127.0.0.1:{free_port()}",
+            controller_port=free_port(),
+            version=defaults.local_version,
+            jar_cache=defaults.local_jar_cache,
+            heap=heap,
+        )
+
+    # -- files ---------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def _server_properties(self) -> str:
+        h, p, c = self.host, self.port, self.controller_port
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={h}:{c}",
+                f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+                f"advertised.listeners=PLAINTEXT://{h}:{p}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.data_dir / 'data'}",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.cleaner.backoff.ms=5000",
+                "",
+            ]
+        )
+
+    def _java(self, jars: Path, *args: str, heap: str | None = None) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise LocalKafkaError("Java 17+ is needed to run the local Kafka broker; `java` is not on PATH")
+        opts = [f"-Xmx{heap}", f"-Xms{heap}"] if heap else ["-Xmx256m"]
+        return [
+            java, *opts, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp", f"{jars}/*", *args,
+        ]  # fmt: skip
+
+    def _format_if_needed(self, jars: Path) -> None:
+        if (self.data_dir / "data" / "meta.properties").exists():
+            return
+        uuid = subprocess.run(
+            self._java(jars, "kafka.tools.StorageTool", "random-uuid"),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 and uuid.stdout else ""
+        if not cluster_id:
+            raise LocalKafkaError(f"could not generate a Kafka cluster id: {uuid.stderr[-1000:]}")
+        fmt = subprocess.run(
+            self._java(
+                jars, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                "-c", str(self.data_dir / "server.properties"), "--standalone",
+            ),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise LocalKafkaError(f"formatting Kafka storage failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _read_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def status(self) -> BrokerStatus:
+        pid = self._read_pid()
+        return BrokerStatus(pid is not None and self.answers(), pid, self.bootstrap, self.data_dir)
+
+    def answers(self, timeout_s: float = 2.0) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        try:
+            admin.list_topics(timeout=timeout_s)
+        except Exception as exc:  # KafkaException: not (yet) reachable
+            log.debug("broker at %s not answering: %s", self.bootstrap, exc)
+            return False
+        return True
+
+    def up(self) -> BrokerStatus:
+        """Start the broker (idempotent) and wait until it answers."""
+        if self._read_pid() is not None:
+            self._wait_ready(None)
+            return self.status()
+        jars = resolve_jars(self.version, self.jar_cache)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        (self.data_dir / "server.properties").write_text(self._server_properties())
+        (self.data_dir / "log4j2.yaml").write_text(LOG4J2_YAML)
+        self._format_if_needed(jars)
+        console = open(self.log_dir / "console.log", "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(
+            self._java(jars, "kafka.Kafka", str(self.data_dir / "server.properties"), heap=self.heap),
+            stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.data_dir,
+        )  # fmt: skip
+        console.close()
+        self._proc = proc
+        self.pid_file.write_text(str(proc.pid))
+        self._wait_ready(proc)
+        return self.status()
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes] | None) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise LocalKafkaError(
+                    f"Kafka exited with code {proc.returncode} while starting; log tail:\n{self._log_tail()}"
+                )
+            if self.answers(timeout_s=1.0):
+                return
+            time.sleep(0.3)
+        raise LocalKafkaError(
+            f"Kafka did not answer at {self.bootstrap} within {self.start_timeout_s:.0f}s; "
+            f"log tail:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        lines: list[str] = []
+        for name in ("console.log", "server.log"):
+            path = self.log_dir / name
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()[-15:]
+        return "\n".join(lines) or "(no log)"
+
+    def down(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker; SIGTERM first (clean shutdown), SIGKILL if it hangs. True if one ran."""
+        pid = self._read_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            time.sleep(0.2)
+        else:
+            log.warning("Kafka (pid %d) did not stop in %.0fs; killing it", pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=10)  # reap our own child
+            self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child; otherwise just probe.
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
