@@ -1,0 +1,49 @@
+"""``webhouse collector``: serve the Segment-compatible HTTP API until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from prometheus_client import REGISTRY
+
+from pipeline.collector.server import CollectorServer
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "collector",
+        help="serve the Segment-compatible HTTP collector (/v1/batch, /v1/track, ..., /health, /metrics)",
+    )
+    parser.add_argument("--host", help="bind address (default: collector.host)")
+    parser.add_argument("--port", type=int, help="port, 0 for any free one (default: collector.port)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        collector = settings.collector.model_copy(update=overrides)
+        settings = settings.model_copy(update={"collector": collector})
+    asyncio.run(serve(settings))
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = CollectorServer(settings, registry=REGISTRY)
+    url = await server.start()
+    print(f"webhouse collector listening on {url} (raw events -> {server.topics.raw_events})", flush=True)
+    try:
+        await stop.wait()
+        log.info("stopping: finishing open requests, flushing the producer")
+    finally:
+        await server.stop()

@@ -1,0 +1,158 @@
+"""The collector's hot path, one request at a time, apart from HTTP:
+
+    for each raw event: check size -> map/validate (segment.py) -> encode Avro
+        valid   -> raw-events topic, key = anonymous id else user id (a visitor's order)
+        invalid -> dead-letter topic: the raw event as JSON, stage "collector", the reason
+    produce everything, await every acknowledgement (bounded), only then count and answer.
+
+A refused request (``RequestError``) is dead-lettered here too when the caller decides it is
+worth it (see request.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline.collector.metrics import CollectorMetrics
+from pipeline.collector.producer import AsyncProducer, OutgoingMessage
+from pipeline.collector.request import ParsedRequest
+from pipeline.collector.segment import canonical_json, check_size, map_event
+from pipeline.deadletter import DeadLetter
+from pipeline.errors import RequestError, SerdeError, ValidationError
+from pipeline.serde import Serde
+from pipeline.topics import Topics
+
+STAGE = "collector"
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    index: int
+    reason: str
+    detail: str
+    message_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "messageId": self.message_id,
+            "code": self.reason,
+            "message": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    accepted: int
+    errors: tuple[EventError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What one request turns into before anything is sent: messages, counts, errors."""
+
+    messages: tuple[OutgoingMessage, ...]
+    accepted: tuple[tuple[str, str], ...]  # (source, call type) per valid event
+    errors: tuple[EventError, ...]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        topics: Topics,
+        event_serde: Serde,
+        dead_letter_serde: Serde,
+        producer: AsyncProducer,
+        metrics: CollectorMetrics,
+        max_event_bytes: int,
+    ) -> None:
+        self.topics = topics
+        self.event_serde = event_serde
+        self.dead_letter_serde = dead_letter_serde
+        self.producer = producer
+        self.metrics = metrics
+        self.max_event_bytes = max_event_bytes
+
+    def prepare(self, parsed: ParsedRequest, received_at: datetime, meta: Mapping[str, str]) -> Prepared:
+        messages: list[OutgoingMessage] = []
+        accepted: list[tuple[str, str]] = []
+        errors: list[EventError] = []
+        for index, raw in enumerate(parsed.events):
+            try:
+                check_size(raw, self.max_event_bytes)
+                record = map_event(
+                    raw,
+                    received_at=received_at,
+                    source=parsed.source,
+                    implied_type=parsed.implied_type,
+                    defaults=parsed.defaults,
+                )
+                try:
+                    value = self.event_serde.encode(record, self.topics.raw_events)
+                except SerdeError as exc:
+                    raise ValidationError("unencodable", str(exc)) from exc
+            except ValidationError as exc:
+                message_id = raw.get("messageId") if isinstance(raw, dict) else None
+                message_id = str(message_id) if message_id is not None else None
+                errors.append(EventError(index, exc.reason, exc.detail, message_id))
+                letter = DeadLetter(
+                    stage=STAGE,
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    payload=canonical_json(_without_write_key(raw)),
+                    failed_at=received_at,
+                    message_id=message_id,
+                    headers={**meta, "source": parsed.source, "index": str(index)},
+                )
+                messages.append(self._dead_letter_message(letter))
+                continue
+            key = record["anonymous_id"] or record["user_id"]
+            messages.append(OutgoingMessage(self.topics.raw_events, value, key.encode()))
+            accepted.append((parsed.source, record["type"]))
+        return Prepared(tuple(messages), tuple(accepted), tuple(errors))
+
+    async def ingest(self, parsed: ParsedRequest, received_at: datetime, meta: Mapping[str, str]) -> Outcome:
+        """Send a request's events; returns once the broker acknowledged all (else ProduceError)."""
+        prepared = self.prepare(parsed, received_at, meta)
+        await self._send(prepared.messages)
+        for source, call in prepared.accepted:
+            self.metrics.events_accepted.labels(source=source, type=call).inc()
+        for error in prepared.errors:
+            self.metrics.events_rejected.labels(reason=error.reason).inc()
+            self.metrics.dead_letters.labels(reason=error.reason).inc()
+        return Outcome(len(prepared.accepted), prepared.errors)
+
+    async def dead_letter_request(
+        self, error: RequestError, payload: bytes, received_at: datetime, meta: Mapping[str, str]
+    ) -> None:
+        letter = DeadLetter(
+            stage=STAGE,
+            reason=error.reason,
+            detail=error.detail,
+            payload=payload,
+            failed_at=received_at,
+            headers=dict(meta),
+        )
+        await self._send([self._dead_letter_message(letter)])
+        self.metrics.dead_letters.labels(reason=error.reason).inc()
+
+    def _dead_letter_message(self, letter: DeadLetter) -> OutgoingMessage:
+        value = self.dead_letter_serde.encode(letter.to_record(), self.topics.dead_letters)
+        return OutgoingMessage(self.topics.dead_letters, value, letter.dead_letter_id.encode())
+
+    async def _send(self, messages: tuple[OutgoingMessage, ...] | list[OutgoingMessage]) -> None:
+        started = time.perf_counter()
+        await self.producer.send_all(messages)
+        if messages:
+            self.metrics.produce_seconds.observe(time.perf_counter() - started)
+
+
+def _without_write_key(raw: Any) -> Any:
+    """The write key is a credential: it does not travel into the dead-letter topic."""
+    if isinstance(raw, dict) and "writeKey" in raw:
+        return {k: v for k, v in raw.items() if k != "writeKey"}
+    return raw

@@ -1,0 +1,182 @@
+"""An asyncio face on confluent_kafka.Producer: produce, then await the broker's ack, bounded.
+
+Why not ``confluent_kafka.aio.AIOProducer`` (2.16): it adds its own batching layer and
+thread pool between our call and librdkafka (a second buffer, a second timeout) and its
+close does not yet close the underlying client. Here librdkafka is the only buffer: a
+``produce`` call queues the message at once (non-blocking), one daemon thread polls for
+delivery reports and resolves each message's future on the event loop with
+``call_soon_threadsafe``.
+
+Bounds: ``message.timeout.ms`` equals ``collector.produce_timeout_s``, so librdkafka gives
+a message up in the same time the request waits for it; the await is bounded by the same
+figure on top (``ProduceError`` either way). A request answered 503 may still have some of
+its events acknowledged: the client retries with the same message ids and the processors
+de-duplicate by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from pipeline.errors import ProduceError
+from pipeline.settings import CollectorSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def producer_config(kafka: KafkaSettings, collector: CollectorSettings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": "webhouse-collector",
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": collector.compression,
+        "linger.ms": collector.linger_ms,
+        "message.timeout.ms": int(collector.produce_timeout_s * 1000),
+    }
+
+
+class AsyncProducer:
+    """Start with ``start()`` inside the running loop; ``close()`` flushes and stops the poller."""
+
+    def __init__(self, config: dict[str, Any], timeout_s: float) -> None:
+        # librdkafka's own log lines go through logging (delivered by poll) instead of stderr.
+        self._config = {**config, "error_cb": self._on_error, "logger": logging.getLogger("librdkafka")}
+        self._last_error: int | None = None
+        self.timeout_s = timeout_s
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.fatal_error: KafkaError | None = None
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings, collector: CollectorSettings) -> AsyncProducer:
+        return cls(producer_config(kafka, collector), collector.produce_timeout_s)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._producer = Producer(self._config)
+        self._poller = threading.Thread(target=self._poll_loop, name="collector-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        assert self._producer is not None
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Broker-down errors (_TRANSPORT, _ALL_BROKERS_DOWN) are transient and show up as
+        # delivery timeouts; a fatal error (idempotence broken) leaves the producer unusable.
+        if err.fatal():
+            self.fatal_error = err
+            log.error("fatal Kafka producer error: %s", err)
+            return
+        # A down broker repeats the same error every reconnect: warn once per change.
+        level = logging.DEBUG if err.code() == self._last_error else logging.WARNING
+        self._last_error = err.code()
+        log.log(level, "Kafka producer: %s", err)
+
+    def _delivered(self, future: asyncio.Future[None], err: KafkaError | None, msg: Message) -> None:
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed while a report was pending
+            loop.call_soon_threadsafe(_settle, future, err)
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise ProduceError("the producer is not started")
+        return self._producer
+
+    def send(self, message: OutgoingMessage) -> asyncio.Future[None]:
+        """Queue one message; the future completes when the broker acknowledged it."""
+        if self.fatal_error is not None:
+            raise ProduceError(f"the producer failed fatally: {self.fatal_error}")
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        try:
+            self.producer.produce(
+                message.topic,
+                value=message.value,
+                key=message.key,
+                headers=list(message.headers) or None,
+                on_delivery=partial(self._delivered, future),
+            )
+        except BufferError as exc:
+            raise ProduceError("the producer's local queue is full") from exc
+        except KafkaException as exc:
+            raise ProduceError(f"produce failed: {exc}") from exc
+        return future
+
+    async def send_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Queue all, then wait until every one is acknowledged, at most ``timeout_s``."""
+        futures = [self.send(m) for m in messages]
+        if not futures:
+            return
+        done, pending = await asyncio.wait(futures, timeout=self.timeout_s)
+        for future in pending:
+            future.cancel()  # a late report finds it done and is ignored
+        failures = [exc for exc in (f.exception() for f in done) if exc is not None]
+        if pending:
+            raise ProduceError(
+                f"{len(pending)} of {len(futures)} messages unacknowledged after {self.timeout_s:g} s"
+            )
+        if failures:
+            raise ProduceError(f"{len(failures)} of {len(futures)} messages failed: {failures[0]}")
+
+    async def ready(self, topic: str, timeout_s: float) -> str | None:
+        """None when the broker answers and knows ``topic``; else why not."""
+        if self.fatal_error is not None:
+            return f"producer failed fatally: {self.fatal_error}"
+        loop = asyncio.get_running_loop()
+        try:
+            metadata = await loop.run_in_executor(
+                None, partial(self.producer.list_topics, topic=topic, timeout=timeout_s)
+            )
+        except KafkaException as exc:
+            return f"broker unreachable: {exc.args[0]}"
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            return f"topic {topic} unavailable: {described.error if described else 'missing'}"
+        return None
+
+    async def close(self, timeout_s: float) -> int:
+        """Flush what is queued (at most ``timeout_s``), stop polling; returns messages left."""
+        if self._producer is None:
+            return 0
+        producer = self._producer
+        self._stop.set()
+        if self._poller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
+        left: int = await asyncio.get_running_loop().run_in_executor(None, producer.flush, timeout_s)
+        if left:
+            log.error("%d messages not delivered at shutdown", left)
+        self._producer = None
+        return left
+
+
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():  # the request already gave up waiting
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(ProduceError(f"delivery failed: {err.str()}"))

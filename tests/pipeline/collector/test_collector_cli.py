@@ -1,0 +1,65 @@
+"""`webhouse collector` as its own process: serves, stops cleanly on SIGTERM, and an event it
+acknowledged survives the process being killed outright right after."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import requests
+
+from pipeline.serde import SingleObjectSerde
+from pipeline.settings import KafkaSettings
+from pipeline.topics import Topics
+from tests.pipeline.collector.kafka_read import read_topic
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@contextmanager
+def collector_process(kafka: KafkaSettings) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    env = {
+        **os.environ,
+        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "WEBHOUSE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "WEBHOUSE_COLLECTOR__WRITE_KEYS": json.dumps({"cli-key": "cli"}),
+    }
+    cmd = [sys.executable, "-m", "pipeline.cli", "collector", "--port", "0"]
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # "webhouse collector listening on http://..."
+            assert "listening on http://" in line, line
+            yield process, line.split("listening on ")[1].split()[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
+
+
+def test_sigterm_stops_cleanly(kafka_settings: KafkaSettings) -> None:
+    with collector_process(kafka_settings) as (process, url):
+        assert requests.get(f"{url}/health", timeout=10).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+
+
+def test_an_acknowledged_event_survives_kill_9(kafka_settings: KafkaSettings) -> None:
+    with collector_process(kafka_settings) as (process, url):
+        event = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "kept"}
+        response = requests.post(f"{url}/v1/track", json=event, auth=("cli-key", ""), timeout=30)
+        assert response.status_code == 200
+        process.kill()  # SIGKILL: no flush, no goodbye
+        process.wait(timeout=30)
+    topic = Topics.from_settings(kafka_settings).raw_events
+    (message,) = read_topic(kafka_settings.bootstrap_servers, topic, 1)
+    record = SingleObjectSerde("customer_event").decode(message.value())
+    assert (record["message_id"], record["source"], record["event"]) == ("kept", "cli", "Order Completed")
