@@ -1,0 +1,96 @@
+"""User agent -> browser, OS, device class, bot flag.
+
+Parsing is ua-parser's (the maintained uap-core regex set); what we add is the
+device *class* the webhouse groups by (desktop, mobile, tablet, bot, other) and a
+bot test that also catches the scripted clients uap-core does not call spiders.
+Real traffic repeats a few thousand user agents, so results are cached per string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import ua_parser
+
+DESKTOP_OS = frozenset(
+    {"Windows", "Mac OS X", "macOS", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD"}
+)
+# Scripted clients and monitors that uap-core leaves as ordinary "Other" agents.
+_BOT_PATTERN = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|scrap|headless|phantomjs|python-requests|python-urllib|"
+    r"aiohttp|httpx|curl/|wget/|go-http-client|okhttp|java/|libwww|httpclient|lighthouse|pingdom|"
+    r"uptime|facebookexternalhit|embedly|validator",
+    re.IGNORECASE,
+)
+_TABLET_FAMILIES = ("ipad", "tablet", "kindle", "nexus 7", "nexus 9", "nexus 10", "galaxy tab")
+_MOBILE_FAMILIES = ("iphone", "ipod", "smartphone", "mobile", "pixel")
+
+
+@dataclass(frozen=True, slots=True)
+class UserAgentInfo:
+    browser_family: str | None
+    browser_version: str | None
+    os_family: str | None
+    os_version: str | None
+    device_class: str  # desktop | mobile | tablet | bot | other
+    is_bot: bool
+    bot_name: str | None
+
+
+UNKNOWN = UserAgentInfo(None, None, None, None, "other", False, None)
+
+
+def _version(*parts: str | None) -> str | None:
+    taken = []
+    for part in parts:
+        if part is None:
+            break
+        taken.append(part)
+    return ".".join(taken) or None
+
+
+def _device_class(ua: str, device_family: str, os_family: str | None) -> str:
+    family = device_family.lower()
+    if any(word in family for word in _TABLET_FAMILIES):
+        return "tablet"
+    if os_family == "Android":
+        # Android phones say "Mobile"; Android tablets do not.
+        return "mobile" if "Mobile" in ua else "tablet"
+    if any(word in family for word in _MOBILE_FAMILIES) or os_family in ("iOS", "Windows Phone", "KaiOS"):
+        return "mobile"
+    if family == "other" and os_family in DESKTOP_OS:
+        return "desktop"
+    if os_family in DESKTOP_OS:
+        return "desktop"
+    return "other"
+
+
+@lru_cache(maxsize=20_000)
+def parse_user_agent(ua: str | None) -> UserAgentInfo:
+    """Classify one user agent string; never raises (an unparsable agent is 'other')."""
+    if not ua or not ua.strip():
+        return UNKNOWN
+    result = ua_parser.parse(ua)
+    agent, os, device = result.user_agent, result.os, result.device
+    browser = agent.family if agent is not None and agent.family != "Other" else None
+    os_family = os.family if os is not None and os.family != "Other" else None
+    device_family = device.family if device is not None else "Other"
+    spider = device_family == "Spider"
+    scripted = _BOT_PATTERN.search(ua) is not None
+    is_bot = spider or scripted
+    return UserAgentInfo(
+        browser_family=browser,
+        browser_version=_version(agent.major, agent.minor, agent.patch) if browser and agent else None,
+        os_family=os_family,
+        os_version=_version(os.major, os.minor, os.patch) if os_family and os else None,
+        device_class="bot" if is_bot else _device_class(ua, device_family, os_family),
+        is_bot=is_bot,
+        bot_name=(browser or _bot_token(ua)) if is_bot else None,
+    )
+
+
+def _bot_token(ua: str) -> str:
+    """The product token of a scripted client: 'curl/8.5.0' -> 'curl'."""
+    return ua.split("/", 1)[0].split(" ", 1)[0][:64] or "unknown"

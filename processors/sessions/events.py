@@ -1,0 +1,79 @@
+"""What sessionization needs to know about one event, and the deterministic session id.
+
+The worker maps each enriched, non-bot event with an anonymous id to a ``SessionEvent``; this
+package never sees Avro. Events are ordered by ``(time_ms, event_id)`` everywhere, so two events in
+the same millisecond still have one agreed order and replays cut the same visits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.errors import ValidationError
+from processors.sessions.policy import to_ms
+
+ORDER_COMPLETED = "Order Completed"
+
+CampaignKey = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """One event of one device, as the session logic sees it.
+
+    ``payload`` is opaque to this package: whatever the worker wants back with the event's session
+    assignment (e.g. the encoded enriched event). It is kept in the device state while the event
+    waits for the watermark, so keep it small or leave it None and park the event elsewhere.
+    """
+
+    event_id: str
+    device_id: str  # the anonymous id: sessions are per device
+    event_time: datetime  # tz-aware; the corrected event time from enrichment
+    customer_id: str | None = None
+    call_type: str = "track"  # Segment call type: track, page, screen, identify, ...
+    event_name: str | None = None  # track event name, e.g. "Order Completed"
+    is_page_view: bool = False  # page or screen call
+    page: str | None = None  # URL path (without tracking parameters) of the page the event is on
+    referrer_class: str | None = None  # direct, search, social, email, internal, other
+    referrer_host: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    channel: str | None = None  # web, app, email, server
+    device_class: str | None = None
+    browser_family: str | None = None
+    os_family: str | None = None
+    products_viewed: tuple[str, ...] = ()
+    products_added: tuple[str, ...] = ()
+    products_bought: tuple[str, ...] = ()
+    revenue: float | None = None  # order revenue; set on Order Completed only
+    payload: bytes | None = None
+    time_ms: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.event_time.tzinfo is None or self.event_time.utcoffset() is None:
+            raise ValidationError("naive_event_time", f"event {self.event_id}: event time has no time zone")
+        object.__setattr__(self, "time_ms", to_ms(self.event_time))
+
+    @property
+    def campaign(self) -> CampaignKey | None:
+        """(utm source, medium, campaign), or None for an event without a campaign (direct)."""
+        if self.utm_source is None and self.utm_medium is None and self.utm_campaign is None:
+            return None
+        return (self.utm_source, self.utm_medium, self.utm_campaign)
+
+    @property
+    def is_order_completed(self) -> bool:
+        return self.call_type == "track" and self.event_name == ORDER_COMPLETED
+
+
+def session_id_for(device_id: str, first_time_ms: int, first_event_id: str) -> str:
+    """Deterministic session id: the same first event of the same device gives the same id."""
+    digest = hashlib.blake2b(
+        f"{device_id}\x1f{first_time_ms}\x1f{first_event_id}".encode(), digest_size=16
+    ).hexdigest()
+    return digest

@@ -1,0 +1,1 @@
+"""The stream worker: see the reading guide in ``processors``."""

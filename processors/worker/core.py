@@ -1,0 +1,436 @@
+"""The worker's hot path without faust: raw messages in, output messages and state writes out.
+
+Per raw event, in order: decode (once) -> enrich -> stitch identity -> sessionize ->
+outputs. Bots and events without an anonymous id are enriched and passed straight
+on (no session); every other event waits in its device's state until the partition
+watermark (largest event time seen on the partition, capped by the collector's
+clock, minus the allowed lateness) releases it with its final session id. Anything
+that fails on one event becomes a dead letter; nothing raises out of ``process``.
+
+``WorkerCore`` keeps live device objects in memory and reports, per batch, which
+device records changed; the faust adapter (``processors.worker.app``) writes those
+to a changelog-backed table, and rebuilds the core from that table after a restart
+or rebalance (``load``). Outputs are keyed by device and sent to the *same
+partition number* as their input, so every topic stays co-partitioned with the raw
+topic whatever partitioner the producers used.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.deadletter import DeadLetter
+from pipeline.errors import SerdeError, WebhouseError
+from pipeline.serde import make_serde
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+from processors.enrichment import Enricher
+from processors.identity import IdentityState, stitch
+from processors.sessions.events import SessionEvent
+from processors.sessions.policy import SessionPolicy, to_ms
+from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
+from processors.sessions.state import NO_WATERMARK, DeviceState
+from processors.sessions.stream import add_event, advance, flush, next_wakeup
+from processors.worker.codec import EventCodec
+from processors.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+STAGE = "worker"
+_VIEWED = {"Product Viewed", "Product Clicked"}
+_ADDED = {"Product Added"}
+_BOUGHT = {"Order Completed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One raw Kafka message: the envelope apart from the payload."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None
+
+
+@dataclass(slots=True)
+class Device:
+    """What the worker keeps per device (anonymous id): session state and identity."""
+
+    partition: int
+    session: DeviceState | None = None
+    identity: IdentityState = field(default_factory=IdentityState)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "p": self.partition,
+                "s": self.session.to_dict() if self.session is not None else None,
+                "i": self.identity.to_json() if self.identity.links else None,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Device:
+        raw = json.loads(data)
+        session = DeviceState.from_dict(raw["s"]) if raw.get("s") else None
+        identity = IdentityState.from_json(raw["i"]) if raw.get("i") else IdentityState()
+        return cls(raw["p"], session, identity)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outputs: list[Outgoing] = field(default_factory=list)
+    devices: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # key -> (partition, value)
+    clocks: dict[int, bytes] = field(default_factory=dict)  # partition -> value
+
+
+def session_event(
+    record: Mapping[str, Any], enrichment: Mapping[str, Any], device_id: str, payload: bytes
+) -> SessionEvent:
+    """What the sessionizer needs to know about one enriched event."""
+    name = record.get("event")
+    commerce = record.get("commerce") or {}
+    products = tuple(
+        str(p.get("product_id") or p.get("sku"))
+        for p in commerce.get("products") or ()
+        if p.get("product_id") or p.get("sku")
+    )
+    revenue = None
+    if name in _BOUGHT:
+        revenue = commerce.get("revenue")
+        if revenue is None:
+            revenue = commerce.get("total")
+    return SessionEvent(
+        event_id=record["message_id"],
+        device_id=device_id,
+        event_time=enrichment["event_time"],
+        customer_id=enrichment["customer_id"],
+        call_type=record["type"],
+        event_name=name,
+        is_page_view=record["type"] in ("page", "screen"),
+        page=enrichment["url_path"] or record.get("name"),
+        referrer_class=enrichment["referrer_class"],
+        referrer_host=enrichment["referrer_host"],
+        utm_source=enrichment["utm_source"],
+        utm_medium=enrichment["utm_medium"],
+        utm_campaign=enrichment["utm_campaign"],
+        utm_term=enrichment["utm_term"],
+        utm_content=enrichment["utm_content"],
+        channel=record.get("channel"),
+        device_class=enrichment["device_class"],
+        browser_family=enrichment["browser_family"],
+        os_family=enrichment["os_family"],
+        products_viewed=products if name in _VIEWED else (),
+        products_added=products if name in _ADDED else (),
+        products_bought=products if name in _BOUGHT else (),
+        revenue=float(revenue) if revenue is not None else None,
+        payload=payload,
+    )
+
+
+class _Wakeups:
+    """Per partition: which devices the watermark must visit next (a heap with lazy deletion)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, str]] = []
+        self.due: dict[str, int] = {}
+
+    def schedule(self, device_id: str, wake_ms: int | None) -> None:
+        if wake_ms is None:
+            self.due.pop(device_id, None)
+            return
+        if self.due.get(device_id) != wake_ms:
+            self.due[device_id] = wake_ms
+            heapq.heappush(self.heap, (wake_ms, device_id))
+
+    def pop_due(self, watermark_ms: int) -> list[str]:
+        ready = []
+        heap, due = self.heap, self.due
+        while heap and heap[0][0] <= watermark_ms:
+            wake_ms, device_id = heapq.heappop(heap)
+            if due.get(device_id) == wake_ms:
+                del due[device_id]
+                ready.append(device_id)
+        return ready
+
+
+class WorkerCore:
+    """Enrich, stitch and sessionize batches of raw messages; see the module docstring."""
+
+    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings.kafka)
+        self.codec = EventCodec(settings.kafka.schema_registry_url)
+        self.link_serde = make_serde("identity_link", settings.kafka.schema_registry_url)
+        self.session_serde = make_serde("session", settings.kafka.schema_registry_url)
+        self.dead_serde = make_serde("dead_letter", settings.kafka.schema_registry_url)
+        self.enricher = Enricher.from_settings(settings.worker)
+        self.policy = SessionPolicy.from_settings(settings.worker.session)
+        self.metrics = metrics or WorkerMetrics()
+        self.identity_events = tuple(settings.worker.identity_events)
+        self.devices: dict[str, Device] = {}
+        self.max_event_ms: dict[int, int] = {}
+        self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
+        self.wakeups: dict[int, _Wakeups] = {}
+        self._outcomes: Counter[str] = Counter()  # per batch, then added to the metrics at once
+
+    # -- state ---------------------------------------------------------------------------
+
+    def load(self, devices: Iterable[tuple[bytes, bytes]], clocks: Iterable[tuple[bytes, bytes]],
+             partitions: set[int]) -> None:  # fmt: skip
+        """Own exactly ``partitions``: forget revoked ones, read newly assigned ones from the tables.
+
+        Partitions kept across a rebalance keep their live state (the tables may lag it while
+        writes are in flight); only partitions new to this worker are read from the tables.
+        """
+        owned = set(self.wakeups)
+        added = partitions - owned
+        for partition in owned - partitions:
+            self.wakeups.pop(partition, None)
+            self.max_event_ms.pop(partition, None)
+            self.next_offset.pop(partition, None)
+        self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
+        for partition in added:
+            self.wakeups[partition] = _Wakeups()
+        if added:
+            for key, value in clocks:
+                partition = int(key)
+                if partition in added and value:
+                    clock = json.loads(value)
+                    if clock.get("max_ms") is not None:
+                        self.max_event_ms[partition] = int(clock["max_ms"])
+                    self.next_offset[partition] = int(clock.get("next_offset", 0))
+            for key, value in devices:
+                if not value:
+                    continue
+                device = Device.from_bytes(value)
+                if device.partition in added:
+                    device_id = key.decode()
+                    self.devices[device_id] = device
+                    if device.session is not None:
+                        self.wakeups[device.partition].schedule(
+                            device_id, next_wakeup(device.session, self.policy)
+                        )
+        self._update_open_gauge()
+
+    def watermark(self, partition: int) -> int:
+        top = self.max_event_ms.get(partition)
+        return NO_WATERMARK if top is None else top - self.policy.allowed_lateness_ms
+
+    # -- per batch -----------------------------------------------------------------------
+
+    def process(self, batch: Iterable[Incoming], now: datetime) -> BatchResult:
+        result = BatchResult()
+        dirty: set[str] = set()
+        touched: set[int] = set()
+        seen: set[int] = set()
+        received: list[datetime] = []
+        for message in batch:
+            partition = message.partition
+            if message.offset < self.next_offset.get(partition, 0):
+                # Redelivered after a restart, and already in the stored state (whose outputs
+                # were sent before it was stored): applying it again would only be wrong.
+                self._outcomes["replayed"] += 1
+                continue
+            self.next_offset[partition] = message.offset + 1
+            seen.add(partition)
+            try:
+                record = self.codec.decode(message.value, message.topic)
+            except SerdeError as exc:
+                self._dead(result, message, "undecodable", str(exc), now)
+                continue
+            received.append(record["received_at"])
+            try:
+                self._one(message, record, result, dirty, touched, now)
+            except Exception as exc:  # one bad event must never stop the stream
+                log.exception("worker failed on %s/%s@%s", message.topic, message.partition, message.offset)
+                reason = exc.reason if hasattr(exc, "reason") else type(exc).__name__
+                detail = str(exc) if isinstance(exc, WebhouseError) else repr(exc)
+                self._dead(result, message, str(reason), detail, now, record.get("message_id"))
+        for partition in touched:
+            self._advance_partition(partition, result, dirty)
+            self.metrics.watermark.labels(str(partition)).set(self.watermark(partition) / 1000)
+        for partition in seen:
+            clock = {"max_ms": self.max_event_ms.get(partition), "next_offset": self.next_offset[partition]}
+            result.clocks[partition] = json.dumps(clock).encode()
+        self._collect(result, dirty)
+        self._update_open_gauge()
+        if received:  # a sample per batch (oldest and newest) keeps the histogram off the hot path
+            for moment in (min(received), max(received)):
+                self.metrics.latency.observe(max(0.0, (now - moment).total_seconds()))
+        return result
+
+    def sweep(self, partitions: Iterable[int]) -> BatchResult:
+        """Close everything open on quiet partitions: release waiting events, close visits."""
+        result = BatchResult()
+        dirty: set[str] = set()
+        for partition in partitions:
+            wakeups = self.wakeups.get(partition)
+            if wakeups is None:
+                continue
+            for device_id in list(wakeups.due):
+                device = self.devices.get(device_id)
+                if device is None or device.session is None:
+                    continue
+                device.session, outputs = flush(device.session, self.policy)
+                self._emit(outputs, device_id, partition, result)
+                wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
+                dirty.add(device_id)
+        self._collect(result, dirty)
+        self._update_open_gauge()
+        return result
+
+    def pending_partitions(self) -> set[int]:
+        return {p for p, w in self.wakeups.items() if w.due}
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _one(self, message: Incoming, record: dict[str, Any], result: BatchResult, dirty: set[str],
+             touched: set[int], now: datetime) -> None:  # fmt: skip
+        enrichment = self.enricher.enrich(record)
+        partition = message.partition
+        anonymous_id = record.get("anonymous_id") or None
+        key_id = anonymous_id or record.get("user_id")
+        key = key_id.encode() if key_id else message.key
+        if enrichment["is_bot"]:
+            self._outcomes["bot"] += 1
+            self._enriched_now(message, record, enrichment, key, result)
+            return
+        device = None
+        if anonymous_id is not None:
+            device = self.devices.get(anonymous_id)
+            if device is None:
+                device = self.devices[anonymous_id] = Device(partition)
+            device.partition = partition
+        stitched = stitch(
+            device.identity if device is not None else IdentityState(),
+            record,
+            enrichment["event_time"],
+            self.identity_events,
+            self.settings.worker.identity_history,
+        )
+        enrichment["customer_id"] = stitched.customer_id
+        for link in stitched.changed:
+            link_key = json.dumps([link.anonymous_id, link.customer_id]).encode()
+            value = self.link_serde.encode(link.to_record(), self.topics.identity)
+            result.outputs.append(Outgoing(self.topics.identity, link_key, value, partition))
+            self.metrics.identity_links.inc()
+        if device is None or anonymous_id is None:
+            self._outcomes["no_device"] += 1
+            self._enriched_now(message, record, enrichment, key, result)
+            return
+        if stitched.state_changed:
+            device.identity = stitched.state
+            dirty.add(anonymous_id)
+
+        # The watermark never runs ahead of the collector's clock, whatever a device claims.
+        candidate = min(to_ms(enrichment["event_time"]), to_ms(record["received_at"]))
+        if candidate > self.max_event_ms.get(partition, NO_WATERMARK):
+            self.max_event_ms[partition] = candidate
+        touched.add(partition)
+        payload = self.codec.pending(message.value, record, enrichment)
+        event = session_event(record, enrichment, anonymous_id, payload)
+        device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
+        dirty.add(anonymous_id)
+        self._emit(outputs, anonymous_id, partition, result)
+        self._wakeups(partition).schedule(anonymous_id, next_wakeup(device.session, self.policy))
+
+    def _wakeups(self, partition: int) -> _Wakeups:
+        wakeups = self.wakeups.get(partition)
+        if wakeups is None:
+            wakeups = self.wakeups[partition] = _Wakeups()
+        return wakeups
+
+    def _advance_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
+        watermark = self.watermark(partition)
+        wakeups = self._wakeups(partition)
+        for device_id in wakeups.pop_due(watermark):
+            device = self.devices.get(device_id)
+            if device is None or device.session is None:
+                continue
+            device.session, outputs = advance(device.session, watermark, self.policy)
+            self._emit(outputs, device_id, partition, result)
+            wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
+            # Not marked dirty: what advance changed follows from the stored state and the
+            # stored partition clock, so a restored worker redoes it (repeating, never losing,
+            # outputs). Skipping these writes halves the changelog traffic.
+
+    def _emit(self, outputs: list[Output], device_id: str, partition: int, result: BatchResult) -> None:
+        key = device_id.encode()
+        topics = self.topics
+        for output in outputs:
+            if isinstance(output, Assignment):
+                assert output.event.payload is not None
+                value = self.codec.finish(output.event.payload, output.session_id)
+                result.outputs.append(Outgoing(topics.enriched_events, key, value, partition))
+                self._outcomes["sessionized"] += 1
+            elif isinstance(output, Session):
+                value = self.session_serde.encode(output.to_record(), topics.sessions)
+                result.outputs.append(Outgoing(topics.sessions, key, value, partition))
+                self.metrics.sessions_closed.labels(output.closed_by.value).inc()
+            elif isinstance(output, LateEvent):
+                assert output.event.payload is not None
+                value = self.codec.finish(output.event.payload, None, is_late=True)
+                result.outputs.append(Outgoing(topics.enriched_events, key, value, partition))
+                self._outcomes["late"] += 1
+            elif isinstance(output, DuplicateEvent):
+                self._outcomes["duplicate"] += 1
+
+    def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
+                      key: bytes | None, result: BatchResult) -> None:  # fmt: skip
+        value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
+        result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition))
+
+    def _dead(self, result: BatchResult, message: Incoming, reason: str, detail: str, now: datetime,
+              message_id: str | None = None) -> None:  # fmt: skip
+        letter = DeadLetter(
+            stage=STAGE, reason=reason, detail=detail, payload=message.value, failed_at=now,
+            source_topic=message.topic, source_partition=message.partition, source_offset=message.offset,
+            message_id=message_id,
+        )  # fmt: skip
+        value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
+        result.outputs.append(Outgoing(self.topics.dead_letters, message.key, value, None))
+        self.metrics.dead_letters.labels(reason).inc()
+        self._outcomes["dead_letter"] += 1
+
+    def _collect(self, result: BatchResult, dirty: set[str]) -> None:
+        for device_id in dirty:
+            device = self.devices.get(device_id)
+            if device is None:
+                continue
+            result.devices[device_id.encode()] = (device.partition, device.to_bytes())
+
+    def _update_open_gauge(self) -> None:
+        self.metrics.open_sessions.set(sum(len(w.due) for w in self.wakeups.values()))
+        late = self._outcomes.get("late", 0)
+        if late:
+            self.metrics.late.inc(late)
+        for outcome, count in self._outcomes.items():
+            self.metrics.events.labels(outcome).inc(count)
+        self._outcomes.clear()
+
+
+def utc_now() -> datetime:
+    """The adapter's clock (dead-letter time, latency); logic takes it as an argument."""
+    return datetime.now(UTC)
+
+
+def count_by_topic(outputs: Iterable[Outgoing]) -> Counter[str]:
+    return Counter(o.topic for o in outputs)

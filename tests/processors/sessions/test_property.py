@@ -1,0 +1,208 @@
+"""The streaming sessionizer equals the batch reference, ids included, under bounded disorder.
+
+Each example: a few devices on one partition, events with gaps around the policy's boundaries,
+near midnights and DST jumps of real zones, delivered with delays mostly within the allowed
+lateness and some beyond, some redelivered, and sometimes a restart from a serialised snapshot
+followed by a replay of the last events (at-least-once delivery). Checked:
+
+- exactly the events behind the watermark are reported late, with the watermark that judged them;
+- redeliveries are reported as duplicates and change nothing;
+- an assignment is only released once the watermark has passed the event (or at the final flush),
+  each event is assigned once, in event-time order per device, and the assignment is FINAL: it
+  equals the reference's over the complete history (the argument in stream.py, tested here);
+- the closed sessions equal the reference's, field for field, closing rule included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processors.sessions import (
+    NO_WATERMARK,
+    Assignment,
+    DeviceState,
+    DuplicateEvent,
+    LateEvent,
+    Output,
+    PartitionSessionizer,
+    Session,
+    SessionEvent,
+    SessionPolicy,
+    from_ms,
+    sessionize_batch,
+    to_ms,
+)
+from tests.processors.sessions.helpers import MINUTE_MS
+
+GAP = 10 * MINUTE_MS
+LATENESS = 5 * MINUTE_MS  # also 15 minutes, more than the gap, so late events often bridge visits
+MAX_DURATIONS = [15 * MINUTE_MS, 25 * MINUTE_MS, 60 * MINUTE_MS]
+
+# (zone, a UTC instant shortly before one of its midnights; several are DST days where local
+# midnight is skipped or happens twice).
+ZONE_STARTS = [
+    ("UTC", datetime(2026, 11, 2, 22, 30, tzinfo=UTC)),
+    ("Europe/Berlin", datetime(2026, 3, 28, 22, 0, tzinfo=UTC)),
+    ("Asia/Kolkata", datetime(2026, 11, 2, 17, 30, tzinfo=UTC)),
+    ("Australia/Lord_Howe", datetime(2026, 10, 3, 12, 30, tzinfo=UTC)),
+    ("America/Santiago", datetime(2026, 9, 6, 2, 0, tzinfo=UTC)),  # midnight skipped
+    ("America/Santiago", datetime(2026, 4, 5, 1, 30, tzinfo=UTC)),
+    ("America/Havana", datetime(2026, 3, 8, 3, 30, tzinfo=UTC)),  # midnight skipped
+    ("America/Havana", datetime(2026, 11, 1, 3, 0, tzinfo=UTC)),  # midnight twice
+    ("Asia/Beirut", datetime(2026, 3, 28, 20, 30, tzinfo=UTC)),
+    ("Asia/Beirut", datetime(2026, 10, 24, 19, 30, tzinfo=UTC)),
+]
+
+CAMPAIGNS = [None, None, None, ("google", "cpc", "spring"), ("news", "email", "n42")]
+
+step_ms = st.one_of(
+    st.integers(0, 4 * MINUTE_MS),
+    st.sampled_from([0, 1, LATENESS, GAP - 1, GAP, GAP + 1, 2 * GAP]),
+    st.integers(GAP - 1000, GAP + 1000),
+    st.integers(GAP, 8 * GAP),
+)
+
+
+def delays(lateness: int) -> st.SearchStrategy[int]:
+    """Mostly within the allowed lateness, sometimes beyond it."""
+    return st.one_of(
+        st.integers(0, lateness),
+        st.sampled_from([0, lateness, lateness + 1]),
+        st.integers(lateness + 1, 4 * lateness),
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    policy: SessionPolicy
+    arrivals: list[SessionEvent]  # in partition (log) order, redeliveries included
+    restart_at: int | None
+    replay: int
+
+
+@st.composite
+def event_fields(draw: st.DrawFn) -> dict[str, object]:
+    campaign = draw(st.sampled_from(CAMPAIGNS))
+    name = draw(st.sampled_from([None, None, "Product Viewed", "Product Added", "Order Completed"]))
+    page_view = name is None and draw(st.booleans())
+    fields: dict[str, object] = {
+        "call_type": "page" if page_view else "track",
+        "event_name": name,
+        "is_page_view": page_view,
+        "page": draw(st.sampled_from([None, "/", "/shoes", "/cart"])) if page_view else None,
+        "customer_id": draw(st.sampled_from([None, None, None, "c1", "c2"])),
+        "referrer_class": draw(st.sampled_from([None, "direct", "search"])),
+        "referrer_host": draw(st.sampled_from([None, "www.google.com"])),
+        "channel": draw(st.sampled_from([None, "web", "app"])),
+        "device_class": draw(st.sampled_from([None, "desktop", "phone"])),
+        "browser_family": draw(st.sampled_from([None, "Firefox"])),
+        "os_family": draw(st.sampled_from([None, "Linux", "iOS"])),
+    }
+    if campaign is not None:
+        fields["utm_source"], fields["utm_medium"], fields["utm_campaign"] = campaign
+        fields["utm_term"] = draw(st.sampled_from([None, "red shoes"]))
+        fields["utm_content"] = draw(st.sampled_from([None, "banner"]))
+    products = st.lists(st.sampled_from(["p1", "p2", "p3"]), max_size=2).map(tuple)
+    if name == "Product Viewed":
+        fields["products_viewed"] = draw(products)
+    elif name == "Product Added":
+        fields["products_added"] = draw(products)
+    elif name == "Order Completed":
+        fields["products_bought"] = draw(products)
+        fields["revenue"] = draw(st.sampled_from([0.1, 0.2, 19.99, 100.0]))
+    return fields
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    zone, start = draw(st.sampled_from(ZONE_STARTS))
+    lateness = draw(st.sampled_from([LATENESS, 3 * LATENESS]))
+    delay_ms = delays(lateness)
+    policy = SessionPolicy(
+        gap_ms=GAP,
+        max_duration_ms=draw(st.sampled_from(MAX_DURATIONS)),
+        allowed_lateness_ms=lateness,
+        split_at_midnight=draw(st.booleans()),
+        timezone=zone,
+        split_on_campaign_change=draw(st.booleans()),
+    )
+    timed: list[tuple[int, int, SessionEvent]] = []  # (arrival time, tie-break, event)
+    for device in range(draw(st.integers(1, 3))):
+        count = draw(st.integers(1, 16))
+        labels = draw(st.permutations(range(count)))  # ids not in time order: ties sort by id
+        time_ms = to_ms(start) + draw(st.integers(0, 3 * GAP))
+        for index in range(count):
+            time_ms += draw(step_ms)
+            event = SessionEvent(
+                f"d{device}-e{labels[index]:02d}", f"d{device}", from_ms(time_ms), **draw(event_fields())
+            )
+            timed.append((time_ms + draw(delay_ms), draw(st.integers(0, 10**6)), event))
+            if draw(st.integers(0, 9)) == 0:  # a redelivery, later in the log
+                timed.append((time_ms + draw(delay_ms) + draw(delay_ms), draw(st.integers(0, 10**6)), event))
+    arrivals = [event for _, _, event in sorted(timed, key=lambda item: item[:2])]
+    restart_at = draw(st.none() | st.integers(0, len(arrivals) - 1))
+    return Scenario(policy, arrivals, restart_at, draw(st.integers(0, 6)))
+
+
+def restarted(sessionizer: PartitionSessionizer) -> PartitionSessionizer:
+    """A new sessionizer from serialised states and the persisted watermark, as after a crash."""
+    states = {
+        device: DeviceState.from_bytes(state.to_bytes()) for device, state in sessionizer.states.items()
+    }
+    return PartitionSessionizer(sessionizer.policy, states, sessionizer.watermark_ms)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_streaming_sessions_equal_the_batch_reference(scenario: Scenario) -> None:
+    policy = scenario.policy
+    sessionizer = PartitionSessionizer(policy)
+    watermark = NO_WATERMARK
+    seen: set[str] = set()
+    expected_late: list[str] = []
+    on_time: list[SessionEvent] = []
+    outputs: list[Output] = []
+    for position, event in enumerate(scenario.arrivals):
+        if position == scenario.restart_at:
+            sessionizer = restarted(sessionizer)
+            for old in scenario.arrivals[max(0, position - scenario.replay) : position]:
+                assert sessionizer.process(old) == [DuplicateEvent(old.event_id)]
+        watermark = max(watermark, event.time_ms - policy.allowed_lateness_ms)
+        produced = sessionizer.process(event)
+        assert sessionizer.watermark_ms == watermark
+        if event.event_id in seen:
+            assert produced == [DuplicateEvent(event.event_id)]
+            continue
+        seen.add(event.event_id)
+        if event.time_ms < watermark:
+            expected_late.append(event.event_id)
+            assert produced == [LateEvent(event, watermark)]
+            continue
+        on_time.append(event)
+        for out in produced:
+            if isinstance(out, Assignment):
+                assert out.event.time_ms < watermark, "released before the watermark passed it"
+        outputs.extend(produced)
+    final_watermark = sessionizer.watermark_ms
+    outputs.extend(sessionizer.flush())
+
+    late = [out.event.event_id for out in outputs if isinstance(out, LateEvent)]
+    assert late == []  # late verdicts were checked one by one above
+    assigned = [out for out in outputs if isinstance(out, Assignment)]
+    assert len(assigned) == len(on_time) == len({out.event_id for out in assigned})
+    for device in {event.device_id for event in on_time}:
+        order = [(a.event.time_ms, a.event_id) for a in assigned if a.event.device_id == device]
+        assert order == sorted(order)
+
+    reference = sessionize_batch(on_time, policy, final_watermark_ms=final_watermark)
+    assert {a.event_id: a.session_id for a in assigned} == reference.assignments
+    streamed = sorted(
+        (out for out in outputs if isinstance(out, Session)), key=lambda s: (s.anonymous_id, s.start)
+    )
+    assert streamed == reference.sessions
+    assert sum(s.event_count for s in streamed) == len(on_time)
+    assert len(expected_late) + len(on_time) == len(seen)

@@ -1,0 +1,123 @@
+"""Identity stitching: links, shared devices, several devices, late events, state round trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline.serde import SingleObjectSerde
+from processors.identity import IdentityState, Stitched, stitch
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def ev(mid: str, anon: str | None = "dev-1", user: str | None = None, **kw: Any) -> dict[str, Any]:
+    return {"message_id": mid, "type": "track", "event": "Product Viewed", "anonymous_id": anon,
+            "user_id": user, **kw}  # fmt: skip
+
+
+class Device:
+    """Feeds events through stitch() the way the worker does, keeping the state per device."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, IdentityState] = {}
+        self.emitted: list[Any] = []
+
+    def send(self, event: dict[str, Any], minutes: float) -> Stitched:
+        key = event.get("anonymous_id") or event.get("user_id") or ""
+        result = stitch(self.states.get(key, IdentityState()), event, at(minutes))
+        self.states[key] = result.state
+        self.emitted.extend(result.changed)
+        return result
+
+
+def test_sign_in_links_the_device_and_later_events_carry_the_customer() -> None:
+    d = Device()
+    assert d.send(ev("e1"), 0).customer_id is None
+    signed = d.send(ev("e2", user="ada", event="Signed In"), 1)
+    assert signed.customer_id == "ada"
+    (link,) = signed.changed
+    assert (link.anonymous_id, link.customer_id, link.source_type, link.source_event_id) == (
+        "dev-1",
+        "ada",
+        "signed_in",
+        "e2",
+    )
+    assert d.send(ev("e3"), 2).customer_id == "ada"
+    assert d.send(ev("e3b"), 3).changed == ()  # anonymous events do not move the link
+
+
+def test_identify_and_alias_link_too() -> None:
+    d = Device()
+    identify = d.send(ev("i1", user="bob", type="identify", event=None), 0)
+    assert identify.changed[0].source_type == "identify"
+    alias = d.send(ev("a1", anon=None, user="bob-new", type="alias", event=None, previous_id="dev-9"), 1)
+    (link,) = alias.changed
+    assert (link.anonymous_id, link.customer_id, link.source_type) == ("dev-9", "bob-new", "alias")
+
+
+def test_shared_device_latest_sign_in_wins_and_both_links_are_kept() -> None:
+    d = Device()
+    d.send(ev("s1", user="ada", event="Signed In"), 0)
+    assert d.send(ev("p1"), 5).customer_id == "ada"
+    d.send(ev("s2", user="bob", event="Signed In"), 10)
+    assert d.send(ev("p2"), 15).customer_id == "bob"
+    # A late anonymous event from before bob signed in belongs to ada.
+    assert d.send(ev("late"), 7).customer_id == "ada"
+    state = d.states["dev-1"]
+    assert {lk.customer_id for lk in state.links} == {"ada", "bob"}
+    # ada signs in again: later events are hers again, her link's last_seen moves.
+    again = d.send(ev("s3", user="ada", event="Signed In"), 20)
+    assert [(lk.customer_id, lk.first_seen, lk.last_seen) for lk in again.changed] == [("ada", at(0), at(20))]
+    assert d.send(ev("p3"), 21).customer_id == "ada"
+
+
+def test_one_customer_on_several_devices_gets_one_link_per_device() -> None:
+    d = Device()
+    d.send(ev("w1", anon="laptop", user="ada", event="Signed In"), 0)
+    d.send(ev("m1", anon="phone", user="ada", event="Signed Up"), 3)
+    assert d.send(ev("w2", anon="laptop"), 4).customer_id == "ada"
+    assert d.send(ev("m2", anon="phone"), 4).customer_id == "ada"
+    assert sorted((lk.anonymous_id, lk.source_type) for lk in d.emitted) == [
+        ("laptop", "signed_in"),
+        ("phone", "signed_up"),
+    ]
+    assert len({lk.key for lk in d.emitted}) == 2
+
+
+def test_user_id_on_an_event_counts_and_refreshes_the_link() -> None:
+    d = Device()
+    first = d.send(ev("o1", user="ada", event="Order Completed"), 0)
+    assert first.customer_id == "ada" and first.changed[0].source_type == "event"
+    assert d.send(ev("o2", user="ada"), 9).changed[0].last_seen == at(9)
+    assert d.send(ev("o3", user="ada"), 8).changed == ()  # inside [first, last]: nothing new
+    assert d.send(ev("o4", user="ada"), -3).changed[0].first_seen == at(-3)
+
+
+def test_events_without_an_anonymous_id_use_their_user_id_and_change_no_device() -> None:
+    d = Device()
+    result = d.send(ev("srv", anon=None, user="ada"), 0)
+    assert result.customer_id == "ada" and result.changed == () and not result.state_changed
+
+
+def test_timeline_is_capped() -> None:
+    state = IdentityState()
+    for i in range(10):
+        state = stitch(state, ev(f"s{i}", user=f"c{i}", event="Signed In"), at(i), history=3).state
+    assert [c for _, c in state.timeline] == ["c7", "c8", "c9"]
+    assert len(state.links) == 10
+
+
+def test_state_survives_a_json_round_trip_and_links_encode() -> None:
+    d = Device()
+    d.send(ev("s1", user="ada", event="Signed In"), 0)
+    d.send(ev("s2", user="bob", event="Signed In"), 10)
+    state = d.states["dev-1"]
+    assert IdentityState.from_json(state.to_json()) == state
+    serde = SingleObjectSerde("identity_link")
+    for link in d.emitted:
+        assert serde.decode(serde.encode(link.to_record()))["customer_id"] == link.customer_id

@@ -1,0 +1,226 @@
+"""The worker's hot path without Kafka: WorkerCore over in-memory batches, and the codec."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+
+from pipeline.serde import SingleObjectSerde, schema_fingerprint
+from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
+from processors.enrichment import Enricher
+from processors.worker.codec import EventCodec
+from processors.worker.core import BatchResult, Incoming, WorkerCore
+from processors.worker.metrics import WorkerMetrics
+from tests.processors.worker_support import GOOGLEBOT, raw_event
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+EVENTS = SingleObjectSerde("customer_event")
+SESSIONS = SingleObjectSerde("session")
+LINKS = SingleObjectSerde("identity_link")
+DEAD = SingleObjectSerde("dead_letter")
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def settings() -> Settings:
+    policy = SessionPolicySettings(inactivity_gap_s=60, allowed_lateness_s=10)
+    return Settings(worker=WorkerSettings(session=policy))
+
+
+class Harness:
+    """Feeds encoded raw events to a WorkerCore and keeps its writes, as the faust adapter does."""
+
+    def __init__(self, core: WorkerCore | None = None) -> None:
+        self.core = core or WorkerCore(settings(), WorkerMetrics())
+        self.devices: dict[bytes, bytes] = {}
+        self.clocks: dict[bytes, bytes] = {}
+        self.outputs: list[Any] = []
+        self.offset = 0
+
+    def feed(self, *records: dict[str, Any] | bytes, partition: int = 0) -> BatchResult:
+        batch = []
+        for record in records:
+            value = record if isinstance(record, bytes) else EVENTS.encode(record)
+            batch.append(Incoming("raw", partition, self.offset, b"k", value))
+            self.offset += 1
+        return self._keep(self.core.process(batch, at(3600)))
+
+    def sweep(self, *partitions: int) -> BatchResult:
+        return self._keep(self.core.sweep(partitions or (0,)))
+
+    def _keep(self, result: BatchResult) -> BatchResult:
+        self.outputs.extend(result.outputs)
+        for key, (_, value) in result.devices.items():
+            self.devices[key] = value
+        for partition, value in result.clocks.items():
+            self.clocks[str(partition).encode()] = value
+        return result
+
+    def restarted(self) -> Harness:
+        """A new core rebuilt from the tables, as after a crash or rebalance."""
+        core = WorkerCore(settings(), WorkerMetrics())
+        core.load(self.devices.items(), self.clocks.items(), {0, 1})
+        twin = Harness(core)
+        twin.devices, twin.clocks, twin.offset = dict(self.devices), dict(self.clocks), self.offset
+        return twin
+
+    def decoded(self, kind: str) -> list[dict[str, Any]]:
+        serde = {"enriched": EVENTS, "sessions": SESSIONS, "identity": LINKS, "deadletter": DEAD}[kind]
+        return [serde.decode(o.value) for o in self.outputs if o.topic.endswith(kind)]
+
+    def sessions_of(self) -> dict[str, str | None]:
+        return {r["message_id"]: r["enrichment"]["session_id"] for r in self.decoded("enriched")}
+
+
+def visit(prefix: str, device: str, start: float, count: int, step: float = 10) -> list[dict[str, Any]]:
+    return [raw_event(f"{prefix}{i}", device, at(start + i * step)) for i in range(count)]
+
+
+def test_events_wait_for_the_watermark_and_come_out_with_their_session() -> None:
+    h = Harness()
+    h.feed(*visit("a", "dev-a", 0, 3))
+    # Events at 0, 10, 20 s: the watermark (20 - 10 s lateness) has passed only the first.
+    assert list(h.sessions_of()) == ["a0"]
+    h.feed(raw_event("b0", "dev-b", at(200)))  # another device moves the partition's watermark
+    first = h.sessions_of()
+    assert set(first) == {"a0", "a1", "a2"} and len(set(first.values())) == 1
+    (session,) = h.decoded("sessions")
+    assert (session["event_count"], session["closed_by"], session["anonymous_id"]) == (
+        3,
+        "inactivity",
+        "dev-a",
+    )
+    h.sweep()
+    assert h.decoded("sessions")[-1]["closed_by"] == "idle_sweep"
+    assert set(h.sessions_of()) == {"a0", "a1", "a2", "b0"}
+
+
+def test_a_late_event_is_kept_flagged_and_counted() -> None:
+    h = Harness()
+    h.feed(*visit("a", "dev-a", 0, 2), raw_event("far", "dev-a", at(500)))
+    h.feed(raw_event("late", "dev-a", at(30)))  # 470 s behind; allowed lateness is 10 s
+    late = next(r for r in h.decoded("enriched") if r["message_id"] == "late")
+    assert late["enrichment"]["is_late"] and late["enrichment"]["session_id"] is None
+    assert h.core.metrics.late._value.get() == 1
+
+
+def test_bots_and_deviceless_events_pass_straight_through() -> None:
+    h = Harness()
+    bot = raw_event("bot", "crawler", at(0), context={"user_agent": GOOGLEBOT})
+    server = raw_event("srv", None, at(0), user_id="ada", type="track", event="Order Completed")
+    h.feed(bot, server)
+    enriched = {r["message_id"]: r["enrichment"] for r in h.decoded("enriched")}
+    assert enriched["bot"]["is_bot"] and enriched["bot"]["session_id"] is None
+    assert enriched["srv"]["customer_id"] == "ada"
+    assert b"crawler" not in h.devices  # no state kept for bots
+    h.sweep()
+    assert h.decoded("sessions") == []
+
+
+def test_identity_links_are_keyed_by_both_ids_on_the_device_partition() -> None:
+    h = Harness()
+    h.feed(raw_event("s", "dev-a", at(0), type="track", event="Signed In", user_id="ada"), partition=1)
+    (link,) = [o for o in h.outputs if o.topic.endswith("identity")]
+    assert json.loads(link.key) == ["dev-a", "ada"] and link.partition == 1
+    h.feed(raw_event("p", "dev-a", at(5)), partition=1)
+    h.sweep(1)
+    assert {r["enrichment"]["customer_id"] for r in h.decoded("enriched")} == {"ada"}
+    assert h.decoded("sessions")[0]["customer_id"] == "ada"
+
+
+def test_undecodable_and_failing_events_become_dead_letters_and_the_batch_goes_on() -> None:
+    h = Harness()
+    h.feed(b"\x00\x01garbage", raw_event("ok", "dev-a", at(1)))
+    (dead,) = h.decoded("deadletter")
+    assert (dead["stage"], dead["reason"], dead["payload"], dead["source_offset"]) == (
+        "worker", "undecodable", b"\x00\x01garbage", 0)  # fmt: skip
+    h.core.enricher = _Exploding()  # type: ignore[assignment]
+    h.feed(raw_event("boom", "dev-a", at(2)))
+    reasons = [d["reason"] for d in h.decoded("deadletter")]
+    assert reasons == ["undecodable", "RuntimeError"]
+    assert h.decoded("deadletter")[-1]["message_id"] == "boom"
+    assert h.core.metrics.dead_letters.labels("RuntimeError")._value.get() == 1
+
+
+class _Exploding(Enricher):
+    def enrich(self, event: Any) -> dict[str, Any]:
+        raise RuntimeError("enrichment bug")
+
+
+def test_a_restart_from_the_tables_gives_the_same_outputs() -> None:
+    stream = visit("a", "dev-a", 0, 5) + visit("b", "dev-b", 20, 4) + visit("c", "dev-a", 400, 3)
+    stream += [raw_event("z", "dev-z", at(1000))]
+    straight = Harness()
+    for event in stream:
+        straight.feed(event)
+    straight.sweep()
+
+    first = Harness()
+    for event in stream[:6]:
+        first.feed(event)
+    second = first.restarted()
+    second.offset = 4  # Kafka redelivers from an older committed offset: already in the state
+    second.feed(*stream[4:6])
+    second.feed(stream[5])  # and a producer retry: the same event again at a new offset
+    for event in stream[6:]:
+        second.feed(event)
+    second.sweep()
+    combined = first.decoded("sessions") + second.decoded("sessions")
+    assert {s["session_id"]: s for s in combined} == {
+        s["session_id"]: s for s in straight.decoded("sessions")
+    }
+    assert {**first.sessions_of(), **second.sessions_of()} == straight.sessions_of()
+    assert second.core.metrics.events.labels("replayed")._value.get() == 2
+    assert second.core.metrics.events.labels("duplicate")._value.get() == 1
+
+
+def _full_encode(record: dict[str, Any], enrichment: dict[str, Any]) -> bytes:
+    return EVENTS.encode({**record, "enrichment": enrichment})
+
+
+@pytest.mark.parametrize("user_id", [None, "cust-é", "x" * 200])
+def test_spliced_enriched_bytes_equal_a_full_encode(user_id: str | None) -> None:
+    codec = EventCodec()
+    value = EVENTS.encode(raw_event("m", "dev", at(0), user_id=user_id))
+    record = codec.decode(value)
+    enrichment = Enricher().enrich(record)
+    assert codec.enriched(value, record, enrichment) == _full_encode(record, enrichment)
+    pending = codec.pending(value, record, enrichment)
+    for session_id, late in [("s-1", False), (None, True), ("é" * 70, False)]:
+        expected = _full_encode(record, {**enrichment, "session_id": session_id, "is_late": late})
+        assert codec.finish(pending, session_id, late) == expected
+
+
+def test_an_older_writer_schema_is_re_encoded_in_full(repo_root: Path) -> None:
+    old = json.loads((repo_root / "schemas/history/customer_event/v1.avsc").read_text())
+    old_serde = SingleObjectSerde("customer_event")
+    parsed = fastavro.parse_schema(old)
+    header = b"\xc3\x01" + schema_fingerprint(old)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, raw_event("m", "dev", at(0)), strict_allow_default=True)
+    value = header + buf.getvalue()
+    codec = EventCodec()
+    record = codec.decode(value)
+    enrichment = Enricher().enrich(record)
+    assert not codec.can_splice(value, record)
+    out = old_serde.decode(codec.finish(codec.pending(value, record, enrichment), "s-9"))
+    assert out["enrichment"]["session_id"] == "s-9" and out["message_id"] == "m"
+
+
+def test_worker_help_documents_the_session_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["worker", "--help"])
+    text = capsys.readouterr().out
+    for phrase in ("30 min without events", "24 h", "campaign", "5 min out of order", "watermark",
+                   "idle_close_interval_s", "WEBHOUSE_WORKER__SESSION__"):  # fmt: skip
+        assert phrase in text
