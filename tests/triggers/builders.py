@@ -1,0 +1,117 @@
+"""Enriched-event-shaped and session-shaped Avro dicts for trigger tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import TriggerSettings
+from triggers.engine import Engine
+from triggers.harness import Harness
+from triggers.ruleset import load_rules
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+RULES_DIR = Path(__file__).resolve().parents[2] / "triggers" / "rules"
+_ids = itertools.count(1)
+
+
+def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
+    return T0 + timedelta(minutes=minutes, hours=hours, days=days)
+
+
+def harness(only: str | None = None, **settings: Any) -> Harness:
+    rules = load_rules(RULES_DIR)
+    if only:
+        rules = rules.only(only)
+    return Harness(Engine(rules, TriggerSettings(**settings)))
+
+
+def event(
+    name: str,
+    when: datetime,
+    customer: str | None = "c-1",
+    *,
+    anon: str = "a-1",
+    call: str = "track",
+    channel: str = "web",
+    products: list[str] | None = None,
+    category: str = "books",
+    revenue: float | None = None,
+    order_id: str | None = None,
+    purposes: list[str] | None = None,
+    link_url: str | None = None,
+    is_bot: bool = False,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """An enriched customer_event dict (only the fields triggers read are filled)."""
+    commerce = None
+    if products is not None or revenue is not None or order_id is not None:
+        commerce = {
+            "order_id": order_id,
+            "revenue": revenue,
+            "products": [{"product_id": p, "category": category} for p in products or []],
+        }
+    return {
+        "message_id": message_id or f"m-{next(_ids)}",
+        "type": call,
+        "event": name if call == "track" else None,
+        "channel": channel,
+        "anonymous_id": anon,
+        "user_id": customer,
+        "timestamp": when,
+        "received_at": when,
+        "context": {},
+        "commerce": commerce,
+        "email": {"campaign_id": "cmp-1", "link_url": link_url} if link_url else None,
+        "consent": {"purposes": purposes} if purposes is not None else None,
+        "properties": {},
+        "enrichment": {"event_time": when, "customer_id": customer, "session_id": None, "is_bot": is_bot},
+    }
+
+
+def consent(when: datetime, customer: str = "c-1", granted: bool = True, **kw: Any) -> dict[str, Any]:
+    name = "Consent Granted" if granted else "Consent Withdrawn"
+    return event(name, when, customer, channel="server", purposes=["marketing_email"], **kw)
+
+
+def order(when: datetime, customer: str = "c-1", revenue: float = 50.0, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("products", ["p-1"])
+    return event("Order Completed", when, customer, revenue=revenue, order_id=f"o-{next(_ids)}", **kw)
+
+
+def session(
+    start: datetime,
+    end: datetime,
+    customer: str | None = "c-1",
+    *,
+    anon: str = "a-1",
+    added: list[str] | None = None,
+    bought: list[str] | None = None,
+    session_id: str | None = None,
+) -> dict[str, Any]:
+    """A closed session dict (schemas/session.avsc)."""
+    return {
+        "session_id": session_id or f"s-{next(_ids)}",
+        "anonymous_id": anon,
+        "customer_id": customer,
+        "start": start,
+        "end": end,
+        "duration_ms": int((end - start).total_seconds() * 1000),
+        "event_count": 5,
+        "page_view_count": 3,
+        "first_event_id": "m-first",
+        "last_event_id": "m-last",
+        "products_viewed": [],
+        "products_added": added or [],
+        "products_bought": bought or [],
+        "revenue": 0.0,
+        "converted": bool(bought),
+        "bounce": False,
+        "closed_by": "inactivity",
+    }
+
+
+def summary(alerts: list[Any]) -> list[tuple[str, str, str | None]]:
+    return [(a.rule_id, a.status, a.suppression_reason) for a in alerts]

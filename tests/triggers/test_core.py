@@ -1,0 +1,182 @@
+"""TriggerCore without Kafka: route -> evaluate (with hand-over and absorb) -> sweep, on bytes."""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from datetime import UTC, datetime
+
+from pipeline.serde import SingleObjectSerde
+from pipeline.settings import KafkaSettings, Settings, TriggerSettings
+from triggers.core import Incoming, Output, Result, TriggerCore
+from triggers.events import to_ms
+from triggers.metrics import TriggerMetrics
+from triggers.ruleset import load_rules
+
+from .builders import RULES_DIR, at, consent, event, order, session
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+EVENTS = SingleObjectSerde("customer_event")
+SESSIONS = SingleObjectSerde("session")
+ALERTS = SingleObjectSerde("alert")
+PROFILES = SingleObjectSerde("profile")
+DEAD = SingleObjectSerde("dead_letter")
+LINKS = SingleObjectSerde("identity_link")
+
+
+class Bus:
+    """Just enough of Kafka: a topic log per name, the state table as a dict, 2 partitions."""
+
+    def __init__(self) -> None:
+        self.core = TriggerCore(
+            Settings(kafka=KafkaSettings(topic_prefix="t"), triggers=TriggerSettings()),
+            load_rules(RULES_DIR),
+            TriggerMetrics(),
+        )
+        self.topics = self.core.topics
+        self.table: dict[bytes, bytes] = {}
+        self.log: dict[str, list[Output]] = {}
+        self.offset = 0
+
+    def _keep(self, result: Result) -> None:
+        pending = deque(o for o in result.outputs)
+        for key, (_, value) in result.states.items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        while pending:
+            out = pending.popleft()
+            self.log.setdefault(out.topic, []).append(out)
+            if out.topic == self.topics.triggers_input:
+                partition = zlib.crc32(out.key) % 2
+                self.offset += 1
+                message = Incoming(out.topic, partition, self.offset, out.key, out.value or b"")
+                inner = self.core.evaluate([message], self.table.get, NOW)
+                for key, (_, value) in inner.states.items():
+                    if value is None:
+                        self.table.pop(key, None)
+                    else:
+                        self.table[key] = value
+                pending.extend(inner.outputs)
+
+    def raw(self, topic: str, value: bytes) -> None:
+        self.offset += 1
+        self._keep(self.core.route([Incoming(topic, 0, self.offset, b"k", value)], NOW))
+
+    def event(self, record: dict) -> None:
+        self.raw(self.topics.enriched_events, EVENTS.encode(record))
+
+    def session(self, record: dict) -> None:
+        self.raw(self.topics.sessions, SESSIONS.encode(record))
+
+    def sweep(self, now: int) -> None:
+        self._keep(self.core.sweep(self.table, {0, 1}, now))
+
+    def alerts(self) -> list[dict]:
+        return [ALERTS.decode(o.value or b"") for o in self.log.get(self.topics.alerts, [])]
+
+    def profiles(self) -> list[dict]:
+        return [PROFILES.decode(o.value or b"") for o in self.log.get(self.topics.profiles, [])]
+
+
+def test_anonymous_cart_then_login_alerts_the_customer_and_merges_the_profile() -> None:
+    bus = Bus()
+    bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
+    bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
+    assert set(bus.table) == {b"dev-1"}
+    bus.event(consent(at(20), customer="c-1", anon="dev-1"))  # logs in, grants consent
+    assert set(bus.table) == {b"c-1"}  # the device's state moved to the customer
+    bus.sweep(to_ms(at(0, hours=2)))
+    [alert] = bus.alerts()
+    assert (alert["rule_id"], alert["customer_id"], alert["status"]) == ("cart_abandonment", "c-1", "fired")
+    assert alert["triggering_event_ids"] == ["s-1"]
+    merged = [p for p in bus.profiles() if p["merged_into"]]
+    assert [(p["customer_id"], p["merged_into"]) for p in merged] == [("dev-1", "c-1")]
+    latest = bus.profiles()[-1]
+    assert (latest["customer_id"], latest["sessions"], latest["event_count"]) == ("c-1", 1, 2)
+    assert latest["consent"] == {"marketing_email": True}
+    bus.sweep(to_ms(at(0, hours=3)))
+    assert len(bus.alerts()) == 1
+
+
+def test_undecodable_input_becomes_a_dead_letter() -> None:
+    bus = Bus()
+    bus.raw(bus.topics.enriched_events, b"not avro")
+    [dead] = [DEAD.decode(o.value or b"") for o in bus.log[bus.topics.dead_letters]]
+    assert (dead["stage"], dead["reason"], dead["payload"]) == ("triggers", "undecodable", b"not avro")
+    assert dead["source_topic"] == bus.topics.enriched_events
+
+
+def test_sweep_writes_only_changed_states() -> None:
+    bus = Bus()
+    bus.event(event("Page Viewed", at(0), call="page"))
+    result = bus.core.sweep(bus.table, {0, 1}, to_ms(at(10)))
+    assert result.states == {} and result.outputs == []
+    assert bus.core.sweep(bus.table, set(), to_ms(at(0, hours=2))).states == {}
+
+
+def test_sweep_visits_due_windows_between_hourly_full_passes() -> None:
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.event(consent(at(0), customer="c-2", anon="a-2"))
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    assert bus.core.due == {b"c-1": to_ms(at(5 + 60 + 1))}  # deadline plus the 60 s grace
+    bus.sweep(to_ms(at(0, hours=1)))  # 10:00: the first sweep is a full pass; nothing due yet
+    assert bus.alerts() == []
+    bus.table[b"c-2"] = b"not json"  # reading it would raise: between full passes it is not read
+    bus.sweep(to_ms(at(7, hours=1)))  # 10:07, same event-time hour: only the index
+    assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
+    assert bus.core.due == {}
+
+
+def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:
+    bus = Bus()
+    metrics = bus.core.metrics
+    bus.raw(bus.topics.sessions, b"\x00junk")
+    bus.event(order(at(1)))  # no consent: two suppressed marketing alerts
+    produced_at = at(1).timestamp() + 2.5
+    from triggers.alerts import Alert
+
+    for record in bus.alerts():
+        metrics.alert(Alert.from_record(record), produced_at)
+    registry = metrics.registry
+    value = registry.get_sample_value
+    labels = {"rule": "first_purchase_welcome", "status": "suppressed", "reason": "consent_missing"}
+    assert value("webhouse_trigger_alerts_total", labels) == 1.0
+    assert value("webhouse_trigger_dead_letters_total", {"stage": "triggers", "reason": "undecodable"}) == 1.0
+    assert value("webhouse_trigger_latency_seconds_sum", {"rule": "first_purchase_welcome"}) == 2.5
+    assert value("webhouse_trigger_inputs_total", {"kind": "event"}) == 1.0
+
+
+def test_an_undeliverable_alert_becomes_a_delivery_dead_letter_per_receiver() -> None:
+    bus = Bus()
+    first = bus.core.delivery_dead_letter(b'{"alert_id":"a1"}', "a1", "http://x/hook", "http_503", NOW)
+    again = bus.core.delivery_dead_letter(b'{"alert_id":"a1"}', "a1", "http://x/hook", "http_503", NOW)
+    other = bus.core.delivery_dead_letter(b'{"alert_id":"a1"}', "a1", "http://y/hook", "http_503", NOW)
+    dead = DEAD.decode(first.value or b"")
+    assert (dead["stage"], dead["reason"], dead["payload"]) == (
+        "delivery",
+        "webhook_http_503",
+        b'{"alert_id":"a1"}',
+    )
+    assert dead["headers"]["url"] == "http://x/hook" and dead["headers"]["alert_id"] == "a1"
+    assert first.topic == bus.topics.dead_letters
+    assert first.key == again.key != other.key  # replay-stable, one per receiver
+
+
+def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None:
+    bus = Bus()
+    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
+    link = {
+        "anonymous_id": "dev-4",
+        "customer_id": "c-4",
+        "first_seen": at(2),
+        "last_seen": at(2),
+        "source_event_id": "m-identify",
+        "source_type": "identify",
+    }
+    bus.raw(bus.topics.identity, LINKS.encode(link))
+    assert set(bus.table) == {b"c-4"}
+    bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
+    assert set(bus.table) == {b"c-4"}

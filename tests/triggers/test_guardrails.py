@@ -1,0 +1,138 @@
+"""Guardrails: consent, cooldown, daily cap, dedupe across replays and restarts; reloads keep state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.settings import TriggerSettings
+from triggers.engine import Engine
+from triggers.events import to_ms
+from triggers.harness import Harness
+from triggers.ruleset import load_rules
+from triggers.state import CustomerState
+
+from .builders import RULES_DIR, at, consent, event, harness, order, session, summary
+
+
+def test_no_consent_event_means_no_marketing_alert_but_a_recorded_suppression() -> None:
+    h = harness("first_purchase_welcome")
+    alerts = h.event(order(at(1)))
+    assert summary(alerts) == [("first_purchase_welcome", "suppressed", "consent_missing")]
+    assert alerts[0].to_record()["status"] == "suppressed"
+
+
+def test_consent_default_can_be_configured() -> None:
+    h = harness("first_purchase_welcome", consent_default_granted=True)
+    assert summary(h.event(order(at(1)))) == [("first_purchase_welcome", "fired", None)]
+
+
+def test_withdrawn_consent_suppresses_an_alert_that_became_due_later() -> None:
+    h = harness("cart_abandonment")
+    h.event(consent(at(0)))
+    h.session(session(at(0), at(5), added=["p-1"]))
+    h.event(consent(at(30), granted=False))  # withdrawn while the window is open
+    alerts = h.sweep(to_ms(at(100)))
+    assert summary(alerts) == [("cart_abandonment", "suppressed", "consent_missing")]
+    assert h.states["c-1"].profile.consent == {"marketing_email": False}
+
+
+def test_consent_is_per_purpose() -> None:
+    h = harness("first_purchase_welcome")
+    h.event(event("Consent Granted", at(0), channel="server", purposes=["analytics"]))
+    assert summary(h.event(order(at(1)))) == [("first_purchase_welcome", "suppressed", "consent_missing")]
+
+
+def test_daily_cap_counts_fired_marketing_alerts_per_utc_day() -> None:
+    h = harness(daily_cap_per_customer=1)
+    h.event(consent(at(0)))
+    alerts = h.event(order(at(1), products=["b-1"], category="books"))
+    assert sorted(summary(alerts)) == [
+        ("cross_sell", "suppressed", "daily_cap"),
+        ("first_purchase_welcome", "fired", None),
+    ]
+    # a new UTC day: the cap starts again (cross-sell's 3-day cooldown still applies)
+    later = h.event(order(at(0, days=4), products=["m-1"], category="music"))
+    assert summary(later) == [("cross_sell", "fired", None)]
+
+
+def test_service_alerts_ignore_consent_and_the_cap() -> None:
+    h = harness("vip_tier_reached", daily_cap_per_customer=0)
+    assert summary(h.event(order(at(1), revenue=600.0))) == [("vip_tier_reached", "fired", None)]
+
+
+def test_replayed_events_emit_nothing_again() -> None:
+    events = [consent(at(0)), order(at(1), products=["b-1"], category="books")]
+    h = harness()
+    first = [a for e in events for a in h.event(e)]
+    assert len(first) == 2
+    assert [a for e in events for a in h.event(e)] == []
+    assert h.states["c-1"].profile.orders == 1  # counted once
+
+
+def test_restart_from_serialized_state_emits_no_duplicate() -> None:
+    """What the faust table does on restart: state goes through JSON and back."""
+    h = harness("cart_abandonment")
+    h.event(consent(at(0)))
+    closed = session(at(0), at(5), added=["p-1"], session_id="s-1")
+    h.session(closed)
+    fired = h.sweep(to_ms(at(100)))
+    assert len(fired) == 1
+    restarted = harness("cart_abandonment")
+    restarted.states = {
+        k: CustomerState.from_dict(json.loads(json.dumps(s.to_dict()))) for k, s in h.states.items()
+    }
+    restarted.session(closed)  # the sessions topic is re-read from an older offset
+    assert restarted.sweep(to_ms(at(200))) == []
+
+
+def test_alert_ids_are_deterministic_across_runs() -> None:
+    def run() -> list[str]:
+        h = harness()
+        h.event(consent(at(0), message_id="m-c"))
+        return [a.alert_id for a in h.event(order(at(1), message_id="m-o", products=["b"]))]
+
+    assert run() == run()
+    assert len(set(run())) == 2
+
+
+def test_reload_keeps_profiles_and_open_windows(tmp_path: Path) -> None:
+    engine = Engine(load_rules(RULES_DIR), TriggerSettings())
+    h = Harness(engine)
+    h.event(consent(at(0)))
+    h.session(session(at(0), at(5), added=["p-1"]))
+    engine.reload(load_rules(RULES_DIR))
+    assert summary(h.sweep(to_ms(at(100)))) == [("cart_abandonment", "fired", None)]
+    assert h.states["c-1"].profile.sessions == 1
+
+
+def test_reload_without_the_rule_drops_its_windows(tmp_path: Path) -> None:
+    (tmp_path / "only.yaml").write_text((RULES_DIR / "first_purchase.yaml").read_text())
+    engine = Engine(load_rules(RULES_DIR), TriggerSettings())
+    h = Harness(engine)
+    h.event(consent(at(0)))
+    h.session(session(at(0), at(5), added=["p-1"]))
+    engine.reload(load_rules(tmp_path))
+    assert h.sweep(to_ms(at(100))) == []
+    assert h.pending() == []
+
+
+def test_stitching_merges_the_anonymous_profile_and_its_history() -> None:
+    h = harness("browse_abandonment")
+    h.event(event("Product Viewed", at(1), customer=None, anon="dev-9", products=["p-5"]))
+    h.event(event("Product Viewed", at(2), customer=None, anon="dev-9", products=["p-5"]))
+    h.event(consent(at(3), customer="c-7", anon="dev-9"))  # logs in: the device is c-7's now
+    assert "dev-9" not in h.states
+    profile = h.states["c-7"].profile
+    assert (profile.event_count, profile.anonymous_ids) == (3, ("dev-9",))
+    alerts = h.event(event("Product Viewed", at(4), customer="c-7", anon="dev-9", products=["p-5"]))
+    assert summary(alerts) == [("browse_abandonment", "fired", None)]
+    assert alerts[0].customer_id == "c-7"
+
+
+def test_bots_are_ignored() -> None:
+    h = harness("browse_abandonment")
+    h.event(consent(at(0)))
+    for minute in range(5):
+        assert h.event(event("Product Viewed", at(minute + 1), products=["p-1"], is_bot=True)) == []
+    assert h.states["c-1"].profile.event_count == 1

@@ -1,0 +1,94 @@
+"""Customer profiles: folded from events and sessions, merged on stitching, written as Avro."""
+
+from __future__ import annotations
+
+from pipeline.serde import SingleObjectSerde
+from pipeline.settings import TriggerSettings
+from triggers.events import event_view, session_view, to_ms
+from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields, tier_for, to_record
+
+from .builders import at, consent, event, harness, order, session
+
+TIERS = TriggerSettings().value_tiers
+
+
+def fold(*records: dict) -> Profile:
+    profile = Profile("c-1")
+    for record in records:
+        view = event_view(record)
+        assert view is not None
+        profile = apply_event(profile, view, TIERS)
+    return profile
+
+
+def test_rfm_parts_categories_and_tier() -> None:
+    p = fold(
+        event("Page Viewed", at(0), call="page"),
+        order(at(10), revenue=300.0, products=["b-1", "b-2"], category="books"),
+        order(at(0, days=3), revenue=250.5, products=["m-1"], category="music"),
+    )
+    assert (p.orders, p.lifetime_revenue, p.value_tier) == (2, 550.5, "silver")
+    assert (p.first_order_at, p.last_order_at) == (to_ms(at(10)), to_ms(at(0, days=3)))
+    assert p.categories_bought == {"books": 1, "music": 1}
+    assert p.products_bought == ("b-1", "b-2", "m-1")
+    assert (p.first_seen, p.last_seen, p.event_count) == (to_ms(at(0)), to_ms(at(0, days=3)), 3)
+    fields = profile_fields(p, to_ms(at(0, days=10)), TIERS)
+    assert (fields["days_since_last_order"], fields["tier_rank"], fields["average_order_value"]) == (
+        7,
+        1,
+        275.25,
+    )
+
+
+def test_consent_and_email_engagement() -> None:
+    p = fold(
+        consent(at(0)),
+        event("Email Opened", at(5), channel="email"),
+        consent(at(10), granted=False),
+        consent(at(7)),  # older than the withdrawal: does not override it
+    )
+    assert p.consent == {"marketing_email": False}
+    assert (p.last_email_engagement, p.last_email_event) == (to_ms(at(5)), "Email Opened")
+    assert p.last_seen == to_ms(at(10))  # e-mail events are not visits
+
+
+def test_tiers_by_revenue_or_orders() -> None:
+    assert tier_for(0, 0, TIERS) is None
+    assert tier_for(499.0, 4, TIERS) is None
+    assert tier_for(10.0, 5, TIERS) == "silver"
+    assert tier_for(2500.0, 1, TIERS) == "gold"
+    assert tier_for(10_000.0, 1, TIERS) == "vip"
+
+
+def test_sessions_count_and_merge_adds_up() -> None:
+    customer = apply_session(fold(order(at(0), revenue=400.0)), session_view(session(at(0), at(5))))
+    anonymous = Profile("dev-1")
+    view = event_view(order(at(1, days=1), customer=None, anon="dev-1", revenue=200.0))
+    assert view is not None
+    anonymous = apply_event(anonymous, view, TIERS)
+    merged = merge(customer, anonymous, TIERS)
+    assert (merged.orders, merged.lifetime_revenue, merged.sessions) == (2, 600.0, 1)
+    assert merged.value_tier == "silver"
+    assert "dev-1" in merged.anonymous_ids
+
+
+def test_profile_record_encodes_with_the_avro_schema() -> None:
+    h = harness()
+    h.event(consent(at(0)))
+    h.event(order(at(1), revenue=99.0, products=["b-1"]))
+    serde = SingleObjectSerde("profile")
+    record = to_record(h.states["c-1"].profile)
+    decoded = serde.decode(serde.encode(record))
+    assert decoded["orders"] == 1 and decoded["consent"] == {"marketing_email": True}
+    assert decoded["last_order_at"] == at(1)
+
+
+def test_alert_record_round_trips_through_avro() -> None:
+    from triggers.alerts import Alert
+
+    h = harness()
+    h.event(consent(at(0)))
+    alerts = h.event(order(at(1), products=["b-1"], category="books"))
+    serde = SingleObjectSerde("alert")
+    for alert in alerts:
+        assert Alert.from_record(serde.decode(serde.encode(alert.to_record()))) == alert

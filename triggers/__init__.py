@@ -1,0 +1,22 @@
+"""Business-logic triggers: customer profiles, rules as data, guardrails, alert delivery.
+
+Reading guide, in the order a record meets the modules:
+
+- ``triggers.events``     enriched event / closed session (Avro dicts) -> small views rules read
+- ``triggers.core``       route: views re-keyed by customer onto the triggers topic (hand-over
+                          of a device's state to its customer on stitching)
+- ``triggers.engine``     per customer: close due absence windows, update the profile, run rules
+- ``triggers.profile``    the customer profile: RFM parts, tiers, consent, merge
+- ``triggers.ruleset``    the YAML rule schema (documented there), validated with file:line errors
+- ``triggers.conditions`` condition operators, past-event counts, message templates
+- ``triggers.guardrails`` dedupe, consent, cooldown, daily cap
+- ``triggers.state``      what is kept per customer (a faust table row, JSON)
+- ``triggers.alerts``     the alert record (schemas/alert.avsc) and its deterministic id
+- ``triggers.webhook``    signed webhook delivery with retries; ``verify`` for receivers
+- ``triggers.agents``     faust glue: ``register(app, settings)`` on the worker's App
+- ``triggers.standalone`` the same agents in an App of their own (``webhouse triggers run``)
+- ``triggers.harness``    the engine on a dict, for tests and ``webhouse triggers test``
+- ``triggers.cli``        ``webhouse triggers validate | list | test | run``
+- ``triggers.metrics``    Prometheus counters and histograms
+- ``triggers/rules/``     the starter rule pack (YAML)
+"""

@@ -1,0 +1,291 @@
+"""Bytes in, bytes out: the trigger stage between Kafka records and the pure engine.
+
+Three steps, each a method over a batch, none touching Kafka (agents.py moves the
+bytes; tests call these directly):
+
+1. ``route``: enriched events and closed sessions (Avro) -> small JSON messages on the
+   triggers topic, keyed by customer id, so one partition owns each customer's state.
+   When an event or an identity link shows a device now belongs to a customer, a
+   ``handover`` goes to the device's key first.
+2. ``evaluate``: triggers-topic messages -> engine -> alerts (Avro, alerts topic),
+   profile versions (Avro, compacted profiles topic) and the new state per key.
+   ``handover`` takes the device's state out and sends it, as ``absorb``, to the
+   customer's key, where the engine merges it.
+3. ``sweep``: at one event-time ``now`` (the latest event time the partitions have
+   seen): the states with a due absence window (an in-memory index, no scan), and
+   once per event-time hour every state, for the scheduled rules.
+
+Anything undecodable becomes a dead letter (stage ``triggers``) and is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.deadletter import DeadLetter
+from pipeline.errors import WebhouseError
+from pipeline.serde import make_serde
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+from triggers.alerts import Alert
+from triggers.engine import Engine, Outcome
+from triggers.events import EventView, SessionView, event_view, session_view
+from triggers.metrics import TriggerMetrics
+from triggers.profile import Profile, to_record
+from triggers.ruleset import RuleSet
+from triggers.state import CustomerState
+
+log = logging.getLogger(__name__)
+HANDOVER_MEMORY = 100_000
+HOUR_MS = 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class Result:
+    outputs: list[Output] = field(default_factory=list)
+    states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)  # key -> (partition, value)
+    clocks: dict[int, int] = field(default_factory=dict)  # partition -> latest event time (ms)
+    alerts: list[Alert] = field(default_factory=list)
+    # States touched by this batch, kept decoded until the batch ends (then ``states``).
+    live: dict[bytes, tuple[int, CustomerState | None]] = field(default_factory=dict)
+
+    def seal(self, index: Callable[[bytes, CustomerState | None], None] | None = None) -> Result:
+        """Serialize each touched state once, however many inputs of the batch touched it."""
+        for key, (partition, state) in self.live.items():
+            if index is not None:
+                index(key, state)
+            self.states[key] = (partition, _json(state.to_dict()) if state is not None else None)
+        self.live.clear()
+        return self
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+class TriggerCore:
+    def __init__(self, settings: Settings, rules: RuleSet, metrics: TriggerMetrics) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings.kafka)
+        self.engine = Engine(rules, settings.triggers)
+        self.metrics = metrics
+        url = settings.kafka.schema_registry_url
+        self.serdes = {
+            name: make_serde(name, url)
+            for name in ("customer_event", "session", "identity_link", "alert", "profile")
+        }
+        self.dead_serde = make_serde("dead_letter", url)
+        self._handed_over: OrderedDict[str, str] = OrderedDict()
+        self.due: dict[bytes, int] = {}  # key -> event time its first absence window can fire
+        self._last_full: int | None = None
+
+    # -- 1. route -------------------------------------------------------------------------
+
+    def route(self, batch: Iterable[Incoming], now: datetime) -> Result:
+        result = Result()
+        for message in batch:
+            try:
+                if message.topic == self.topics.identity:
+                    link = self.serdes["identity_link"].decode(message.value, message.topic)
+                    self._handover(result, link["anonymous_id"], link["customer_id"])
+                    continue
+                if message.topic == self.topics.sessions:
+                    session = session_view(self.serdes["session"].decode(message.value, message.topic))
+                    self._handover(result, session.anonymous_id, session.customer_id)
+                    result.outputs.append(self._input(session.customer_id, "session", session.to_dict()))
+                    continue
+                view = event_view(self.serdes["customer_event"].decode(message.value, message.topic))
+                if view is None or view.is_bot:
+                    continue
+                self._handover(result, view.anonymous_id, view.customer_id)
+                result.outputs.append(self._input(view.customer_id, "event", view.to_dict()))
+            except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+                self.dead_letter(result, message, "undecodable", exc, now)
+        return result
+
+    def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
+        return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
+
+    def _handover(self, result: Result, anonymous_id: str | None, customer_id: str) -> None:
+        if (
+            not anonymous_id
+            or anonymous_id == customer_id
+            or self._handed_over.get(anonymous_id) == customer_id
+        ):
+            return
+        self._handed_over[anonymous_id] = customer_id
+        if len(self._handed_over) > HANDOVER_MEMORY:
+            self._handed_over.popitem(last=False)
+        result.outputs.append(self._input(anonymous_id, "handover", {"to": customer_id}))
+
+    # -- 2. evaluate ----------------------------------------------------------------------
+
+    def evaluate(
+        self, batch: Iterable[Incoming], stored: Callable[[bytes], bytes | None], now: datetime
+    ) -> Result:
+        """``stored(key)`` reads a state from the table; states changed earlier in the batch win."""
+        result = Result()
+
+        def load(key: bytes) -> CustomerState | None:
+            if key in result.live:
+                return result.live[key][1]
+            raw = stored(key)
+            return CustomerState.from_dict(json.loads(raw)) if raw else None
+
+        for message in batch:
+            if not message.key:
+                self.dead_letter(
+                    result, message, "missing_key", ValueError("triggers input without a key"), now
+                )
+                continue
+            try:
+                envelope = json.loads(message.value)
+                kind, body = envelope["kind"], envelope["body"]
+                key = message.key
+                if kind == "event":
+                    view = EventView.from_dict(body)
+                    self._advance(result, message.partition, view.time)
+                    self._apply(result, message.partition, self.engine.on_event(load(key), view))
+                elif kind == "session":
+                    session = SessionView.from_dict(body)
+                    self._advance(result, message.partition, session.end)
+                    self._apply(result, message.partition, self.engine.on_session(load(key), session))
+                elif kind == "handover":
+                    self._handover_state(result, message.partition, key, load(key), body["to"])
+                elif kind == "absorb":
+                    other = CustomerState.from_dict(body["state"])
+                    outcome = self.engine.absorb(load(key), other, key.decode())
+                    self._apply(result, message.partition, outcome)
+                else:
+                    raise ValueError(f"unknown triggers input kind {kind!r}")
+                self.metrics.inputs.labels(kind).inc()
+            except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+                self.dead_letter(result, message, "bad_trigger_input", exc, now)
+        return result.seal(self._index)
+
+    def _advance(self, result: Result, partition: int, time: int) -> None:
+        result.clocks[partition] = max(result.clocks.get(partition, time), time)
+
+    def _apply(self, result: Result, partition: int, outcome: Outcome) -> None:
+        state = outcome.state
+        state.partition = partition
+        key = state.customer_id.encode()
+        for alert in outcome.alerts:
+            record = self.serdes["alert"].encode(alert.to_record(), self.topics.alerts)
+            result.outputs.append(Output(self.topics.alerts, key, record))
+            result.alerts.append(alert)
+        if outcome.profile_changed:
+            result.outputs.append(self._profile(state.profile))
+        result.live[key] = (partition, state)
+
+    def _profile(self, profile: Profile, merged_into: str | None = None) -> Output:
+        record = self.serdes["profile"].encode(to_record(profile, merged_into), self.topics.profiles)
+        return Output(self.topics.profiles, profile.customer_id.encode(), record)
+
+    def _handover_state(
+        self, result: Result, partition: int, key: bytes, state: CustomerState | None, customer_id: str
+    ) -> None:
+        if state is None or customer_id == state.customer_id:
+            return
+        body = {"to": customer_id, "state": state.to_dict()}
+        result.outputs.append(self._input(customer_id, "absorb", body))
+        result.outputs.append(self._profile(state.profile, merged_into=customer_id))
+        result.live[key] = (partition, None)  # the device's state now lives with the customer
+
+    # -- 3. sweep -------------------------------------------------------------------------
+
+    def sweep(self, table: Mapping[bytes, bytes], partitions: set[int], now: int) -> Result:
+        """Due absence windows every time (from the index); scheduled rules for every customer
+        once per event-time hour (a full pass, which also rebuilds the index after a restart)."""
+        result = Result()
+        full = self._last_full is None or now // HOUR_MS > self._last_full // HOUR_MS
+        if full:
+            self._last_full = now
+            self.due.clear()
+            items: Iterable[tuple[bytes, bytes | None]] = list(table.items())
+        else:
+            items = [(key, table.get(key)) for key, at in list(self.due.items()) if at <= now]
+        for key, raw in items:
+            if not raw:
+                self.due.pop(key, None)
+                continue
+            state = CustomerState.from_dict(json.loads(raw))
+            if state.partition not in partitions:
+                continue
+            outcome = self.engine.sweep(state, now, scheduled=full)
+            partition = state.partition
+            assert partition is not None
+            self._apply(result, partition, outcome)
+            result.seal(self._index)
+            if result.states[key][1] == raw and not outcome.alerts:
+                del result.states[key]  # nothing changed: no changelog write
+        return result
+
+    def _index(self, key: bytes, state: CustomerState | None) -> None:
+        """Remember when this state's earliest absence window can fire."""
+        if state is None or not state.windows:
+            self.due.pop(key, None)
+            return
+        grace_ms = self.settings.triggers.absence_grace_s * 1000
+        self.due[key] = min(w.deadline for w in state.windows) + grace_ms
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def dead_letter(
+        self, result: Result, message: Incoming, reason: str, exc: Exception, now: datetime
+    ) -> None:
+        log.warning(
+            "triggers: %s at %s/%d/%d: %s", reason, message.topic, message.partition, message.offset, exc
+        )
+        letter = DeadLetter(
+            stage="triggers",
+            reason=reason,
+            detail=f"{type(exc).__name__}: {exc}",
+            payload=message.value,
+            failed_at=now,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+        )
+        value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
+        result.outputs.append(Output(self.topics.dead_letters, letter.dead_letter_id.encode(), value))
+        self.metrics.dead_letters.labels("triggers", reason).inc()
+
+    def delivery_dead_letter(
+        self, alert_body: bytes, alert_id: str, url: str, reason: str, now: datetime
+    ) -> Output:
+        """A fired alert no webhook took: stage ``delivery``, the signed body as payload."""
+        letter = DeadLetter(
+            stage="delivery",
+            reason=f"webhook_{reason}",
+            detail=f"{url} did not accept alert {alert_id}: {reason}",
+            payload=alert_body,
+            failed_at=now,
+            message_id=f"{alert_id}@{url}",  # one dead letter per alert and receiver, replay-stable
+            headers={"url": url, "alert_id": alert_id, "topic": self.topics.alerts},
+        )
+        self.metrics.dead_letters.labels("delivery", letter.reason).inc()
+        value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
+        return Output(self.topics.dead_letters, letter.dead_letter_id.encode(), value)

@@ -1,0 +1,356 @@
+"""The rule engine: pure functions of (customer state, input) -> (state, alerts).
+
+Four inputs move a customer's state, each with its own clock taken from the data:
+- ``on_event``: an enriched event (its corrected event time),
+- ``on_session``: a closed session (its end),
+- ``sweep``: a scheduled check whose ``now`` is an argument (the latest event time
+  the worker has seen), so replays and tests give the same answer,
+- ``absorb``: an anonymous profile merged into the customer's on stitching.
+
+Each input first closes absence windows that are due (``deadline + grace <= now``)
+or that the input itself cancels, then updates the profile, then runs the rules of
+its source, then the profile-change rules if the profile changed in substance.
+Every alert passes the guardrails (guardrails.py) before it leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline.settings import TriggerSettings
+from triggers.alerts import Alert, alert_id
+from triggers.conditions import Reason, evaluate, render
+from triggers.events import EventView, SessionView
+from triggers.guardrails import decide, prune
+from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields
+from triggers.ruleset import PastEventsCondition, Rule, RuleSet, walk_conditions
+from triggers.state import CustomerState, PastEvent, Window
+
+PastCounter = Callable[[PastEventsCondition], int]
+_PRIORITY = {"high": 0, "normal": 1, "low": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: CustomerState
+    alerts: tuple[Alert, ...] = ()
+    profile_changed: bool = False
+
+
+def _substance(p: Profile) -> tuple[Any, ...]:
+    """The parts of a profile whose change is worth a profile-change rule's look."""
+    return (
+        p.orders,
+        p.lifetime_revenue,
+        p.value_tier,
+        p.sessions,
+        p.last_email_engagement,
+        tuple(sorted(p.consent.items())),
+        tuple(sorted(p.categories_bought.items())),
+    )
+
+
+def worth_publishing(previous: Profile, current: Profile) -> bool:
+    """Publish a profile version when it is new, changed in substance, or seen on a new day.
+
+    Not on every event: the compacted topic only needs the latest, and a version per page view
+    cost more than the rules themselves. Counters ride along with the next published version.
+    """
+    if previous.event_count == 0 and previous.sessions == 0:
+        return current != previous
+    day = 24 * 3600 * 1000
+    return (
+        _substance(previous) != _substance(current)
+        or previous.anonymous_ids != current.anonymous_ids
+        or (previous.last_seen or 0) // day != (current.last_seen or 0) // day
+    )
+
+
+def _alert_from_dict(data: dict[str, Any]) -> Alert:
+    values = dict(data)
+    values["reasons"] = tuple(Reason(c, a) for c, a in values["reasons"])
+    values["triggering_event_ids"] = tuple(values["triggering_event_ids"])
+    return Alert(**values)
+
+
+def _alert_to_dict(alert: Alert) -> dict[str, Any]:
+    data = asdict(alert)
+    data["reasons"] = [[r.condition, r.actual] for r in alert.reasons]
+    data["triggering_event_ids"] = list(alert.triggering_event_ids)
+    return data
+
+
+class Engine:
+    """Holds the rules and settings; every method is a function of its arguments."""
+
+    def __init__(self, rules: RuleSet, settings: TriggerSettings) -> None:
+        self.settings = settings
+        self.tiers = settings.value_tiers
+        self.reload(rules)
+
+    def reload(self, rules: RuleSet) -> None:
+        """Swap the rules; customer state (profiles, windows, guardrail memory) is untouched."""
+        self.rules = rules
+        enabled = rules.enabled()
+        # Higher priority first: when the daily cap bites, it is the less important alert that waits.
+        ranked = sorted(enabled, key=lambda r: _PRIORITY[r.alert.priority])
+        self._by_source = {
+            source: tuple(r for r in ranked if r.trigger.source == source)
+            for source in ("event", "session", "profile", "schedule")
+        }
+        names: set[str] = set()
+        for rule in enabled:
+            names.update(
+                c.past_events.event
+                for c in walk_conditions(rule.conditions)
+                if isinstance(c, PastEventsCondition)
+            )
+            if rule.absence:
+                names.add(rule.absence.event)
+        self._history_names = frozenset(names)
+        self._history_ms = rules.history_window_s * 1000
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_event(self, state: CustomerState | None, event: EventView) -> Outcome:
+        state = state or CustomerState.new(event.customer_id)
+        if event.is_bot or event.message_id in state.seen_ids:
+            return Outcome(state)
+        self._remember(state, event.message_id)
+        alerts = self._close_windows(state, event.time, event)
+        previous = state.profile
+        state.profile = apply_event(previous, event, self.tiers)
+        if event.name in self._history_names:
+            state.history.append(PastEvent.of(event))
+            self._trim_history(state, event.time)
+        context = self._context(state, previous, event.time, event=event)
+        counter = self._counter(state, event.time, event)
+        for rule in self._by_source["event"]:
+            if rule.trigger.matches(event.name):
+                alerts += self._run(rule, state, context, event.time, (event.message_id,), counter)
+        alerts += self._profile_rules(state, previous, event.time, event.message_id)
+        prune(state, event.time, self.settings)
+        return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
+
+    def on_session(self, state: CustomerState | None, session: SessionView) -> Outcome:
+        state = state or CustomerState.new(session.customer_id)
+        if session.session_id in state.seen_ids:
+            return Outcome(state)
+        self._remember(state, session.session_id)
+        alerts = self._close_windows(state, session.end, None)
+        previous = state.profile
+        state.profile = apply_session(previous, session)
+        context = self._context(state, previous, session.end, session=session)
+        counter = self._counter(state, session.end, None)
+        for rule in self._by_source["session"]:
+            alerts += self._run(rule, state, context, session.end, (session.session_id,), counter)
+        alerts += self._profile_rules(state, previous, session.end, session.session_id)
+        return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
+
+    def sweep(self, state: CustomerState, now: int, scheduled: bool = True) -> Outcome:
+        """Due absence windows and (``scheduled``) the scheduled rules, as of event time ``now``."""
+        alerts = self._close_windows(state, now, None)
+        if scheduled and self._by_source["schedule"] and state.profile.last_seen is not None:
+            context = self._context(state, state.profile, now)
+            anchor = state.profile.last_event_id or state.customer_id
+            for rule in self._by_source["schedule"]:
+                alerts += self._run(rule, state, context, now, (anchor,), lambda _: 0)
+        prune(state, now, self.settings)
+        return Outcome(state, tuple(alerts))
+
+    def absorb(self, into: CustomerState | None, other: CustomerState, customer_id: str) -> Outcome:
+        """Merge an anonymous customer's state into the known customer's."""
+        into = into or CustomerState.new(customer_id)
+        previous = into.profile
+        into.profile = merge(previous, other.profile, self.tiers)
+        known = {e.id for e in into.history}
+        into.history = sorted(
+            [*into.history, *(e for e in other.history if e.id not in known)], key=lambda e: e.time
+        )
+        into.seen_ids = list(dict.fromkeys([*other.seen_ids, *into.seen_ids]))[
+            -self.settings.history_max_events :
+        ]
+        open_ids = {w.alert_id for w in into.windows}
+        for window in other.windows:
+            if window.alert_id in open_ids or window.alert_id in into.emitted:
+                continue
+            if any(
+                e.name == window.absent and window.start <= e.time <= window.deadline for e in into.history
+            ):
+                continue  # the awaited event already happened under the customer's key (handover raced it)
+            into.windows.append(
+                Window(**{**window.to_dict(), "alert": {**window.alert, "customer_id": customer_id}})
+            )
+        for rule_id, time in other.last_fired.items():
+            into.last_fired[rule_id] = max(time, into.last_fired.get(rule_id, time))
+        for day, count in other.daily.items():
+            into.daily[day] = into.daily.get(day, 0) + count
+        into.emitted = {**other.emitted, **into.emitted}
+        now = into.profile.updated_at or 0
+        alerts = self._profile_rules(into, previous, now, f"merge:{other.customer_id}")
+        return Outcome(into, tuple(alerts), True)
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _remember(self, state: CustomerState, input_id: str) -> None:
+        state.seen_ids.append(input_id)
+        if len(state.seen_ids) > self.settings.history_max_events:
+            del state.seen_ids[: -self.settings.history_max_events]
+
+    def _trim_history(self, state: CustomerState, now: int) -> None:
+        horizon = now - self._history_ms
+        history = [e for e in state.history if e.time >= horizon]
+        state.history = history[-self.settings.history_max_events :]
+
+    def _context(
+        self,
+        state: CustomerState,
+        previous: Profile,
+        now: int,
+        event: EventView | None = None,
+        session: SessionView | None = None,
+    ) -> dict[str, Any]:
+        context: dict[str, Any] = {
+            "customer_id": state.customer_id,
+            "profile": profile_fields(state.profile, now, self.tiers),
+            "previous": profile_fields(previous, now, self.tiers),
+            "recommendations": [],
+        }
+        if event is not None:
+            context["event"] = event.fields()
+            recommended: dict[str, None] = {}
+            for category in event.categories:
+                recommended.update(dict.fromkeys(self.settings.cross_sell.get(category, [])))
+            context["recommendations"] = list(recommended)
+        if session is not None:
+            context["session"] = session.fields()
+        return context
+
+    def _counter(self, state: CustomerState, now: int, event: EventView | None) -> PastCounter:
+        def count(cond: PastEventsCondition) -> int:
+            past = cond.past_events
+            since = now - past.within * 1000
+            wanted: set[str] = set()
+            if past.same and event is not None:
+                wanted = set(event.product_ids if past.same == "product_id" else event.categories)
+                if not wanted:
+                    return 0
+            total = 0
+            for e in state.history:
+                if e.name != past.event or not since <= e.time <= now:
+                    continue
+                if wanted and not wanted & set(e.product_ids if past.same == "product_id" else e.categories):
+                    continue
+                total += 1
+            return total
+
+        return count
+
+    def _run(
+        self,
+        rule: Rule,
+        state: CustomerState,
+        context: dict[str, Any],
+        time: int,
+        triggering_ids: tuple[str, ...],
+        counter: PastCounter,
+    ) -> list[Alert]:
+        held, reasons = evaluate(rule.conditions, context, counter)
+        if not held:
+            return []
+        context = {**context, "rule_id": rule.id}
+        alert = Alert(
+            alert_id=alert_id(rule.id, triggering_ids),
+            rule_id=rule.id,
+            alert_type=rule.alert.type,
+            customer_id=state.customer_id,
+            time=time,
+            kind=rule.kind,
+            priority=rule.alert.priority,
+            channel=rule.alert.channel,
+            message=render(rule.alert.message, context),
+            reasons=tuple(reasons),
+            triggering_event_ids=triggering_ids,
+            consent_purpose=rule.consent,
+            data=self._data(context),
+        )
+        if rule.absence is None:
+            decided = decide(alert, rule, state, self.settings)
+            return [decided] if decided else []
+        return self._open_window(rule, state, alert, time)
+
+    def _open_window(self, rule: Rule, state: CustomerState, alert: Alert, start: int) -> list[Alert]:
+        assert rule.absence is not None
+        if alert.alert_id in state.emitted or any(w.alert_id == alert.alert_id for w in state.windows):
+            return []
+        deadline = start + rule.absence.within * 1000
+        if any(e.name == rule.absence.event and start <= e.time <= deadline for e in state.history):
+            return []  # the awaited event already arrived (another device, out of order)
+        absent = Reason(f"no {rule.absence.event!r} within {rule.absence.within}s", 0)
+        pending = _alert_to_dict(alert)
+        pending.update(time=deadline, reasons=[*pending["reasons"], [absent.condition, absent.actual]])
+        state.windows.append(Window(alert.alert_id, rule.id, start, deadline, rule.absence.event, pending))
+        return []
+
+    def _close_windows(self, state: CustomerState, now: int, event: EventView | None) -> list[Alert]:
+        if not state.windows:
+            return []
+        alerts: list[Alert] = []
+        still_open: list[Window] = []
+        grace_ms = self.settings.absence_grace_s * 1000
+        for window in state.windows:
+            if (
+                event is not None
+                and event.name == window.absent
+                and window.start <= event.time <= window.deadline
+            ):
+                continue  # cancelled: what the rule waited for happened in time
+            if now < window.deadline + grace_ms:
+                still_open.append(window)
+                continue
+            rule = self.rules.get(window.rule_id)
+            if rule is None or not rule.enabled:
+                continue  # the rule was removed or disabled by a reload
+            decided = decide(_alert_from_dict(window.alert), rule, state, self.settings)
+            if decided:
+                alerts.append(decided)
+        state.windows = still_open
+        return alerts
+
+    def _profile_rules(self, state: CustomerState, previous: Profile, now: int, cause: str) -> list[Alert]:
+        rules = self._by_source["profile"]
+        if not rules or _substance(previous) == _substance(state.profile):
+            return []
+        context = self._context(state, previous, now)
+        alerts: list[Alert] = []
+        for rule in rules:
+            alerts += self._run(rule, state, context, now, (cause,), lambda _: 0)
+        return alerts
+
+    @staticmethod
+    def _data(context: dict[str, Any]) -> dict[str, Any]:
+        """Values a channel needs to act (which products, which categories to recommend)."""
+        data: dict[str, Any] = {}
+        event = context.get("event") or {}
+        session = context.get("session") or {}
+        if event.get("product_ids"):
+            data["product_ids"] = event["product_ids"]
+        if event.get("categories"):
+            data["categories"] = event["categories"]
+        if session.get("products_added"):
+            data["products_added"] = session["products_added"]
+        if context.get("recommendations"):
+            data["recommendations"] = context["recommendations"]
+        if context["profile"].get("value_tier"):
+            data["value_tier"] = context["profile"]["value_tier"]
+        return data
+
+
+def run_sweep(engine: Engine, states: Sequence[CustomerState], now: int) -> list[Alert]:
+    """Sweep many states at one ``now`` (the harness and the faust sweep use this)."""
+    alerts: list[Alert] = []
+    for state in states:
+        alerts += engine.sweep(state, now).alerts
+    return alerts

@@ -1,0 +1,96 @@
+"""Per-customer trigger state: profile, recent events, open absence windows, guardrail memory.
+
+One ``CustomerState`` per profile key lives in a faust table (JSON). Everything in
+it is bounded: recent events by the rules' longest window and a count, alert ids by
+``dedupe_retention_days``, daily counts by two days. The engine owns the object it
+is handed and returns it; the adapter writes it back to the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from triggers.events import EventView
+from triggers.profile import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class PastEvent:
+    """What past_events conditions and absence windows need of an event."""
+
+    id: str
+    name: str
+    time: int
+    product_ids: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, event: EventView) -> PastEvent:
+        return cls(event.message_id, event.name, event.time, event.product_ids, event.categories)
+
+    def to_list(self) -> list[Any]:
+        return [self.id, self.name, self.time, list(self.product_ids), list(self.categories)]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> PastEvent:
+        return cls(data[0], data[1], data[2], tuple(data[3]), tuple(data[4]))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """An open absence window: the alert is rendered; it fires unless ``absent`` happens first."""
+
+    alert_id: str
+    rule_id: str
+    start: int
+    deadline: int
+    absent: str  # event name whose arrival closes the window
+    alert: dict[str, Any]  # the pending alert's fields (Alert, reasons as [condition, actual])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    customer_id: str
+    profile: Profile
+    history: list[PastEvent] = field(default_factory=list)
+    seen_ids: list[str] = field(default_factory=list)  # recent message / session ids, for replays
+    windows: list[Window] = field(default_factory=list)
+    last_fired: dict[str, int] = field(default_factory=dict)  # rule id -> alert time
+    daily: dict[str, int] = field(default_factory=dict)  # UTC day number -> fired marketing alerts
+    emitted: dict[str, int] = field(default_factory=dict)  # alert id -> alert time
+    partition: int | None = None  # Kafka partition that owns this key (for the sweep)
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerState:
+        return cls(customer_id, Profile(customer_id))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "profile": self.profile.to_dict(),
+            "history": [e.to_list() for e in self.history],
+            "seen_ids": list(self.seen_ids),
+            "windows": [w.to_dict() for w in self.windows],
+            "last_fired": dict(self.last_fired),
+            "daily": dict(self.daily),
+            "emitted": dict(self.emitted),
+            "partition": self.partition,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
+        return cls(
+            customer_id=data["customer_id"],
+            profile=Profile.from_dict(data["profile"]),
+            history=[PastEvent.from_list(e) for e in data.get("history", [])],
+            seen_ids=list(data.get("seen_ids", [])),
+            windows=[Window(**w) for w in data.get("windows", [])],
+            last_fired=dict(data.get("last_fired", {})),
+            daily=dict(data.get("daily", {})),
+            emitted=dict(data.get("emitted", {})),
+            partition=data.get("partition"),
+        )
