@@ -1,0 +1,34 @@
+"""The webhouse: Kafka topics landed exactly once into Delta Lake tables, queried with DuckDB.
+
+Reading guide, in the order a record meets the modules:
+
+- ``tables``: the table declarations (topic, Avro schema, natural id, partitions, transform);
+- ``flatten``: Avro record -> flat columns, driven by the schema (new optional fields become
+  new nullable columns); ``pii``: e-mail, phone and IP keyed-hashed before they land;
+- ``rows``: the per-table transforms (analyst columns, order lines, e-mail interactions);
+- ``runner``: `webhouse sink`, the consumer loop (poll, decode, buffer, land, commit offsets);
+- ``store``: Delta appends that carry their Kafka offsets as application transactions, with
+  the natural-id dedupe; ``metrics``: what landed, commit latency, lag;
+- ``maintenance``: `webhouse compact`, `vacuum`, `forget`;
+- ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
+  ``analyses``: the named SQL views; ``reports``: `webhouse report`; ``cli``: the commands;
+- ``uci``: `webhouse load-uci`, the real order data as events.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pipeline.settings import Settings
+
+__all__ = ["connect"]
+
+
+def connect(settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """DuckDB with every webhouse table, the stitched views and the analyses (see ``sinks.duck``)."""
+    from sinks.duck import connect as _connect
+
+    return _connect(settings)

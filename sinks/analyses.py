@@ -1,0 +1,370 @@
+"""The named analyses: documented SQL views and table macros over the stitched views.
+
+Every analysis is plain DuckDB SQL an analyst can read and copy. Parameterised ones
+are table macros (``rfm_at(as_of := ...)``) with a view of the same idea using the
+defaults (``rfm``). "Now" and "as of" default to the latest event time in the data,
+never the wall clock, so a replayed or historical data set reads the same as live.
+Customers are the stitched customer ids (see ``sinks.duck``); money is the net of
+order lines (refund lines are negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from pipeline.settings import WebhouseSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    name: str  # the view (or macro) name, and the `webhouse report` name
+    doc: str
+    sql: str  # CREATE statements
+    requires: tuple[str, ...] = ()  # tables it needs beyond events/orders/sessions/identity
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def funnel_sql(steps: Sequence[str], name: str = "funnel") -> str:
+    """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day).
+
+    The campaign of a visitor-day is the first campaign seen on one of its funnel events.
+    """
+    if not steps:
+        raise ValueError("a funnel needs at least one step")
+    listed = ", ".join(_quote(s) for s in steps)
+    parts = [
+        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event, event_time, campaign "
+        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
+        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
+        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign FROM ev GROUP BY ALL)",
+        f"s1 AS (SELECT visitor, day, min(event_time) AS t FROM ev "
+        f"WHERE event = {_quote(steps[0])} GROUP BY ALL)",
+    ]
+    for k in range(2, len(steps) + 1):
+        parts.append(
+            f"s{k} AS (SELECT p.visitor, p.day, min(ev.event_time) AS t FROM s{k - 1} p JOIN ev "
+            f"ON ev.visitor = p.visitor AND ev.day = p.day AND ev.event = {_quote(steps[k - 1])} "
+            f"AND ev.event_time >= p.t GROUP BY ALL)"
+        )
+    counts = " UNION ALL ".join(
+        f"SELECT s.day, vd.campaign, {k} AS step_no, count(*) AS n FROM s{k} s JOIN vd USING (visitor, day) "
+        f"GROUP BY ALL"
+        for k in range(1, len(steps) + 1)
+    )
+    step_names = " UNION ALL ".join(
+        f"SELECT {k} AS step_no, {_quote(s)} AS step" for k, s in enumerate(steps, 1)
+    )
+    parts.append(f"counts AS ({counts})")
+    parts.append(f"step_names AS ({step_names})")
+    parts.append("groups AS (SELECT DISTINCT day, campaign FROM vd)")
+    return f"""CREATE OR REPLACE TEMP VIEW {name} AS
+WITH {", ".join(parts)},
+full_grid AS (
+  SELECT g.day, g.campaign, st.step_no, st.step, coalesce(c.n, 0) AS visitors
+  FROM groups g CROSS JOIN step_names st
+  LEFT JOIN counts c ON c.day = g.day AND c.campaign = g.campaign AND c.step_no = st.step_no)
+SELECT day, campaign, step_no, step, visitors,
+       round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
+       round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous
+FROM full_grid WINDOW w AS (PARTITION BY day, campaign ORDER BY step_no)
+ORDER BY day, campaign, step_no"""
+
+
+CUSTOMER_ORDERS = """
+CREATE OR REPLACE TEMP VIEW customer_orders AS
+SELECT stitched_customer_id AS customer_id, order_id,
+       min(event_time) FILTER (WHERE kind = 'completed') AS ordered_at,
+       sum(amount) AS net_amount
+FROM orders_stitched WHERE stitched_customer_id IS NOT NULL
+GROUP BY ALL;
+"""
+
+RFM = """
+-- RFM: recency (days since the last order, as of a day after the latest order unless given),
+-- frequency (completed orders), monetary (net revenue). Scores 1-5 are quintiles by rank, ties
+-- kept together (score = 1 + floor(5 * (rank - 1) / customers)); 5 is best (most recent,
+-- most frequent, highest value). Customers with no completed order are left out.
+CREATE OR REPLACE TEMP MACRO rfm_at(as_of := NULL) AS TABLE
+WITH c AS (
+  SELECT customer_id, max(ordered_at) AS last_order_at, count(ordered_at) AS frequency,
+         sum(net_amount) AS monetary
+  FROM customer_orders GROUP BY customer_id HAVING count(ordered_at) > 0),
+ref AS (SELECT coalesce(CAST(as_of AS TIMESTAMPTZ),
+                        (SELECT max(last_order_at) FROM c) + INTERVAL 1 DAY) AS t),
+m AS (SELECT c.*, datediff('day', c.last_order_at, ref.t) AS recency_days, count(*) OVER () AS n
+      FROM c, ref),
+s AS (
+  SELECT *,
+    1 + floor(5 * (rank() OVER (ORDER BY recency_days DESC) - 1) / n)::INT AS r_score,
+    1 + floor(5 * (rank() OVER (ORDER BY frequency) - 1) / n)::INT AS f_score,
+    1 + floor(5 * (rank() OVER (ORDER BY monetary) - 1) / n)::INT AS m_score
+  FROM m)
+SELECT customer_id, last_order_at, recency_days, frequency, round(monetary, 2) AS monetary,
+       r_score, f_score, m_score, r_score::VARCHAR || f_score::VARCHAR || m_score::VARCHAR AS rfm_cell,
+       CASE
+         WHEN r_score >= 4 AND f_score >= 4 THEN 'champions'
+         WHEN r_score >= 3 AND f_score >= 3 THEN 'loyal'
+         WHEN r_score >= 4 AND f_score <= 1 THEN 'new'
+         WHEN r_score >= 3 THEN 'promising'
+         WHEN r_score <= 2 AND f_score = 5 THEN 'cannot_lose'
+         WHEN r_score <= 2 AND f_score >= 3 THEN 'at_risk'
+         WHEN r_score = 2 THEN 'hibernating'
+         ELSE 'lost'
+       END AS segment
+FROM s ORDER BY customer_id;
+
+CREATE OR REPLACE TEMP VIEW rfm AS SELECT * FROM rfm_at();
+
+-- Segments: how many customers, their share and what they are worth.
+CREATE OR REPLACE TEMP VIEW rfm_segments AS
+SELECT segment, count(*) AS customers, round(count(*) / sum(count(*)) OVER (), 4) AS share,
+       round(sum(monetary), 2) AS revenue,
+       round(sum(monetary) / sum(sum(monetary)) OVER (), 4) AS revenue_share,
+       round(avg(recency_days), 1) AS avg_recency_days, round(avg(frequency), 2) AS avg_frequency
+FROM rfm GROUP BY segment ORDER BY revenue DESC;
+"""
+
+
+def value_tiers_sql(cuts: dict[str, float]) -> str:
+    """Tiers by rank of lifetime net revenue: top ``cut`` share of customers, cumulative."""
+    ordered = sorted(cuts.items(), key=lambda kv: kv[1])
+    case = " ".join(f"WHEN rn <= ceil({share} * n) THEN {_quote(name)}" for name, share in ordered)
+    order = " ".join(f"WHEN {_quote(name)} THEN {i}" for i, (name, _) in enumerate(ordered))
+    return f"""
+-- Value tiers (the VIP question): customers ranked by lifetime net revenue; each tier is the top
+-- share of customers given in settings (cumulative), the rest 'bronze'.
+CREATE OR REPLACE TEMP VIEW customer_value AS
+WITH c AS (SELECT customer_id, sum(net_amount) AS revenue, count(ordered_at) AS orders
+           FROM customer_orders GROUP BY customer_id),
+r AS (SELECT *, row_number() OVER (ORDER BY revenue DESC, customer_id) AS rn, count(*) OVER () AS n FROM c)
+SELECT customer_id, round(revenue, 2) AS revenue, orders, rn AS revenue_rank,
+       CASE {case} ELSE 'bronze' END AS tier
+FROM r;
+
+CREATE OR REPLACE TEMP VIEW value_tiers AS
+SELECT tier, count(*) AS customers, round(count(*) / sum(count(*)) OVER (), 4) AS customer_share,
+       round(sum(revenue), 2) AS revenue, round(sum(revenue) / sum(sum(revenue)) OVER (), 4) AS revenue_share,
+       round(avg(revenue), 2) AS avg_revenue, min(revenue) AS min_revenue
+FROM customer_value GROUP BY tier
+ORDER BY CASE tier {order} ELSE {len(ordered)} END;
+"""
+
+
+COHORTS = """
+-- Cohort retention: customers grouped by the month of their first order; for each later month,
+-- how many of them ordered again, as a share of the cohort (month 0 is 1.0 by definition).
+CREATE OR REPLACE TEMP VIEW cohort_retention AS
+WITH o AS (SELECT customer_id, date_trunc('month', ordered_at) AS m FROM customer_orders
+           WHERE ordered_at IS NOT NULL),
+f AS (SELECT customer_id, min(m) AS cohort FROM o GROUP BY customer_id),
+size AS (SELECT cohort, count(*) AS cohort_size FROM f GROUP BY cohort),
+act AS (SELECT DISTINCT o.customer_id, f.cohort, datediff('month', f.cohort, o.m) AS month_number
+        FROM o JOIN f USING (customer_id))
+SELECT strftime(cohort, '%Y-%m') AS cohort_month, month_number, count(*) AS customers,
+       any_value(cohort_size) AS cohort_size, round(count(*) / any_value(cohort_size), 4) AS retention
+FROM act JOIN size USING (cohort) GROUP BY ALL ORDER BY cohort_month, month_number;
+"""
+
+PATHS = """
+-- Page views in visit order; a visit is the worker's session, else the device's day.
+CREATE OR REPLACE TEMP VIEW page_views AS
+SELECT coalesce(session_id, anonymous_id || '/' || event_date) AS visit, visitor_id, message_id,
+       event_time, coalesce(page_path, name, '(unknown)') AS page
+FROM events_stitched WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false);
+
+-- Top paths: the first five pages of each visit, most common first.
+CREATE OR REPLACE TEMP VIEW top_paths AS
+WITH v AS (SELECT visit, array_to_string(list(page ORDER BY event_time, message_id)[1:5], ' > ') AS path
+           FROM page_views GROUP BY visit)
+SELECT path, count(*) AS visits, round(count(*) / sum(count(*)) OVER (), 4) AS share
+FROM v GROUP BY path ORDER BY visits DESC, path;
+
+-- Next-page transitions: where visitors go from each page ('(exit)' when the visit ends).
+CREATE OR REPLACE TEMP VIEW page_transitions AS
+WITH t AS (SELECT page AS from_page,
+                  coalesce(lead(page) OVER (PARTITION BY visit ORDER BY event_time, message_id), '(exit)')
+                  AS to_page
+           FROM page_views)
+SELECT from_page, to_page, count(*) AS transitions,
+       round(count(*) / sum(count(*)) OVER (PARTITION BY from_page), 4) AS share_of_from_page
+FROM t GROUP BY from_page, to_page ORDER BY transitions DESC, from_page, to_page;
+"""
+
+CAMPAIGNS = """
+-- Campaign performance: per e-mail campaign, recipients sent -> opened -> clicked (within the
+-- window after their send) -> visited (a session starting within the window after their click)
+-- -> ordered. An order is attributed to the campaign last clicked by that customer within the
+-- window before it (last click wins); revenue is the order's net amount.
+CREATE OR REPLACE TEMP MACRO campaign_performance_within(days := 7) AS TABLE
+WITH em AS (
+  SELECT coalesce(e.customer_id, i.customer_id, e.anonymous_id) AS who,
+         coalesce(e.campaign_name, e.campaign_id) AS campaign, e.event, e.event_time
+  FROM email_interactions e LEFT JOIN identity_latest i ON i.anonymous_id = e.anonymous_id
+  WHERE coalesce(e.campaign_name, e.campaign_id) IS NOT NULL),
+sends AS (SELECT campaign, who, min(event_time) AS sent_at FROM em
+          WHERE event IN ('Email Sent', 'Email Delivered') GROUP BY ALL),
+opens AS (SELECT DISTINCT s.campaign, s.who FROM sends s JOIN em ON em.campaign = s.campaign
+          AND em.who = s.who AND em.event = 'Email Opened'
+          AND em.event_time BETWEEN s.sent_at AND s.sent_at + to_days(days)),
+clicks AS (SELECT s.campaign, s.who, min(em.event_time) AS clicked_at FROM sends s JOIN em
+           ON em.campaign = s.campaign AND em.who = s.who AND em.event = 'Email Link Clicked'
+           AND em.event_time BETWEEN s.sent_at AND s.sent_at + to_days(days) GROUP BY ALL),
+visits AS (SELECT DISTINCT c.campaign, c.who FROM clicks c JOIN sessions_stitched s
+           ON coalesce(s.stitched_customer_id, s.anonymous_id) = c.who
+           AND s."start" BETWEEN c.clicked_at AND c.clicked_at + to_days(days)),
+ords AS (SELECT order_id, customer_id AS who, ordered_at, net_amount FROM customer_orders
+         WHERE ordered_at IS NOT NULL),
+attributed AS (SELECT o.order_id, any_value(o.net_amount) AS revenue,
+                      arg_max(c.campaign, c.clicked_at) AS campaign
+               FROM ords o JOIN clicks c ON c.who = o.who
+               AND o.ordered_at BETWEEN c.clicked_at AND c.clicked_at + to_days(days)
+               GROUP BY o.order_id)
+SELECT s.campaign,
+       count(DISTINCT s.who) AS sent,
+       (SELECT count(*) FROM opens o WHERE o.campaign = s.campaign) AS opened,
+       (SELECT count(*) FROM clicks c WHERE c.campaign = s.campaign) AS clicked,
+       (SELECT count(*) FROM visits v WHERE v.campaign = s.campaign) AS visited,
+       (SELECT count(*) FROM attributed a WHERE a.campaign = s.campaign) AS orders,
+       (SELECT coalesce(round(sum(a.revenue), 2), 0) FROM attributed a WHERE a.campaign = s.campaign)
+         AS revenue
+FROM sends s GROUP BY s.campaign ORDER BY revenue DESC, s.campaign;
+"""
+
+DORMANT = """
+-- Dormant customers: no event and no order for at least `days` days before `as_of` (default:
+-- the latest activity in the data), with what they have been worth.
+CREATE OR REPLACE TEMP MACRO dormant_customers_for(days := 90, as_of := NULL) AS TABLE
+WITH act AS (
+  SELECT stitched_customer_id AS customer_id, event_time FROM events_stitched
+  WHERE stitched_customer_id IS NOT NULL
+  UNION ALL SELECT customer_id, ordered_at FROM customer_orders WHERE ordered_at IS NOT NULL),
+ref AS (SELECT coalesce(CAST(as_of AS TIMESTAMPTZ), (SELECT max(event_time) FROM act)) AS t),
+last AS (SELECT customer_id, max(event_time) AS last_activity_at FROM act GROUP BY customer_id),
+val AS (SELECT customer_id, sum(net_amount) AS revenue, count(ordered_at) AS orders
+        FROM customer_orders GROUP BY customer_id)
+SELECT l.customer_id, l.last_activity_at, datediff('day', l.last_activity_at, ref.t) AS days_inactive,
+       coalesce(v.orders, 0) AS orders, round(coalesce(v.revenue, 0), 2) AS revenue
+FROM last l CROSS JOIN ref LEFT JOIN val v USING (customer_id)
+WHERE l.last_activity_at <= ref.t - to_days(days)
+ORDER BY revenue DESC, l.customer_id;
+"""
+
+REALTIME = """
+-- Real-time visitors: distinct visitors (customer, else device) with an event in the 5 and 30
+-- minutes up to `now` (default: the latest event time, so it works on replayed data).
+CREATE OR REPLACE TEMP MACRO realtime_visitors_at(now := NULL) AS TABLE
+WITH ref AS (SELECT coalesce(CAST(now AS TIMESTAMPTZ), (SELECT max(event_time) FROM events_stitched)) AS t)
+SELECT ref.t AS now,
+       count(DISTINCT visitor_id) FILTER (WHERE event_time > ref.t - INTERVAL 5 MINUTE) AS active_5m,
+       count(DISTINCT visitor_id) AS active_30m
+FROM events_stitched, ref
+WHERE event_time > ref.t - INTERVAL 30 MINUTE AND event_time <= ref.t AND NOT coalesce(is_bot, false)
+GROUP BY ref.t;
+
+CREATE OR REPLACE TEMP MACRO realtime_pages_at(now := NULL, minutes := 30) AS TABLE
+WITH ref AS (SELECT coalesce(CAST(now AS TIMESTAMPTZ), (SELECT max(event_time) FROM events_stitched)) AS t)
+SELECT coalesce(page_path, name) AS page, count(DISTINCT visitor_id) AS visitors, count(*) AS views
+FROM events_stitched, ref
+WHERE type IN ('page', 'screen') AND event_time > ref.t - to_minutes(minutes) AND event_time <= ref.t
+  AND NOT coalesce(is_bot, false)
+GROUP BY ALL ORDER BY visitors DESC, views DESC, page LIMIT 10;
+
+CREATE OR REPLACE TEMP MACRO realtime_products_at(now := NULL, minutes := 30) AS TABLE
+WITH ref AS (SELECT coalesce(CAST(now AS TIMESTAMPTZ), (SELECT max(event_time) FROM events_stitched)) AS t),
+p AS (SELECT visitor_id, event, unnest(commerce_products) AS product FROM events_stitched, ref
+      WHERE event IN ('Product Viewed', 'Product Added') AND event_time > ref.t - to_minutes(minutes)
+        AND event_time <= ref.t AND NOT coalesce(is_bot, false))
+SELECT coalesce(product.product_id, product.sku) AS product_id, any_value(product.name) AS name,
+       count(DISTINCT visitor_id) AS visitors, count(*) FILTER (WHERE event = 'Product Viewed') AS views,
+       count(*) FILTER (WHERE event = 'Product Added') AS adds
+FROM p GROUP BY 1 ORDER BY visitors DESC, views DESC, product_id LIMIT 10;
+
+CREATE OR REPLACE TEMP VIEW realtime_visitors AS SELECT * FROM realtime_visitors_at();
+"""
+
+CUSTOMER = """
+-- Single customer view, one macro per section (`webhouse report customer --param customer_id=..`).
+CREATE OR REPLACE TEMP MACRO customer_events(cid, n := 20) AS TABLE
+SELECT event_time, type, coalesce(event, name) AS what, channel, page_path, campaign, session_id,
+       anonymous_id, message_id
+FROM events_stitched WHERE stitched_customer_id = cid ORDER BY event_time DESC LIMIT n;
+
+CREATE OR REPLACE TEMP MACRO customer_sessions(cid, n := 10) AS TABLE
+SELECT session_id, "start", "end", duration_ms, page_view_count, landing_page, exit_page, utm_campaign,
+       converted, revenue
+FROM sessions_stitched WHERE stitched_customer_id = cid ORDER BY "start" DESC LIMIT n;
+
+CREATE OR REPLACE TEMP MACRO customer_order_lines(cid, n := 20) AS TABLE
+SELECT event_time, order_id, kind, product_id, quantity, amount
+FROM orders_stitched WHERE stitched_customer_id = cid ORDER BY event_time DESC, order_id, line_no LIMIT n;
+
+-- Consent per purpose: the latest Consent Granted / Consent Withdrawn wins.
+CREATE OR REPLACE TEMP MACRO customer_consent(cid) AS TABLE
+WITH c AS (SELECT event, event_time, unnest(consent_purposes) AS purpose FROM events_stitched
+           WHERE stitched_customer_id = cid AND event IN ('Consent Granted', 'Consent Withdrawn'))
+SELECT purpose, arg_max(event, event_time) = 'Consent Granted' AS granted, max(event_time) AS updated_at
+FROM c GROUP BY purpose ORDER BY purpose;
+
+CREATE OR REPLACE TEMP MACRO customer_identities(cid) AS TABLE
+SELECT anonymous_id, first_seen, last_seen, source_type FROM identity_map WHERE customer_id = cid
+ORDER BY first_seen;
+"""
+
+CUSTOMER_ALERTS = """
+CREATE OR REPLACE TEMP MACRO customer_alerts(cid, n := 20) AS TABLE
+SELECT "time", rule_id, alert_type, status, suppression_reason, channel, message
+FROM alerts WHERE customer_id = cid ORDER BY "time" DESC LIMIT n;
+"""
+
+CUSTOMER_PROFILE = """
+CREATE OR REPLACE TEMP MACRO customer_profile(cid) AS TABLE
+SELECT * EXCLUDE (profile_date) FROM profiles WHERE customer_id = cid;
+"""
+
+
+def analyses(cfg: WebhouseSettings) -> list[Analysis]:
+    return [
+        Analysis("funnel", funnel_sql.__doc__ or "", funnel_sql(cfg.funnel_steps)),
+        Analysis("customer_orders", "One row per customer order (net of refund lines).", CUSTOMER_ORDERS),
+        Analysis("rfm", "RFM quintile scores and named segments per customer.", RFM),
+        Analysis(
+            "value_tiers",
+            "Value tiers and each tier's share of revenue.",
+            value_tiers_sql(cfg.value_tier_cuts),
+        ),
+        Analysis("cohort_retention", "Retention by month of first order.", COHORTS),
+        Analysis("top_paths", "Most common visit paths and next-page transitions.", PATHS),
+        Analysis(
+            "campaign_performance",
+            "E-mail campaign funnel and attributed revenue.",
+            CAMPAIGNS + f"\nCREATE OR REPLACE TEMP VIEW campaign_performance AS "
+            f"SELECT * FROM campaign_performance_within({cfg.attribution_window_days});",
+        ),
+        Analysis(
+            "dormant_customers",
+            "Customers inactive for N days, with their value.",
+            DORMANT + f"\nCREATE OR REPLACE TEMP VIEW dormant_customers AS "
+            f"SELECT * FROM dormant_customers_for({cfg.dormant_days});",
+        ),
+        Analysis("realtime", "Active visitors in the last 5/30 minutes, top pages and products.", REALTIME),
+        Analysis("customer", "Single customer view.", CUSTOMER),
+        Analysis("customer_alerts", "A customer's alerts.", CUSTOMER_ALERTS, ("alerts",)),
+        Analysis("customer_profile", "A customer's latest profile.", CUSTOMER_PROFILE, ("profiles_history",)),
+    ]
+
+
+def install_analyses(con: duckdb.DuckDBPyConnection, cfg: WebhouseSettings, tables: set[str]) -> list[str]:
+    """Create every analysis whose tables exist; returns the names installed."""
+    installed = []
+    for analysis in analyses(cfg):
+        if not set(analysis.requires) <= tables:
+            continue
+        con.execute(analysis.sql)
+        installed.append(analysis.name)
+    return installed

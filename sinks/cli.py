@@ -1,0 +1,242 @@
+"""`webhouse` subcommands of the webhouse: sink, compact, vacuum, forget, sql, report, load-uci."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from pipeline.errors import SettingsError
+from pipeline.settings import Settings
+
+
+def _tables(settings: Settings, names: str | None) -> list[Any]:
+    from sinks.pii import PiiHasher
+    from sinks.tables import build_tables, default_specs
+
+    specs = default_specs(settings.webhouse.events_source)
+    if names:
+        wanted = {n.strip() for n in names.split(",") if n.strip()}
+        unknown = wanted - {s.name for s in specs}
+        if unknown:
+            raise SettingsError(f"unknown tables: {', '.join(sorted(unknown))}")
+        specs = [s for s in specs if s.name in wanted]
+    return build_tables(PiiHasher(settings.webhouse.pii_hmac_secret), specs)
+
+
+def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    from prometheus_client import start_http_server
+
+    from sinks.metrics import SinkMetrics
+    from sinks.runner import SinkRunner
+
+    metrics = SinkMetrics()
+    port = settings.metrics.port if args.metrics_port is None else args.metrics_port
+    if port:
+        start_http_server(port, registry=metrics.registry)
+    runner = SinkRunner(settings, _tables(settings, args.tables), metrics=metrics)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    landed = runner.run(stop, exit_when_idle=args.exit_when_idle, assign_all=args.assign_all)
+    print(f"landed {landed} rows")
+    return 0
+
+
+def register(sub: Any) -> None:
+    sink = sub.add_parser("sink", help="land the Kafka topics into the webhouse tables (Delta Lake)")
+    sink.add_argument("--tables", help="comma-separated subset of tables (default: all)")
+    sink.add_argument("--exit-when-idle", action="store_true", help="stop once every partition is landed")
+    sink.add_argument(
+        "--assign-all", action="store_true", help="own every partition without a consumer group (one sink)"
+    )
+    sink.add_argument("--metrics-port", type=int, help="Prometheus port (0: none; default metrics.port)")
+    sink.set_defaults(func=_sink)
+    register_maintenance(sub)
+    register_loaders(sub)
+
+
+def _specs(settings: Settings, names: str | None) -> list[Any]:
+    return [t.spec for t in _tables(settings, names)]
+
+
+def _print_table(rel: Any, fmt: str) -> None:
+    import csv
+    import json
+    import sys
+
+    if fmt == "table":
+        rel.show(max_rows=10_000, max_width=250)
+        return
+    columns = rel.columns
+    rows = rel.fetchall()
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.duck import connect
+
+    con = connect(settings)
+    if args.command_text:
+        _print_table(con.sql(args.command_text), args.format)
+        return 0
+    print("webhouse SQL (DuckDB). Tables and views: SHOW TABLES; end a statement with ';', quit with .quit")
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("webhouse> " if not buffer else "      ..> ")
+        except EOFError:
+            return 0
+        if line.strip() in (".quit", ".exit", "\\q"):
+            return 0
+        buffer.append(line)
+        if not line.rstrip().endswith(";"):
+            continue
+        statement, buffer = "\n".join(buffer), []
+        try:
+            rel = con.sql(statement)
+            if rel is not None:
+                _print_table(rel, args.format)
+        except Exception as exc:  # an analyst's typo must not end the session
+            print(f"error: {exc}")
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.duck import connect
+    from sinks.reports import sections
+
+    params = dict(p.split("=", 1) for p in args.param)
+    con = connect(settings)
+    for section in sections(args.name, params, con, settings.webhouse):
+        print(f"== {section.title}")
+        _print_table(con.sql(section.query, params=list(section.params) or None), args.format)
+    return 0
+
+
+def _compact(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.maintenance import compact
+    from sinks.store import DeltaStore
+
+    for name, (removed, added) in compact(
+        DeltaStore(settings.webhouse), _specs(settings, args.tables)
+    ).items():
+        print(f"{name}: {removed} files compacted into {added}")
+    return 0
+
+
+def _vacuum(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.maintenance import retention_hours, vacuum
+    from sinks.store import DeltaStore
+
+    result = vacuum(DeltaStore(settings.webhouse), _specs(settings, args.tables), dry_run=args.dry_run)
+    for name, files in result.items():
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{name}: {verb} {files} files older than {retention_hours(settings.webhouse, name)} h")
+    return 0
+
+
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.maintenance import forget
+    from sinks.store import DeltaStore
+
+    total = 0
+    for f in forget(DeltaStore(settings.webhouse), _specs(settings, None), args.customer_id):
+        total += f.rows
+        print(
+            f"{f.table}: removed {f.rows} rows in {f.partitions} partitions, "
+            f"{f.files_vacuumed} files vacuumed"
+        )
+    print(f"customer {args.customer_id}: {total} rows removed")
+    return 0
+
+
+def register_maintenance(sub: Any) -> None:
+    from sinks.reports import REPORTS
+
+    fmt = {"choices": ["table", "csv", "json"], "default": "table"}
+    sql = sub.add_parser("sql", help="DuckDB over the webhouse tables (no extension download)")
+    sql.add_argument("-c", dest="command_text", help="run one query and exit")
+    sql.add_argument("--format", **fmt)
+    sql.set_defaults(func=_sql)
+    report = sub.add_parser("report", help="print a named analysis")
+    report.add_argument("name", choices=REPORTS)
+    report.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. customer_id=42, now=2026-03-01T12:00:00Z, days=30, steps=A,B,C",
+    )
+    report.add_argument("--format", **fmt)
+    report.set_defaults(func=_report)
+    for name, fn, doc in (
+        ("compact", _compact, "rewrite small files into large ones (safe while sinks run)"),
+        ("vacuum", _vacuum, "delete files older than each table's retention"),
+    ):
+        p = sub.add_parser(name, help=doc)
+        p.add_argument("--tables", help="comma-separated subset of tables (default: all)")
+        if name == "vacuum":
+            p.add_argument("--dry-run", action="store_true")
+        p.set_defaults(func=fn)
+    forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")
+    forget.add_argument("customer_id")
+    forget.set_defaults(func=_forget)
+
+
+def _load_uci(args: argparse.Namespace, settings: Settings) -> int:
+    import itertools
+    from pathlib import Path
+
+    from confluent_kafka import Producer
+
+    from pipeline.errors import ProduceError
+    from pipeline.serde import make_serde
+    from pipeline.topics import Topics
+    from sinks.uci import invoices, read_rows
+
+    topic = Topics.from_settings(settings.kafka).raw_events
+    serde = make_serde("customer_event", settings.kafka.schema_registry_url)
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20, "compression.type": "zstd"}
+    )
+    failures: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    events = invoices(read_rows(Path(args.path)))
+    if args.limit:
+        events = itertools.islice(events, args.limit)
+    count = 0
+    for record in events:
+        key = (record["user_id"] or record["anonymous_id"]).encode()
+        while True:
+            try:
+                producer.produce(topic, serde.encode(record, topic), key=key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.5)
+        count += 1
+    if producer.flush(60) or failures:
+        raise ProduceError(f"{len(failures)} invoices not acknowledged: {failures[:3]}")
+    print(f"produced {count} invoices to {topic}")
+    return 0
+
+
+def register_loaders(sub: Any) -> None:
+    from sinks.uci import DEFAULT_PATH
+
+    uci = sub.add_parser(
+        "load-uci", help="produce the UCI Online Retail invoices as order events (raw topic)"
+    )
+    uci.add_argument("--path", default=str(DEFAULT_PATH))
+    uci.add_argument("--limit", type=int, default=0, help="only the first N invoices")
+    uci.set_defaults(func=_load_uci)

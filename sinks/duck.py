@@ -1,0 +1,89 @@
+"""DuckDB over the webhouse, offline: every table a view over its current Delta snapshot.
+
+Each Delta table is handed to DuckDB as deltalake's Arrow dataset (the files of the
+snapshot, partition values included, the table's schema applied to older files), so
+nothing needs DuckDB's delta or httpfs extensions, which would be downloaded: an
+s3:// root is read through deltalake's own object store. A table not landed yet is
+an empty relation with its declared columns, so every analysis view still binds.
+
+On top: the stitched views (retroactive identity attribution) and the named
+analyses of ``sinks.analyses``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.settings import Settings, load_settings
+from sinks.analyses import install_analyses
+from sinks.pii import PiiHasher
+from sinks.store import DeltaStore
+from sinks.tables import build_tables, default_specs
+
+STITCHING_SQL = """
+-- One customer per device: the most recently seen link wins (a shared device follows its last user).
+CREATE OR REPLACE TEMP VIEW identity_latest AS
+SELECT anonymous_id, arg_max(customer_id, last_seen) AS customer_id
+FROM identity_map GROUP BY anonymous_id;
+
+-- Retroactive stitching: an event keeps the customer known when it was processed; an anonymous
+-- event of a device linked later is attributed to that customer through the identity map.
+CREATE OR REPLACE TEMP VIEW events_stitched AS
+SELECT e.*, coalesce(e.customer_id, i.customer_id) AS stitched_customer_id,
+       coalesce(e.customer_id, i.customer_id, e.anonymous_id) AS visitor_id
+FROM events e LEFT JOIN identity_latest i ON i.anonymous_id = e.anonymous_id;
+
+-- Sessions a late event merged into a later one are superseded by it.
+CREATE OR REPLACE TEMP VIEW sessions_current AS
+SELECT s.* FROM sessions s
+WHERE s.session_id NOT IN (SELECT m FROM (SELECT unnest(merged_session_ids) AS m FROM sessions)
+                           WHERE m IS NOT NULL);
+
+CREATE OR REPLACE TEMP VIEW sessions_stitched AS
+SELECT s.*, coalesce(s.customer_id, i.customer_id) AS stitched_customer_id
+FROM sessions_current s LEFT JOIN identity_latest i ON i.anonymous_id = s.anonymous_id;
+
+CREATE OR REPLACE TEMP VIEW orders_stitched AS
+SELECT o.*, coalesce(o.customer_id, i.customer_id) AS stitched_customer_id
+FROM orders o LEFT JOIN identity_latest i ON i.anonymous_id = o.anonymous_id;
+"""
+
+PROFILES_SQL = """
+-- The latest profile per customer, from the history the sink keeps.
+CREATE OR REPLACE TEMP VIEW profiles AS
+SELECT * FROM profiles_history
+QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY updated_at DESC NULLS LAST,
+                           last_seen DESC NULLS LAST) = 1;
+"""
+
+
+def register_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """Register every declared table (landed or empty); returns their names."""
+    store = DeltaStore(settings.webhouse)
+    hasher = PiiHasher(settings.webhouse.pii_hmac_secret)
+    names = []
+    for table in build_tables(hasher, default_specs(settings.webhouse.events_source)):
+        dt = store.open(table.name)
+        if dt is None:
+            con.register(table.name, pa.Table.from_batches([], schema=table.arrow_schema))
+        else:
+            con.register(table.name, dt.to_pyarrow_dataset())
+        names.append(table.name)
+    return names
+
+
+def connect(settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with every table, the stitched views and the analyses, for notebooks.
+
+    The views show the snapshot current when this was called; call again for fresher data.
+    """
+    settings = settings or load_settings()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    names = register_tables(con, settings)
+    con.execute(STITCHING_SQL)
+    if "profiles_history" in names:
+        con.execute(PROFILES_SQL)
+    install_analyses(con, settings.webhouse, set(names))
+    return con

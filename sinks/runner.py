@@ -1,0 +1,295 @@
+"""`webhouse sink`: the consumer loop that lands topics into the webhouse tables.
+
+The hot path on one screen:
+
+1. on assignment, each partition is sought to the lowest ``transaction_version + 1``
+   of the tables it feeds (the tables, not Kafka, say what has landed);
+2. poll, decode (Avro), and for every table still behind at that offset turn the
+   record into rows; undecodable input goes to the dead-letter topic;
+3. when the buffered rows reach ``batch_max_rows`` or the oldest is
+   ``batch_max_seconds`` old: flush dead letters, then per table append the rows and
+   the last offset per partition in one Delta commit (``DeltaStore.append``);
+4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+
+from pipeline.deadletter import DeadLetter
+from pipeline.errors import SerdeError, SinkError
+from pipeline.serde import Serde, make_serde
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+from sinks.metrics import SinkMetrics
+from sinks.store import DeltaStore, app_id
+from sinks.tables import Table, source_topic
+
+log = logging.getLogger(__name__)
+TP = tuple[str, int]
+
+
+class SinkRunner:
+    """Lands the topics of ``tables``; one instance per process (a consumer-group member)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tables: list[Table],
+        store: DeltaStore | None = None,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.webhouse
+        self.topics = Topics.from_settings(settings.kafka)
+        self.store = store or DeltaStore(settings.webhouse)
+        self.metrics = metrics or SinkMetrics()
+        self.by_topic: dict[str, list[Table]] = defaultdict(list)
+        for table in tables:
+            self.by_topic[source_topic(table.spec, self.topics)].append(table)
+        self.serdes: dict[str, Serde] = {
+            topic: make_serde(ts[0].spec.schema_name, settings.kafka.schema_registry_url)
+            for topic, ts in self.by_topic.items()
+        }
+        self.dead_letter_serde = make_serde("dead_letter", settings.kafka.schema_registry_url)
+        self.landed: dict[tuple[str, str, int], int] = {}  # (table, topic, partition) -> last offset
+        # Buffered per (table, partition): decoded records and their transform rows (built into
+        # Arrow column-wise at flush).
+        self.records: dict[tuple[str, TP], list[dict[str, Any]]] = defaultdict(list)
+        self.derived: dict[tuple[str, TP], list[list[dict[str, Any]]]] = defaultdict(list)
+        self.offsets: dict[tuple[str, TP], int] = {}
+        self.buffered = 0
+        self.oldest: float | None = None
+        self.dead_letters_pending = 0
+        self.assigned: set[TP] = set()
+        self.landed_rows = 0
+        self._poll_size = max(1, min(1000, self.cfg.batch_max_rows))  # a batch overshoots by < one poll
+        kafka = settings.kafka
+        conf: dict[str, Any] = {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": self.cfg.consumer_group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+        }
+        if self.cfg.group_instance_id:
+            conf["group.instance.id"] = self.cfg.group_instance_id
+        self.consumer = Consumer(conf)
+        self.producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 5})
+
+    # -- assignment: the tables say where to resume -------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            lowest: int | None = None
+            for table in self.by_topic[tp.topic]:
+                version = self.store.transaction_version(
+                    table.name, app_id(table.name, tp.topic, tp.partition)
+                )
+                last = -1 if version is None else version
+                self.landed[(table.name, tp.topic, tp.partition)] = last
+                lowest = last if lowest is None else min(lowest, last)
+            tp.offset = OFFSET_BEGINNING if lowest is None or lowest < 0 else lowest + 1
+            self.assigned.add((tp.topic, tp.partition))
+            log.info("assigned %s[%d] from offset %s", tp.topic, tp.partition, tp.offset)
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.flush()
+        for tp in partitions:
+            self.assigned.discard((tp.topic, tp.partition))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Another member owns them now: whatever we buffered for them is theirs to land."""
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        for key in [k for k in self.records if k[1] in lost]:
+            del self.records[key]
+            self.buffered -= sum(len(d) for d in self.derived.pop(key))
+        for key in [k for k in self.offsets if k[1] in lost]:
+            del self.offsets[key]
+        self.assigned -= lost
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(
+        self, stop: threading.Event | None = None, exit_when_idle: bool = False, assign_all: bool = False
+    ) -> int:
+        """Land until ``stop`` is set (or, with ``exit_when_idle``, until caught up). Returns rows landed.
+
+        ``assign_all``: take every partition without joining the group (one sink process, starts at
+        once: no rebalance to wait for); the group id still carries the committed offsets for lag.
+        """
+        stop = stop or threading.Event()
+        if assign_all:
+            metadata = self.consumer.list_topics(timeout=10)
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in self.by_topic
+                for p in sorted(metadata.topics[topic].partitions)
+            ]
+            self._on_assign(self.consumer, partitions)
+        else:
+            self.consumer.subscribe(
+                list(self.by_topic),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        try:
+            while not stop.is_set():
+                messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
+                for msg in messages:
+                    self._handle(msg)
+                if self._due():
+                    self.flush()
+                if exit_when_idle and not messages and self.assigned and self.update_lag():
+                    break
+            self.flush()
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.landed_rows
+
+    def _handle(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise SinkError(f"consumer failed: {err}")
+            log.warning("consumer: %s", err)
+            return
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        behind = [t for t in self.by_topic[topic] if offset > self.landed[(t.name, topic, partition)]]
+        if not behind:
+            return
+        value = msg.value() or b""
+        tp = (topic, partition)
+        try:
+            record = self.serdes[topic].decode(value, topic)
+        except SerdeError as exc:
+            self._dead_letter(msg, "undecodable", str(exc))
+            record = None
+        for table in behind:
+            key = (table.name, tp)
+            if record is not None:
+                try:
+                    derived = table.derive(record)
+                except Exception as exc:  # a transform bug must not stop the sink or drop silently
+                    self._dead_letter(msg, f"transform_failed:{table.name}", repr(exc))
+                    derived = []
+                if derived:
+                    self.records[key].append(record)
+                    self.derived[key].append(derived)
+                    self.buffered += len(derived)
+            self.offsets[key] = offset
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
+        topic = msg.topic()
+        self.metrics.dead_letters.labels(reason).inc()
+        if topic == self.topics.dead_letters:
+            log.error(
+                "undecodable dead letter at %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), detail
+            )
+            return
+        letter = DeadLetter(
+            stage="sink",
+            reason=reason,
+            detail=detail,
+            payload=msg.value() or b"",
+            failed_at=datetime.now(UTC),
+            source_topic=topic,
+            source_partition=msg.partition(),
+            source_offset=msg.offset(),
+        )
+        data = self.dead_letter_serde.encode(letter.to_record(), self.topics.dead_letters)
+        self.producer.produce(self.topics.dead_letters, data, key=letter.dead_letter_id.encode())
+        self.dead_letters_pending += 1
+
+    def _due(self) -> bool:
+        if self.oldest is None:
+            return False
+        return (
+            self.buffered >= self.cfg.batch_max_rows
+            or time.monotonic() - self.oldest >= self.cfg.batch_max_seconds
+        )
+
+    # -- landing -------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Land every buffered row with its offsets, table by table, then commit Kafka offsets."""
+        if not self.offsets:
+            return
+        if self.dead_letters_pending:
+            if self.producer.flush(30) > 0:
+                raise SinkError("dead letters not acknowledged; not landing past them")
+            self.dead_letters_pending = 0
+        tables = {t.name: t for ts in self.by_topic.values() for t in ts}
+        by_table: dict[str, list[tuple[str, TP]]] = defaultdict(list)
+        for key in self.offsets:
+            by_table[key[0]].append(key)
+        for name, keys in by_table.items():
+            table = tables[name]
+            records = [r for key in keys for r in self.records.get(key, ())]
+            derived = [d for key in keys for d in self.derived.get(key, ())]
+            txns = {app_id(name, tp[0], tp[1]): self.offsets[(name, tp)] for _, tp in keys}
+            result = self.store.append(table, table.batch(records, derived), txns)
+            for _, tp in keys:
+                self.landed[(name, tp[0], tp[1])] = self.offsets[(name, tp)]
+            self.landed_rows += result.rows
+            self.metrics.rows.labels(name).inc(result.rows)
+            self.metrics.duplicates.labels(name).inc(result.duplicates)
+            self.metrics.files.labels(name).inc(result.files)
+            self.metrics.commit_seconds.labels(name).observe(result.seconds)
+            log.debug(
+                "%s: landed %d rows (%d duplicates) in %.3fs",
+                name,
+                result.rows,
+                result.duplicates,
+                result.seconds,
+            )
+        self.records.clear()
+        self.derived.clear()
+        self.offsets.clear()
+        self.buffered = 0
+        self.oldest = None
+        self._commit_kafka()
+        self.update_lag()
+
+    def _positions(self) -> dict[TP, int]:
+        """Next offset to read per partition: one past the least-advanced table."""
+        out: dict[TP, int] = {}
+        for (_, topic, partition), last in self.landed.items():
+            tp = (topic, partition)
+            out[tp] = min(out.get(tp, last + 1), last + 1)
+        return out
+
+    def _commit_kafka(self) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions().items() if o > 0]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # only lag visibility depends on it
+            log.warning("kafka offset commit failed: %s", exc)
+
+    def update_lag(self) -> bool:
+        """True when every assigned partition is landed up to its high watermark (also sets lag)."""
+        done = not self.offsets
+        for topic, partition in self.assigned:
+            # Cached: the high watermark of the last fetch response. A broker query waits behind
+            # the consumer's own long-poll fetch (~0.5 s per partition).
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high < 0:  # no fetch response yet: unknown, so not caught up
+                done = False
+                continue
+            for table in self.by_topic[topic]:
+                behind = max(0, high - 1 - self.landed.get((table.name, topic, partition), -1))
+                self.metrics.lag.labels(table.name, str(partition)).set(behind)
+                done = done and behind == 0
+        return done

@@ -1,0 +1,276 @@
+"""Each named analysis against figures computed by hand from a few records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.sinks.factory import T0, event, link, order, session
+from tests.sinks.land import Webhouse
+
+D = timedelta(days=1)
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+
+
+def _rfm_webhouse(tmp_path: Path) -> Webhouse:
+    wh = Webhouse(tmp_path, value_tier_cuts={"vip": 0.2, "gold": 0.4})
+    plan = {"c1": (range(25, 30), 100.0), "c2": (range(20, 24), 50.0), "c3": (range(10, 13), 30.0),
+            "c4": (range(3, 5), 200.0), "c5": (range(0, 1), 10.0)}  # fmt: skip
+    records = [
+        order(f"{c}-{d}", f"{c}-o{d}", [("p", price, 1)], user_id=c, anonymous_id=None, at=T0 + d * D)
+        for c, (days, price) in plan.items()
+        for d in days
+    ]
+    wh.events(records)
+    return wh
+
+
+def test_rfm_quintiles_and_segments(tmp_path: Path) -> None:
+    con = _rfm_webhouse(tmp_path).connect()
+    rows = con.execute(
+        "SELECT customer_id, recency_days, frequency, monetary, r_score, f_score, m_score, segment "
+        "FROM rfm_at(as_of := ?) ORDER BY customer_id",
+        [T0 + 30 * D],
+    ).fetchall()
+    assert rows == [
+        ("c1", 1, 5, 500.0, 5, 5, 5, "champions"),
+        ("c2", 7, 4, 200.0, 4, 4, 3, "champions"),
+        ("c3", 18, 3, 90.0, 3, 3, 2, "loyal"),
+        ("c4", 26, 2, 400.0, 2, 2, 4, "hibernating"),
+        ("c5", 30, 1, 10.0, 1, 1, 1, "lost"),
+    ]
+
+
+def test_value_tiers_and_revenue_share(tmp_path: Path) -> None:
+    con = _rfm_webhouse(tmp_path).connect()
+    rows = con.sql("SELECT tier, customers, revenue, revenue_share FROM value_tiers").fetchall()
+    assert rows == [("vip", 1, 500.0, 0.4167), ("gold", 1, 400.0, 0.3333), ("bronze", 3, 300.0, 0.25)]
+
+
+def test_refund_lines_net_out_of_revenue(tmp_path: Path) -> None:
+    wh = _rfm_webhouse(tmp_path)
+    wh.events([order("r1", "c4-o3", [("p", 200.0, 1)], refund=True, user_id="c4", at=T0 + 5 * D)])
+    rows = wh.connect().sql("SELECT customer_id, revenue FROM customer_value WHERE customer_id='c4'")
+    assert rows.fetchall() == [("c4", 200.0)]
+
+
+def test_cohort_retention_by_first_order_month(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    days = {
+        "a": ["2026-01-15", "2026-02-10", "2026-04-01"],
+        "b": ["2026-01-20"],
+        "c": ["2026-02-05", "2026-03-05"],
+    }
+    wh.events(
+        [
+            order(
+                f"{c}{i}",
+                f"{c}{i}",
+                [("p", 1.0, 1)],
+                user_id=c,
+                at=datetime.fromisoformat(d).replace(tzinfo=UTC),
+            )
+            for c, ds in days.items()
+            for i, d in enumerate(ds)
+        ]
+    )
+    rows = wh.connect().sql("SELECT * FROM cohort_retention").fetchall()
+    assert rows == [
+        ("2026-01", 0, 2, 2, 1.0),
+        ("2026-01", 1, 1, 2, 0.5),
+        ("2026-01", 3, 1, 2, 0.5),
+        ("2026-02", 0, 1, 1, 1.0),
+        ("2026-02", 1, 1, 1, 1.0),
+    ]
+
+
+def test_funnel_counts_ordered_steps_by_day_and_campaign(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path, funnel_steps=["A", "B", "C"])
+    wh.events(
+        [
+            event("1", name="A", anonymous_id="v1", at=T0, campaign="spring"),
+            event("2", name="B", anonymous_id="v1", at=T0 + M),
+            event("3", name="C", anonymous_id="v1", at=T0 + 2 * M),
+            event("4", name="B", anonymous_id="v2", at=T0, campaign="spring"),  # B before A: no step 2
+            event("5", name="A", anonymous_id="v2", at=T0 + M),
+            event("6", name="A", anonymous_id="v3", at=T0),
+            event("7", name="C", anonymous_id="v3", at=T0 + M),  # C without B: no step 3
+        ]
+    )
+    rows = wh.connect().sql("SELECT * FROM funnel").fetchall()
+    assert rows == [
+        ("2026-03-02", "(none)", 1, "A", 1, 1.0, None),
+        ("2026-03-02", "(none)", 2, "B", 0, 0.0, 0.0),
+        ("2026-03-02", "(none)", 3, "C", 0, 0.0, None),
+        ("2026-03-02", "spring", 1, "A", 2, 1.0, None),
+        ("2026-03-02", "spring", 2, "B", 1, 0.5, 0.5),
+        ("2026-03-02", "spring", 3, "C", 1, 0.5, 1.0),
+    ]
+
+
+def test_top_paths_and_next_page_transitions(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    visits = {"s1": ["/", "/a", "/b"], "s2": ["/", "/a"], "s3": ["/", "/a", "/b"]}
+    wh.events(
+        [
+            event(f"{s}{i}", type="page", name="P", path=p, session_id=s, anonymous_id=s, at=T0 + i * M)
+            for s, pages in visits.items()
+            for i, p in enumerate(pages)
+        ]
+    )
+    con = wh.connect()
+    assert con.sql("SELECT * FROM top_paths").fetchall() == [
+        ("/ > /a > /b", 2, 0.6667),
+        ("/ > /a", 1, 0.3333),
+    ]
+    assert con.sql("SELECT * FROM page_transitions ORDER BY from_page, to_page").fetchall() == [
+        ("/", "/a", 3, 1.0),
+        ("/a", "(exit)", 1, 0.3333),
+        ("/a", "/b", 2, 0.6667),
+        ("/b", "(exit)", 2, 1.0),
+    ]
+
+
+def _mail(mid: str, what: str, who: str, campaign: str, at: datetime) -> dict:
+    return event(mid, name=what, user_id=who, anonymous_id=f"a-{who}", at=at, channel="email",
+                 email={"campaign_name": campaign})  # fmt: skip
+
+
+def test_campaign_performance_attributes_orders_to_the_last_click(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    wh.events(
+        [
+            *(_mail(f"d{u}", "Email Delivered", u, "spring", T0) for u in ("u1", "u2", "u3")),
+            _mail("o1", "Email Opened", "u1", "spring", T0 + H),
+            _mail("o2", "Email Opened", "u2", "spring", T0 + H),
+            _mail("k1", "Email Link Clicked", "u1", "spring", T0 + 2 * H),
+            order("ord1", "ord1", [("p", 50.0, 1)], user_id="u1", at=T0 + D),
+            order("ord2", "ord2", [("p", 70.0, 1)], user_id="u1", at=T0 + 10 * D),  # outside the window
+            _mail("d4", "Email Delivered", "u2", "autumn", T0),
+            _mail("k2", "Email Link Clicked", "u2", "autumn", T0 + D),
+            order("ord3", "ord3", [("p", 30.0, 1)], user_id="u2", at=T0 + 2 * D),
+        ]
+    )
+    wh.land("sessions", [session("s1", "a-u1", T0 + 2 * H + M, customer_id="u1")])
+    rows = wh.connect().sql("SELECT * FROM campaign_performance").fetchall()
+    assert rows == [("spring", 3, 2, 1, 1, 1, 50.0), ("autumn", 1, 0, 1, 0, 1, 30.0)]
+
+
+def test_dormant_customers_with_their_value(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    wh.events(
+        [
+            order("x1", "x1", [("p", 40.0, 1)], user_id="d1", at=T0),
+            event("x2", user_id="d2", at=T0 + 100 * D),
+            event("x3", user_id="d3", at=T0 + 20 * D),
+        ]
+    )
+    rows = wh.connect().sql("SELECT customer_id, days_inactive, orders, revenue FROM dormant_customers")
+    assert rows.fetchall() == [("d1", 100, 1, 40.0)]
+
+
+def test_realtime_visitors_pages_and_products(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    p1 = {"products": [{"product_id": "p1", "name": "Mug"}]}
+    p2 = {"products": [{"product_id": "p2", "name": "Tea"}]}
+    wh.events(
+        [
+            event("1", type="page", name="X", path="/x", anonymous_id="v1", at=T0 + 29 * M),
+            event("2", type="page", name="Y", path="/y", anonymous_id="v2", at=T0 + 20 * M),
+            event("3", type="page", name="X", path="/x", anonymous_id="v3", at=T0 + M),
+            event("4", type="page", name="X", path="/x", anonymous_id="v4", at=T0 - 5 * M),
+            event("5", name="Product Viewed", commerce=p1, anonymous_id="v1", at=T0 + 28 * M),
+            event("6", name="Product Added", commerce=p1, anonymous_id="v2", at=T0 + 27 * M),
+            event("7", name="Product Viewed", commerce=p2, anonymous_id="v2", at=T0 + 26 * M),
+            event("8", name="Product Viewed", commerce=p2, anonymous_id="v1", at=T0 + 30 * M),  # "now"
+        ]
+    )
+    con = wh.connect()
+    assert con.sql("SELECT now, active_5m, active_30m FROM realtime_visitors").fetchall() == [
+        (T0 + 30 * M, 2, 3)
+    ]
+    assert con.sql("SELECT * FROM realtime_pages_at()").fetchall() == [("/x", 2, 2), ("/y", 1, 1)]
+    assert con.sql("SELECT * FROM realtime_products_at()").fetchall() == [
+        ("p2", "Tea", 2, 2, 0),  # as many visitors as p1, more views
+        ("p1", "Mug", 2, 1, 1),
+    ]
+    earlier = con.execute("SELECT active_5m, active_30m FROM realtime_visitors_at(now := ?)", [T0 + 2 * M])
+    assert earlier.fetchall() == [(1, 2)]
+
+
+def test_stitching_and_single_customer_view(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    consent = {"purposes": ["analytics", "marketing_email"]}
+    wh.events(
+        [
+            event("e1", type="page", name="Home", path="/", anonymous_id="a9", at=T0),  # before login
+            event("e2", name="Consent Granted", consent=consent, anonymous_id="a9", at=T0 + M),
+            event(
+                "e3",
+                name="Consent Withdrawn",
+                consent={"purposes": ["marketing_email"]},
+                user_id="c9",
+                anonymous_id="a9",
+                at=T0 + H,
+            ),
+            event("e4", type="page", name="Home", path="/", anonymous_id="other", at=T0),
+        ]
+    )
+    con = wh.connect()
+    assert con.execute("SELECT message_id FROM customer_events('c9') ORDER BY 1").fetchall() == [("e3",)]
+    wh.land("identity", [link("a9", "c9", T0 + H)])
+    con = wh.connect()
+    events = con.execute("SELECT message_id FROM customer_events('c9') ORDER BY 1").fetchall()
+    assert events == [("e1",), ("e2",), ("e3",)]
+    assert con.execute("SELECT purpose, granted FROM customer_consent('c9')").fetchall() == [
+        ("analytics", True),
+        ("marketing_email", False),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_report_cli_prints_a_named_analysis(
+    tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.cli import main
+
+    _rfm_webhouse(tmp_path)
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
+    assert main(["report", "value_tiers", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "bronze" in out and "1200" not in out
+    assert main(["sql", "-c", "SELECT round(sum(amount), 2) AS total FROM orders", "--format", fmt]) == 0
+    assert "1200.0" in capsys.readouterr().out
+
+
+def test_sql_shell_runs_statements_and_survives_typos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.cli import main
+
+    _rfm_webhouse(tmp_path)
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))
+    lines = iter(["SELECT count(*) AS n", "FROM orders;", "SELECT nope;", ".quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["sql", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "n\r\n15\r\n" in out and "error:" in out  # csv module line ends
+
+
+def test_sessions_a_late_event_merged_are_superseded(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path)
+    wh.land(
+        "sessions",
+        [
+            session("p1", "a1", T0),
+            session("p2", "a1", T0 + 20 * M),
+            session("s12", "a1", T0, minutes=35, merged_session_ids=["p1", "p2"]),
+            session("other", "a2", T0),
+        ],
+    )
+    rows = wh.connect().sql("SELECT session_id FROM sessions_current ORDER BY 1").fetchall()
+    assert rows == [("other",), ("s12",)]
