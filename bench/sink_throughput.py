@@ -1,0 +1,96 @@
+"""How fast the webhouse lands rows, and what the natural-id dedupe costs.
+
+Runs without Kafka: flattening (record -> row), then DeltaStore.append of batches
+into one date partition (the dedupe's worst case: every batch reads the ids of a
+growing partition), with the dedupe on and off.
+
+    .venv/bin/python bench/sink_throughput.py [events] [batch]
+
+Also lands the same batches through Delta MERGE (insert when not matched), the alternative dedupe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from pipeline.settings import WebhouseSettings
+from sinks.pii import PiiHasher
+from sinks.store import DeltaStore
+from sinks.tables import Table, default_specs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' record factory
+from tests.sinks.factory import T0, event
+
+
+def main(total: int = 200_000, batch: int = 20_000) -> None:
+    spec = next(s for s in default_specs() if s.name == "events")
+    records = [
+        event(f"m{i}", type="page", name="P", path=f"/p{i % 50}", anonymous_id=f"a{i % 5000}",
+              session_id=f"s{i % 9000}", customer_id=None, ip="198.51.100.7", at=T0)
+        for i in range(total)
+    ]  # fmt: skip
+    table = Table(spec, PiiHasher("bench"))
+    started = time.perf_counter()
+    for r in records[:20_000]:
+        table.rows(r)
+    flat_s = time.perf_counter() - started
+    columns = len(table.arrow_schema)
+    print(f"flatten row by row (reference): {20_000 / flat_s:,.0f} records/s ({columns} columns)")
+    started = time.perf_counter()
+    batches = [
+        table.batch(records[i : i + batch], [table.derive(r) for r in records[i : i + batch]])
+        for i in range(0, total, batch)
+    ]
+    flat_s = time.perf_counter() - started
+    print(f"flatten column-wise (the sink's path): {total / flat_s:,.0f} records/s")
+    for label, s in (("dedupe on", spec), ("dedupe off", dataclasses.replace(spec, id_columns=()))):
+        with tempfile.TemporaryDirectory() as root:
+            store = DeltaStore(WebhouseSettings(root=str(Path(root))))
+            t = Table(s, PiiHasher("bench"))
+            write_s = dedupe_s = 0.0
+            last_dedupe = 0.0
+            for n, data in enumerate(batches):
+                result = store.append(t, data, {"bench": n})
+                write_s += result.seconds
+                dedupe_s += result.dedupe_seconds
+                last_dedupe = result.dedupe_seconds
+            if label == "dedupe on":
+                merge_instead(total, batch, batches)
+            print(
+                f"{label}: {total / write_s:,.0f} rows/s landed (flattening excluded), "
+                f"dedupe {dedupe_s:.2f}s in total, last batch's dedupe {last_dedupe * 1000:.0f} ms "
+                f"against {total - batch:,} rows in the partition"
+            )
+
+
+def merge_instead(total: int, batch: int, batches: list[pa.Table]) -> None:
+    """The alternative: Delta MERGE (insert when not matched), restricted to the batch's dates."""
+    with tempfile.TemporaryDirectory() as root:
+        path = str(Path(root) / "events")
+        spent = 0.0
+        for n, data in enumerate(batches):
+            started = time.perf_counter()
+            txn = CommitProperties(app_transactions=[Transaction("bench", n)])
+            if n == 0:
+                write_deltalake(path, data, partition_by=["event_date", "channel"], commit_properties=txn)
+            else:
+                dates = ", ".join(f"'{d}'" for d in pc.unique(data["event_date"]).to_pylist())
+                predicate = f"t.message_id = s.message_id AND t.event_date IN ({dates})"
+                merger = DeltaTable(path).merge(
+                    data, predicate, source_alias="s", target_alias="t", commit_properties=txn
+                )
+                merger.when_not_matched_insert_all().execute()
+            spent += time.perf_counter() - started
+        print(f"merge instead: {total / spent:,.0f} rows/s landed")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
