@@ -30,9 +30,11 @@ import faust
 from faust.types import EventT
 
 from pipeline.errors import RuleError, WebhouseError
+from pipeline.messages import Incoming
+from pipeline.offset_gaps import BrokerRangeReader, Expected, fill_gaps
 from pipeline.settings import Settings
 from triggers.alerts import Alert
-from triggers.core import Incoming, Result, TriggerCore
+from triggers.core import Result, TriggerCore
 from triggers.metrics import TriggerMetrics
 from triggers.ruleset import RuleWatcher
 from triggers.webhook import RetryPolicy, WebhookSender, body_of
@@ -84,19 +86,23 @@ class TriggerRuntime:
         self.alerts = app.topic(topics.alerts, partitions=p, **RAW)
         self.lock = asyncio.Lock()
         self.sender: WebhookSender | None = None
+        self.expected = {agent: Expected() for agent in ("route", "evaluate", "deliver")}
+        self.gap_reader = BrokerRangeReader(settings.kafka.bootstrap_servers, stage="triggers")
 
     # -- agents ---------------------------------------------------------------------------
 
     async def route(self, stream: Any) -> None:
         batch = self.settings.worker
         async for events in stream.take_events(batch.batch_max_events, within=batch.batch_within_s):
-            await self.send(self.core.route(_incoming(list(events)), datetime.now(UTC)))
+            messages = await self.repair(self.expected["route"], _incoming(list(events)))
+            await self.send(self.core.route(messages, datetime.now(UTC)))
 
     async def evaluate(self, stream: Any) -> None:
         batch = self.settings.worker
         async for events in stream.take_events(batch.batch_max_events, within=batch.batch_within_s):
+            messages = await self.repair(self.expected["evaluate"], _incoming(list(events)))
             async with self.lock:
-                result = self.core.evaluate(_incoming(list(events)), self.states.data.get, datetime.now(UTC))
+                result = self.core.evaluate(messages, self.states.data.get, datetime.now(UTC))
                 await self.write(result)
 
     async def deliver(self, stream: Any) -> None:
@@ -110,35 +116,34 @@ class TriggerRuntime:
     async def _deliver(self, stream: Any) -> None:
         urls = self.settings.triggers.webhook_urls
         async for event in stream.events():
-            message = event.message
-            if not urls:
+            for message in await self.repair(self.expected["deliver"], _incoming([event])):
+                if urls:
+                    await self._deliver_one(message)
+
+    async def _deliver_one(self, message: Incoming) -> None:
+        try:
+            alert = Alert.from_record(self.core.serdes["alert"].decode(message.value, message.topic))
+        except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+            result = Result()
+            self.core.dead_letter(result, message, "undecodable_alert", exc, datetime.now(UTC))
+            await self.send(result)
+            return
+        if alert.status != "fired":
+            return
+        sender = self._sender()
+        for delivery in await sender.deliver(alert):
+            if delivery.ok:
+                self.metrics.webhook_delivered.inc()
                 continue
-            try:
-                alert = Alert.from_record(
-                    self.core.serdes["alert"].decode(message.value or b"", message.topic)
-                )
-            except (WebhouseError, KeyError, TypeError, ValueError) as exc:
-                result = Result()
-                [incoming] = _incoming([event])
-                self.core.dead_letter(result, incoming, "undecodable_alert", exc, datetime.now(UTC))
-                await self.send(result)
-                continue
-            if alert.status != "fired":
-                continue
-            sender = self._sender()
-            for delivery in await sender.deliver(alert):
-                if delivery.ok:
-                    self.metrics.webhook_delivered.inc()
-                    continue
-                log.warning("alert %s not delivered to %s: %s", alert.alert_id, delivery.url, delivery.error)
-                dead = self.core.delivery_dead_letter(
-                    body_of(alert),
-                    alert.alert_id,
-                    delivery.url,
-                    delivery.error or "failed",
-                    datetime.now(UTC),
-                )
-                await self.app.producer.send(dead.topic, dead.key, dead.value, None, None, None)
+            log.warning("alert %s not delivered to %s: %s", alert.alert_id, delivery.url, delivery.error)
+            dead = self.core.delivery_dead_letter(
+                body_of(alert),
+                alert.alert_id,
+                delivery.url,
+                delivery.error or "failed",
+                datetime.now(UTC),
+            )
+            await self.app.producer.send(dead.topic, dead.key, dead.value, None, None, None)
 
     async def sweep(self) -> None:
         if not self._recovered():
@@ -184,6 +189,16 @@ class TriggerRuntime:
         self.metrics.webhook_latency.observe(seconds)
         if failure:
             self.metrics.webhook_failures.labels(failure).inc()
+
+    async def repair(self, expected: Expected, messages: list[Incoming]) -> list[Incoming]:
+        """Messages the consumer skipped since the assignment, read back in place (pipeline.offset_gaps)."""
+        assignment = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        messages, counts = await fill_gaps(messages, expected.for_assignment(assignment), self.gap_reader)
+        expected.advance(messages)
+        for outcome, count in counts.items():
+            if count:
+                self.metrics.offset_gaps.labels(outcome).inc(count)
+        return messages
 
     def _recovered(self) -> bool:
         recovery = getattr(self.app.tables, "recovery", None)

@@ -30,6 +30,7 @@ from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import WebhouseError
+from pipeline.messages import Incoming
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -44,15 +45,6 @@ from triggers.state import CustomerState
 log = logging.getLogger(__name__)
 HANDOVER_MEMORY = 100_000
 HOUR_MS = 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True, slots=True)

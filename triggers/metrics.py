@@ -36,6 +36,12 @@ class TriggerMetrics:
             "webhouse_trigger_dead_letters", "Inputs or alerts dead-lettered, by stage and reason.",
             ["stage", "reason"], registry=r,
         )  # fmt: skip
+        self.offset_gaps = Counter(
+            "webhouse_trigger_offset_gaps",
+            "Messages the consumer skipped: read back from the broker (filled) or gone (missing).",
+            ["outcome"],
+            registry=r,
+        )
         self.reloads = Counter(
             "webhouse_trigger_rule_reloads", "Rule directory changes seen: reloaded or refused.", ["outcome"],
             registry=r,

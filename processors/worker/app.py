@@ -14,7 +14,8 @@ The hot path on one screen (``WorkerRuntime.on_batch``):
 
 Crash anywhere before 4 and the batch is read again (at least once): outputs may
 repeat; events already in the restored state are skipped by offset (each partition
-clock stores the next offset its state lacks), so the state never takes one twice.
+clock stores the next offset its state lacks), so the state never takes one twice,
+and raw messages the consumer skips past are read back (``pipeline.offset_gaps``).
 Every output carries a deterministic id
 (message_id, session_id, anonymous id + customer id, dead_letter_id), and the
 consumers downstream (webhouse sinks, triggers) are to be idempotent by that id.
@@ -38,6 +39,7 @@ import faust
 from faust.types import TP, EventT
 
 from pipeline.errors import SettingsError
+from pipeline.offset_gaps import BrokerRangeReader, fill_gaps
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from processors.worker.core import BatchResult, Incoming, WorkerCore, utc_now
@@ -81,6 +83,7 @@ class WorkerRuntime:
         self.loaded_for: frozenset[int] | None = None
         self.last_arrival: dict[int, float] = {}
         self.read_offsets: dict[int, int] = {}
+        self.gap_reader = BrokerRangeReader(settings.kafka.bootstrap_servers, stage="worker")
 
     # -- faust entry points --------------------------------------------------------------
 
@@ -105,6 +108,11 @@ class WorkerRuntime:
             await asyncio.sleep(0.05)  # never process before the tables are restored
         async with self.lock:
             self.ensure_loaded()
+            expected = {(self.topics.raw_events, p): offset for p, offset in self.core.next_offset.items()}
+            batch, gaps = await fill_gaps(batch, expected, self.gap_reader)
+            for outcome, count in gaps.items():
+                if count:
+                    self.metrics.offset_gaps.labels(outcome).inc(count)
             result = self.core.process(batch, utc_now())
             processed = time.perf_counter()
             await self.write(result)

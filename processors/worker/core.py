@@ -28,6 +28,7 @@ from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, WebhouseError
+from pipeline.messages import Incoming
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -46,18 +47,6 @@ STAGE = "worker"
 _VIEWED = {"Product Viewed", "Product Clicked"}
 _ADDED = {"Product Added"}
 _BOUGHT = {"Order Completed"}
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """One raw Kafka message: the envelope apart from the payload."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

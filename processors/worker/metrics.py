@@ -48,6 +48,12 @@ class WorkerMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
             registry=r,
         )
+        self.offset_gaps = Counter(
+            "webhouse_worker_offset_gaps",
+            "Raw messages the consumer skipped: read back from the broker (filled) or gone (missing).",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "webhouse_worker_batch_seconds", "Time to process one batch of raw events.", registry=r
         )
