@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_local import LocalKafka
@@ -112,6 +112,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def committed_count(bootstrap: str, group: str, topic: str, partitions: int) -> int:
@@ -234,7 +241,11 @@ def main() -> int:
         consumed = enriched = 0
         try:
             while True:
-                consumed = committed_count(bootstrap, group, topics.raw_events, args.partitions)
+                try:
+                    consumed = committed_count(bootstrap, group, topics.raw_events, args.partitions)
+                except KafkaException as exc:  # the group's coordinator is still being set up
+                    if exc.args[0].code() not in COORDINATOR_NOT_READY:
+                        raise
                 now = time.monotonic()
                 if consumed and first is None:
                     first = (now, consumed)
