@@ -6,7 +6,6 @@ Reading guide, in the order a record meets the modules:
 - ``triggers.core``       route: views re-keyed by customer onto the triggers topic (hand-over
                           of a device's state to its customer on stitching)
 - ``triggers.engine``     per customer: close due absence windows, update the profile, run rules
-- ``triggers.watermark``  when a window may close: every source partition has passed it
 - ``triggers.profile``    the customer profile: RFM parts, tiers, consent, merge
 - ``triggers.ruleset``    the YAML rule schema (documented there), validated with file:line errors
 - ``triggers.conditions`` condition operators, past-event counts, message templates

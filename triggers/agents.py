@@ -10,10 +10,9 @@ same process and serve metrics on the same endpoint. Agents only move bytes;
   in between repeats outputs with the same alert ids, never loses them);
 - ``triggers-deliver``: alerts topic -> signed webhook POSTs for fired alerts; what
   no retry gets through goes to the dead-letter topic (stage ``delivery``);
-- timer ``triggers-sweep`` (``triggers.sweep_interval_s``, wall clock): reports quiet,
-  caught-up sources as idle, then runs absence windows and scheduled rules at event-time
-  "now" = the lowest watermark of the assigned triggers partitions: every source has
-  passed it (triggers/watermark.py; ``trigger-clocks`` table, so it survives restarts).
+- timer ``triggers-sweep`` (``triggers.sweep_interval_s``, wall clock): absence
+  windows and scheduled rules at event-time "now" = the latest event time the
+  partitions have seen (``trigger-clocks`` table, so it survives restarts).
 Rules load at start; an edited rules directory is reloaded at the next sweep (state is kept;
 a rule set that does not validate is refused and the previous one stays).
 """
@@ -38,7 +37,6 @@ from triggers.alerts import Alert
 from triggers.core import Result, TriggerCore
 from triggers.metrics import TriggerMetrics
 from triggers.ruleset import RuleWatcher
-from triggers.watermark import SourceClocks, expected_sources, source_name
 from triggers.webhook import RetryPolicy, WebhookSender, body_of
 
 log = logging.getLogger(__name__)
@@ -89,8 +87,6 @@ class TriggerRuntime:
         self.lock = asyncio.Lock()
         self.sender: WebhookSender | None = None
         self.expected = {agent: Expected() for agent in ("route", "evaluate", "deliver")}
-        self.watched = set(expected_sources(topics))  # what each triggers partition waits to hear from
-        self.routed: dict[str, bool] = {}  # sources routed from since the last sweep
         self.gap_reader = BrokerRangeReader(settings.kafka.bootstrap_servers, stage="triggers")
 
     # -- agents ---------------------------------------------------------------------------
@@ -99,8 +95,6 @@ class TriggerRuntime:
         batch = self.settings.worker
         async for events in stream.take_events(batch.batch_max_events, within=batch.batch_within_s):
             messages = await self.repair(self.expected["route"], _incoming(list(events)))
-            for message in messages:
-                self.routed[source_name(message.topic, message.partition)] = True
             await self.send(self.core.route(messages, datetime.now(UTC)))
 
     async def evaluate(self, stream: Any) -> None:
@@ -155,37 +149,13 @@ class TriggerRuntime:
         if not self._recovered():
             return
         self.maybe_reload()
-        await self.report_idle_sources()
         async with self.lock:
             assigned = self._assigned()
-            marks = [
-                SourceClocks.from_bytes(self.clocks.data.get(str(p).encode())).watermark for p in assigned
-            ]
-            if not marks or None in marks:
-                return  # not every source has reported yet
-            result = self.core.sweep(self.states.data, assigned, min(m for m in marks if m is not None))
+            clocks = [int(v) for k, v in self.clocks.data.items() if int(k) in assigned and v]
+            if not clocks:
+                return
+            result = self.core.sweep(self.states.data, assigned, max(clocks))
             await self.write(result)
-
-    async def report_idle_sources(self) -> None:
-        """Sources this worker routes that are caught up and sent nothing since the last sweep."""
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})  # faust keeps it; no public reader
-        expected = self.expected["route"].next
-        idle = []
-        for tp in consumer.assignment():
-            source = source_name(tp.topic, tp.partition)
-            if source not in self.watched:
-                continue
-            quiet = self.routed.pop(source, False) is False
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # not known yet right after an assignment
-                continue
-            read = max(expected.get((tp.topic, tp.partition), 0), committed.get(tp) or 0)
-            if quiet and high is not None and read >= high:
-                idle.append(source)
-        if idle:
-            await self.send(self.core.idle_reports(idle))
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -241,7 +211,7 @@ class TriggerRuntime:
     async def send(self, result: Result) -> None:
         producer = self.app.producer
         for out in result.outputs:
-            await producer.send(out.topic, out.key, out.value, out.partition, None, None)
+            await producer.send(out.topic, out.key, out.value, None, None, None)
         await producer.flush()
 
     async def write(self, result: Result) -> None:
@@ -256,14 +226,12 @@ class TriggerRuntime:
             else:
                 self.states.data[key] = value
             self.states.send_changelog(partition, key, value)
-        for partition, reports in result.reports.items():
+        for partition, ms in result.clocks.items():
             clock_key = str(partition).encode()
-            clocks = SourceClocks.from_bytes(self.clocks.data.get(clock_key))
-            for source, ms in reports:
-                clocks.report(source, ms)
-            clocks.advance(self.watched)
-            self.clocks.data[clock_key] = value = clocks.to_bytes()
-            self.clocks.send_changelog(partition, clock_key, value)
+            old = self.clocks.data.get(clock_key)
+            if old is None or int(old) < ms:
+                self.clocks.data[clock_key] = str(ms).encode()
+                self.clocks.send_changelog(partition, clock_key, str(ms).encode())
         await self.app.producer.flush()
 
 

@@ -11,8 +11,8 @@ bytes; tests call these directly):
    profile versions (Avro, compacted profiles topic) and the new state per key.
    ``handover`` takes the device's state out and sends it, as ``absorb``, to the
    customer's key, where the engine merges it.
-3. ``sweep``: at one event-time ``now`` (a watermark every source partition has
-   passed, triggers/watermark.py): the states with a due absence window (an in-memory index, no scan), and
+3. ``sweep``: at one event-time ``now`` (the latest event time the partitions have
+   seen): the states with a due absence window (an in-memory index, no scan), and
    once per event-time hour every state, for the scheduled rules.
 
 Anything undecodable becomes a dead letter (stage ``triggers``) and is counted.
@@ -36,12 +36,11 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import Engine, Outcome
-from triggers.events import EventView, SessionView, event_view, record_time, session_view
+from triggers.events import EventView, SessionView, event_view, session_view
 from triggers.metrics import TriggerMetrics
 from triggers.profile import Profile, to_record
 from triggers.ruleset import RuleSet
 from triggers.state import CustomerState
-from triggers.watermark import WATERMARK_KIND, source_name
 
 log = logging.getLogger(__name__)
 HANDOVER_MEMORY = 100_000
@@ -51,17 +50,15 @@ HOUR_MS = 3600 * 1000
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str
-    key: bytes | None
+    key: bytes
     value: bytes | None
-    partition: int | None = None  # None: by key
 
 
 @dataclass(slots=True)
 class Result:
     outputs: list[Output] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)  # key -> (partition, value)
-    # triggers partition -> watermark reports read in this batch: (source, latest event ms or None = idle)
-    reports: dict[int, list[tuple[str, int | None]]] = field(default_factory=dict)
+    clocks: dict[int, int] = field(default_factory=dict)  # partition -> latest event time (ms)
     alerts: list[Alert] = field(default_factory=list)
     # States touched by this batch, kept decoded until the batch ends (then ``states``).
     live: dict[bytes, tuple[int, CustomerState | None]] = field(default_factory=dict)
@@ -99,11 +96,8 @@ class TriggerCore:
     # -- 1. route -------------------------------------------------------------------------
 
     def route(self, batch: Iterable[Incoming], now: datetime) -> Result:
-        """Inputs by customer, then a watermark report per source partition read (triggers/watermark.py)."""
         result = Result()
-        latest: dict[str, int] = {}
         for message in batch:
-            source = source_name(message.topic, message.partition)
             try:
                 if message.topic == self.topics.identity:
                     link = self.serdes["identity_link"].decode(message.value, message.topic)
@@ -111,35 +105,17 @@ class TriggerCore:
                     continue
                 if message.topic == self.topics.sessions:
                     session = session_view(self.serdes["session"].decode(message.value, message.topic))
-                    latest[source] = max(session.end, latest.get(source, session.end))
                     self._handover(result, session.anonymous_id, session.customer_id)
                     result.outputs.append(self._input(session.customer_id, "session", session.to_dict()))
                     continue
-                record = self.serdes["customer_event"].decode(message.value, message.topic)
-                time = record_time(record)
-                latest[source] = max(time, latest.get(source, time))
-                view = event_view(record)
+                view = event_view(self.serdes["customer_event"].decode(message.value, message.topic))
                 if view is None or view.is_bot:
                     continue
                 self._handover(result, view.anonymous_id, view.customer_id)
                 result.outputs.append(self._input(view.customer_id, "event", view.to_dict()))
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "undecodable", exc, now)
-        for source, ms in latest.items():
-            self._report(result, source, ms)
         return result
-
-    def idle_reports(self, sources: Iterable[str]) -> Result:
-        """Sources caught up and quiet: they hold no window back."""
-        result = Result()
-        for source in sources:
-            self._report(result, source, None)
-        return result
-
-    def _report(self, result: Result, source: str, ms: int | None) -> None:
-        value = _json({"kind": WATERMARK_KIND, "body": {"source": source, "ms": ms}})
-        for partition in range(self.topics.partitions):  # every partition may hold a window it closes
-            result.outputs.append(Output(self.topics.triggers_input, None, value, partition))
 
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
@@ -171,18 +147,10 @@ class TriggerCore:
             return CustomerState.from_dict(json.loads(raw)) if raw else None
 
         for message in batch:
-            if not message.key:  # only watermark reports come without a customer key
-                try:
-                    envelope = json.loads(message.value)
-                    if envelope.get("kind") != WATERMARK_KIND:
-                        raise ValueError("triggers input without a key")
-                    body = envelope["body"]
-                    report = (str(body["source"]), None if body["ms"] is None else int(body["ms"]))
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    self.dead_letter(result, message, "missing_key", exc, now)
-                    continue
-                result.reports.setdefault(message.partition, []).append(report)
-                self.metrics.inputs.labels(WATERMARK_KIND).inc()
+            if not message.key:
+                self.dead_letter(
+                    result, message, "missing_key", ValueError("triggers input without a key"), now
+                )
                 continue
             try:
                 envelope = json.loads(message.value)
@@ -190,9 +158,11 @@ class TriggerCore:
                 key = message.key
                 if kind == "event":
                     view = EventView.from_dict(body)
+                    self._advance(result, message.partition, view.time)
                     self._apply(result, message.partition, self.engine.on_event(load(key), view))
                 elif kind == "session":
                     session = SessionView.from_dict(body)
+                    self._advance(result, message.partition, session.end)
                     self._apply(result, message.partition, self.engine.on_session(load(key), session))
                 elif kind == "handover":
                     self._handover_state(result, message.partition, key, load(key), body["to"])
@@ -206,6 +176,9 @@ class TriggerCore:
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
         return result.seal(self._index)
+
+    def _advance(self, result: Result, partition: int, time: int) -> None:
+        result.clocks[partition] = max(result.clocks.get(partition, time), time)
 
     def _apply(self, result: Result, partition: int, outcome: Outcome) -> None:
         state = outcome.state

@@ -3,16 +3,13 @@
 Four inputs move a customer's state, each with its own clock taken from the data:
 - ``on_event``: an enriched event (its corrected event time),
 - ``on_session``: a closed session (its end),
-- ``sweep``: a scheduled check whose ``now`` is an argument (an event time every
-  source partition has passed, triggers/watermark.py), so replays and tests give the
-  same answer,
+- ``sweep``: a scheduled check whose ``now`` is an argument (the latest event time
+  the worker has seen), so replays and tests give the same answer,
 - ``absorb``: an anonymous profile merged into the customer's on stitching.
 
-Only the sweep closes absence windows that are due (``deadline + grace <= now``): a
-customer's inputs come from several partitions in no common order, so the time of one
-input says nothing about what another may still bring (a consent, an order). Each
-input cancels the windows it answers, then updates the profile, then runs the rules
-of its source, then the profile-change rules if the profile changed in substance.
+Each input first closes absence windows that are due (``deadline + grace <= now``)
+or that the input itself cancels, then updates the profile, then runs the rules of
+its source, then the profile-change rules if the profile changed in substance.
 Every alert passes the guardrails (guardrails.py) before it leaves.
 """
 
@@ -122,7 +119,7 @@ class Engine:
         if event.is_bot or event.message_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, event.message_id)
-        alerts = self._close_windows(state, None, event)
+        alerts = self._close_windows(state, event.time, event)
         previous = state.profile
         state.profile = apply_event(previous, event, self.tiers)
         if event.name in self._history_names:
@@ -142,7 +139,7 @@ class Engine:
         if session.session_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, session.session_id)
-        alerts = self._close_windows(state, None, None)
+        alerts = self._close_windows(state, session.end, None)
         previous = state.profile
         state.profile = apply_session(previous, session)
         context = self._context(state, previous, session.end, session=session)
@@ -151,10 +148,6 @@ class Engine:
             alerts += self._run(rule, state, context, session.end, (session.session_id,), counter)
         alerts += self._profile_rules(state, previous, session.end, session.session_id)
         return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
-
-    def close_due(self, state: CustomerState, now: int) -> Outcome:
-        """Absence windows due at ``now``, for callers whose inputs are in event-time order (the harness)."""
-        return Outcome(state, tuple(self._close_windows(state, now, None)))
 
     def sweep(self, state: CustomerState, now: int, scheduled: bool = True) -> Outcome:
         """Due absence windows and (``scheduled``) the scheduled rules, as of event time ``now``."""
@@ -301,7 +294,7 @@ class Engine:
         state.windows.append(Window(alert.alert_id, rule.id, start, deadline, rule.absence.event, pending))
         return []
 
-    def _close_windows(self, state: CustomerState, now: int | None, event: EventView | None) -> list[Alert]:
+    def _close_windows(self, state: CustomerState, now: int, event: EventView | None) -> list[Alert]:
         if not state.windows:
             return []
         alerts: list[Alert] = []
@@ -314,7 +307,7 @@ class Engine:
                 and window.start <= event.time <= window.deadline
             ):
                 continue  # cancelled: what the rule waited for happened in time
-            if now is None or now < window.deadline + grace_ms:
+            if now < window.deadline + grace_ms:
                 still_open.append(window)
                 continue
             rule = self.rules.get(window.rule_id)

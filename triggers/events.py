@@ -104,18 +104,13 @@ def profile_key(customer_id: str | None, anonymous_id: str | None, user_id: str 
     return customer_id or user_id or anonymous_id
 
 
-def record_time(record: dict[str, Any]) -> int:
-    """An enriched event's time for rules: the skew-corrected event time, else the client's, else receipt."""
-    enrichment = record.get("enrichment") or {}
-    return to_ms(enrichment.get("event_time") or record.get("timestamp") or record["received_at"]) or 0
-
-
 def event_view(record: dict[str, Any]) -> EventView | None:
     """The view of an enriched Avro event dict; None when it belongs to nobody."""
     enrichment = record.get("enrichment") or {}
     key = profile_key(enrichment.get("customer_id"), record.get("anonymous_id"), record.get("user_id"))
     if key is None:
         return None
+    when = enrichment.get("event_time") or record.get("timestamp") or record["received_at"]
     commerce = record.get("commerce") or {}
     products = commerce.get("products") or []
     product_ids = tuple(p["product_id"] for p in products if p.get("product_id"))
@@ -135,7 +130,7 @@ def event_view(record: dict[str, Any]) -> EventView | None:
         name=(record.get("event") or call_type) if call_type == "track" else call_type,
         call_type=call_type,
         channel=str(record.get("channel") or "server"),
-        time=record_time(record),
+        time=to_ms(when) or 0,
         customer_id=key,
         anonymous_id=record.get("anonymous_id"),
         user_id=record.get("user_id"),

@@ -37,7 +37,6 @@ class Bus:
         self.table: dict[bytes, bytes] = {}
         self.log: dict[str, list[Output]] = {}
         self.offset = 0
-        self.reports: dict[int, list[tuple[str, int | None]]] = {}
 
     def _keep(self, result: Result) -> None:
         pending = deque(o for o in result.outputs)
@@ -50,12 +49,10 @@ class Bus:
             out = pending.popleft()
             self.log.setdefault(out.topic, []).append(out)
             if out.topic == self.topics.triggers_input:
-                partition = out.partition if out.partition is not None else zlib.crc32(out.key or b"") % 2
+                partition = zlib.crc32(out.key) % 2
                 self.offset += 1
                 message = Incoming(out.topic, partition, self.offset, out.key, out.value or b"")
                 inner = self.core.evaluate([message], self.table.get, NOW)
-                for p, reports in inner.reports.items():
-                    self.reports.setdefault(p, []).extend(reports)
                 for key, (_, value) in inner.states.items():
                     if value is None:
                         self.table.pop(key, None)
@@ -63,12 +60,12 @@ class Bus:
                         self.table[key] = value
                 pending.extend(inner.outputs)
 
-    def raw(self, topic: str, value: bytes, partition: int = 0) -> None:
+    def raw(self, topic: str, value: bytes) -> None:
         self.offset += 1
-        self._keep(self.core.route([Incoming(topic, partition, self.offset, b"k", value)], NOW))
+        self._keep(self.core.route([Incoming(topic, 0, self.offset, b"k", value)], NOW))
 
-    def event(self, record: dict, partition: int = 0) -> None:
-        self.raw(self.topics.enriched_events, EVENTS.encode(record), partition)
+    def event(self, record: dict) -> None:
+        self.raw(self.topics.enriched_events, EVENTS.encode(record))
 
     def session(self, record: dict) -> None:
         self.raw(self.topics.sessions, SESSIONS.encode(record))
@@ -183,42 +180,3 @@ def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None
     assert set(bus.table) == {b"c-4"}
     bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
     assert set(bus.table) == {b"c-4"}
-
-
-def test_route_reports_each_source_partitions_latest_time_to_every_triggers_partition() -> None:
-    bus = Bus()
-    bus.event(event("Page Viewed", at(10), call="page"), partition=1)
-    bus.event(event("Page Viewed", at(3), call="page", customer="c-2", anon="a-2"), partition=0)
-    bus.session(session(at(0), at(5), session_id="s-1"))
-    enriched, sessions = bus.topics.enriched_events, bus.topics.sessions
-    every = range(bus.topics.partitions)
-    for partition in every:  # each triggers partition hears from every source partition read
-        assert bus.reports[partition] == [
-            (f"{enriched}:1", to_ms(at(10))),
-            (f"{enriched}:0", to_ms(at(3))),
-            (f"{sessions}:0", to_ms(at(5))),
-        ]
-    idle = bus.core.idle_reports([f"{sessions}:1"])
-    assert [(o.partition, o.key) for o in idle.outputs] == [(p, None) for p in every]
-
-
-def test_a_keyless_input_that_is_no_watermark_report_is_a_dead_letter() -> None:
-    bus = Bus()
-    message = Incoming(bus.topics.triggers_input, 0, 1, None, b'{"kind":"event","body":{}}')
-    result = bus.core.evaluate([message], bus.table.get, NOW)
-    [dead] = [DEAD.decode(o.value or b"") for o in result.outputs]
-    assert dead["reason"] == "missing_key" and result.reports == {}
-
-
-def test_a_later_input_does_not_close_a_window_only_the_sweep_does() -> None:
-    """A customer's inputs come from several partitions in no common order: a consent or an order
-    with an earlier time may still be on its way when a later event or session arrives."""
-    bus = Bus()
-    bus.event(consent(at(0)))
-    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    bus.session(session(at(0, hours=5), at(5, hours=5), session_id="s-2"))  # read ahead of the rest
-    bus.event(event("Page Viewed", at(0, hours=6), call="page"))
-    assert bus.alerts() == []  # past the deadline by the customer's own clock: still open
-    bus.event(order(at(30)))  # the order in time, read last
-    bus.sweep(to_ms(at(0, hours=7)))
-    assert "cart_abandonment" not in {a["rule_id"] for a in bus.alerts()}

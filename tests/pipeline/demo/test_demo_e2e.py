@@ -77,14 +77,14 @@ def test_abandoned_carts_and_cart_abandonment_alerts(demo: DemoResult) -> None:
     fired = {cid for cid, status, _ in alerts if status == "fired"}
     judged = {cid for cid, _, reason in alerts if reason != "consent_missing"}
     assert due, "the simulation should produce abandoned carts the rule must alert on"
-    # False alarms: fired for a customer who ordered within the hour. Windows close only at a
-    # watermark every source partition has passed (triggers/watermark.py); under compressed time
-    # (a wall second is hours of event time) idleness can still misjudge a source: bounded, printed.
+    # False alarms: fired for a customer who ordered within the hour. Known race under compressed
+    # time: the sweep closes a window at the fastest partition's clock while the order may still be
+    # unread on a slower one (see the issue notes); bounded here, and each one printed.
     false_alarms = fired - abandoners
     print("cart-abandonment false alarms:", sorted(false_alarms))
     assert len(false_alarms) <= max(1, len(fired) // 10)
-    # Missed: a consenting abandoner with no alert (fired, or held by cooldown / daily cap). Seen
-    # now and then with a 60 s grace, cause not yet found (see the issue notes); bounded, printed.
+    # Missed: a consenting abandoner with no alert (fired, or held by cooldown / daily cap). The same
+    # partition-skew race can decide a window late or out of turn; bounded here, and printed.
     missed = {c.customer_id for c in due} - judged
     print("cart-abandonment misses:", sorted(missed))
     assert len(missed) <= max(1, len(due) // 10)
