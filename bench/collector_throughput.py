@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from pipeline.collector.server import ThreadedCollector
 from pipeline.kafka_admin import ensure_topics
-from pipeline.kafka_local import LocalKafka
+from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.settings import CollectorSettings, KafkaSettings, Settings
 from pipeline.topics import Topics
 
@@ -98,16 +96,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
-    if args.bootstrap:
-        run(args.bootstrap, args)
-        return
-    with tempfile.TemporaryDirectory(prefix="webhouse-bench-") as tmp:
-        broker = LocalKafka.ephemeral(Path(tmp))
-        broker.up()
-        try:
-            run(broker.bootstrap, args)
-        finally:
-            broker.down()
+    with broker_or_ephemeral(args.bootstrap) as bootstrap:
+        run(bootstrap, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from pathlib import Path
 import requests
 
 from pipeline.kafka_admin import ensure_topics
-from pipeline.kafka_local import LocalKafka, free_port
+from pipeline.kafka_local import broker_or_ephemeral, free_port
 from pipeline.settings import KafkaSettings
 from pipeline.simulate import SimulationConfig, generate
 from pipeline.simulate.sender import SendPolicy, send_events
@@ -99,16 +98,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--gzip", action="store_true")
     args = parser.parse_args()
-    if args.bootstrap:
-        run(args.bootstrap, args)
-        return
-    with tempfile.TemporaryDirectory(prefix="webhouse-simbench-") as tmp:
-        broker = LocalKafka.ephemeral(Path(tmp))
-        broker.up()
-        try:
-            run(broker.bootstrap, args)
-        finally:
-            broker.down()
+    with broker_or_ephemeral(args.bootstrap) as bootstrap:
+        run(bootstrap, args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -332,3 +334,18 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@contextmanager
+def broker_or_ephemeral(bootstrap: str | None) -> Iterator[str]:
+    """``bootstrap`` if given, else a throwaway local broker for the block (benchmarks, one-off runs)."""
+    if bootstrap:
+        yield bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="webhouse-kafka-") as tmp:
+        broker = LocalKafka.ephemeral(Path(tmp))
+        broker.up()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.down()
