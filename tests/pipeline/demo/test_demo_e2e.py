@@ -22,8 +22,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def demo(kafka_broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     settings = load_settings(kafka={"bootstrap_servers": kafka_broker.bootstrap})
+    # 30 days at 200 events/s: ~1.4 simulated days per wall second. At 600/s (4 days a second) a
+    # quarter-second lag between partitions under CI load outran the one-day absence grace and hit
+    # the known trigger race (see the cart test) in about one run in four.
     opts = DemoOptions(
-        workdir=tmp_path_factory.mktemp("demo"), customers=120, days=30, rate=600, seed=7, append=False,
+        workdir=tmp_path_factory.mktemp("demo"), customers=120, days=30, rate=200, seed=7, append=False,
         settle_s=8, timeout_s=300,
     )  # fmt: skip
     return run_demo(opts, settings)
