@@ -25,9 +25,9 @@ import requests
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_local import broker_or_ephemeral, free_port
 from pipeline.settings import KafkaSettings
-from pipeline.simulate import SimulationConfig, generate
-from pipeline.simulate.sender import SendPolicy, send_events
 from pipeline.topics import Topics
+from tools.simulate import SimulationConfig, generate
+from tools.simulate.sender import SendPolicy, send_events
 
 KEY = "bench-write-key"
 

@@ -12,7 +12,6 @@ Reading guide, in the order a record meets the modules:
 - ``maintenance``: `webhouse compact`, `vacuum`, `forget`;
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
   ``analyses``: the named SQL views; ``reports``: `webhouse report`; ``cli``: the commands;
-- ``uci``: `webhouse load-uci`, the real order data as events.
 """
 
 from __future__ import annotations

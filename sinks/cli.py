@@ -199,7 +199,7 @@ def _load_uci(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.errors import ProduceError
     from pipeline.serde import make_serde
     from pipeline.topics import Topics
-    from sinks.uci import invoices, read_rows
+    from tools.uci import invoices, read_rows
 
     topic = Topics.from_settings(settings.kafka).raw_events
     serde = make_serde("customer_event", settings.kafka.schema_registry_url)
@@ -232,7 +232,7 @@ def _load_uci(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register_loaders(sub: Any) -> None:
-    from sinks.uci import DEFAULT_PATH
+    from tools.uci import DEFAULT_PATH
 
     uci = sub.add_parser(
         "load-uci", help="produce the UCI Online Retail invoices as order events (raw topic)"

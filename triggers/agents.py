@@ -30,8 +30,8 @@ import faust
 from faust.types import EventT
 
 from pipeline.errors import RuleError, WebhouseError
-from pipeline.messages import Incoming
-from pipeline.offset_gaps import BrokerRangeReader, Expected, fill_gaps
+from pipeline.runtime.messages import Incoming
+from pipeline.runtime.offset_gaps import BrokerRangeReader, Expected, fill_gaps
 from pipeline.settings import Settings
 from triggers.alerts import Alert
 from triggers.core import Result, TriggerCore
@@ -191,7 +191,7 @@ class TriggerRuntime:
             self.metrics.webhook_failures.labels(failure).inc()
 
     async def repair(self, expected: Expected, messages: list[Incoming]) -> list[Incoming]:
-        """Messages the consumer skipped since the assignment, read back in place (pipeline.offset_gaps)."""
+        """Messages the consumer skipped since the assignment, read back in place (runtime.offset_gaps)."""
         assignment = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
         messages, counts = await fill_gaps(messages, expected.for_assignment(assignment), self.gap_reader)
         expected.advance(messages)

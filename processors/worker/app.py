@@ -15,7 +15,7 @@ The hot path on one screen (``WorkerRuntime.on_batch``):
 Crash anywhere before 4 and the batch is read again (at least once): outputs may
 repeat; events already in the restored state are skipped by offset (each partition
 clock stores the next offset its state lacks), so the state never takes one twice,
-and raw messages the consumer skips past are read back (``pipeline.offset_gaps``).
+and raw messages the consumer skips past are read back (``pipeline.runtime.offset_gaps``).
 Every output carries a deterministic id
 (message_id, session_id, anonymous id + customer id, dead_letter_id), and the
 consumers downstream (webhouse sinks, triggers) are to be idempotent by that id.
@@ -39,7 +39,7 @@ import faust
 from faust.types import TP, EventT
 
 from pipeline.errors import SettingsError
-from pipeline.offset_gaps import BrokerRangeReader, fill_gaps
+from pipeline.runtime.offset_gaps import BrokerRangeReader, fill_gaps
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from processors.worker.core import BatchResult, Incoming, WorkerCore, utc_now

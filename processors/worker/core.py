@@ -28,7 +28,7 @@ from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, WebhouseError
-from pipeline.messages import Incoming
+from pipeline.runtime.messages import Incoming
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics

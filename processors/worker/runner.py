@@ -76,7 +76,7 @@ def start_worker_process(settings: Settings, log_file: Path | None = None) -> su
     """``webhouse worker`` in a child process with these settings; the caller stops it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(settings_env(settings))
-    command = [sys.executable, "-m", "pipeline.cli", "worker"]
+    command = [sys.executable, "-m", "tools.cli", "worker"]
     if log_file is None:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor

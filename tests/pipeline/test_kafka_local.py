@@ -89,7 +89,7 @@ def test_cli_up_status_down_and_restart_on_formatted_storage(tmp_path, kafka_bro
     }
 
     def webhouse(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "pipeline.cli", "kafka", *args, "--data-dir", str(tmp_path / "k")]
+        cmd = [sys.executable, "-m", "tools.cli", "kafka", *args, "--data-dir", str(tmp_path / "k")]
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
     try:

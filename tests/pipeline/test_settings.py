@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.errors import SettingsError
 from pipeline.settings import describe_defaults, load_settings
+from tools.cli import main
 
 
 def test_defaults_without_environment() -> None:

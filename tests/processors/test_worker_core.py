@@ -216,7 +216,7 @@ def test_an_older_writer_schema_is_re_encoded_in_full(repo_root: Path) -> None:
 
 
 def test_worker_help_documents_the_session_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import build_parser
+    from tools.cli import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["worker", "--help"])

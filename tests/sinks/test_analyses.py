@@ -235,7 +235,7 @@ def test_stitching_and_single_customer_view(tmp_path: Path) -> None:
 def test_report_cli_prints_a_named_analysis(
     tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.cli import main
+    from tools.cli import main
 
     _rfm_webhouse(tmp_path)
     monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))
@@ -250,7 +250,7 @@ def test_report_cli_prints_a_named_analysis(
 def test_sql_shell_runs_statements_and_survives_typos(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.cli import main
+    from tools.cli import main
 
     _rfm_webhouse(tmp_path)
     monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))

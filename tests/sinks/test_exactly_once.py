@@ -46,7 +46,7 @@ def _env(kafka: KafkaSettings, root: Path) -> dict[str, str]:
 
 def _sink(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
     tables = "events,orders,dead_letters"
-    cmd = [sys.executable, "-m", "pipeline.cli", "sink", "--assign-all", "--tables", tables, *extra]
+    cmd = [sys.executable, "-m", "tools.cli", "sink", "--assign-all", "--tables", tables, *extra]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from tools.cli import main
 
 from .builders import RULES_DIR
 

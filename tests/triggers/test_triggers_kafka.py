@@ -191,7 +191,7 @@ def start_triggers_process(settings: Settings, log: Path) -> subprocess.Popen[by
     out = open(log, "ab")  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "triggers", "run"],
+            [sys.executable, "-m", "tools.cli", "triggers", "run"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

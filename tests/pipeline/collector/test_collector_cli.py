@@ -30,7 +30,7 @@ def collector_process(kafka: KafkaSettings) -> Iterator[tuple[subprocess.Popen[s
         "WEBHOUSE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
         "WEBHOUSE_COLLECTOR__WRITE_KEYS": json.dumps({"cli-key": "cli"}),
     }
-    cmd = [sys.executable, "-m", "pipeline.cli", "collector", "--port", "0"]
+    cmd = [sys.executable, "-m", "tools.cli", "collector", "--port", "0"]
     with subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     ) as process:

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.collector import email_links as el
+from tools.cli import main
 
 HTML = '<html><body><a href="https://shop.example/new?a=1&amp;b=2">New</a></body></html>'
 

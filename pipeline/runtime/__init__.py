@@ -1,0 +1,1 @@
+"""The stream runtime shared by every stage: consuming, offset bookkeeping, messages."""

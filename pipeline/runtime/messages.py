@@ -1,0 +1,19 @@
+"""A Kafka message as the stream processors take it: the envelope and the still-encoded payload.
+
+One type for every agent (worker, triggers), so consumer-side repairs such as
+``pipeline.runtime.offset_gaps`` serve them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int | None = None

@@ -1,0 +1,1 @@
+"""Tools that use every part: the `webhouse` command, the demo, the traffic simulator, loaders."""

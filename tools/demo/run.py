@@ -1,0 +1,292 @@
+"""`webhouse demo`: the whole house, end to end, on one machine.
+
+1. a broker: the configured one if it answers, else the project's local Kafka;
+2. the project's topics under a run prefix (fresh run: a new prefix, old demo topics dropped);
+3. `webhouse collector`, `webhouse worker`, `webhouse sink` as child processes;
+4. the traffic simulator through the real collector (Segment HTTP API);
+5. a wait until what was sent is queryable in the webhouse;
+6. a summary from DuckDB, and an offline HTML report;
+7. every child stopped cleanly, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_local import LocalKafka, free_port
+from pipeline.settings import Settings, load_settings
+from pipeline.topics import Topics
+from processors.worker.app import app_id as worker_app_id
+from sinks.duck import connect
+from sinks.tables import default_specs, source_topic
+from tools.demo.figures import Figures, read_figures
+from tools.demo.report import write_report
+from tools.demo.services import ServiceError, ServiceGroup
+from tools.demo.summary import format_summary
+from tools.simulate.config import SimulationConfig
+from tools.simulate.generate import Simulation, generate
+from tools.simulate.sender import SendPolicy, SendReport, send_events
+
+log = logging.getLogger(__name__)
+
+DEMO_PREFIX = "webhouse-demo"
+DEMO_ABSENCE_GRACE_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    workdir: Path
+    customers: int
+    days: float
+    rate: float
+    seed: int
+    append: bool
+    settle_s: float = 12.0
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    simulation: Simulation
+    send: SendReport
+    figures: Figures
+    settings: Settings
+    tables_root: Path
+    report_path: Path
+    wall_s: float
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def _broker(settings: Settings) -> LocalKafka | None:
+    """Start the local broker unless the configured one already answers; returns what we started."""
+    local = LocalKafka.from_settings(settings.kafka)
+    if local.answers(timeout_s=3.0):
+        say(f"using the Kafka broker at {settings.kafka.bootstrap_servers}")
+        return None
+    say(f"no broker at {settings.kafka.bootstrap_servers}: starting local Apache Kafka {local.version}")
+    local.up()
+    return local
+
+
+def _run_prefix(opts: DemoOptions, bootstrap: str) -> str:
+    """A topic prefix per fresh run, so a rerun never reads the last run's events or offsets."""
+    state = opts.workdir / "state.json"
+    if opts.append and state.exists():
+        prefix: str = json.loads(state.read_text())["prefix"]
+        return prefix
+    _drop_old_demo_topics(bootstrap)
+    shutil.rmtree(opts.workdir / "tables", ignore_errors=True)
+    prefix = f"{DEMO_PREFIX}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"prefix": prefix}))
+    return prefix
+
+
+def _drop_old_demo_topics(bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    old = [t for t in admin.list_topics(timeout=10).topics if t.startswith(DEMO_PREFIX)]
+    if old:
+        for future in admin.delete_topics(old, operation_timeout=30).values():
+            future.result()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _child_env(settings: Settings, prefix: str, tables: Path, collector_port: int) -> dict[str, str]:
+    return {
+        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
+        "WEBHOUSE_WEBHOUSE__ROOT": str(tables),
+        "WEBHOUSE_WEBHOUSE__BATCH_MAX_SECONDS": "2",
+        "WEBHOUSE_WEBHOUSE__CONSUMER_GROUP": f"{prefix}-sink",
+        "WEBHOUSE_WORKER__DATA_DIR": str(tables.parent / "worker"),
+        "WEBHOUSE_WORKER__SESSION__IDLE_CLOSE_INTERVAL_S": "3",
+        "WEBHOUSE_TRIGGERS__SWEEP_INTERVAL_S": "3",
+        # A month replayed in about a minute: one wall second of skew between partitions is
+        # ~12 h of event time, so absence windows wait a simulated day before they close.
+        "WEBHOUSE_TRIGGERS__ABSENCE_GRACE_S": str(DEMO_ABSENCE_GRACE_S),
+        "WEBHOUSE_COLLECTOR__PORT": str(collector_port),
+    }
+
+
+def _count(settings: Settings, table: str) -> int:
+    con = connect(settings)
+    try:
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    except duckdb.CatalogException:  # no view: the sink has not committed to that table yet
+        return 0
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def _group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    """Messages on ``topics`` that ``group_id`` has not committed yet (uncommitted partitions count whole)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        partitions = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
+        lag = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
+def _wait_queryable(
+    settings: Settings, group: ServiceGroup, expected_events: int, opts: DemoOptions
+) -> dict[str, int]:
+    """Until every valid event is landed, the worker's and the sink's consumer groups have no lag
+    left (so triggers and sessions are through too), and the tables have stopped growing."""
+    topics = Topics.from_settings(settings.kafka)
+    bootstrap = settings.kafka.bootstrap_servers
+    # What each group consumes: the worker's agents (processors, then the trigger agents) and the sink.
+    worker_topics = [
+        topics.raw_events, topics.enriched_events, topics.sessions, topics.identity,
+        topics.triggers_input, topics.alerts,
+    ]  # fmt: skip
+    sink_topics = sorted(
+        {source_topic(spec, topics) for spec in default_specs(settings.webhouse.events_source)}
+    )
+    deadline = time.monotonic() + opts.timeout_s
+    watched = ("events", "sessions", "alerts", "dead_letters")
+    last: dict[str, int] = {}
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        group.check_alive()
+        counts = {t: _count(settings, t) for t in watched}
+        if counts != last:
+            last, stable_since = counts, time.monotonic()
+            say(
+                "landed: "
+                + ", ".join(f"{t} {n:,}" for t, n in counts.items())
+                + f" (events expected {expected_events:,})"
+            )
+        elif (
+            counts["events"] >= expected_events
+            and time.monotonic() - stable_since >= opts.settle_s
+            and _group_lag(bootstrap, worker_app_id(settings), worker_topics) == 0
+            and _group_lag(bootstrap, settings.webhouse.consumer_group, sink_topics) == 0
+        ):
+            return counts
+        time.sleep(1.0)
+    raise ServiceError(f"the webhouse did not settle within {opts.timeout_s:.0f}s; last counts {last}")
+
+
+def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
+    started = time.monotonic()
+    settings = base or load_settings()
+    broker = _broker(settings)
+    try:
+        prefix = _run_prefix(opts, settings.kafka.bootstrap_servers)
+        tables = (opts.workdir / "tables").resolve()
+        collector_port = free_port()
+        env = _child_env(settings, prefix, tables, collector_port)
+        run_settings = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
+                "webhouse": settings.webhouse.model_copy(
+                    update={"root": str(tables), "consumer_group": env["WEBHOUSE_WEBHOUSE__CONSUMER_GROUP"]}
+                ),
+            }
+        )
+        topics = Topics.from_settings(run_settings.kafka)
+        ensure_topics(settings.kafka.bootstrap_servers, topics.specs(), settings.kafka.replication_factor)
+        say(f"topics ready under prefix {prefix}")
+
+        with ServiceGroup(env=env, log_dir=opts.workdir / "logs") as group:
+            collector = group.start("collector", "collector")
+            url = f"http://127.0.0.1:{collector_port}"
+            group.wait_until(collector, lambda: _http_ok(f"{url}/health"), 60, "answering")
+            group.start("worker", "worker", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
+            group.start("sink", "sink", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
+            say(f"collector at {url}; worker and sink started (logs in {group.log_dir})")
+
+            config = SimulationConfig(
+                seed=opts.seed,
+                now=datetime.now(UTC).replace(microsecond=0),
+                days=opts.days,
+                customers=opts.customers,
+                value_tiers=tuple(
+                    (t.name, t.min_revenue, t.min_orders) for t in settings.triggers.value_tiers
+                ),
+                cross_sell={k: tuple(v) for k, v in settings.triggers.cross_sell.items()},
+            )
+            simulation = generate(config)
+            truth_path = opts.workdir / "ground-truth.json"
+            simulation.truth.write(truth_path)
+            truth = simulation.truth
+            say(
+                f"simulated {truth.customers_simulated:,} people, {len(simulation.events):,} events over "
+                f"{opts.days:g} days (ground truth: {truth_path}); sending at {opts.rate:g}/s"
+            )
+            report = asyncio.run(_send(simulation, url, settings, opts.rate))
+            say(
+                f"sent {report.events:,} events in {report.elapsed_s:.1f}s ({report.rate:,.0f}/s): "
+                f"collector accepted {report.accepted:,}, refused {report.refused:,}"
+            )
+            counts = _wait_queryable(run_settings, group, report.accepted, opts)
+            say("webhouse settled: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+
+            con = connect(run_settings)
+            try:
+                figures = read_figures(con)
+            finally:
+                con.close()
+            print(format_summary(figures, simulation.truth))
+            report_path = write_report(figures, simulation.truth, opts.workdir / "report.html")
+            say(f"report: {report_path}")
+            say("stopping services")
+        return DemoResult(
+            simulation, report, figures, run_settings, tables, report_path, time.monotonic() - started
+        )
+    finally:
+        if broker is not None:
+            say("the local Kafka broker keeps running (stop it with `webhouse kafka down`)")
+
+
+async def _send(simulation: Simulation, url: str, settings: Settings, rate: float) -> SendReport:
+    sim = settings.simulate
+    policy = SendPolicy(
+        url=url,
+        write_key=sim.write_key,
+        rate=rate,
+        batch_size=sim.batch_size,
+        concurrency=sim.concurrency,
+        timeout_s=sim.request_timeout_s,
+        max_retries=sim.max_retries,
+    )
+    last = [0.0]
+
+    def progress(sent: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 5 or sent == total:
+            last[0] = now
+            say(f"  sending: {sent:,}/{total:,} events")
+
+    return await send_events(simulation.events, policy, progress)
