@@ -1,4 +1,4 @@
-"""`webhouse` subcommands of the webhouse: sink, compact, vacuum, forget, sql, report, load-uci."""
+"""`webhouse` subcommands of the webhouse: sink, compact, vacuum, forget, sql, report."""
 
 from __future__ import annotations
 
@@ -54,7 +54,6 @@ def register(sub: Any) -> None:
     sink.add_argument("--metrics-port", type=int, help="Prometheus port (0: none; default metrics.port)")
     sink.set_defaults(func=_sink)
     register_maintenance(sub)
-    register_loaders(sub)
 
 
 def _specs(settings: Settings, names: str | None) -> list[Any]:
@@ -188,55 +187,3 @@ def register_maintenance(sub: Any) -> None:
     forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")
     forget.add_argument("customer_id")
     forget.set_defaults(func=_forget)
-
-
-def _load_uci(args: argparse.Namespace, settings: Settings) -> int:
-    import itertools
-    from pathlib import Path
-
-    from confluent_kafka import Producer
-
-    from pipeline.errors import ProduceError
-    from pipeline.serde import make_serde
-    from pipeline.topics import Topics
-    from tools.uci import invoices, read_rows
-
-    topic = Topics.from_settings(settings.kafka).raw_events
-    serde = make_serde("customer_event", settings.kafka.schema_registry_url)
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20, "compression.type": "zstd"}
-    )
-    failures: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    events = invoices(read_rows(Path(args.path)))
-    if args.limit:
-        events = itertools.islice(events, args.limit)
-    count = 0
-    for record in events:
-        key = (record["user_id"] or record["anonymous_id"]).encode()
-        while True:
-            try:
-                producer.produce(topic, serde.encode(record, topic), key=key, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.5)
-        count += 1
-    if producer.flush(60) or failures:
-        raise ProduceError(f"{len(failures)} invoices not acknowledged: {failures[:3]}")
-    print(f"produced {count} invoices to {topic}")
-    return 0
-
-
-def register_loaders(sub: Any) -> None:
-    from tools.uci import DEFAULT_PATH
-
-    uci = sub.add_parser(
-        "load-uci", help="produce the UCI Online Retail invoices as order events (raw topic)"
-    )
-    uci.add_argument("--path", default=str(DEFAULT_PATH))
-    uci.add_argument("--limit", type=int, default=0, help="only the first N invoices")
-    uci.set_defaults(func=_load_uci)

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "processors.worker.cli",
     "sinks.cli",
     "tools.simulate.cli",
+    "tools.uci_cli",
     "triggers.cli",
 ]
 
