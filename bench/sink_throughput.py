@@ -27,7 +27,7 @@ from sinks.store import DeltaStore
 from sinks.tables import Table, default_specs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' record factory
-from tests.sinks.factory import T0, event
+from tools.records import T0, event
 
 
 def main(total: int = 200_000, batch: int = 20_000) -> None:

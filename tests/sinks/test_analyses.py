@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sinks.factory import T0, event, link, order, session
 from tests.sinks.land import Webhouse
+from tools.records import T0, event, link, order, session
 
 D = timedelta(days=1)
 H = timedelta(hours=1)

@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
-from tests.sinks.factory import T0, event, order
+from tools.records import T0, event, order
 
 ITERATIONS = 50
 

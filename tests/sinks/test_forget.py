@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 
 from pipeline.deadletter import DeadLetter
 from sinks.maintenance import compact, forget, vacuum
-from tests.sinks.factory import T0, event, link, order, session
 from tests.sinks.land import Webhouse
+from tools.records import T0, event, link, order, session
 
 D = timedelta(days=1)
 

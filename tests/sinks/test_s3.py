@@ -17,8 +17,8 @@ from sinks.maintenance import compact, forget, vacuum
 from sinks.pii import PiiHasher
 from sinks.store import DeltaStore
 from sinks.tables import build_tables, default_specs
-from tests.sinks.factory import event, order
 from tests.sinks.land import Webhouse
+from tools.records import event, order
 
 
 @pytest.fixture

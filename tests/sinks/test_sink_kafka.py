@@ -21,7 +21,7 @@ from sinks.metrics import SinkMetrics
 from sinks.pii import PiiHasher
 from sinks.runner import SinkRunner
 from sinks.tables import build_tables, default_specs
-from tests.sinks.factory import T0, event, link, order, session
+from tools.records import T0, event, link, order, session
 
 
 def _settings(kafka: KafkaSettings, root: Path, **webhouse: Any) -> Settings:

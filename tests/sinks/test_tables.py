@@ -14,8 +14,8 @@ from sinks.pii import PiiHasher
 from sinks.rows import order_lines
 from sinks.store import anti_join, dedupe_batch
 from sinks.tables import Table, TableSpec, default_specs
-from tests.sinks.factory import T0, event, order
 from tests.sinks.land import SECRET, Webhouse
+from tools.records import T0, event, order
 
 
 def _events_table(schema: dict | None = None) -> Table:
@@ -100,7 +100,7 @@ def test_new_optional_field_becomes_a_nullable_column_without_rewriting(tmp_path
 
 def test_columnar_batch_equals_the_row_by_row_reference() -> None:
     from pipeline.deadletter import DeadLetter
-    from tests.sinks.factory import link, session
+    from tools.records import link, session
 
     records = [
         event(

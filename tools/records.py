@@ -1,4 +1,4 @@
-"""Hand-made records for the sink tests (decoded-Avro shape: what the serde returns)."""
+"""Hand-made records in the decoded-Avro shape the serde returns: for sink tests and benches."""
 
 from __future__ import annotations
 
