@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
+from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -169,11 +170,12 @@ class SinkRunner:
             return
         value = msg.value() or b""
         tp = (topic, partition)
-        try:
-            record = self.serdes[topic].decode(value, topic)
-        except SerdeError as exc:
-            self._dead_letter(msg, "undecodable", str(exc))
-            record = None
+        record = None
+        if not is_control(msg.headers()):  # event-time progress for the stream stages, not a row
+            try:
+                record = self.serdes[topic].decode(value, topic)
+            except SerdeError as exc:
+                self._dead_letter(msg, "undecodable", str(exc))
         for table in behind:
             key = (table.name, tp)
             if record is not None:

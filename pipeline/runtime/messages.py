@@ -17,3 +17,4 @@ class Incoming:
     key: bytes | None
     value: bytes
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, str | bytes | None], ...] = ()  # control records carry webhouse-control

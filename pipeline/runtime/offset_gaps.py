@@ -155,7 +155,10 @@ class BrokerRangeReader:
             if offset >= gap.start:
                 _, timestamp = message.timestamp()
                 key, value = message.key(), message.value()
-                found.append(Incoming(gap.topic, gap.partition, offset, key, value or b"", timestamp))
+                headers = tuple((str(h[0]), h[1]) for h in message.headers() or ())
+                found.append(
+                    Incoming(gap.topic, gap.partition, offset, key, value or b"", timestamp, headers)
+                )
         raise ProcessingError(
             self.stage, f"reading skipped offsets {gap}: no answer in {self.timeout_s:.0f} s"
         )

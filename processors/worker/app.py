@@ -48,6 +48,18 @@ from processors.worker.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 
+# topic, partition (None: by key), key, value, headers
+Record = tuple[str, int | None, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
+
+
+def headers_of(message: Any) -> tuple[tuple[str, str | bytes | None], ...]:
+    """A faust message's headers as pairs (faust gives a list of pairs, a mapping, or None)."""
+    headers = message.headers
+    if not headers:
+        return ()
+    return tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+
+
 def app_id(settings: Settings) -> str:
     """Consumer group and changelog prefix; under the topic prefix so test runs never meet."""
     return f"{settings.kafka.topic_prefix}-{settings.worker.app_id}"
@@ -100,7 +112,7 @@ class WorkerRuntime:
         batch = [
             Incoming(
                 e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                e.message.value if e.message.value is not None else b"",
+                e.message.value if e.message.value is not None else b"", None, headers_of(e.message),
             )
             for e in events
         ]  # fmt: skip
@@ -137,9 +149,12 @@ class WorkerRuntime:
             self.ensure_loaded()
             # Quiet = nothing new for a whole interval AND nothing left to read: a partition
             # waiting behind another one's backlog is not quiet, only not yet served.
+            # Quiet partitions with open visits are closed; quiet ones downstream has not yet
+            # heard to be idle are reported idle (runtime.control), so no clock waits on them.
+            waiting = self.core.pending_partitions() | self.core.unreported_partitions(self.loaded_for or ())
             quiet = [
                 p
-                for p in self.core.pending_partitions()
+                for p in waiting
                 if now - self.last_arrival.setdefault(p, now) >= interval and self.caught_up(p)
             ]
             if quiet:
@@ -185,41 +200,41 @@ class WorkerRuntime:
         per topic-partition (faust's per-message ``send``/``send_changelog`` costs ~0.1-0.5 ms a
         record here); the in-memory tables are updated alongside, as ``Table.__setitem__`` does.
         """
-        await self.send_all((o.topic, o.partition, o.key, o.value) for o in result.outputs)
+        await self.send_all((o.topic, o.partition, o.key, o.value, o.headers) for o in result.outputs)
         devices_log = self.devices.changelog_topic.get_topic_name()
         clocks_log = self.clocks.changelog_topic.get_topic_name()
-        records: list[tuple[str, int | None, bytes | None, bytes]] = []
+        records: list[Record] = []
         for key, (partition, value) in result.devices.items():
             self.devices.data[key] = value
-            records.append((devices_log, partition, key, value))
+            records.append((devices_log, partition, key, value, ()))
         await self.send_all(records)
         records = []
         for partition, value in result.clocks.items():
             clock_key = str(partition).encode()
             self.clocks.data[clock_key] = value
-            records.append((clocks_log, partition, clock_key, value))
+            records.append((clocks_log, partition, clock_key, value, ()))
         await self.send_all(records)
 
-    async def send_all(self, records: Iterable[tuple[str, int | None, bytes | None, bytes]]) -> None:
+    async def send_all(self, records: Iterable[Record]) -> None:
         """Send and wait until the broker has every record (acks=all)."""
         producer = self.app.producer
         client = producer._ensure_producer() if hasattr(producer, "_ensure_producer") else None
         if client is None or not hasattr(client, "create_batch"):
-            for topic, partition, key, value in records:
-                await producer.send(topic, key, value, partition, None, None)
+            for topic, partition, key, value, headers in records:
+                await producer.send(topic, key, value, partition, None, dict(headers) or None)
             await producer.flush()
             return
         batches: dict[tuple[str, int], Any] = {}
         pending = []
-        for topic, partition, key, value in records:
+        for topic, partition, key, value, headers in records:
             where = (topic, 0 if partition is None else partition)  # unpartitioned: dead letters
             batch = batches.get(where)
             if batch is None:
                 batch = batches[where] = client.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
                 pending.append(await client.send_batch(batch, where[0], partition=where[1]))
                 batch = batches[where] = client.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None, headers=list(headers))
         for (topic, partition), batch in batches.items():
             pending.append(await client.send_batch(batch, topic, partition=partition))
         if pending:

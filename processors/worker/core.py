@@ -28,6 +28,8 @@ from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, WebhouseError
+from pipeline.runtime.control import END_OF_INPUT, WATERMARK, Progress, SourceState, control_kind
+from pipeline.runtime.control import HEADER as CONTROL_HEADER
 from pipeline.runtime.messages import Incoming
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
@@ -44,6 +46,7 @@ from processors.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 STAGE = "worker"
+_NOTHING = Progress(SourceState.IDLE, None)  # nothing reported yet
 _VIEWED = {"Product Viewed", "Product Clicked"}
 _ADDED = {"Product Added"}
 _BOUGHT = {"Order Completed"}
@@ -55,6 +58,7 @@ class Outgoing:
     key: bytes | None
     value: bytes
     partition: int | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -178,6 +182,7 @@ class WorkerCore:
         self.max_event_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
         self.wakeups: dict[int, _Wakeups] = {}
+        self.reported: dict[int, Progress] = {}  # per partition: the last progress sent downstream
         self._outcomes: Counter[str] = Counter()  # per batch, then added to the metrics at once
 
     # -- state ---------------------------------------------------------------------------
@@ -240,6 +245,11 @@ class WorkerCore:
                 continue
             self.next_offset[partition] = message.offset + 1
             seen.add(partition)
+            kind = control_kind(message.headers)
+            if kind is not None:
+                if kind == END_OF_INPUT:
+                    self._end_of_input(partition, result, dirty)
+                continue
             try:
                 record = self.codec.decode(message.value, message.topic)
             except SerdeError as exc:
@@ -259,6 +269,8 @@ class WorkerCore:
         for partition in seen:
             clock = {"max_ms": self.max_event_ms.get(partition), "next_offset": self.next_offset[partition]}
             result.clocks[partition] = json.dumps(clock).encode()
+            if self.reported.get(partition, _NOTHING).state is not SourceState.ENDED or partition in touched:
+                self._report(result, partition, Progress(SourceState.ACTIVE, self._mark(partition)))
         self._collect(result, dirty)
         self._update_open_gauge()
         if received:  # a sample per batch (oldest and newest) keeps the histogram off the hot path
@@ -267,27 +279,61 @@ class WorkerCore:
         return result
 
     def sweep(self, partitions: Iterable[int]) -> BatchResult:
-        """Close everything open on quiet partitions: release waiting events, close visits."""
+        """Close everything open on quiet, caught-up partitions, then tell downstream they are idle.
+
+        Idle is said after the released events, in the same enriched partition, so a stage
+        that leaves idle partitions out of its clock has already read all they held.
+        """
         result = BatchResult()
         dirty: set[str] = set()
         for partition in partitions:
-            wakeups = self.wakeups.get(partition)
-            if wakeups is None:
-                continue
-            for device_id in list(wakeups.due):
-                device = self.devices.get(device_id)
-                if device is None or device.session is None:
-                    continue
-                device.session, outputs = flush(device.session, self.policy)
-                self._emit(outputs, device_id, partition, result)
-                wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
-                dirty.add(device_id)
+            self._flush_partition(partition, result, dirty)
+            current = self.reported.get(partition)
+            if current is None or current.state is SourceState.ACTIVE:
+                self._report(result, partition, Progress(SourceState.IDLE, self._mark(partition)))
         self._collect(result, dirty)
         self._update_open_gauge()
         return result
 
     def pending_partitions(self) -> set[int]:
         return {p for p, w in self.wakeups.items() if w.due}
+
+    def unreported_partitions(self, partitions: Iterable[int]) -> set[int]:
+        """Of ``partitions``, those downstream has not heard to be idle or ended."""
+        quiet = (SourceState.IDLE, SourceState.ENDED)
+        return {p for p in partitions if self.reported.get(p, _NOTHING).state not in quiet}
+
+    def _flush_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
+        wakeups = self.wakeups.get(partition)
+        if wakeups is None:
+            return
+        for device_id in list(wakeups.due):
+            device = self.devices.get(device_id)
+            if device is None or device.session is None:
+                continue
+            device.session, outputs = flush(device.session, self.policy)
+            self._emit(outputs, device_id, partition, result)
+            wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
+            dirty.add(device_id)
+
+    def _end_of_input(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
+        """An explicit end of input: release and close everything, and pass the end on."""
+        self._flush_partition(partition, result, dirty)
+        self._report(result, partition, Progress(SourceState.ENDED, self.max_event_ms.get(partition)))
+
+    def _mark(self, partition: int) -> int | None:
+        top = self.max_event_ms.get(partition)
+        return None if top is None else self.watermark(partition)
+
+    def _report(self, result: BatchResult, partition: int, progress: Progress) -> None:
+        """Event-time progress of ``partition`` to its enriched partition, after what it released."""
+        if self.reported.get(partition) == progress:
+            return
+        self.reported[partition] = progress
+        headers = ((CONTROL_HEADER, WATERMARK),)
+        result.outputs.append(
+            Outgoing(self.topics.enriched_events, None, progress.to_bytes(), partition, headers)
+        )
 
     # -- internals -----------------------------------------------------------------------
 

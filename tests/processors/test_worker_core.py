@@ -11,6 +11,7 @@ from typing import Any
 import fastavro
 import pytest
 
+from pipeline.runtime.control import Progress, SourceState, end_headers
 from pipeline.serde import SingleObjectSerde, schema_fingerprint
 from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
 from processors.enrichment import Enricher
@@ -28,6 +29,10 @@ DEAD = SingleObjectSerde("dead_letter")
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def at_ms(seconds: float) -> int:
+    return int(at(seconds).timestamp() * 1000)
 
 
 def settings() -> Settings:
@@ -74,7 +79,11 @@ class Harness:
 
     def decoded(self, kind: str) -> list[dict[str, Any]]:
         serde = {"enriched": EVENTS, "sessions": SESSIONS, "identity": LINKS, "deadletter": DEAD}[kind]
-        return [serde.decode(o.value) for o in self.outputs if o.topic.endswith(kind)]
+        return [serde.decode(o.value) for o in self.outputs if o.topic.endswith(kind) and not o.headers]
+
+    def progress(self, partition: int = 0) -> list[Progress]:
+        """The watermark records sent to the enriched partition, in order."""
+        return [Progress.from_bytes(o.value) for o in self.outputs if o.headers and o.partition == partition]
 
     def sessions_of(self) -> dict[str, str | None]:
         return {r["message_id"]: r["enrichment"]["session_id"] for r in self.decoded("enriched")}
@@ -224,3 +233,19 @@ def test_worker_help_documents_the_session_policy(capsys: pytest.CaptureFixture[
     for phrase in ("30 min without events", "24 h", "campaign", "5 min out of order", "watermark",
                    "idle_close_interval_s", "WEBHOUSE_WORKER__SESSION__"):  # fmt: skip
         assert phrase in text
+
+
+def test_progress_follows_what_was_released_then_idle_then_end() -> None:
+    h = Harness()
+    h.feed(*visit("a", "dev-a", 0, 3))
+    lateness = settings().worker.session.allowed_lateness_s * 1000
+    assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
+    released_before = len(h.decoded("enriched"))
+    h.sweep(0)  # quiet and caught up: everything released, then "idle"
+    assert h.progress()[-1].state is SourceState.IDLE
+    assert len(h.decoded("enriched")) == 3 > released_before
+    end = Incoming("raw", 0, h.offset, None, b"", None, tuple(end_headers()))
+    h._keep(h.core.process([end], at(3600)))
+    assert h.progress()[-1] == Progress(SourceState.ENDED, at_ms(20))
+    assert len(h.progress()) == 3  # nothing said twice
+    assert not h.decoded("deadletter")  # the control record is not an event

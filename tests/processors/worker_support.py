@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pipeline.runtime.control import Progress, is_control
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, MetricsSettings, SessionPolicySettings, Settings, WorkerSettings
 from pipeline.topics import Topics
@@ -112,6 +113,7 @@ class Outputs:
         self.consumer.subscribe(list(self.names))
         self.records: dict[str, list[dict[str, Any]]] = {name: [] for name in self.names.values()}
         self.partitions: dict[str, set[tuple[str, int]]] = {}
+        self.progress: list[tuple[int, Progress]] = []  # the worker's watermark records, in order
 
     def poll(self, seconds: float = 0.5) -> None:
         deadline = time.monotonic() + seconds
@@ -120,6 +122,9 @@ class Outputs:
                 if msg.error():
                     continue
                 kind = self.names[msg.topic()]
+                if is_control(msg.headers()):
+                    self.progress.append((msg.partition(), Progress.from_bytes(msg.value() or b"")))
+                    continue
                 record = SERDES[kind].decode(msg.value())
                 record["_partition"] = msg.partition()
                 self.records[kind].append(record)
