@@ -30,7 +30,8 @@ import faust
 from faust.types import EventT
 
 from pipeline.errors import RuleError, WebhouseError
-from pipeline.runtime.messages import Incoming
+from pipeline.runtime.clock import END_MS, StageClock
+from pipeline.runtime.messages import Incoming, headers_of
 from pipeline.runtime.offset_gaps import BrokerRangeReader, Expected, fill_gaps
 from pipeline.settings import Settings
 from triggers.alerts import Alert
@@ -53,7 +54,7 @@ def _incoming(events: list[EventT]) -> list[Incoming]:
     return [
         Incoming(
             e.message.topic, e.message.partition, e.message.offset, e.message.key,
-            e.message.value if e.message.value is not None else b"",
+            e.message.value if e.message.value is not None else b"", None, headers_of(e.message),
         )
         for e in events
     ]  # fmt: skip
@@ -103,7 +104,9 @@ class TriggerRuntime:
             messages = await self.repair(self.expected["evaluate"], _incoming(list(events)))
             async with self.lock:
                 result = self.core.evaluate(messages, self.states.data.get, datetime.now(UTC))
-                await self.write(result)
+                advanced = await self.write(result)
+            if advanced:  # windows close when the watermark passes them, not at the next timer
+                await self.sweep()
 
     async def deliver(self, stream: Any) -> None:
         try:
@@ -150,12 +153,13 @@ class TriggerRuntime:
             return
         self.maybe_reload()
         async with self.lock:
-            assigned = self._assigned()
-            clocks = [int(v) for k, v in self.clocks.data.items() if int(k) in assigned and v]
-            if not clocks:
-                return
-            result = self.core.sweep(self.states.data, assigned, max(clocks))
+            clocks = {p: self._clock(p) for p in self._assigned()}
+            result = self.core.sweep(self.states.data, clocks)
             await self.write(result)
+
+    def _clock(self, partition: int) -> StageClock:
+        stored = self.clocks.data.get(str(partition).encode())
+        return StageClock.from_bytes(stored, self.core.clock_sources())
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -211,11 +215,12 @@ class TriggerRuntime:
     async def send(self, result: Result) -> None:
         producer = self.app.producer
         for out in result.outputs:
-            await producer.send(out.topic, out.key, out.value, None, None, None)
+            await producer.send(out.topic, out.key, out.value, out.partition, None, None)
         await producer.flush()
 
-    async def write(self, result: Result) -> None:
-        """Outputs first, then state and clocks; both flushed before the batch is acked."""
+    async def write(self, result: Result) -> bool:
+        """Outputs first, then state and clocks; both flushed before the batch is acked.
+        True when a partition's watermark moved (so windows may be due)."""
         await self.send(result)
         produced = time.time()
         for alert in result.alerts:
@@ -226,13 +231,20 @@ class TriggerRuntime:
             else:
                 self.states.data[key] = value
             self.states.send_changelog(partition, key, value)
-        for partition, ms in result.clocks.items():
-            clock_key = str(partition).encode()
-            old = self.clocks.data.get(clock_key)
-            if old is None or int(old) < ms:
-                self.clocks.data[clock_key] = str(ms).encode()
-                self.clocks.send_changelog(partition, clock_key, str(ms).encode())
+        advanced = False
+        for partition, reports in result.progress.items():
+            clock = self._clock(partition)
+            before = clock.watermark
+            for source, progress in reports:
+                clock.report(source, progress)
+            advanced = advanced or clock.watermark != before
+            clock_key, value = str(partition).encode(), clock.to_bytes()
+            self.clocks.data[clock_key] = value
+            self.clocks.send_changelog(partition, clock_key, value)
+            if clock.watermark is not None:
+                self.metrics.watermark.labels(str(partition)).set(min(clock.watermark, END_MS) / 1000)
         await self.app.producer.flush()
+        return advanced
 
 
 def register(app: faust.App, settings: Settings, metrics: TriggerMetrics | None = None) -> TriggerRuntime:

@@ -11,9 +11,12 @@ bytes; tests call these directly):
    profile versions (Avro, compacted profiles topic) and the new state per key.
    ``handover`` takes the device's state out and sends it, as ``absorb``, to the
    customer's key, where the engine merges it.
-3. ``sweep``: at one event-time ``now`` (the latest event time the partitions have
-   seen): the states with a due absence window (an in-memory index, no scan), and
-   once per event-time hour every state, for the scheduled rules.
+3. ``sweep``: per triggers partition at its watermark (``pipeline.runtime.clock``: the
+   slowest active enriched-events partition, from the progress records the worker writes
+   and ``route`` passes on to every triggers partition): the states with a due absence
+   window (an in-memory index, no scan), and once per event-time hour every state, for the
+   scheduled rules. Inputs never close windows: a customer's inputs come from several
+   partitions in no common order, so one input's time says nothing of what another holds.
 
 Anything undecodable becomes a dead letter (stage ``triggers``) and is counted.
 """
@@ -30,6 +33,8 @@ from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import WebhouseError
+from pipeline.runtime.clock import StageClock
+from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.messages import Incoming
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
@@ -43,6 +48,7 @@ from triggers.ruleset import RuleSet
 from triggers.state import CustomerState
 
 log = logging.getLogger(__name__)
+PROGRESS_KIND = "progress"
 HANDOVER_MEMORY = 100_000
 HOUR_MS = 3600 * 1000
 
@@ -50,15 +56,17 @@ HOUR_MS = 3600 * 1000
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes | None
+    partition: int | None = None  # None: by key
 
 
 @dataclass(slots=True)
 class Result:
     outputs: list[Output] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)  # key -> (partition, value)
-    clocks: dict[int, int] = field(default_factory=dict)  # partition -> latest event time (ms)
+    # triggers partition -> (source partition, its progress) read in this batch, in order
+    progress: dict[int, list[tuple[str, Progress]]] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     # States touched by this batch, kept decoded until the batch ends (then ``states``).
     live: dict[bytes, tuple[int, CustomerState | None]] = field(default_factory=dict)
@@ -90,7 +98,9 @@ class TriggerCore:
         }
         self.dead_serde = make_serde("dead_letter", url)
         self._handed_over: OrderedDict[str, str] = OrderedDict()
-        self.due: dict[bytes, int] = {}  # key -> event time its first absence window can fire
+        self.due: dict[
+            bytes, tuple[int, int]
+        ] = {}  # key -> (watermark its first window closes at, partition)
         self._last_full: int | None = None
 
     # -- 1. route -------------------------------------------------------------------------
@@ -98,6 +108,9 @@ class TriggerCore:
     def route(self, batch: Iterable[Incoming], now: datetime) -> Result:
         result = Result()
         for message in batch:
+            if control_kind(message.headers) == WATERMARK:
+                self._broadcast(result, message)
+                continue
             try:
                 if message.topic == self.topics.identity:
                     link = self.serdes["identity_link"].decode(message.value, message.topic)
@@ -116,6 +129,21 @@ class TriggerCore:
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "undecodable", exc, now)
         return result
+
+    def _broadcast(self, result: Result, message: Incoming) -> None:
+        """A source partition's progress, to every triggers partition: each may hold a window
+        whose closing waits on it. Sent after the inputs routed before it, so a triggers partition
+        that reads it has read every input the source sent it before."""
+        progress = Progress.from_bytes(message.value)
+        body = {"source": f"{message.topic}/{message.partition}", "state": progress.state, "ms": progress.ms}
+        value = _json({"kind": PROGRESS_KIND, "body": body})
+        for partition in range(self.topics.partitions):
+            result.outputs.append(Output(self.topics.triggers_input, None, value, partition))
+
+    def clock_sources(self) -> frozenset[str]:
+        """What each triggers partition's clock waits on: every enriched-events partition. Closed
+        sessions and identity links start or move state but never answer an absence window."""
+        return frozenset(f"{self.topics.enriched_events}/{p}" for p in range(self.topics.partitions))
 
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
@@ -147,10 +175,8 @@ class TriggerCore:
             return CustomerState.from_dict(json.loads(raw)) if raw else None
 
         for message in batch:
-            if not message.key:
-                self.dead_letter(
-                    result, message, "missing_key", ValueError("triggers input without a key"), now
-                )
+            if not message.key:  # only progress reports come without a customer key
+                self._progress(result, message, now)
                 continue
             try:
                 envelope = json.loads(message.value)
@@ -158,11 +184,9 @@ class TriggerCore:
                 key = message.key
                 if kind == "event":
                     view = EventView.from_dict(body)
-                    self._advance(result, message.partition, view.time)
                     self._apply(result, message.partition, self.engine.on_event(load(key), view))
                 elif kind == "session":
                     session = SessionView.from_dict(body)
-                    self._advance(result, message.partition, session.end)
                     self._apply(result, message.partition, self.engine.on_session(load(key), session))
                 elif kind == "handover":
                     self._handover_state(result, message.partition, key, load(key), body["to"])
@@ -177,8 +201,19 @@ class TriggerCore:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
         return result.seal(self._index)
 
-    def _advance(self, result: Result, partition: int, time: int) -> None:
-        result.clocks[partition] = max(result.clocks.get(partition, time), time)
+    def _progress(self, result: Result, message: Incoming, now: datetime) -> None:
+        try:
+            envelope = json.loads(message.value)
+            if envelope.get("kind") != PROGRESS_KIND:
+                raise ValueError(f"triggers input of kind {envelope.get('kind')!r} without a key")
+            body = envelope["body"]
+            progress = Progress(SourceState(body["state"]), None if body["ms"] is None else int(body["ms"]))
+            source = str(body["source"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.dead_letter(result, message, "missing_key", exc, now)
+            return
+        result.progress.setdefault(message.partition, []).append((source, progress))
+        self.metrics.inputs.labels(PROGRESS_KIND).inc()
 
     def _apply(self, result: Result, partition: int, outcome: Outcome) -> None:
         state = outcome.state
@@ -208,27 +243,33 @@ class TriggerCore:
 
     # -- 3. sweep -------------------------------------------------------------------------
 
-    def sweep(self, table: Mapping[bytes, bytes], partitions: set[int], now: int) -> Result:
-        """Due absence windows every time (from the index); scheduled rules for every customer
-        once per event-time hour (a full pass, which also rebuilds the index after a restart)."""
+    def sweep(self, table: Mapping[bytes, bytes], clocks: Mapping[int, StageClock]) -> Result:
+        """Per triggers partition, at its own watermark: due absence windows every time (from
+        the index); scheduled rules for every customer once per event-time hour (a full pass,
+        which also rebuilds the index after a restart). Partitions without a watermark wait."""
         result = Result()
-        full = self._last_full is None or now // HOUR_MS > self._last_full // HOUR_MS
+        marks = {p: c.watermark for p, c in clocks.items() if c.watermark is not None}
+        present = {p: c.event_time() for p, c in clocks.items()}
+        latest = max((t for t in present.values() if t is not None), default=None)
+        if not marks or latest is None:
+            return result
+        full = self._last_full is None or latest // HOUR_MS > self._last_full // HOUR_MS
         if full:
-            self._last_full = now
+            self._last_full = latest
             self.due.clear()
             items: Iterable[tuple[bytes, bytes | None]] = list(table.items())
         else:
-            items = [(key, table.get(key)) for key, at in list(self.due.items()) if at <= now]
+            due = [key for key, (at, p) in list(self.due.items()) if p in marks and at <= marks[p]]
+            items = [(key, table.get(key)) for key in due]
         for key, raw in items:
             if not raw:
                 self.due.pop(key, None)
                 continue
             state = CustomerState.from_dict(json.loads(raw))
-            if state.partition not in partitions:
-                continue
-            outcome = self.engine.sweep(state, now, scheduled=full)
             partition = state.partition
-            assert partition is not None
+            if partition is None or partition not in marks:
+                continue
+            outcome = self.engine.sweep(state, marks[partition], scheduled=full, at=present[partition])
             self._apply(result, partition, outcome)
             result.seal(self._index)
             if result.states[key][1] == raw and not outcome.alerts:
@@ -237,11 +278,11 @@ class TriggerCore:
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
         """Remember when this state's earliest absence window can fire."""
-        if state is None or not state.windows:
+        if state is None or not state.windows or state.partition is None:
             self.due.pop(key, None)
             return
         grace_ms = self.settings.triggers.absence_grace_s * 1000
-        self.due[key] = min(w.deadline for w in state.windows) + grace_ms
+        self.due[key] = (min(w.deadline for w in state.windows) + grace_ms, state.partition)
 
     # -- errors ---------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ class Engine:
         if event.is_bot or event.message_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, event.message_id)
-        alerts = self._close_windows(state, event.time, event)
+        alerts = self._close_windows(state, None, event)  # cancels what it answers; closes nothing
         previous = state.profile
         state.profile = apply_event(previous, event, self.tiers)
         if event.name in self._history_names:
@@ -139,7 +139,7 @@ class Engine:
         if session.session_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, session.session_id)
-        alerts = self._close_windows(state, session.end, None)
+        alerts: list[Alert] = []
         previous = state.profile
         state.profile = apply_session(previous, session)
         context = self._context(state, previous, session.end, session=session)
@@ -149,15 +149,23 @@ class Engine:
         alerts += self._profile_rules(state, previous, session.end, session.session_id)
         return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
 
-    def sweep(self, state: CustomerState, now: int, scheduled: bool = True) -> Outcome:
-        """Due absence windows and (``scheduled``) the scheduled rules, as of event time ``now``."""
+    def close_due(self, state: CustomerState, now: int) -> Outcome:
+        """Absence windows due at ``now``, for callers whose input is one log in event-time order
+        (the in-memory harness); the stream stage closes them only at its watermark (``sweep``)."""
+        return Outcome(state, tuple(self._close_windows(state, now, None)))
+
+    def sweep(self, state: CustomerState, now: int, scheduled: bool = True, at: int | None = None) -> Outcome:
+        """Absence windows due at the watermark ``now``, then (``scheduled``) the scheduled rules
+        at event time ``at`` (default ``now``; after an end of input ``now`` is the end of time,
+        while rules that look back from the present need a real one)."""
         alerts = self._close_windows(state, now, None)
+        present = now if at is None else at
         if scheduled and self._by_source["schedule"] and state.profile.last_seen is not None:
-            context = self._context(state, state.profile, now)
+            context = self._context(state, state.profile, present)
             anchor = state.profile.last_event_id or state.customer_id
             for rule in self._by_source["schedule"]:
-                alerts += self._run(rule, state, context, now, (anchor,), lambda _: 0)
-        prune(state, now, self.settings)
+                alerts += self._run(rule, state, context, present, (anchor,), lambda _: 0)
+        prune(state, present, self.settings)
         return Outcome(state, tuple(alerts))
 
     def absorb(self, into: CustomerState | None, other: CustomerState, customer_id: str) -> Outcome:
@@ -294,7 +302,7 @@ class Engine:
         state.windows.append(Window(alert.alert_id, rule.id, start, deadline, rule.absence.event, pending))
         return []
 
-    def _close_windows(self, state: CustomerState, now: int, event: EventView | None) -> list[Alert]:
+    def _close_windows(self, state: CustomerState, now: int | None, event: EventView | None) -> list[Alert]:
         if not state.windows:
             return []
         alerts: list[Alert] = []
@@ -307,7 +315,7 @@ class Engine:
                 and window.start <= event.time <= window.deadline
             ):
                 continue  # cancelled: what the rule waited for happened in time
-            if now < window.deadline + grace_ms:
+            if now is None or now < window.deadline + grace_ms:
                 still_open.append(window)
                 continue
             rule = self.rules.get(window.rule_id)

@@ -52,13 +52,20 @@ class Harness:
     def view(self, view: EventView) -> list[Alert]:
         alerts = self._stitch(view.anonymous_id, view.customer_id)
         self.now = max(self.now, view.time)
+        alerts += self._close_due(view.customer_id, view.time)
         return alerts + self._keep(self.engine.on_event(self.states.get(view.customer_id), view))
+
+    def _close_due(self, customer_id: str, now: int) -> list[Alert]:
+        """The log is in event-time order, so an input's time is this harness's watermark."""
+        state = self.states.get(customer_id)
+        return [] if state is None else self._keep(self.engine.close_due(state, now))
 
     def session(self, record: dict[str, Any]) -> list[Alert]:
         """One closed session (Avro dict)."""
         view = session_view(record)
         alerts = self._stitch(view.anonymous_id, view.customer_id)
         self.now = max(self.now, view.end)
+        alerts += self._close_due(view.customer_id, view.end)
         return alerts + self._keep(self.engine.on_session(self.states.get(view.customer_id), view))
 
     def sweep(self, now: int | None = None) -> list[Alert]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from triggers.alerts import Alert
 
@@ -53,6 +53,12 @@ class TriggerMetrics:
             "webhouse_webhook_failures", "Failed webhook attempts by reason: timeout, connect, http_503...",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.watermark = Gauge(
+            "webhouse_trigger_watermark_seconds",
+            "Event-time watermark of each triggers partition (absence windows close behind it).",
+            ["partition"],
+            registry=r,
+        )
         self.webhook_delivered = Counter(
             "webhouse_webhook_delivered", "Alerts a webhook accepted.", registry=r
         )

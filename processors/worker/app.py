@@ -39,6 +39,7 @@ import faust
 from faust.types import TP, EventT
 
 from pipeline.errors import SettingsError
+from pipeline.runtime.messages import headers_of
 from pipeline.runtime.offset_gaps import BrokerRangeReader, fill_gaps
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -50,14 +51,6 @@ log = logging.getLogger(__name__)
 
 # topic, partition (None: by key), key, value, headers
 Record = tuple[str, int | None, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
-
-
-def headers_of(message: Any) -> tuple[tuple[str, str | bytes | None], ...]:
-    """A faust message's headers as pairs (faust gives a list of pairs, a mapping, or None)."""
-    headers = message.headers
-    if not headers:
-        return ()
-    return tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
 
 
 def app_id(settings: Settings) -> str:
@@ -152,11 +145,8 @@ class WorkerRuntime:
             # Quiet partitions with open visits are closed; quiet ones downstream has not yet
             # heard to be idle are reported idle (runtime.control), so no clock waits on them.
             waiting = self.core.pending_partitions() | self.core.unreported_partitions(self.loaded_for or ())
-            quiet = [
-                p
-                for p in waiting
-                if now - self.last_arrival.setdefault(p, now) >= interval and self.caught_up(p)
-            ]
+            still = [p for p in waiting if now - self.last_arrival.setdefault(p, now) >= interval]
+            quiet = await self.caught_up(still)
             if quiet:
                 await self.write(self.core.sweep(quiet))
         self.update_lag()
@@ -240,13 +230,25 @@ class WorkerRuntime:
         if pending:
             await asyncio.gather(*pending)
 
-    def caught_up(self, partition: int) -> bool:
-        """Has this worker read everything the broker holds for the raw partition?"""
+    async def caught_up(self, partitions: list[int]) -> list[int]:
+        """Those raw partitions of which this worker has read everything the broker holds.
+
+        Asks the broker (faust's ``highwaters``): the fetcher's cached high watermark stays
+        unknown for a partition that never had a record, and such a partition is caught up.
+        """
+        if not partitions:
+            return []
+        tps = [TP(self.topics.raw_events, p) for p in partitions]
         try:
-            high = self.app.consumer.highwater(TP(self.topics.raw_events, partition))
-        except Exception:  # not known yet
-            return False
-        return high is not None and self.core.next_offset.get(partition, 0) >= high
+            highs = await self.app.consumer.highwaters(*tps)
+        except Exception as exc:  # the broker did not answer this tick: the next one asks again
+            log.warning("worker: end offsets of %s not known: %s", partitions, exc)
+            return []
+        return [
+            tp.partition
+            for tp in tps
+            if highs.get(tp) is not None and self.core.next_offset.get(tp.partition, 0) >= highs[tp]
+        ]
 
     def update_lag(self) -> None:
         consumer = self.app.consumer

@@ -46,7 +46,6 @@ from processors.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 STAGE = "worker"
-_NOTHING = Progress(SourceState.IDLE, None)  # nothing reported yet
 _VIEWED = {"Product Viewed", "Product Clicked"}
 _ADDED = {"Product Added"}
 _BOUGHT = {"Order Completed"}
@@ -269,7 +268,7 @@ class WorkerCore:
         for partition in seen:
             clock = {"max_ms": self.max_event_ms.get(partition), "next_offset": self.next_offset[partition]}
             result.clocks[partition] = json.dumps(clock).encode()
-            if self.reported.get(partition, _NOTHING).state is not SourceState.ENDED or partition in touched:
+            if partition in touched or partition not in self.reported or not self._ended(partition):
                 self._report(result, partition, Progress(SourceState.ACTIVE, self._mark(partition)))
         self._collect(result, dirty)
         self._update_open_gauge()
@@ -301,7 +300,7 @@ class WorkerCore:
     def unreported_partitions(self, partitions: Iterable[int]) -> set[int]:
         """Of ``partitions``, those downstream has not heard to be idle or ended."""
         quiet = (SourceState.IDLE, SourceState.ENDED)
-        return {p for p in partitions if self.reported.get(p, _NOTHING).state not in quiet}
+        return {p for p in partitions if p not in self.reported or self.reported[p].state not in quiet}
 
     def _flush_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
         wakeups = self.wakeups.get(partition)
@@ -320,6 +319,9 @@ class WorkerCore:
         """An explicit end of input: release and close everything, and pass the end on."""
         self._flush_partition(partition, result, dirty)
         self._report(result, partition, Progress(SourceState.ENDED, self.max_event_ms.get(partition)))
+
+    def _ended(self, partition: int) -> bool:
+        return self.reported[partition].state is SourceState.ENDED
 
     def _mark(self, partition: int) -> int | None:
         top = self.max_event_ms.get(partition)

@@ -6,6 +6,8 @@ import zlib
 from collections import deque
 from datetime import UTC, datetime
 
+from pipeline.runtime.clock import StageClock
+from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from triggers.core import Incoming, Output, Result, TriggerCore
@@ -22,6 +24,14 @@ ALERTS = SingleObjectSerde("alert")
 PROFILES = SingleObjectSerde("profile")
 DEAD = SingleObjectSerde("dead_letter")
 LINKS = SingleObjectSerde("identity_link")
+
+
+HEADERS = tuple(watermark_headers())
+
+
+def at_watermark(now: int) -> dict[int, StageClock]:
+    """Both triggers partitions' clocks at ``now``."""
+    return {p: StageClock(watermark=now) for p in (0, 1)}
 
 
 class Bus:
@@ -71,7 +81,7 @@ class Bus:
         self.raw(self.topics.sessions, SESSIONS.encode(record))
 
     def sweep(self, now: int) -> None:
-        self._keep(self.core.sweep(self.table, {0, 1}, now))
+        self._keep(self.core.sweep(self.table, at_watermark(now)))
 
     def alerts(self) -> list[dict]:
         return [ALERTS.decode(o.value or b"") for o in self.log.get(self.topics.alerts, [])]
@@ -111,9 +121,9 @@ def test_undecodable_input_becomes_a_dead_letter() -> None:
 def test_sweep_writes_only_changed_states() -> None:
     bus = Bus()
     bus.event(event("Page Viewed", at(0), call="page"))
-    result = bus.core.sweep(bus.table, {0, 1}, to_ms(at(10)))
+    result = bus.core.sweep(bus.table, at_watermark(to_ms(at(10))))
     assert result.states == {} and result.outputs == []
-    assert bus.core.sweep(bus.table, set(), to_ms(at(0, hours=2))).states == {}
+    assert bus.core.sweep(bus.table, {}).states == {}
 
 
 def test_sweep_visits_due_windows_between_hourly_full_passes() -> None:
@@ -121,7 +131,7 @@ def test_sweep_visits_due_windows_between_hourly_full_passes() -> None:
     bus.event(consent(at(0)))
     bus.event(consent(at(0), customer="c-2", anon="a-2"))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    assert bus.core.due == {b"c-1": to_ms(at(5 + 60 + 1))}  # deadline plus the 60 s grace
+    assert bus.core.due[b"c-1"][0] == to_ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
     bus.sweep(to_ms(at(0, hours=1)))  # 10:00: the first sweep is a full pass; nothing due yet
     assert bus.alerts() == []
     bus.table[b"c-2"] = b"not json"  # reading it would raise: between full passes it is not read
@@ -180,3 +190,38 @@ def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None
     assert set(bus.table) == {b"c-4"}
     bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
     assert set(bus.table) == {b"c-4"}
+
+
+def test_a_later_input_does_not_close_a_window_only_the_watermark_does() -> None:
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    # Hours later in event time, read from another partition: says nothing of what is unread.
+    bus.event(event("Page Viewed", at(0, hours=5), call="page"))
+    assert bus.alerts() == []
+    bus.sweep(to_ms(at(0, hours=2)))
+    assert [a["rule_id"] for a in bus.alerts()] == ["cart_abandonment"]
+
+
+def test_progress_records_reach_every_triggers_partition_after_the_inputs() -> None:
+    bus = Bus()
+    record = EVENTS.encode(consent(at(0)))
+    progress = Progress(SourceState.ACTIVE, to_ms(at(30)))
+    batch = [
+        Incoming(bus.topics.enriched_events, 1, 1, b"c-1", record),
+        Incoming(
+            bus.topics.enriched_events, 1, 2, None, progress.to_bytes(), None, tuple(watermark_headers())
+        ),
+    ]
+    routed = bus.core.route(batch, NOW).outputs
+    n = bus.topics.partitions
+    # The inputs first (by key), then one report per triggers partition.
+    assert [o.partition for o in routed[-n:]] == list(range(n)) and routed[-n - 1].key == b"c-1"
+    assert all(o.partition is None for o in routed[:-n])
+    report = Incoming(bus.topics.triggers_input, 0, 1, None, routed[-n].value or b"")
+    result = bus.core.evaluate([report], bus.table.get, NOW)
+    assert result.progress == {0: [(f"{bus.topics.enriched_events}/1", progress)]}
+    clock = StageClock.from_bytes(None, bus.core.clock_sources())
+    for source, reported in result.progress[0]:
+        clock.report(source, reported)
+    assert clock.watermark is None  # partition 0 of the enriched topic has not spoken yet

@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import ENV_PREFIX, KafkaSettings, Settings, TriggerSettings
 from pipeline.topics import Topics
 from processors.worker.runner import settings_env, start_worker_process
 from tests.processors.worker_support import worker_settings
+from triggers.events import to_ms
 
 from .builders import RULES_DIR, T0, at, consent, event, session
 from .receiver import Receiver
@@ -208,6 +210,11 @@ def produce_enriched(
         producer.produce(topics.enriched_events, EVENTS.encode(e), key=e["anonymous_id"].encode())
     for s in sessions:
         producer.produce(topics.sessions, SESSIONS.encode(s), key=s["anonymous_id"].encode())
+    # What the worker writes after what it released: every enriched partition has got this far.
+    latest = max(to_ms(e["enrichment"]["event_time"]) for e in events)
+    progress = Progress(SourceState.ACTIVE, latest).to_bytes()
+    for partition in range(topics.partitions):
+        producer.produce(topics.enriched_events, progress, partition=partition, headers=watermark_headers())
     assert producer.flush(30) == 0
 
 
