@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
 from triggers.conditions import Reason, evaluate, render
-from triggers.events import EventView, SessionView
+from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, EventView, SessionView
 from triggers.guardrails import decide, prune
 from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields
 from triggers.ruleset import PastEventsCondition, Rule, RuleSet, walk_conditions
@@ -30,6 +30,7 @@ from triggers.state import CustomerState, PastEvent, Window
 
 PastCounter = Callable[[PastEventsCondition], int]
 _PRIORITY = {"high": 0, "normal": 1, "low": 2}
+CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,9 @@ class Engine:
         alerts = self._close_windows(state, None, event)  # cancels what it answers; closes nothing
         previous = state.profile
         state.profile = apply_event(previous, event, self.tiers)
+        if event.name in (CONSENT_GRANTED, CONSENT_WITHDRAWN) and event.consent_purposes:
+            granted = event.name == CONSENT_GRANTED
+            state.record_consent(event.time, event.consent_purposes, granted, CONSENT_MEMORY)
         if event.name in self._history_names:
             state.history.append(PastEvent.of(event))
             self._trim_history(state, event.time)
@@ -196,6 +200,8 @@ class Engine:
         for day, count in other.daily.items():
             into.daily[day] = into.daily.get(day, 0) + count
         into.emitted = {**other.emitted, **into.emitted}
+        for time, purpose, granted in other.consents:
+            into.record_consent(time, (purpose,), granted, CONSENT_MEMORY)
         now = into.profile.updated_at or 0
         alerts = self._profile_rules(into, previous, now, f"merge:{other.customer_id}")
         return Outcome(into, tuple(alerts), True)

@@ -20,7 +20,12 @@ from triggers.ruleset import Rule
 from triggers.state import CustomerState
 
 
-def has_consent(state: CustomerState, purpose: str, settings: TriggerSettings) -> bool:
+def has_consent(state: CustomerState, purpose: str, settings: TriggerSettings, at: int | None = None) -> bool:
+    """Consent in force at event time ``at`` (the alert's time); without a recorded change by
+    then, the profile's consent when no change is recorded at all, else the default."""
+    if at is not None and state.consents:
+        known = state.consent_at(purpose, at)
+        return settings.consent_default_granted if known is None else known
     return state.profile.consent.get(purpose, settings.consent_default_granted)
 
 
@@ -29,7 +34,7 @@ def decide(alert: Alert, rule: Rule | None, state: CustomerState, settings: Trig
     if alert.alert_id in state.emitted:
         return None
     purpose = alert.consent_purpose
-    if alert.kind == "marketing" and purpose and not has_consent(state, purpose, settings):
+    if alert.kind == "marketing" and purpose and not has_consent(state, purpose, settings, alert.time):
         alert = alert.suppressed("consent_missing")
     cooldown_ms = (rule.cooldown or 0) * 1000 if rule else 0
     last = state.last_fired.get(alert.rule_id)

@@ -63,6 +63,10 @@ class CustomerState:
     daily: dict[str, int] = field(default_factory=dict)  # UTC day number -> fired marketing alerts
     emitted: dict[str, int] = field(default_factory=dict)  # alert id -> alert time
     partition: int | None = None  # Kafka partition that owns this key (for the sweep)
+    # Consent changes in event time, oldest first: (time, purpose, granted). A guardrail asks for
+    # the consent in force at an alert's time, so the answer does not depend on how far the
+    # stream had got when the alert was decided.
+    consents: list[tuple[int, str, bool]] = field(default_factory=list)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -79,6 +83,7 @@ class CustomerState:
             "daily": dict(self.daily),
             "emitted": dict(self.emitted),
             "partition": self.partition,
+            "consents": [list(c) for c in self.consents],
         }
 
     @classmethod
@@ -93,4 +98,20 @@ class CustomerState:
             daily=dict(data.get("daily", {})),
             emitted=dict(data.get("emitted", {})),
             partition=data.get("partition"),
+            consents=[(int(t), str(p), bool(g)) for t, p, g in data.get("consents", [])],
         )
+
+    def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
+        """Add consent changes in time order; keep the latest ``keep`` (older ones are superseded)."""
+        merged = sorted({*self.consents, *((time, p, granted) for p in purposes)})
+        self.consents = merged[-keep:]
+
+    def consent_at(self, purpose: str, time: int) -> bool | None:
+        """The consent for ``purpose`` in force at event time ``time``; None if never given or refused."""
+        answer = None
+        for at, name, granted in self.consents:
+            if at > time:
+                break
+            if name == purpose:
+                answer = granted
+        return answer

@@ -225,3 +225,16 @@ def test_progress_records_reach_every_triggers_partition_after_the_inputs() -> N
     for source, reported in result.progress[0]:
         clock.report(source, reported)
     assert clock.watermark is None  # partition 0 of the enriched topic has not spoken yet
+
+
+def test_consent_is_judged_as_it_stood_at_the_alerts_time_whatever_was_read_since() -> None:
+    bus = Bus()  # c-1 withdraws before its cart's hour is up; c-2 only after: the order read differs
+    bus.event(consent(at(0)))
+    bus.event(consent(at(0), customer="c-2", anon="a-2"))
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    bus.session(session(at(0), at(5), customer="c-2", anon="a-2", added=["p-1"], session_id="s-2"))
+    bus.event(consent(at(30, hours=0), granted=False, message_id="w-1"))
+    bus.event(consent(at(0, hours=2), customer="c-2", anon="a-2", granted=False, message_id="w-2"))
+    bus.sweep(to_ms(at(0, hours=3)))
+    outcome = {(a["customer_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
+    assert outcome == {("c-1", "suppressed", "consent_missing"), ("c-2", "fired", None)}
