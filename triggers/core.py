@@ -182,6 +182,8 @@ class TriggerCore:
                 envelope = json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
                 key = message.key
+                if self._forward(result, load(key), kind, body):
+                    continue
                 if kind == "event":
                     view = EventView.from_dict(body)
                     self._apply(result, message.partition, self.engine.on_event(load(key), view))
@@ -200,6 +202,16 @@ class TriggerCore:
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
         return result.seal(self._index)
+
+    def _forward(self, result: Result, state: CustomerState | None, kind: str, body: dict[str, Any]) -> bool:
+        """An input for a device key already handed over goes on to its customer."""
+        if state is None or state.moved_to is None or kind not in ("event", "session", "absorb"):
+            return False
+        target = state.moved_to
+        forwarded = body if kind == "absorb" else {**body, "customer_id": target}
+        result.outputs.append(self._input(target, kind, forwarded))
+        self.metrics.inputs.labels("forwarded").inc()
+        return True
 
     def _progress(self, result: Result, message: Incoming, now: datetime) -> None:
         try:
@@ -234,12 +246,16 @@ class TriggerCore:
     def _handover_state(
         self, result: Result, partition: int, key: bytes, state: CustomerState | None, customer_id: str
     ) -> None:
-        if state is None or customer_id == state.customer_id:
+        device = key.decode()
+        if customer_id == device or (state is not None and state.moved_to == customer_id):
             return
-        body = {"to": customer_id, "state": state.to_dict()}
-        result.outputs.append(self._input(customer_id, "absorb", body))
-        result.outputs.append(self._profile(state.profile, merged_into=customer_id))
-        result.live[key] = (partition, None)  # the device's state now lives with the customer
+        if state is not None and state.moved_to is None:
+            body = {"to": customer_id, "state": state.to_dict()}
+            result.outputs.append(self._input(customer_id, "absorb", body))
+            result.outputs.append(self._profile(state.profile, merged_into=customer_id))
+        # The device's state now lives with the customer; what comes later under the device's
+        # key follows it there (``_forward``).
+        result.live[key] = (partition, CustomerState.forwarding(device, customer_id))
 
     # -- 3. sweep -------------------------------------------------------------------------
 

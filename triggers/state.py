@@ -67,6 +67,10 @@ class CustomerState:
     # the consent in force at an alert's time, so the answer does not depend on how far the
     # stream had got when the alert was decided.
     consents: list[tuple[int, str, bool]] = field(default_factory=list)
+    # Set on a device key whose state was handed over to its customer: what still arrives under
+    # the device's key (a session that closed before the sign-in was read, a late event) is
+    # passed on to the customer instead of starting a second, orphaned profile.
+    moved_to: str | None = None
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -84,6 +88,7 @@ class CustomerState:
             "emitted": dict(self.emitted),
             "partition": self.partition,
             "consents": [list(c) for c in self.consents],
+            "moved_to": self.moved_to,
         }
 
     @classmethod
@@ -99,7 +104,15 @@ class CustomerState:
             emitted=dict(data.get("emitted", {})),
             partition=data.get("partition"),
             consents=[(int(t), str(p), bool(g)) for t, p, g in data.get("consents", [])],
+            moved_to=data.get("moved_to"),
         )
+
+    @classmethod
+    def forwarding(cls, key: str, customer_id: str) -> CustomerState:
+        """What stays under a device key once its state lives with ``customer_id``."""
+        state = cls.new(key)
+        state.moved_to = customer_id
+        return state
 
     def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
         """Add consent changes in time order; keep the latest ``keep`` (older ones are superseded)."""
