@@ -111,6 +111,7 @@ class Engine:
             if rule.absence:
                 names.add(rule.absence.event)
         self._history_names = frozenset(names)
+        self._awaited_names = frozenset(r.absence.event for r in enabled if r.absence)
         self._history_ms = rules.history_window_s * 1000
 
     # -- inputs ---------------------------------------------------------------------------
@@ -214,9 +215,15 @@ class Engine:
             del state.seen_ids[: -self.settings.history_max_events]
 
     def _trim_history(self, state: CustomerState, now: int) -> None:
+        """Keep the rules' longest window of history. The count cap applies to the plentiful
+        events (views) only: an awaited event (an order) must stay for a window that opens late,
+        such as a session read days of event time after the order (another topic, another hop)."""
         horizon = now - self._history_ms
         history = [e for e in state.history if e.time >= horizon]
-        state.history = history[-self.settings.history_max_events :]
+        awaited = self._awaited_names
+        capped = [e for e in history if e.name not in awaited][-self.settings.history_max_events :]
+        keep = {id(e) for e in capped}
+        state.history = [e for e in history if e.name in awaited or id(e) in keep]
 
     def _context(
         self,

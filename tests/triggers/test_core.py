@@ -262,3 +262,14 @@ def test_a_session_read_after_the_sign_in_follows_the_device_to_its_customer() -
     assert moved(bus) == {b"dev-7": "c-7"}
     customer = CustomerState.from_dict(json.loads(bus.table[b"c-7"]))
     assert customer.profile.sessions == 1 and customer.profile.orders == 1
+
+
+def test_an_order_outlives_a_flood_of_views_for_a_window_that_opens_late() -> None:
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.event(order(at(30)))
+    for i in range(400):  # more views than history_max_events (300) before the session is read
+        bus.event(event("Product Viewed", at(60 + i), products=[f"p-{i}"]))
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    bus.sweep(to_ms(at(0, hours=3)))
+    assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
