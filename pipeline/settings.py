@@ -197,6 +197,12 @@ class WorkerSettings(_Section):
         0.25, gt=0, description="Longest wait for a batch to fill (events wait minutes for the watermark)."
     )
     web_enabled: bool = Field(False, description="Serve faust's own web views on web_port.")
+    idle_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A raw partition caught up and quiet this long is reported idle: stages' clocks stop "
+        "waiting on it (too short for a replay of history lets its next events arrive late).",
+    )
     group_session_timeout_s: float = Field(
         30.0, ge=6, description="Kafka group session timeout: how soon a dead worker's partitions move."
     )

@@ -41,7 +41,7 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import Engine, Outcome
-from triggers.events import EventView, SessionView, event_view, session_view
+from triggers.events import EventView, SessionView, event_view, session_view, to_ms
 from triggers.metrics import TriggerMetrics
 from triggers.profile import Profile, to_record
 from triggers.ruleset import RuleSet
@@ -114,17 +114,18 @@ class TriggerCore:
             try:
                 if message.topic == self.topics.identity:
                     link = self.serdes["identity_link"].decode(message.value, message.topic)
-                    self._handover(result, link["anonymous_id"], link["customer_id"])
+                    linked_at = to_ms(link["first_seen"])
+                    self._handover(result, link["anonymous_id"], link["customer_id"], linked_at)
                     continue
                 if message.topic == self.topics.sessions:
+                    # A session's end is not when its device was linked: events and links say that.
                     session = session_view(self.serdes["session"].decode(message.value, message.topic))
-                    self._handover(result, session.anonymous_id, session.customer_id)
                     result.outputs.append(self._input(session.customer_id, "session", session.to_dict()))
                     continue
                 view = event_view(self.serdes["customer_event"].decode(message.value, message.topic))
                 if view is None or view.is_bot:
                     continue
-                self._handover(result, view.anonymous_id, view.customer_id)
+                self._handover(result, view.anonymous_id, view.customer_id, view.time)
                 result.outputs.append(self._input(view.customer_id, "event", view.to_dict()))
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "undecodable", exc, now)
@@ -148,7 +149,7 @@ class TriggerCore:
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
 
-    def _handover(self, result: Result, anonymous_id: str | None, customer_id: str) -> None:
+    def _handover(self, result: Result, anonymous_id: str | None, customer_id: str, at: int | None) -> None:
         if (
             not anonymous_id
             or anonymous_id == customer_id
@@ -158,7 +159,7 @@ class TriggerCore:
         self._handed_over[anonymous_id] = customer_id
         if len(self._handed_over) > HANDOVER_MEMORY:
             self._handed_over.popitem(last=False)
-        result.outputs.append(self._input(anonymous_id, "handover", {"to": customer_id}))
+        result.outputs.append(self._input(anonymous_id, "handover", {"to": customer_id, "at": at}))
 
     # -- 2. evaluate ----------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class TriggerCore:
                 envelope = json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
                 key = message.key
-                if self._forward(result, load(key), kind, body):
+                if self._forward(result, message.partition, load(key), kind, body):
                     continue
                 if kind == "event":
                     view = EventView.from_dict(body)
@@ -191,10 +192,11 @@ class TriggerCore:
                     session = SessionView.from_dict(body)
                     self._apply(result, message.partition, self.engine.on_session(load(key), session))
                 elif kind == "handover":
-                    self._handover_state(result, message.partition, key, load(key), body["to"])
+                    linked_at = body.get("at")
+                    self._handover_state(result, message.partition, key, load(key), body["to"], linked_at)
                 elif kind == "absorb":
                     other = CustomerState.from_dict(body["state"])
-                    outcome = self.engine.absorb(load(key), other, key.decode())
+                    outcome = self.engine.absorb(load(key), other, key.decode(), body.get("at"))
                     self._apply(result, message.partition, outcome)
                 else:
                     raise ValueError(f"unknown triggers input kind {kind!r}")
@@ -203,14 +205,32 @@ class TriggerCore:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
         return result.seal(self._index)
 
-    def _forward(self, result: Result, state: CustomerState | None, kind: str, body: dict[str, Any]) -> bool:
-        """An input for a device key already handed over goes on to its customer."""
+    def _forward(
+        self, result: Result, partition: int, state: CustomerState | None, kind: str, body: dict[str, Any]
+    ) -> bool:
+        """An input for a device key already handed over goes on to its customer. One from before
+        the link is first judged as the device (windows due before the link decided on what the
+        device knew), and what stays open goes on as part of the device's state."""
         if state is None or state.moved_to is None or kind not in ("event", "session", "absorb"):
             return False
         target = state.moved_to
-        forwarded = body if kind == "absorb" else {**body, "customer_id": target}
-        result.outputs.append(self._input(target, kind, forwarded))
         self.metrics.inputs.labels("forwarded").inc()
+        time = body.get("time") if kind == "event" else body.get("end")
+        if kind == "absorb" or state.linked_at is None or time is None or time >= state.linked_at:
+            forwarded = body if kind == "absorb" else {**body, "customer_id": target}
+            result.outputs.append(self._input(target, kind, forwarded))
+            return True
+        device = state.device_copy()
+        if kind == "event":
+            outcome = self.engine.on_event(device, EventView.from_dict(body))
+        else:
+            outcome = self.engine.on_session(device, SessionView.from_dict(body))
+        alerts = [*outcome.alerts, *self.engine.close_due(device, state.linked_at).alerts]
+        self._emit_alerts(result, state.customer_id.encode(), alerts)
+        moved = CustomerState.forwarding(state.customer_id, target, state.linked_at, device)
+        result.live[state.customer_id.encode()] = (partition, moved)
+        absorb = {"to": target, "state": device.to_dict(), "at": state.linked_at}
+        result.outputs.append(self._input(target, "absorb", absorb))
         return True
 
     def _progress(self, result: Result, message: Incoming, now: datetime) -> None:
@@ -231,31 +251,45 @@ class TriggerCore:
         state = outcome.state
         state.partition = partition
         key = state.customer_id.encode()
-        for alert in outcome.alerts:
-            record = self.serdes["alert"].encode(alert.to_record(), self.topics.alerts)
-            result.outputs.append(Output(self.topics.alerts, key, record))
-            result.alerts.append(alert)
+        self._emit_alerts(result, key, outcome.alerts)
         if outcome.profile_changed:
             result.outputs.append(self._profile(state.profile))
         result.live[key] = (partition, state)
+
+    def _emit_alerts(self, result: Result, key: bytes, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            record = self.serdes["alert"].encode(alert.to_record(), self.topics.alerts)
+            result.outputs.append(Output(self.topics.alerts, key, record))
+            result.alerts.append(alert)
 
     def _profile(self, profile: Profile, merged_into: str | None = None) -> Output:
         record = self.serdes["profile"].encode(to_record(profile, merged_into), self.topics.profiles)
         return Output(self.topics.profiles, profile.customer_id.encode(), record)
 
     def _handover_state(
-        self, result: Result, partition: int, key: bytes, state: CustomerState | None, customer_id: str
+        self,
+        result: Result,
+        partition: int,
+        key: bytes,
+        state: CustomerState | None,
+        customer_id: str,
+        linked_at: int | None,
     ) -> None:
+        """Move a device's state to its customer. Windows already due when the device was linked
+        are decided first, on what the device alone knew: the same answer whether the sweep or
+        the hand-over was read first."""
         device = key.decode()
         if customer_id == device or (state is not None and state.moved_to == customer_id):
             return
         if state is not None and state.moved_to is None:
-            body = {"to": customer_id, "state": state.to_dict()}
+            if linked_at is not None:
+                self._apply(result, partition, self.engine.close_due(state, linked_at))
+            body = {"to": customer_id, "state": state.to_dict(), "at": linked_at}
             result.outputs.append(self._input(customer_id, "absorb", body))
             result.outputs.append(self._profile(state.profile, merged_into=customer_id))
         # The device's state now lives with the customer; what comes later under the device's
         # key follows it there (``_forward``).
-        result.live[key] = (partition, CustomerState.forwarding(device, customer_id))
+        result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
 
     # -- 3. sweep -------------------------------------------------------------------------
 

@@ -171,10 +171,14 @@ class Engine:
             for rule in self._by_source["schedule"]:
                 alerts += self._run(rule, state, context, present, (anchor,), lambda _: 0)
         prune(state, present, self.settings)
+        self._forget_awaited(state, present)
         return Outcome(state, tuple(alerts))
 
-    def absorb(self, into: CustomerState | None, other: CustomerState, customer_id: str) -> Outcome:
-        """Merge an anonymous customer's state into the known customer's."""
+    def absorb(
+        self, into: CustomerState | None, other: CustomerState, customer_id: str, linked_at: int | None = None
+    ) -> Outcome:
+        """Merge an anonymous customer's state into the known customer's. Consent the device gave
+        counts for the customer from ``linked_at`` on (before it, nobody knew whose it was)."""
         into = into or CustomerState.new(customer_id)
         previous = into.profile
         into.profile = merge(previous, other.profile, self.tiers)
@@ -202,7 +206,8 @@ class Engine:
             into.daily[day] = into.daily.get(day, 0) + count
         into.emitted = {**other.emitted, **into.emitted}
         for time, purpose, granted in other.consents:
-            into.record_consent(time, (purpose,), granted, CONSENT_MEMORY)
+            effective = time if linked_at is None else max(time, linked_at)
+            into.record_consent(effective, (purpose,), granted, CONSENT_MEMORY)
         now = into.profile.updated_at or 0
         alerts = self._profile_rules(into, previous, now, f"merge:{other.customer_id}")
         return Outcome(into, tuple(alerts), True)
@@ -215,15 +220,23 @@ class Engine:
             del state.seen_ids[: -self.settings.history_max_events]
 
     def _trim_history(self, state: CustomerState, now: int) -> None:
-        """Keep the rules' longest window of history. The count cap applies to the plentiful
-        events (views) only: an awaited event (an order) must stay for a window that opens late,
-        such as a session read days of event time after the order (another topic, another hop)."""
+        """Keep the rules' longest window of plentiful events (views), at most the count cap.
+        Awaited events (orders) stay until the sweep's watermark passes them (``_forget_awaited``):
+        a window can open late, for a session read days of event time after the order."""
         horizon = now - self._history_ms
-        history = [e for e in state.history if e.time >= horizon]
         awaited = self._awaited_names
-        capped = [e for e in history if e.name not in awaited][-self.settings.history_max_events :]
-        keep = {id(e) for e in capped}
-        state.history = [e for e in history if e.name in awaited or id(e) in keep]
+        recent = [e for e in state.history if e.name not in awaited and e.time >= horizon]
+        keep = {id(e) for e in recent[-self.settings.history_max_events :]}
+        state.history = [e for e in state.history if e.name in awaited or id(e) in keep]
+
+    def _forget_awaited(self, state: CustomerState, watermark: int) -> None:
+        """Awaited events leave the history only behind the stage's watermark, not behind the
+        newest input's time: inputs reach a key out of event-time order (two topics, hand-overs)."""
+        horizon = watermark - self._history_ms
+        if any(e.time < horizon for e in state.history):
+            state.history = [
+                e for e in state.history if e.time >= horizon or e.name not in self._awaited_names
+            ]
 
     def _context(
         self,

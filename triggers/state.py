@@ -71,6 +71,7 @@ class CustomerState:
     # the device's key (a session that closed before the sign-in was read, a late event) is
     # passed on to the customer instead of starting a second, orphaned profile.
     moved_to: str | None = None
+    linked_at: int | None = None  # with ``moved_to``: event time the device was linked
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -89,6 +90,7 @@ class CustomerState:
             "partition": self.partition,
             "consents": [list(c) for c in self.consents],
             "moved_to": self.moved_to,
+            "linked_at": self.linked_at,
         }
 
     @classmethod
@@ -105,14 +107,29 @@ class CustomerState:
             partition=data.get("partition"),
             consents=[(int(t), str(p), bool(g)) for t, p, g in data.get("consents", [])],
             moved_to=data.get("moved_to"),
+            linked_at=data.get("linked_at"),
         )
 
     @classmethod
-    def forwarding(cls, key: str, customer_id: str) -> CustomerState:
-        """What stays under a device key once its state lives with ``customer_id``."""
+    def forwarding(
+        cls, key: str, customer_id: str, linked_at: int | None, device: CustomerState | None
+    ) -> CustomerState:
+        """What stays under a device key once its state lives with ``customer_id``: where to, since
+        when, and what the device alone knew (consent, awaited events, ids seen), so that an input
+        from before the link that is read after it is judged as it would have been in time."""
         state = cls.new(key)
-        state.moved_to = customer_id
+        state.moved_to, state.linked_at = customer_id, linked_at
+        if device is not None:
+            state.consents, state.history = list(device.consents), list(device.history)
+            state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)
         return state
+
+    def device_copy(self) -> CustomerState:
+        """A fresh device state holding only the knowledge a forwarding marker kept."""
+        copy = CustomerState.new(self.customer_id)
+        copy.consents, copy.history = list(self.consents), list(self.history)
+        copy.seen_ids, copy.emitted = list(self.seen_ids), dict(self.emitted)
+        return copy
 
     def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
         """Add consent changes in time order; keep the latest ``keep`` (older ones are superseded)."""

@@ -140,15 +140,23 @@ class WorkerRuntime:
         now = time.monotonic()
         async with self.lock:
             self.ensure_loaded()
+
             # Quiet = nothing new for a whole interval AND nothing left to read: a partition
             # waiting behind another one's backlog is not quiet, only not yet served.
-            # Quiet partitions with open visits are closed; quiet ones downstream has not yet
-            # heard to be idle are reported idle (runtime.control), so no clock waits on them.
-            waiting = self.core.pending_partitions() | self.core.unreported_partitions(self.loaded_for or ())
-            still = [p for p in waiting if now - self.last_arrival.setdefault(p, now) >= interval]
-            quiet = await self.caught_up(still)
-            if quiet:
-                await self.write(self.core.sweep(quiet))
+            # Quiet partitions with open visits are closed; those quiet for worker.idle_after_s
+            # are reported idle (runtime.control), so no stage's clock waits on them.
+            def quiet_for(p: int) -> float:
+                return now - self.last_arrival.setdefault(p, now)
+
+            flush = [p for p in self.core.pending_partitions() if quiet_for(p) >= interval]
+            idle_after = self.settings.worker.idle_after_s
+            unreported = self.core.unreported_partitions(self.loaded_for or ())
+            idle = [p for p in unreported if quiet_for(p) >= idle_after]
+            caught = set(await self.caught_up(sorted(set(flush) | set(idle))))
+            if caught & set(flush):
+                await self.write(self.core.sweep(sorted(caught & set(flush))))
+            if caught & set(idle):
+                await self.write(self.core.idle(sorted(caught & set(idle))))
         self.update_lag()
 
     # -- plumbing ------------------------------------------------------------------------

@@ -234,6 +234,7 @@ class WorkerCore:
         dirty: set[str] = set()
         touched: set[int] = set()
         seen: set[int] = set()
+        ended: set[int] = set()  # partitions whose last record in this batch was an end of input
         received: list[datetime] = []
         for message in batch:
             partition = message.partition
@@ -248,7 +249,9 @@ class WorkerCore:
             if kind is not None:
                 if kind == END_OF_INPUT:
                     self._end_of_input(partition, result, dirty)
+                    ended.add(partition)
                 continue
+            ended.discard(partition)  # input after an end of input: a new epoch
             try:
                 record = self.codec.decode(message.value, message.topic)
             except SerdeError as exc:
@@ -268,6 +271,8 @@ class WorkerCore:
         for partition in seen:
             clock = {"max_ms": self.max_event_ms.get(partition), "next_offset": self.next_offset[partition]}
             result.clocks[partition] = json.dumps(clock).encode()
+            if partition in ended:
+                continue
             if partition in touched or partition not in self.reported or not self._ended(partition):
                 self._report(result, partition, Progress(SourceState.ACTIVE, self._mark(partition)))
         self._collect(result, dirty)
@@ -278,20 +283,23 @@ class WorkerCore:
         return result
 
     def sweep(self, partitions: Iterable[int]) -> BatchResult:
-        """Close everything open on quiet, caught-up partitions, then tell downstream they are idle.
-
-        Idle is said after the released events, in the same enriched partition, so a stage
-        that leaves idle partitions out of its clock has already read all they held.
-        """
+        """Close everything open on quiet, caught-up partitions: release waiting events, close visits."""
         result = BatchResult()
         dirty: set[str] = set()
         for partition in partitions:
             self._flush_partition(partition, result, dirty)
-            current = self.reported.get(partition)
-            if current is None or current.state is SourceState.ACTIVE:
-                self._report(result, partition, Progress(SourceState.IDLE, self._mark(partition)))
         self._collect(result, dirty)
         self._update_open_gauge()
+        return result
+
+    def idle(self, partitions: Iterable[int]) -> BatchResult:
+        """Tell downstream these caught-up, quiet partitions are idle (after what they released)."""
+        result = BatchResult()
+        for partition in partitions:
+            current = self.reported.get(partition)
+            pending = self.wakeups.get(partition)
+            if (current is None or current.state is SourceState.ACTIVE) and not (pending and pending.due):
+                self._report(result, partition, Progress(SourceState.IDLE, self._mark(partition)))
         return result
 
     def pending_partitions(self) -> set[int]:

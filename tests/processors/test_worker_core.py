@@ -241,7 +241,8 @@ def test_progress_follows_what_was_released_then_idle_then_end() -> None:
     lateness = settings().worker.session.allowed_lateness_s * 1000
     assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
     released_before = len(h.decoded("enriched"))
-    h.sweep(0)  # quiet and caught up: everything released, then "idle"
+    h.sweep(0)  # quiet and caught up: everything released
+    h._keep(h.core.idle([0]))  # quiet for worker.idle_after_s: "idle", after what it released
     assert h.progress()[-1].state is SourceState.IDLE
     assert len(h.decoded("enriched")) == 3 > released_before
     end = Incoming("raw", 0, h.offset, None, b"", None, tuple(end_headers()))
@@ -249,3 +250,13 @@ def test_progress_follows_what_was_released_then_idle_then_end() -> None:
     assert h.progress()[-1] == Progress(SourceState.ENDED, at_ms(20))
     assert len(h.progress()) == 3  # nothing said twice
     assert not h.decoded("deadletter")  # the control record is not an event
+
+
+def test_an_end_of_input_read_in_the_batch_of_the_last_events_stays_the_last_word() -> None:
+    h = Harness()
+    events = [EVENTS.encode(r) for r in visit("a", "dev-a", 0, 3)]
+    batch = [Incoming("raw", 0, i, b"k", v) for i, v in enumerate(events)]
+    batch.append(Incoming("raw", 0, len(events), None, b"", None, tuple(end_headers())))
+    h._keep(h.core.process(batch, at(3600)))
+    assert h.progress()[-1].state is SourceState.ENDED
+    assert len(h.decoded("enriched")) == 3  # everything released before the end is passed on

@@ -41,6 +41,7 @@ def worker_settings(kafka: KafkaSettings, tmp: Path, batch: int = 500, **session
             session=SessionPolicySettings(**policy),
             batch_max_events=batch,
             group_session_timeout_s=6,  # a SIGKILLed worker's partitions come back quickly
+            idle_after_s=1.0,  # partitions without traffic hold no trigger clock back for long
             extensions=[],  # the worker alone; triggers test their own agents
         ),
         metrics=MetricsSettings(port=0),

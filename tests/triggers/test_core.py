@@ -273,3 +273,48 @@ def test_an_order_outlives_a_flood_of_views_for_a_window_that_opens_late() -> No
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
     bus.sweep(to_ms(at(0, hours=3)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
+
+
+def test_a_cart_due_before_its_device_is_linked_is_decided_on_the_device_in_either_order() -> None:
+    """Linked two hours after the visit: the hour had passed, so the device alone decides
+    (no consent: suppressed), whether the sweep or the hand-over is read first."""
+    outcomes = []
+    for sweep_first in (True, False):
+        bus = Bus()
+        bus.event(consent(at(0), customer="c-8", anon="other-device"))
+        bus.event(event("Product Added", at(1), customer=None, anon="dev-8", products=["p-1"]))
+        bus.session(session(at(0), at(5), customer=None, anon="dev-8", added=["p-1"], session_id="s-8"))
+        if sweep_first:
+            bus.sweep(to_ms(at(0, hours=1)) + 120_000)
+        bus.event(event("Page Viewed", at(0, hours=2), customer="c-8", anon="dev-8", call="page"))
+        bus.sweep(to_ms(at(0, hours=3)))
+        carts = [a for a in bus.alerts() if a["rule_id"] == "cart_abandonment"]
+        outcomes.append([(a["customer_id"], a["status"], a["suppression_reason"]) for a in carts])
+    assert outcomes[0] == outcomes[1] == [("dev-8", "suppressed", "consent_missing")]
+
+
+def test_a_pre_link_session_read_after_the_hand_over_is_judged_as_the_device() -> None:
+    """The hand-over (link two hours after the visit) is read before the visit's session: the cart's
+    hour had passed before the link, so the device alone decides, as when read in time order."""
+    bus = Bus()
+    bus.event(consent(at(0), customer="c-9", anon="other-device"))
+    bus.event(event("Product Added", at(1), customer=None, anon="dev-9", products=["p-1"]))
+    bus.event(event("Page Viewed", at(0, hours=2), customer="c-9", anon="dev-9", call="page"))
+    bus.session(session(at(0), at(5), customer=None, anon="dev-9", added=["p-1"], session_id="s-9"))
+    bus.sweep(to_ms(at(0, hours=3)))
+    carts = [a for a in bus.alerts() if a["rule_id"] == "cart_abandonment"]
+    assert [(a["customer_id"], a["status"], a["suppression_reason"]) for a in carts] == [
+        ("dev-9", "suppressed", "consent_missing")
+    ]
+    customer = CustomerState.from_dict(json.loads(bus.table[b"c-9"]))
+    assert customer.profile.sessions == 1  # the session still counts for the customer
+
+
+def test_an_order_read_before_a_much_later_input_still_answers_a_late_window() -> None:
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.event(order(at(30)))
+    bus.event(event("Page Viewed", at(0, hours=24 * 20), call="page"))  # 20 days later, read first
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    bus.sweep(to_ms(at(0, hours=24 * 20)))
+    assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
