@@ -30,6 +30,7 @@ from triggers.state import CustomerState, PastEvent, Window
 
 PastCounter = Callable[[PastEventsCondition], int]
 _PRIORITY = {"high": 0, "normal": 1, "low": 2}
+NOTHING = ""  # a held alert's window: no event cancels it
 CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
 
 
@@ -97,6 +98,7 @@ class Engine:
         enabled = rules.enabled()
         # Higher priority first: when the daily cap bites, it is the less important alert that waits.
         ranked = sorted(enabled, key=lambda r: _PRIORITY[r.alert.priority])
+        self._rank = {r.id: i for i, r in enumerate(ranked)}  # decision order among equal times
         self._by_source = {
             source: tuple(r for r in ranked if r.trigger.source == source)
             for source in ("event", "session", "profile", "schedule")
@@ -170,6 +172,7 @@ class Engine:
             anchor = state.profile.last_event_id or state.customer_id
             for rule in self._by_source["schedule"]:
                 alerts += self._run(rule, state, context, present, (anchor,), lambda _: 0)
+            alerts += self._close_windows(state, now, None)  # their held alerts: already behind ``now``
         prune(state, present, self.settings)
         self._forget_awaited(state, present)
         return Outcome(state, tuple(alerts))
@@ -310,10 +313,20 @@ class Engine:
             consent_purpose=rule.consent,
             data=self._data(context),
         )
-        if rule.absence is None:
-            decided = decide(alert, rule, state, self.settings)
-            return [decided] if decided else []
-        return self._open_window(rule, state, alert, time)
+        if rule.absence is not None:
+            return self._open_window(rule, state, alert, time)
+        if alert.kind == "marketing" and alert.consent_purpose:
+            return self._hold(rule, state, alert, time)
+        decided = decide(alert, rule, state, self.settings)
+        return [decided] if decided else []
+
+    def _hold(self, rule: Rule, state: CustomerState, alert: Alert, time: int) -> list[Alert]:
+        """A marketing alert waits, as a window nothing cancels, until the stage's watermark has
+        passed its time: a consent withdrawal read later from another partition still counts."""
+        if alert.alert_id in state.emitted or any(w.alert_id == alert.alert_id for w in state.windows):
+            return []
+        state.windows.append(Window(alert.alert_id, rule.id, time, time, NOTHING, _alert_to_dict(alert)))
+        return []
 
     def _open_window(self, rule: Rule, state: CustomerState, alert: Alert, start: int) -> list[Alert]:
         assert rule.absence is not None
@@ -334,14 +347,17 @@ class Engine:
         alerts: list[Alert] = []
         still_open: list[Window] = []
         grace_ms = self.settings.absence_grace_s * 1000
-        for window in state.windows:
+        rank = self._rank
+        order = sorted(state.windows, key=lambda w: (w.deadline, rank.get(w.rule_id, len(rank)), w.alert_id))
+        for window in order:  # by time, then as the rules rank: the same answer whatever the arrival
             if (
                 event is not None
                 and event.name == window.absent
                 and window.start <= event.time <= window.deadline
             ):
                 continue  # cancelled: what the rule waited for happened in time
-            if now is None or now < window.deadline + grace_ms:
+            wait = 0 if window.absent == NOTHING else grace_ms  # a held alert waits for nothing more
+            if now is None or now < window.deadline + wait:
                 still_open.append(window)
                 continue
             rule = self.rules.get(window.rule_id)

@@ -53,7 +53,8 @@ class Harness:
         alerts = self._stitch(view.anonymous_id, view.customer_id)
         self.now = max(self.now, view.time)
         alerts += self._close_due(view.customer_id, view.time)
-        return alerts + self._keep(self.engine.on_event(self.states.get(view.customer_id), view))
+        alerts += self._keep(self.engine.on_event(self.states.get(view.customer_id), view))
+        return alerts + self._close_due(view.customer_id, view.time)  # its held marketing alerts
 
     def _close_due(self, customer_id: str, now: int) -> list[Alert]:
         """The log is in event-time order, so an input's time is this harness's watermark."""
@@ -66,7 +67,8 @@ class Harness:
         alerts = self._stitch(view.anonymous_id, view.customer_id)
         self.now = max(self.now, view.end)
         alerts += self._close_due(view.customer_id, view.end)
-        return alerts + self._keep(self.engine.on_session(self.states.get(view.customer_id), view))
+        alerts += self._keep(self.engine.on_session(self.states.get(view.customer_id), view))
+        return alerts + self._close_due(view.customer_id, view.end)
 
     def sweep(self, now: int | None = None) -> list[Alert]:
         """The scheduled sweep at event time ``now`` (default: the latest event time seen)."""

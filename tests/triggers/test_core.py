@@ -153,7 +153,9 @@ def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:
     bus = Bus()
     metrics = bus.core.metrics
     bus.raw(bus.topics.sessions, b"\x00junk")
-    bus.event(order(at(1)))  # no consent: two suppressed marketing alerts
+    bus.event(order(at(1)))  # no consent: two suppressed marketing alerts, decided at the watermark
+    assert bus.alerts() == []
+    bus.sweep(to_ms(at(2)))
     produced_at = at(1).timestamp() + 2.5
     from triggers.alerts import Alert
 
@@ -318,3 +320,13 @@ def test_an_order_read_before_a_much_later_input_still_answers_a_late_window() -
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
     bus.sweep(to_ms(at(0, hours=24 * 20)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
+
+
+def test_a_marketing_alert_waits_for_a_withdrawal_read_later_from_another_partition() -> None:
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.event(order(at(60)))  # first purchase: welcome and cross-sell are marketing alerts
+    bus.event(consent(at(30), granted=False, message_id="w-1"))  # withdrawn before, read after
+    bus.sweep(to_ms(at(120)))
+    outcome = {(a["rule_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
+    assert outcome and all(status == "suppressed" for _, status, _ in outcome)
