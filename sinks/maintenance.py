@@ -14,8 +14,6 @@ identifier survives in the log either.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,24 +27,19 @@ from deltalake.exceptions import CommitFailedError
 
 from pipeline.errors import SinkError
 from pipeline.settings import WebhouseSettings
-from sinks.store import DeltaStore
+from sinks.store import DeltaStore, commit_retrying
 from sinks.tables import TableSpec
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 CUSTOMER_COLUMNS = ("customer_id", "user_id", "merged_into")
 
 
 def with_retries(what: str, retries: int, action: Callable[[], T]) -> T:
-    for attempt in range(retries + 1):
-        try:
-            return action()
-        except CommitFailedError as exc:
-            if attempt == retries:
-                raise SinkError(f"{what}: still conflicting after {retries} retries: {exc}") from exc
-            log.info("%s: concurrent commit (%s), retrying", what, exc)
-            time.sleep(min(0.1 * 2**attempt, 3.0))
-    raise AssertionError("unreachable")
+    """``action`` (which opens a fresh snapshot), retried while a concurrent commit wins the race."""
+    try:
+        return commit_retrying(what, retries, base_s=0.1, max_s=3.0)(action)
+    except CommitFailedError as exc:
+        raise SinkError(f"{what}: still conflicting after {retries} retries: {exc}") from exc
 
 
 def compact(store: DeltaStore, specs: list[TableSpec]) -> dict[str, tuple[int, int]]:
