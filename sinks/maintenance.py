@@ -22,7 +22,7 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from pipeline.errors import SinkError
@@ -204,7 +204,3 @@ def forget(store: DeltaStore, specs: list[TableSpec], customer_id: str) -> list[
         extra = mentions if spec.name == "dead_letters" else None
         results.append(forget_table(store, spec, customer_id, anonymous_ids, extra))
     return results
-
-
-def table_exists(store: DeltaStore, name: str) -> bool:
-    return DeltaTable.is_deltatable(store.path(name), storage_options=store.options)
