@@ -11,7 +11,6 @@ WebhouseError
 ├── ProduceError           the broker did not acknowledge in time
 ├── ProcessingError        a stream processor failed on one event (has .stage)
 ├── RuleError              a trigger rule file is invalid (has .path, .line)
-├── DeliveryError          a webhook did not take an alert after every retry (has .url)
 ├── SignatureError         a signed webhook request does not verify (receivers' side)
 ├── SimulationError        the traffic simulator was misconfigured or the collector refused it
 └── SinkError              the webhouse could not land a batch
@@ -83,13 +82,6 @@ class RuleError(WebhouseError):
 
 class SimulationError(WebhouseError):
     """`webhouse simulate`: a bad run option, or the collector kept refusing its batches."""
-
-
-class DeliveryError(WebhouseError):
-    def __init__(self, url: str, detail: str) -> None:
-        super().__init__(f"{url}: {detail}")
-        self.url = url
-        self.detail = detail
 
 
 class SignatureError(WebhouseError):

@@ -2,9 +2,9 @@
 
 - Single-object encoding (Avro spec): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
   fingerprint of the writer schema's Parsing Canonical Form + the binary body. The
-  fingerprint is looked up in the catalog (``schemas/*.avsc`` plus the earlier
-  versions kept in ``schemas/history/``), so no registry server is needed and a
-  reader decodes data written by any committed version of a schema.
+  fingerprint is looked up in the catalog (``schemas/*.avsc`` plus the released
+  versions kept in ``schemas/history/``, see docs/schemas.md), so no registry server
+  is needed and a reader decodes data written by any released version of a schema.
 - Confluent wire format (``00`` + 4-byte schema id + body) through confluent-kafka's
   schema-registry client, used when ``kafka.schema_registry_url`` is set.
 
@@ -74,7 +74,7 @@ class SchemaCatalog:
             version = _load(path, path.stem)
             self.current[path.stem] = version
             self.by_fingerprint[version.fingerprint] = version
-        # history/<name>/<anything>.avsc: earlier versions, kept so old data stays readable.
+        # history/<name>/v<N>.avsc: released versions, kept so old data stays readable.
         for path in sorted(directory.glob("history/*/*.avsc")):
             version = _load(path, path.parent.name)
             self.by_fingerprint.setdefault(version.fingerprint, version)

@@ -11,15 +11,12 @@ any depth) are replaced by their keyed hash in a ``<name>_hmac`` column.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from sinks.pii import HASHED_SUFFIX, PII_FIELDS, PiiHasher
-
-Getter = Callable[[dict[str, Any]], Any]
 
 
 @dataclass(frozen=True, slots=True)

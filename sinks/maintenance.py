@@ -14,8 +14,6 @@ identifier survives in the log either.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,29 +22,24 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from pipeline.errors import SinkError
 from pipeline.settings import WebhouseSettings
-from sinks.store import DeltaStore
+from sinks.store import DeltaStore, commit_retrying
 from sinks.tables import TableSpec
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 CUSTOMER_COLUMNS = ("customer_id", "user_id", "merged_into")
 
 
 def with_retries(what: str, retries: int, action: Callable[[], T]) -> T:
-    for attempt in range(retries + 1):
-        try:
-            return action()
-        except CommitFailedError as exc:
-            if attempt == retries:
-                raise SinkError(f"{what}: still conflicting after {retries} retries: {exc}") from exc
-            log.info("%s: concurrent commit (%s), retrying", what, exc)
-            time.sleep(min(0.1 * 2**attempt, 3.0))
-    raise AssertionError("unreachable")
+    """``action`` (which opens a fresh snapshot), retried while a concurrent commit wins the race."""
+    try:
+        return commit_retrying(what, retries, base_s=0.1, max_s=3.0)(action)
+    except CommitFailedError as exc:
+        raise SinkError(f"{what}: still conflicting after {retries} retries: {exc}") from exc
 
 
 def compact(store: DeltaStore, specs: list[TableSpec]) -> dict[str, tuple[int, int]]:
@@ -211,7 +204,3 @@ def forget(store: DeltaStore, specs: list[TableSpec], customer_id: str) -> list[
         extra = mentions if spec.name == "dead_letters" else None
         results.append(forget_table(store, spec, customer_id, anonymous_ids, extra))
     return results
-
-
-def table_exists(store: DeltaStore, name: str) -> bool:
-    return DeltaTable.is_deltatable(store.path(name), storage_options=store.options)

@@ -18,10 +18,6 @@ class Section:
     params: tuple[object, ...] = ()
 
 
-def _p(params: dict[str, str], key: str, default: str | None = None) -> str | None:
-    return params.get(key, default)
-
-
 def sections(
     name: str, params: dict[str, str], con: duckdb.DuckDBPyConnection, cfg: WebhouseSettings
 ) -> list[Section]:

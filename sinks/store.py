@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.errors import SinkError
 from pipeline.settings import WebhouseSettings
@@ -31,6 +32,24 @@ from sinks.tables import Table, TableSpec
 
 log = logging.getLogger(__name__)
 _ROW = "__row"
+
+
+def commit_retrying(what: str, retries: int, base_s: float, max_s: float) -> Retrying:
+    """Retries of a Delta commit that lost an optimistic-concurrency race (``CommitFailedError``):
+    waits ``base_s``, doubling up to ``max_s``; the last conflict is re-raised. Each try must read
+    a fresh snapshot, or it loses the same race again."""
+
+    def note(state: RetryCallState) -> None:
+        assert state.outcome is not None
+        log.info("%s: commit lost a race (%s), retrying", what, state.outcome.exception())
+
+    return Retrying(
+        retry=retry_if_exception_type(CommitFailedError),
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential(multiplier=base_s, max=max_s),
+        before_sleep=note,
+        reraise=True,
+    )
 
 
 def app_id(table: str, topic: str, partition: int) -> str:
@@ -114,46 +133,51 @@ class DeltaStore:
         received = data.num_rows
         data = dedupe_batch(data, spec.id_columns)
         txns = [Transaction(app, version) for app, version in sorted(offsets.items())]
-        attempts = self.settings.commit_retries + 1
-        for attempt in range(attempts):
-            dt = self.open(spec.name)
-            dedupe_started = time.perf_counter()
-            fresh = data
-            if dt is not None and spec.id_columns and data.num_rows:
-                fresh = anti_join(data, self.existing_ids(dt, spec, data), spec.id_columns)
-            dedupe_s = time.perf_counter() - dedupe_started
-            config = None
-            if dt is None:
-                config = {"delta.dataSkippingStatsColumns": ",".join(spec.stats_columns) or "_none_"}
-            try:
-                write_deltalake(
-                    dt if dt is not None else self.path(spec.name),
-                    fresh,
-                    mode="append",
-                    partition_by=list(spec.partition_by) or None,
-                    schema_mode="merge",
-                    configuration=config,
-                    storage_options=self.options if dt is None else None,
-                    commit_properties=CommitProperties(app_transactions=txns),
-                )
-            except CommitFailedError as exc:
-                if attempt + 1 == attempts:
-                    raise SinkError(f"{spec.name}: commit failed {attempts} times: {exc}") from exc
-                log.info("%s: commit lost a race (%s), retrying", spec.name, exc)
-                time.sleep(min(0.05 * 2**attempt, 2.0))
-                continue
-            except Exception as exc:
-                raise SinkError(f"{spec.name}: cannot write {fresh.num_rows} rows: {exc}") from exc
-            latest = self.open(spec.name)
-            assert latest is not None
-            metrics = latest.history(1)[0].get("operationMetrics", {})
-            return WriteResult(
-                spec.name,
-                fresh.num_rows,
-                received - fresh.num_rows,
-                int(metrics.get("num_added_files", 0)),
-                time.perf_counter() - started,
-                dedupe_s,
-                latest.version(),
+        retries = self.settings.commit_retries
+        try:
+            for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
+                with attempt:
+                    dt = self.open(spec.name)
+                    dedupe_started = time.perf_counter()
+                    fresh = data
+                    if dt is not None and spec.id_columns and data.num_rows:
+                        fresh = anti_join(data, self.existing_ids(dt, spec, data), spec.id_columns)
+                    dedupe_s = time.perf_counter() - dedupe_started
+                    self._write(spec, dt, fresh, txns)
+        except CommitFailedError as exc:
+            raise SinkError(f"{spec.name}: commit failed {retries + 1} times: {exc}") from exc
+        latest = self.open(spec.name)
+        assert latest is not None
+        metrics = latest.history(1)[0].get("operationMetrics", {})
+        return WriteResult(
+            spec.name,
+            fresh.num_rows,
+            received - fresh.num_rows,
+            int(metrics.get("num_added_files", 0)),
+            time.perf_counter() - started,
+            dedupe_s,
+            latest.version(),
+        )
+
+    def _write(
+        self, spec: TableSpec, dt: DeltaTable | None, fresh: pa.Table, txns: list[Transaction]
+    ) -> None:
+        """One commit of ``fresh`` with the offsets; a lost race surfaces as ``CommitFailedError``."""
+        config = None
+        if dt is None:
+            config = {"delta.dataSkippingStatsColumns": ",".join(spec.stats_columns) or "_none_"}
+        try:
+            write_deltalake(
+                dt if dt is not None else self.path(spec.name),
+                fresh,
+                mode="append",
+                partition_by=list(spec.partition_by) or None,
+                schema_mode="merge",
+                configuration=config,
+                storage_options=self.options if dt is None else None,
+                commit_properties=CommitProperties(app_transactions=txns),
             )
-        raise SinkError(f"{spec.name}: no attempt left")  # pragma: no cover - loop always returns
+        except CommitFailedError:
+            raise
+        except Exception as exc:
+            raise SinkError(f"{spec.name}: cannot write {fresh.num_rows} rows: {exc}") from exc

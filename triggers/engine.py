@@ -15,7 +15,7 @@ Every alert passes the guardrails (guardrails.py) before it leaves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -396,11 +396,3 @@ class Engine:
         if context["profile"].get("value_tier"):
             data["value_tier"] = context["profile"]["value_tier"]
         return data
-
-
-def run_sweep(engine: Engine, states: Sequence[CustomerState], now: int) -> list[Alert]:
-    """Sweep many states at one ``now`` (the harness and the faust sweep use this)."""
-    alerts: list[Alert] = []
-    for state in states:
-        alerts += engine.sweep(state, now).alerts
-    return alerts

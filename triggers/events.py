@@ -104,27 +104,40 @@ def profile_key(customer_id: str | None, anonymous_id: str | None, user_id: str 
     return customer_id or user_id or anonymous_id
 
 
-def event_view(record: dict[str, Any]) -> EventView | None:
-    """The view of an enriched Avro event dict; None when it belongs to nobody."""
-    enrichment = record.get("enrichment") or {}
-    key = profile_key(enrichment.get("customer_id"), record.get("anonymous_id"), record.get("user_id"))
-    if key is None:
-        return None
-    when = enrichment.get("event_time") or record.get("timestamp") or record["received_at"]
-    commerce = record.get("commerce") or {}
+def _section(record: dict[str, Any], name: str) -> dict[str, Any]:
+    """An optional nested record of the event, empty when absent."""
+    section: dict[str, Any] = record.get(name) or {}
+    return section
+
+
+def _products(commerce: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Product ids, and categories (the event's own first) without repeats, in order."""
     products = commerce.get("products") or []
     product_ids = tuple(p["product_id"] for p in products if p.get("product_id"))
     categories = [p["category"] for p in products if p.get("category")]
     if commerce.get("category"):
         categories.insert(0, commerce["category"])
-    email = record.get("email") or {}
-    application = record.get("application") or {}
-    consent = record.get("consent") or {}
-    page = (record.get("context") or {}).get("page") or {}
-    call_type = str(record["type"])
+    return product_ids, tuple(dict.fromkeys(categories))
+
+
+def _revenue(commerce: dict[str, Any]) -> float | None:
+    """Segment's revenue, else the order total."""
     revenue = commerce.get("revenue")
-    if revenue is None:
-        revenue = commerce.get("total")
+    return commerce.get("total") if revenue is None else revenue
+
+
+def event_view(record: dict[str, Any]) -> EventView | None:
+    """The view of an enriched Avro event dict; None when it belongs to nobody."""
+    enrichment = _section(record, "enrichment")
+    key = profile_key(enrichment.get("customer_id"), record.get("anonymous_id"), record.get("user_id"))
+    if key is None:
+        return None
+    when = enrichment.get("event_time") or record.get("timestamp") or record["received_at"]
+    commerce = _section(record, "commerce")
+    product_ids, categories = _products(commerce)
+    email, application = _section(record, "email"), _section(record, "application")
+    page = _section(_section(record, "context"), "page")
+    call_type = str(record["type"])
     return EventView(
         message_id=record["message_id"],
         name=(record.get("event") or call_type) if call_type == "track" else call_type,
@@ -137,14 +150,14 @@ def event_view(record: dict[str, Any]) -> EventView | None:
         session_id=enrichment.get("session_id"),
         is_bot=bool(enrichment.get("is_bot")),
         product_ids=product_ids,
-        categories=tuple(dict.fromkeys(categories)),
-        revenue=revenue,
+        categories=categories,
+        revenue=_revenue(commerce),
         order_id=commerce.get("order_id"),
         campaign_id=email.get("campaign_id") or application.get("campaign_id"),
         link_url=email.get("link_url"),
-        consent_purposes=tuple(consent.get("purposes") or ()),
+        consent_purposes=tuple(_section(record, "consent").get("purposes") or ()),
         page_path=enrichment.get("url_path") or page.get("path"),
-        properties={k: _json_value(v) for k, v in (record.get("properties") or {}).items()},
+        properties={k: _json_value(v) for k, v in _section(record, "properties").items()},
     )
 
 

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from pipeline.errors import SignatureError
 from pipeline.settings import TriggerSettings
@@ -132,37 +133,55 @@ class WebhookSender:
         return list(await asyncio.gather(*(self._post(url, alert.alert_id, body) for url in self.urls)))
 
     async def _post(self, url: str, alert_id: str, body: bytes) -> Delivery:
-        status: int | None = None
-        reason: str | None = None
-        for attempt in range(1, self.policy.max_attempts + 1):
-            timestamp = int(self.clock())
-            headers = {
-                "Content-Type": "application/json",
-                ALERT_ID_HEADER: alert_id,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(self.secret, timestamp, body),
-            }
-            started = time.perf_counter()
-            retry = True
-            try:
-                timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-                async with self.session.post(url, data=body, headers=headers, timeout=timeout) as response:
-                    status = response.status
-                    await response.read()
-                if 200 <= status < 300:
-                    reason = None
-                else:
-                    reason = f"http_{status}"
-                    retry = status == 429 or status >= 500
-            except TimeoutError:
-                reason = "timeout"
-            except aiohttp.ClientError as exc:
-                reason = "connect" if isinstance(exc, aiohttp.ClientConnectionError) else "client"
-            if self.on_attempt:
-                self.on_attempt(time.perf_counter() - started, reason)
-            if reason is None:
-                return Delivery(url, True, attempt, status)
-            if not retry or attempt == self.policy.max_attempts:
-                return Delivery(url, False, attempt, status, reason)
-            await self.sleep(self.policy.delay(attempt, self.rng))
-        raise AssertionError("unreachable")  # pragma: no cover
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda answer: answer.reason is not None and answer.retryable),
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=lambda state: self.policy.delay(state.attempt_number, self.rng),
+            sleep=self.sleep,
+            retry_error_callback=_last_answer,  # out of attempts: report the last failure
+        )
+        answer: _Answer = await retrying(self._attempt, url, alert_id, body)
+        attempts = retrying.statistics["attempt_number"]
+        return Delivery(url, answer.reason is None, attempts, answer.status, answer.reason)
+
+    async def _attempt(self, url: str, alert_id: str, body: bytes) -> _Answer:
+        """One signed POST (signed anew, so the timestamp is this attempt's)."""
+        timestamp = int(self.clock())
+        headers = {
+            "Content-Type": "application/json",
+            ALERT_ID_HEADER: alert_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+        }
+        started = time.perf_counter()
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+            async with self.session.post(url, data=body, headers=headers, timeout=timeout) as response:
+                await response.read()
+            status = response.status
+            if 200 <= status < 300:
+                answer = _Answer(status)
+            else:
+                answer = _Answer(status, f"http_{status}", retryable=status == 429 or status >= 500)
+        except TimeoutError:
+            answer = _Answer(reason="timeout")
+        except aiohttp.ClientError as exc:
+            answer = _Answer(reason="connect" if isinstance(exc, aiohttp.ClientConnectionError) else "client")
+        if self.on_attempt:
+            self.on_attempt(time.perf_counter() - started, answer.reason)
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one attempt got: the HTTP status if any, the failure reason (None: delivered)."""
+
+    status: int | None = None
+    reason: str | None = None
+    retryable: bool = True  # timeouts, connection errors, 429 and 5xx; other 4xx are final
+
+
+def _last_answer(state: RetryCallState) -> _Answer:
+    assert state.outcome is not None
+    answer: _Answer = state.outcome.result()
+    return answer

@@ -105,16 +105,27 @@ def _first(values: Iterable[str | None]) -> str | None:
     return next((value for value in values if value is not None), None)
 
 
+_Utm = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
+def _utm(visit: list[SessionEvent]) -> _Utm:
+    """UTM source, medium, campaign, term, content of the first event that carries a campaign."""
+    source = next((e for e in visit if e.campaign is not None), None)
+    if source is None:
+        return None, None, None, None, None
+    return source.utm_source, source.utm_medium, source.utm_campaign, source.utm_term, source.utm_content
+
+
+def _landing_and_exit(page_views: list[SessionEvent]) -> tuple[str | None, str | None]:
+    pages = [e.page for e in page_views if e.page is not None]
+    return (pages[0], pages[-1]) if pages else (None, None)
+
+
 def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, customer: str | None) -> Session:
     first, last = visit[0], visit[-1]
     page_views = [e for e in visit if e.is_page_view]
-    pages = [e.page for e in page_views if e.page is not None]
-    with_campaign = [e for e in visit if e.campaign is not None]
-    source = with_campaign[0] if with_campaign else None
-    revenue = 0.0
-    for event in visit:
-        if event.revenue is not None:
-            revenue += event.revenue
+    landing_page, exit_page = _landing_and_exit(page_views)
+    utm_source, utm_medium, utm_campaign, utm_term, utm_content = _utm(visit)
     return Session(
         session_id=session_id_for(device_id, first.time_ms, first.event_id),
         anonymous_id=device_id,
@@ -124,15 +135,15 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
         duration_ms=last.time_ms - first.time_ms,
         event_count=len(visit),
         page_view_count=len(page_views),
-        landing_page=pages[0] if pages else None,
-        exit_page=pages[-1] if pages else None,
+        landing_page=landing_page,
+        exit_page=exit_page,
         referrer_class=first.referrer_class,
         referrer_host=first.referrer_host,
-        utm_source=source.utm_source if source else None,
-        utm_medium=source.utm_medium if source else None,
-        utm_campaign=source.utm_campaign if source else None,
-        utm_term=source.utm_term if source else None,
-        utm_content=source.utm_content if source else None,
+        utm_source=utm_source,
+        utm_medium=utm_medium,
+        utm_campaign=utm_campaign,
+        utm_term=utm_term,
+        utm_content=utm_content,
         channel=_first(e.channel for e in visit),
         device_class=_first(e.device_class for e in visit),
         browser_family=_first(e.browser_family for e in visit),
@@ -142,7 +153,7 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
         products_viewed=tuple(dict.fromkeys(p for e in visit for p in e.products_viewed)),
         products_added=tuple(dict.fromkeys(p for e in visit for p in e.products_added)),
         products_bought=tuple(dict.fromkeys(p for e in visit for p in e.products_bought)),
-        revenue=revenue,
+        revenue=sum((e.revenue for e in visit if e.revenue is not None), 0.0),
         converted=any(e.is_order_completed for e in visit),
         bounce=len(visit) == 1 and first.is_page_view,
         closed_by=rule,

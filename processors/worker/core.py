@@ -475,7 +475,3 @@ class WorkerCore:
 def utc_now() -> datetime:
     """The adapter's clock (dead-letter time, latency); logic takes it as an argument."""
     return datetime.now(UTC)
-
-
-def count_by_topic(outputs: Iterable[Outgoing]) -> Counter[str]:
-    return Counter(o.topic for o in outputs)

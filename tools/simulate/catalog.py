@@ -24,16 +24,16 @@ CROSS_SELL: dict[str, tuple[str, ...]] = {
     "kitchen": ("tableware",),
 }
 
-# name, (min, max) price in cents, products per category, weight in browsing
-_CATEGORIES: tuple[tuple[str, tuple[int, int], int, float], ...] = (
-    ("books", (799, 3499), 40, 1.6),
-    ("movies", (999, 2999), 24, 1.0),
-    ("music", (899, 3299), 28, 1.0),
-    ("merchandise", (1499, 5999), 30, 0.7),
-    ("concert_tickets", (3900, 14900), 12, 0.5),
-    ("kitchen", (1999, 24900), 20, 0.8),
-    ("tableware", (999, 8999), 16, 0.5),
-    ("electronics", (2999, 129900), 24, 1.2),
+# name, (min, max) price in cents, products per category
+_CATEGORIES: tuple[tuple[str, tuple[int, int], int], ...] = (
+    ("books", (799, 3499), 40),
+    ("movies", (999, 2999), 24),
+    ("music", (899, 3299), 28),
+    ("merchandise", (1499, 5999), 30),
+    ("concert_tickets", (3900, 14900), 12),
+    ("kitchen", (1999, 24900), 20),
+    ("tableware", (999, 8999), 16),
+    ("electronics", (2999, 129900), 24),
 )
 
 _TITLE_A = (
@@ -160,7 +160,6 @@ class Product:
 class Catalog:
     products: tuple[Product, ...]
     categories: tuple[str, ...]
-    category_weights: tuple[float, ...]
     by_category: dict[str, tuple[Product, ...]]  # each sorted cheap to dear: price affinity is an index
     index: dict[str, Product]
 
@@ -169,9 +168,6 @@ class Catalog:
 
     def by_id(self, product_id: str) -> Product:
         return self.index[product_id]
-
-    def same_franchise(self, product: Product, category: str) -> list[Product]:
-        return [p for p in self.by_category[category] if p.brand == product.brand]
 
 
 def _price(rng: random.Random, low: int, high: int) -> int:
@@ -188,7 +184,7 @@ def build_catalog() -> Catalog:
     rng.shuffle(titles)
     products: list[Product] = []
     counter = 0
-    for category, (low, high), count, _weight in _CATEGORIES:
+    for category, (low, high), count in _CATEGORIES:
         for i in range(count):
             counter += 1
             if category in ("books", "movies"):
@@ -225,7 +221,6 @@ def build_catalog() -> Catalog:
     return Catalog(
         products=tuple(products),
         categories=categories,
-        category_weights=tuple(c[3] for c in _CATEGORIES),
         by_category={
             c: tuple(sorted((p for p in products if p.category == c), key=lambda p: p.price_cents))
             for c in categories

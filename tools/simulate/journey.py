@@ -190,6 +190,57 @@ def _account(v: Visit, sim: PersonSim) -> None:
         v.preferences("granted", ["marketing_email"])
 
 
+def _land(v: Visit, sim: PersonSim, landing: Landing, carried: dict[str, int] | None) -> None:
+    """The first page: home for a returning cart, else what the landing points at."""
+    if carried:
+        v.home()
+    elif landing.product is not None:
+        v.product(landing.product)
+    elif landing.source == "paid":
+        v.category(sim.rng.choice(sim.person.favourites))
+    else:
+        v.home()
+
+
+def _cookie_banner(v: Visit, sim: PersonSim, first_time: bool) -> None:
+    """A first web visit may answer the cookie banner with analytics consent."""
+    if (
+        first_time
+        and not v.app
+        and "analytics" not in sim.state.consent
+        and sim.rng.random() < sim.mix.banner_consent
+    ):
+        v.quick()
+        v.consent("granted", ["analytics"], "cookie_banner")
+
+
+def _identify(v: Visit, sim: PersonSim) -> None:
+    """Sign in if already a customer (sometimes), or sign up if this person ever does."""
+    state, rng = sim.state, sim.rng
+    if state.signed_up_ms is not None and v.user_id is None and rng.random() < 0.35:
+        v.sign_in()
+    elif sim.person.identifies and state.signed_up_ms is None and rng.random() < sim.mix.signup_per_visit:
+        v.sign_up()
+
+
+def _engage(v: Visit, sim: PersonSim, intent: str, carried: dict[str, int] | None) -> None:
+    """Everything after the first page of a visit that does not bounce, as far as ``intent`` goes."""
+    _identify(v, sim)
+    if carried:
+        v.cart = dict(carried)
+        v.view_cart()
+    else:
+        last = _browse(v, sim)
+        _account(v, sim)
+        if intent in ("cart", "buy") and v.t < sim.now_ms:
+            _fill_cart(v, sim, last)
+    if intent in ("buy", "complete") and v.cart and v.t < sim.now_ms:
+        _ensure_identified(v, sim)
+        _checkout(v, sim, complete=True)
+    elif intent == "cart" and v.cart and sim.rng.random() < 0.3 and v.t < sim.now_ms:
+        _checkout(v, sim, complete=False)
+
+
 def run_visit(
     sim: PersonSim,
     device: Device,
@@ -198,47 +249,16 @@ def run_visit(
     intent: str,
     carried: dict[str, int] | None = None,
 ) -> VisitFact:
-    rng, state = sim.rng, sim.state
     v = Visit(sim, device, start_ms, landing)
     identified_at_start = v.user_id is not None
-    first_time = device.anonymous_id not in state.seen_devices
+    first_time = device.anonymous_id not in sim.state.seen_devices
     if v.app:
         v.open_app()
-    state.seen_devices.add(device.anonymous_id)
-    if carried:
-        v.home()
-    elif landing.product is not None:
-        v.product(landing.product)
-    elif landing.source == "paid":
-        v.category(rng.choice(sim.person.favourites))
-    else:
-        v.home()
-    if (
-        first_time
-        and not v.app
-        and "analytics" not in state.consent
-        and rng.random() < sim.mix.banner_consent
-    ):
-        v.quick()
-        v.consent("granted", ["analytics"], "cookie_banner")
+    sim.state.seen_devices.add(device.anonymous_id)
+    _land(v, sim, landing, carried)
+    _cookie_banner(v, sim, first_time)
     if intent != "bounce":
-        if state.signed_up_ms is not None and v.user_id is None and rng.random() < 0.35:
-            v.sign_in()
-        elif sim.person.identifies and state.signed_up_ms is None and rng.random() < sim.mix.signup_per_visit:
-            v.sign_up()
-        if carried:
-            v.cart = dict(carried)
-            v.view_cart()
-        else:
-            last = _browse(v, sim)
-            _account(v, sim)
-            if intent in ("cart", "buy") and v.t < sim.now_ms:
-                _fill_cart(v, sim, last)
-        if intent in ("buy", "complete") and v.cart and v.t < sim.now_ms:
-            _ensure_identified(v, sim)
-            _checkout(v, sim, complete=True)
-        elif intent == "cart" and v.cart and rng.random() < 0.3 and v.t < sim.now_ms:
-            _checkout(v, sim, complete=False)
+        _engage(v, sim, intent, carried)
     if v.app:
         v.close_app()
     fact = VisitFact(

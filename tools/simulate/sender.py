@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from pipeline.errors import SimulationError
 from tools.simulate.messages import SimEvent
@@ -130,6 +131,20 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+@dataclass(frozen=True, slots=True)
+class _Again:
+    """An answer worth retrying: what went wrong, and the collector's Retry-After if it gave one."""
+
+    problem: str
+    after: float | None = None
+
+
+def _outcome(state: RetryCallState) -> _Again:
+    assert state.outcome is not None
+    again: _Again = state.outcome.result()
+    return again
+
+
 def _body(batch: Batch, compress: bool, stamp: bool) -> bytes:
     doc: dict[str, Any]
     if stamp:
@@ -169,47 +184,63 @@ class _Sender:
             if self.progress is not None:
                 self.progress(self.report.events, self.total)
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.policy.max_backoff_s, self.policy.backoff_s * 2**attempt)
+    def _wait(self, state: RetryCallState) -> float:
+        """Retry-After when the collector gave one, else capped exponential backoff with jitter."""
+        again = _outcome(state)
+        if again.after is not None:
+            return min(again.after, self.policy.max_backoff_s)
+        ceiling = min(self.policy.max_backoff_s, self.policy.backoff_s * 2 ** (state.attempt_number - 1))
         return self.jitter.uniform(ceiling / 2, ceiling)
 
+    def _note_retry(self, state: RetryCallState) -> None:
+        self.report.retries += 1
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("collector answered %s; retrying in %.2fs", _outcome(state).problem, wait)
+
     async def post(self, batch: Batch) -> None:
+        def give_up(state: RetryCallState) -> None:
+            raise SimulationError(
+                f"batch of {len(batch.events)} not accepted after {state.attempt_number} tries: "
+                f"{_outcome(state).problem}"
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda again: again is not None),
+            stop=stop_after_attempt(self.policy.max_retries + 1),
+            wait=self._wait,
+            before_sleep=self._note_retry,
+            retry_error_callback=give_up,
+        )
+        await retrying(self._attempt, batch)
+
+    async def _attempt(self, batch: Batch) -> _Again | None:
+        """One POST of the batch; None when the collector answered for good (accepted or refused)."""
         report, policy = self.report, self.policy
-        for attempt in range(policy.max_retries + 1):
-            wait: float
-            try:
-                async with self.session.post(
-                    self.endpoint, data=_body(batch, policy.gzip, policy.sent_at), headers=self.headers
-                ) as response:
-                    report.requests += 1
-                    report.statuses[response.status] += 1
-                    text = await response.text()
-                    if response.status < 300:
-                        self._count(batch, text)
-                        return
-                    if response.status in (401, 403):
-                        raise SimulationError(
-                            f"the collector refused the write key: {response.status} {text[:200]}"
-                        )
-                    if response.status in (429, 503):
-                        after = _retry_after(response.headers.get("Retry-After"))
-                        wait = after if after is not None else self._backoff(attempt)
-                    elif response.status >= 500:
-                        wait = self._backoff(attempt)
-                    else:
-                        self._count(batch, text, rejected=True)
-                        return
-                    problem = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
+        try:
+            async with self.session.post(
+                self.endpoint, data=_body(batch, policy.gzip, policy.sent_at), headers=self.headers
+            ) as response:
                 report.requests += 1
-                wait, problem = self._backoff(attempt), f"{type(exc).__name__}: {exc}"
-            if attempt == policy.max_retries:
-                raise SimulationError(
-                    f"batch of {len(batch.events)} not accepted after {attempt + 1} tries: {problem}"
-                )
-            report.retries += 1
-            log.info("collector answered %s; retrying in %.2fs", problem, wait)
-            await asyncio.sleep(min(wait, policy.max_backoff_s))
+                report.statuses[response.status] += 1
+                text = await response.text()
+                if response.status < 300:
+                    self._count(batch, text)
+                    return None
+                if response.status in (401, 403):
+                    raise SimulationError(
+                        f"the collector refused the write key: {response.status} {text[:200]}"
+                    )
+                if response.status in (429, 503):
+                    return _Again(
+                        f"HTTP {response.status}", _retry_after(response.headers.get("Retry-After"))
+                    )
+                if response.status >= 500:
+                    return _Again(f"HTTP {response.status}")
+                self._count(batch, text, rejected=True)
+                return None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            report.requests += 1
+            return _Again(f"{type(exc).__name__}: {exc}")
 
     def _count(self, batch: Batch, text: str, rejected: bool = False) -> None:
         try:
