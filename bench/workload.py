@@ -165,10 +165,12 @@ def load(events: int, seed: int = 11, cache_dir: Path = CACHE_DIR) -> Workload:
     return workload
 
 
-def user_agents(workload_events: int, seed: int = 11) -> list[str]:
-    """The agent of every event of a run, in order (for the user-agent parse bench)."""
-    return [
-        (record["context"] or {}).get("user_agent") or ""
-        for record in _records(workload_events, seed)
-        if (record["context"] or {}).get("user_agent")
-    ]
+def user_agents(workload: Workload) -> list[str]:
+    """The agent of every event that has one, in order (for the user-agent parse bench)."""
+    serde = SingleObjectSerde("customer_event")
+    agents = []
+    for _, value in workload.messages:
+        agent = (serde.decode(value)["context"] or {}).get("user_agent")
+        if agent:
+            agents.append(agent)
+    return agents
