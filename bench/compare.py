@@ -23,7 +23,8 @@ Method:
    (sink_throughput.py), without Kafka.
 
 Per contender: events/s and CPU us/event over the steady state, the cores it kept busy
-meanwhile (CPU s / wall s), peak RSS; min and median over the rounds. Ratios use the medians:
+meanwhile (CPU s / wall s), peak RSS; min and median over the rounds. Ratios are taken within
+each round (contenders of one round ran minutes apart) and their median reported:
 ``stream_vs_floor`` and ``stream_vs_quixstreams`` by events/s (the goal's terms), and the
 ``*_cpu`` ones by events per CPU second, which a busy shared machine distorts less.
 ``--json`` prints one JSON object last.
@@ -248,6 +249,17 @@ def table(
     return "\n".join(lines)
 
 
+def per_round(runs: dict[str, list[harness.Run]], a: str, b: str, *, by_cpu: bool) -> float | None:
+    """Median over the rounds of a's figure over b's in the same round (neighbours change by the hour)."""
+    if not runs.get(a) or not runs.get(b):
+        return None
+    if by_cpu:  # events per CPU second
+        return median(
+            [y.cpu_us_per_event / x.cpu_us_per_event for x, y in zip(runs[a], runs[b], strict=True)]
+        )
+    return median([x.events_per_s / y.events_per_s for x, y in zip(runs[a], runs[b], strict=True)])
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return None
@@ -301,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"devices, {events.user_agents} distinct user agents, {events.pages} pages; logs in {tmp}"
     )
     stream: dict[str, dict[str, float]] = {}
+    stream_runs: dict[str, list[harness.Run]] = {}
     collector: dict[str, dict[str, float]] = {}
     sink: dict[str, dict[str, float]] = {}
     profile = None
@@ -308,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = StreamBench(bootstrap, events, args, tmp)
         bench.quix = quix
         say(f"stream: {', '.join(contenders)}; {args.rounds} round(s) of {len(events.messages)} events")
-        for name, runs in stream_rounds(bench, contenders, args.rounds).items():
+        stream_runs = stream_rounds(bench, contenders, args.rounds)
+        for name, runs in stream_runs.items():
             stream[name] = summarise(runs)
         if not args.no_collector:
             say(f"collector: {args.collector_batches} batches of {args.batch_size}, {args.clients} clients")
@@ -325,25 +339,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             sink[name] = {"rows_per_s": median(values), "rows_per_s_min": min(values)}
     print(table(stream, collector, sink))
 
-    def eps(name: str) -> float | None:
-        return stream[name]["events_per_s_median"] if name in stream else None
-
-    def per_cpu(name: str) -> float | None:  # events per CPU second: what contention does not change
-        return 1e6 / stream[name]["cpu_us_per_event_median"] if name in stream else None
+    ratios = {
+        "stream_vs_floor": per_round(stream_runs, "worker", "floor", by_cpu=False),
+        "stream_vs_quixstreams": per_round(stream_runs, "worker", "quixstreams", by_cpu=False),
+        "stream_vs_floor_cpu": per_round(stream_runs, "worker", "floor", by_cpu=True),
+        "stream_vs_quixstreams_cpu": per_round(stream_runs, "worker", "quixstreams", by_cpu=True),
+    }
+    print("\n" + "\n".join(f"{k}: {v:.3f}" for k, v in ratios.items() if v is not None))
+    say(f"took {time.monotonic() - started:.0f} s")
 
     result: dict[str, Any] = {
-        "stream_vs_floor": ratio(eps("worker"), eps("floor")),
-        "stream_vs_quixstreams": ratio(eps("worker"), eps("quixstreams")),
+        "stream_vs_floor": ratios["stream_vs_floor"],
+        "stream_vs_quixstreams": ratios["stream_vs_quixstreams"],
         "collector_eps": collector.get("collector", {}).get("events_per_s"),
         "collector_p99_ms": collector.get("collector", {}).get("p99_ms"),
         "sink_rows_per_s": sink.get("dedupe on", {}).get("rows_per_s"),
-        "stream_vs_floor_cpu": ratio(per_cpu("worker"), per_cpu("floor")),
-        "stream_vs_quixstreams_cpu": ratio(per_cpu("worker"), per_cpu("quixstreams")),
+        "stream_vs_floor_cpu": ratios["stream_vs_floor_cpu"],
+        "stream_vs_quixstreams_cpu": ratios["stream_vs_quixstreams_cpu"],
         "collector_vs_floor": ratio(
             collector.get("collector", {}).get("events_per_s"),
             collector.get("collector-floor", {}).get("events_per_s"),
         ),
         "stream": stream,
+        "stream_runs": {name: [run.to_json() for run in runs] for name, runs in stream_runs.items()},
         "collector": collector,
         "sink": sink,
         "events": len(events.messages),
@@ -358,10 +376,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": str(profile) if profile else None,
         "seconds": time.monotonic() - started,
     }
-    say(
-        f"stream vs floor {result['stream_vs_floor']}, vs quixstreams {result['stream_vs_quixstreams']} "
-        f"(medians); took {result['seconds']:.0f} s"
-    )
     if args.json:
         print(json.dumps(jsonable(result), allow_nan=False))
     return 0
@@ -373,6 +387,8 @@ def jsonable(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
     return value
 
 
