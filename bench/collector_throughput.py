@@ -2,8 +2,10 @@
 
 Starts its own broker (free loopback ports, data under a temp dir) unless --bootstrap is
 given, runs the collector in-process on a free port, and posts Segment batches from a few
-client threads over keep-alive connections. Reports events/s and request latency
-percentiles. Not a test: numbers depend on the machine.
+client processes over keep-alive connections. Reports events/s and request latency
+percentiles, then the same load against its floor: a bare aiohttp handler that only parses
+the JSON (``BareServer``). Not a test: numbers depend on the machine. compare.py reuses
+``measure_collector`` and ``measure_bare``.
 
     .venv/bin/python bench/collector_throughput.py --batches 400 --batch-size 100 --clients 4
 """
@@ -11,14 +13,19 @@ percentiles. Not a test: numbers depend on the machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
 import requests
+from aiohttp import web
 
 from pipeline.collector.server import ThreadedCollector
 from pipeline.kafka_admin import ensure_topics
@@ -50,43 +57,119 @@ def batch(size: int, visitor: int) -> dict[str, Any]:
 
 
 def client(url: str, n: int, count: int, batch_size: int) -> list[float]:
-    bodies = [batch(batch_size, n * 100 + v) for v in range(8)]
+    # Encoded once: the client's own JSON work must not be what limits the server's figure.
+    bodies = [json.dumps(batch(batch_size, n * 100 + v)).encode() for v in range(8)]
     session = requests.Session()
+    headers = {"Content-Type": "application/json"}
     latencies = []
     for i in range(count):
         started = time.perf_counter()
-        response = session.post(url, json=bodies[i % len(bodies)], auth=("bench", ""), timeout=30)
+        response = session.post(
+            url, data=bodies[i % len(bodies)], headers=headers, auth=("bench", ""), timeout=30
+        )
         latencies.append(time.perf_counter() - started)
         assert response.status_code == 200, response.text
     return latencies
 
 
-def run(bootstrap: str, args: argparse.Namespace) -> None:
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What one measurement posted and how it went: events/s and request latency percentiles."""
+
+    events: int
+    seconds: float
+    latencies: list[float]
+    cpu_s: float  # this process's CPU meanwhile: the server's, since clients run in processes of their own
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+    def percentile_ms(self, p: int) -> float:
+        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
+
+
+def post_load(url: str, batches: int, batch_size: int, clients: int) -> Load:
+    """``batches`` Segment batches from ``clients`` client processes against a server in this process."""
+    requests.post(url, json=batch(batch_size, 0), auth=("bench", ""), timeout=30)  # warm-up
+    per_client = batches // clients
+    # Clients in processes of their own: in-process threads would share the server's GIL.
+    with ProcessPoolExecutor(clients, mp_context=get_context("spawn")) as pool:
+        for ready in [pool.submit(time.sleep, 0.3) for _ in range(clients)]:
+            ready.result()  # the pool's processes are up (imports done) before the clock starts
+        started, cpu = time.perf_counter(), time.process_time()
+        jobs = [pool.submit(client, url, n, per_client, batch_size) for n in range(clients)]
+        latencies = [x for job in jobs for x in job.result()]
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Load(per_client * clients * batch_size, wall, latencies, cpu)
+
+
+def collector_settings(bootstrap: str) -> Settings:
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}")
     ensure_topics(bootstrap, Topics.from_settings(kafka).specs())
-    settings = Settings(kafka=kafka, collector=CollectorSettings(port=0, write_keys={"bench": "bench"}))
-    per_client = args.batches // args.clients
-    with ThreadedCollector(settings) as collector:
-        url = f"{collector.url}/v1/batch"
-        requests.post(url, json=batch(args.batch_size, 0), auth=("bench", ""), timeout=30)  # warm-up
-        # Clients in processes of their own: in-process threads would share the server's GIL.
-        with ProcessPoolExecutor(args.clients, mp_context=get_context("spawn")) as pool:
-            started = time.perf_counter()
-            jobs = [pool.submit(client, url, n, per_client, args.batch_size) for n in range(args.clients)]
-            latencies = [x for job in jobs for x in job.result()]
-            wall = time.perf_counter() - started
+    return Settings(kafka=kafka, collector=CollectorSettings(port=0, write_keys={"bench": "bench"}))
+
+
+def measure_collector(bootstrap: str, batches: int, batch_size: int, clients: int) -> tuple[Load, float]:
+    """The collector under load; also the mean time a request waited for the broker's acks (s)."""
+    with ThreadedCollector(collector_settings(bootstrap)) as collector:
+        load = post_load(f"{collector.url}/v1/batch", batches, batch_size, clients)
         registry = collector.metrics.registry
         produce_sum = registry.get_sample_value("webhouse_collector_produce_seconds_sum") or 0.0
         produce_count = registry.get_sample_value("webhouse_collector_produce_seconds_count") or 1.0
+    return load, produce_sum / produce_count
 
-    events = per_client * args.clients * args.batch_size
-    cuts = statistics.quantiles(latencies, n=100)
-    print(
-        f"{events} events in {per_client * args.clients} batches of {args.batch_size}, {args.clients} clients"
-    )
-    print(f"throughput: {events / wall:,.0f} events/s ({wall:.1f} s)")
-    print(f"request latency: p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
-    print(f"of which waiting for broker acks: mean {produce_sum / produce_count * 1000:.1f} ms per request")
+
+class BareServer:
+    """The collector's floor: an aiohttp handler that parses the JSON body and answers 200, nothing else."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bare-http", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @staticmethod
+    async def _handle(request: web.Request) -> web.Response:
+        json.loads(await request.read())
+        return web.json_response({"success": True})
+
+    async def _start(self) -> str:
+        app = web.Application(client_max_size=2**22)
+        app.router.add_post("/v1/batch", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> BareServer:
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+def measure_bare(batches: int, batch_size: int, clients: int) -> Load:
+    with BareServer() as server:
+        return post_load(f"{server.url}/v1/batch", batches, batch_size, clients)
+
+
+def run(bootstrap: str, args: argparse.Namespace) -> None:
+    load, ack_wait = measure_collector(bootstrap, args.batches, args.batch_size, args.clients)
+    print(f"{load.events} events in batches of {args.batch_size}, {args.clients} clients")
+    print(f"throughput: {load.events_per_s:,.0f} events/s ({load.seconds:.1f} s)")
+    print(f"request latency: p50 {load.percentile_ms(50):.1f} ms, p99 {load.percentile_ms(99):.1f} ms")
+    print(f"of which waiting for broker acks: mean {ack_wait * 1000:.1f} ms per request")
+    bare = measure_bare(args.batches, args.batch_size, args.clients)
+    print(f"floor (bare aiohttp handler, JSON parse only): {bare.events_per_s:,.0f} events/s, "
+          f"p99 {bare.percentile_ms(99):.1f} ms")  # fmt: skip
 
 
 def main() -> None:

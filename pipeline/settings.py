@@ -178,6 +178,9 @@ class WorkerSettings(_Section):
     store: str = Field("memory://", description="faust table store: memory:// or rocksdb://")
     web_port: int = Field(6066, ge=0, le=65535)
     geoip_database: Path | None = Field(None, description="MaxMind-format .mmdb file; none: no geo.")
+    user_agent_cache_size: int = Field(
+        20_000, ge=0, description="Distinct user agents whose parse is kept (LRU); 0: no cache."
+    )
     session: SessionPolicySettings = SessionPolicySettings()
     internal_domains: list[str] = Field(
         default_factory=list,

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.settings import WorkerSettings
 from processors.enrichment.clock import EventTime, derive_event_time
 from processors.enrichment.geo import Geo, GeoLookup
-from processors.enrichment.useragent import UserAgentInfo, parse_user_agent
+from processors.enrichment.useragent import UserAgentInfo, UserAgentParser, parse_user_agent
 from processors.enrichment.web import UTM_KEYS, classify_referrer, split_url
 
 __all__ = ["Enricher", "EventTime", "Geo", "GeoLookup", "UserAgentInfo", "derive_event_time"]
@@ -37,19 +37,26 @@ def _campaign(context: Mapping[str, Any], url_utm: Mapping[str, str]) -> dict[st
 class Enricher:
     """Pure per-event enrichment; holds only read-only lookups (geo database, host lists)."""
 
-    def __init__(self, internal_domains: Iterable[str] = (), geo: GeoLookup | None = None) -> None:
+    def __init__(
+        self,
+        internal_domains: Iterable[str] = (),
+        geo: GeoLookup | None = None,
+        agents: UserAgentParser = parse_user_agent,
+    ) -> None:
         self.internal_domains = frozenset(d.lower().lstrip(".") for d in internal_domains)
         self.geo = geo or GeoLookup(None)
+        self.agents = agents
 
     @classmethod
     def from_settings(cls, worker: WorkerSettings) -> Enricher:
-        return cls(worker.internal_domains, GeoLookup(worker.geoip_database))
+        agents = UserAgentParser(worker.user_agent_cache_size)
+        return cls(worker.internal_domains, GeoLookup(worker.geoip_database), agents)
 
     def enrich(self, event: Mapping[str, Any]) -> dict[str, Any]:
         context: Mapping[str, Any] = event.get("context") or {}
         page: Mapping[str, Any] = context.get("page") or {}
         when = derive_event_time(event.get("timestamp"), event.get("sent_at"), event["received_at"])
-        agent = parse_user_agent(context.get("user_agent"))
+        agent = self.agents(context.get("user_agent"))
         url = split_url(page.get("url"))
         campaign = _campaign(context, url.utm)
         if page:

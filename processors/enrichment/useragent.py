@@ -3,12 +3,18 @@
 Parsing is ua-parser's (the maintained uap-core regex set); what we add is the
 device *class* the webhouse groups by (desktop, mobile, tablet, bot, other) and a
 bot test that also catches the scripted clients uap-core does not call spiders.
-Real traffic repeats a few thousand user agents, so results are cached per string.
+
+Real traffic repeats a few thousand user agents, and an uncached parse runs hundreds of
+regexes (about a millisecond), so ``UserAgentParser`` keeps an LRU cache of whole results
+per string, sized by ``worker.user_agent_cache_size`` (ua-parser's own cache holds 2,000,
+fewer than a shop's distinct agents). ``parse_user_agent`` is a shared parser with the
+default size.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -67,12 +73,15 @@ def _device_class(ua: str, device_family: str, os_family: str | None) -> str:
     return "other"
 
 
-@lru_cache(maxsize=20_000)
-def parse_user_agent(ua: str | None) -> UserAgentInfo:
-    """Classify one user agent string; never raises (an unparsable agent is 'other')."""
+DEFAULT_CACHE_SIZE = 20_000
+Resolve = Callable[[str], ua_parser.Result]
+
+
+def classify(ua: str | None, resolve: Resolve = ua_parser.parse) -> UserAgentInfo:
+    """Classify one user agent string, uncached; never raises (an unparsable agent is 'other')."""
     if not ua or not ua.strip():
         return UNKNOWN
-    result = ua_parser.parse(ua)
+    result = resolve(ua)
     agent, os, device = result.user_agent, result.os, result.device
     browser = agent.family if agent is not None and agent.family != "Other" else None
     os_family = os.family if os is not None and os.family != "Other" else None
@@ -89,6 +98,35 @@ def parse_user_agent(ua: str | None) -> UserAgentInfo:
         is_bot=is_bot,
         bot_name=(browser or _bot_token(ua)) if is_bot else None,
     )
+
+
+class UserAgentParser:
+    """``classify`` behind an LRU cache of ``cache_size`` distinct agents (0: no cache of ours)."""
+
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE, resolve: Resolve = ua_parser.parse) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be 0 or more, got {cache_size}")
+        self.cache_size = cache_size
+        self._resolve = resolve
+        self._cached = lru_cache(maxsize=cache_size)(self._classify) if cache_size else None
+
+    def _classify(self, ua: str | None) -> UserAgentInfo:
+        return classify(ua, self._resolve)
+
+    def __call__(self, ua: str | None) -> UserAgentInfo:
+        if self._cached is None:
+            return classify(ua, self._resolve)
+        return self._cached(ua)
+
+    def cache_info(self) -> tuple[int, int, int]:
+        """(hits, misses, entries held) since creation; zeros without a cache."""
+        if self._cached is None:
+            return (0, 0, 0)
+        info = self._cached.cache_info()
+        return (info.hits, info.misses, info.currsize)
+
+
+parse_user_agent = UserAgentParser()
 
 
 def _bot_token(ua: str) -> str:
