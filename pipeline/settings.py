@@ -63,6 +63,10 @@ class KafkaSettings(_Section):
     local_controller_port: int = Field(9093, ge=1, le=65535)
     local_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     local_start_timeout_s: float = Field(60.0, gt=0)
+    create_topics: bool | None = Field(
+        None,
+        description="Services create missing project topics at start; none: only on a loopback broker.",
+    )
 
 
 class CollectorEmailSettings(_Section):
@@ -336,7 +340,13 @@ class SimulateSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks.")
+    """The Prometheus endpoint of the worker, the triggers app and the sink (the collector serves
+    /metrics on its own host and port)."""
+
+    host: str = Field(
+        "127.0.0.1", description="Bind address of the metrics endpoint; 0.0.0.0 to be scraped from outside."
+    )
+    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks; 0: none.")
 
 
 class Settings(BaseSettings):

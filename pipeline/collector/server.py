@@ -21,6 +21,7 @@ from pipeline.collector.ingest import Ingestor
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
 from pipeline.errors import WebhouseError
+from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -51,6 +52,7 @@ class CollectorServer:
     async def start(self) -> str:
         """Bind and serve; returns the base URL (``http://host:port``)."""
         collector = self.settings.collector
+        refuse_default_secrets(self.settings, "collector", collector.host)
         self.producer.start()
         self._runner = web.AppRunner(
             self.app,

@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prometheus_client import start_http_server
-
 from pipeline.errors import SettingsError
 from pipeline.kafka_admin import ensure_topics
+from pipeline.metrics_http import serve_metrics
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
 from processors.worker.app import create_app, register_extensions
@@ -34,11 +33,7 @@ def run_worker(settings: Settings) -> int:
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = WorkerMetrics()
-    if settings.metrics.port:
-        try:
-            start_http_server(settings.metrics.port, addr="127.0.0.1", registry=metrics.registry)
-        except OSError as exc:  # e.g. a sink on the same host took the port: run, but say so loudly
-            log.error("worker metrics NOT served: port %s: %s", settings.metrics.port, exc)
+    serve_metrics(settings, "worker", metrics.registry)
     app = create_app(settings, metrics)
     extensions = register_extensions(app, settings)
     log.info("worker %s starting; extensions: %s", app.conf.id, extensions or "none")
