@@ -11,7 +11,7 @@ import logging
 
 import faust
 
-from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -47,14 +47,10 @@ def create_app(settings: Settings, metrics: TriggerMetrics | None = None) -> fau
 
 
 def run(settings: Settings) -> int:
-    """Create the topics, serve metrics, run the trigger App until stopped (blocks)."""
+    """Create (or require) the topics, serve metrics, run the trigger App until stopped (blocks)."""
     from faust.worker import Worker
 
-    ensure_topics(
-        settings.kafka.bootstrap_servers,
-        Topics.from_settings(settings.kafka).specs(),
-        settings.kafka.replication_factor,
-    )
+    require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
     (settings.worker.data_dir / "triggers").mkdir(parents=True, exist_ok=True)
     metrics = TriggerMetrics()
     serve_metrics(settings, "triggers", metrics.registry)

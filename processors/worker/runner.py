@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import SettingsError
-from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    """Create the project topics, start metrics, run the faust worker until stopped (blocks)."""
+    """Create (or require) the project topics, start metrics, run the faust worker until stopped (blocks)."""
     from faust.worker import Worker
 
     topics = Topics.from_settings(settings.kafka)
-    ensure_topics(settings.kafka.bootstrap_servers, topics.specs(), settings.kafka.replication_factor)
+    require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = WorkerMetrics()
