@@ -28,6 +28,8 @@ from pydantic_settings import (
 
 from pipeline.errors import SettingsError
 
+# The directory holding the top-level packages: the repository, or site-packages of an installed
+# wheel, where schemas/ and triggers/rules/ come along as package data (pyproject.toml).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "WEBHOUSE_"
 CONFIG_FILE_ENV = "WEBHOUSE_CONFIG"
