@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) scrapes a real collector, worker and sink on the test broker,
-fed by the simulator: every scrape target is up, every rule loads, and every dashboard query
-returns data."""
+fed ten simulated days by the simulator: every scrape target is up, every rule loads, and every
+dashboard query returns data."""
 
 from __future__ import annotations
 
@@ -92,9 +92,9 @@ def services(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def _send_traffic(collector: str) -> None:
-    """A week of a small shop (orders, sessions, malformed events), and one request with a bad key."""
+    """Ten days of a small shop (orders, sessions, malformed events), and one request with a bad key."""
     now = datetime.now(UTC).replace(microsecond=0)
-    simulation = generate(SimulationConfig(seed=11, now=now, days=7, customers=40, bots=2, malformed=5))
+    simulation = generate(SimulationConfig(seed=11, now=now, days=10, customers=60, bots=2, malformed=5))
     policy = SendPolicy(url=f"http://{collector}", write_key=WRITE_KEY, batch_size=200)
     report = asyncio.run(send_events(simulation.events, policy))
     assert report.accepted > 0
