@@ -50,7 +50,7 @@ lint: setup
 test: lint browser-deps prometheus-deps
 	$(BIN)/pytest -q
 
-unit: setup
+unit: setup prometheus-deps
 	$(BIN)/pytest -q -m "not kafka"
 
 clean:
