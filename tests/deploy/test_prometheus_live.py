@@ -106,6 +106,7 @@ def _send_traffic(collector: str) -> None:
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)
+    refused.value.close()  # the error holds the response open
     assert refused.value.code == 401
 
 

@@ -65,7 +65,8 @@ def _call(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, 
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:  # the error holds the response open
+            return exc.code, json.loads(exc.read())
 
 
 TRACK = {"type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "m-topics-1"}
