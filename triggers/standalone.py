@@ -47,13 +47,14 @@ def create_app(settings: Settings, metrics: TriggerMetrics | None = None) -> fau
 
 
 def run(settings: Settings) -> int:
-    """Create (or require) the topics, serve metrics, run the trigger App until stopped (blocks)."""
+    """Serve metrics (refusing default secrets first), create (or require) the topics, run the
+    trigger App until stopped (blocks)."""
     from faust.worker import Worker
 
-    require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
-    (settings.worker.data_dir / "triggers").mkdir(parents=True, exist_ok=True)
     metrics = TriggerMetrics()
     serve_metrics(settings, "triggers", metrics.registry)
+    require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
+    (settings.worker.data_dir / "triggers").mkdir(parents=True, exist_ok=True)
     app = create_app(settings, metrics)
     log.info("triggers app %s starting", app.conf.id)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)

@@ -25,15 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    """Create (or require) the project topics, start metrics, run the faust worker until stopped (blocks)."""
+    """Serve metrics (refusing default secrets first), create (or require) the project topics,
+    run the faust worker until stopped (blocks)."""
     from faust.worker import Worker
 
+    metrics = WorkerMetrics()
+    serve_metrics(settings, "worker", metrics.registry)
     topics = Topics.from_settings(settings.kafka)
     require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    metrics = WorkerMetrics()
-    serve_metrics(settings, "worker", metrics.registry)
     app = create_app(settings, metrics)
     extensions = register_extensions(app, settings)
     log.info("worker %s starting; extensions: %s", app.conf.id, extensions or "none")

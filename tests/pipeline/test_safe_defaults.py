@@ -148,6 +148,20 @@ def test_the_sink_command_refuses_reachable_metrics_with_the_default_pii_key(
     assert "webhouse.pii_hmac_secret (env WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET)" in err
 
 
+@pytest.mark.parametrize("command", [["worker"], ["triggers", "run"]])
+def test_worker_and_triggers_refuse_reachable_metrics_with_the_default_webhook_secret(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any broker is contacted (there is none here)."""
+    monkeypatch.setenv("WEBHOUSE_METRICS__HOST", "0.0.0.0")
+    monkeypatch.setenv("WEBHOUSE_METRICS__PORT", str(free_port()))
+    monkeypatch.setenv("WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"refusing to start the {command[0]} on 0.0.0.0" in err
+    assert "triggers.webhook_secret (env WEBHOUSE_TRIGGERS__WEBHOOK_SECRET)" in err
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
