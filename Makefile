@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit clean browser-deps
+.PHONY: setup demo test lint unit clean browser-deps prometheus-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ browser-deps: $(BROWSER_STAMP)
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 	@test -x /usr/bin/chromium || { echo "chromium could not be installed: the browser tests will fail"; exit 1; }
 
+# Prometheus and promtool (tests/deploy: alert-rule unit tests, the scrape integration test):
+# Debian's prometheus package. Quick when present.
+prometheus-deps:
+	@test -x /usr/bin/promtool || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	@test -x /usr/bin/promtool || { echo "prometheus could not be installed: tests/deploy will fail"; exit 1; }
+
 demo: setup
 	$(BIN)/webhouse demo
 
@@ -40,10 +47,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint browser-deps
+test: lint browser-deps prometheus-deps
 	$(BIN)/pytest -q
 
-unit: setup
+unit: setup prometheus-deps
 	$(BIN)/pytest -q -m "not kafka"
 
 clean:

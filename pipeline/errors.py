@@ -2,6 +2,7 @@
 
 WebhouseError
 ├── SettingsError          bad configuration, raised at start
+│   └── MissingTopicsError project topics absent and kafka.create_topics off (has .topics)
 ├── LocalKafkaError        the project's own broker could not be set up or started
 ├── SchemaError            a schema file is missing, malformed or incompatible
 ├── SerdeError             bytes could not be encoded or decoded
@@ -25,6 +26,17 @@ class WebhouseError(Exception):
 
 class SettingsError(WebhouseError):
     pass
+
+
+class MissingTopicsError(SettingsError):
+    """The broker lacks project topics a service needs, and it may not create them."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(
+            f"missing Kafka topics: {', '.join(topics)}; create them (`webhouse kafka topics`) "
+            "or allow services to (kafka.create_topics, env WEBHOUSE_KAFKA__CREATE_TOPICS=true)"
+        )
+        self.topics = topics
 
 
 class LocalKafkaError(WebhouseError):

@@ -1,4 +1,9 @@
-"""Creating the project's topics, idempotently, from the specs in pipeline/topics.py."""
+"""Creating the project's topics, idempotently, from the specs in pipeline/topics.py.
+
+Services call ``prepare_topics`` at start: it creates what is missing when
+``kafka.create_topics`` allows it (by default only on a loopback broker, where the
+project's own `webhouse kafka up` runs), and otherwise logs each missing topic by name.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,21 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeline.errors import LocalKafkaError
+from pipeline.errors import LocalKafkaError, MissingTopicsError
+from pipeline.safe_defaults import is_loopback
+from pipeline.settings import KafkaSettings
 from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1) -> list[str]:
+def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1, timeout_s: float = 10.0
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     specs = list(specs)
-    existing = set(admin.list_topics(timeout=10).topics)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication, config=s.config)
         for s in specs
@@ -38,3 +47,36 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
             raise LocalKafkaError(f"could not create topic {name}: {err}") from exc
     log.info("created topics: %s", ", ".join(created))
     return created
+
+
+def missing_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 10.0) -> list[str]:
+    """The names the broker does not know (KafkaException when it does not answer)."""
+    existing = set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s).topics)
+    return [name for name in names if name not in existing]
+
+
+def may_create_topics(kafka: KafkaSettings) -> bool:
+    """``kafka.create_topics``; unset: only when every bootstrap server is on loopback."""
+    if kafka.create_topics is not None:
+        return kafka.create_topics
+    hosts = [server.strip().rsplit(":", 1)[0] for server in kafka.bootstrap_servers.split(",")]
+    return all(is_loopback(host) for host in hosts if host)
+
+
+def prepare_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], timeout_s: float = 10.0) -> list[str]:
+    """Create missing topics when allowed; return (and log, by name) those still missing."""
+    specs = list(specs)
+    if may_create_topics(kafka):
+        ensure_topics(kafka.bootstrap_servers, specs, kafka.replication_factor, timeout_s)
+        return []
+    missing = missing_topics(kafka.bootstrap_servers, [s.name for s in specs], timeout_s)
+    for name in missing:
+        log.error("Kafka topic %s is missing and kafka.create_topics is off: create it", name)
+    return missing
+
+
+def require_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> None:
+    """``prepare_topics`` for services without a readiness endpoint: missing topics stop the start."""
+    missing = prepare_topics(kafka, specs)
+    if missing:
+        raise MissingTopicsError(missing)

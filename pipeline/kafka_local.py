@@ -3,7 +3,7 @@
 Used by `webhouse kafka up|down|status`, by `webhouse demo` and by the test suite's
 session fixture, so development, CI and the demo all talk to the same real broker.
 
-The jars are resolved once with Maven (``deploy/local/pom.xml``) into a versioned
+The jars are resolved once with Maven (``pipeline/kafka_pom.xml``) into a versioned
 cache directory; later starts need no network. Storage is formatted on first start
 (``kafka.tools.StorageTool format --standalone``), then ``kafka.Kafka`` runs with a
 generated ``server.properties`` in the data directory.
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import LocalKafkaError
-from pipeline.settings import REPO_ROOT, KafkaSettings
+from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-POM = REPO_ROOT / "deploy" / "local" / "pom.xml"
+POM = Path(__file__).with_name("kafka_pom.xml")  # package data: works from an installed wheel
 _READY_MARKER = ".complete"
 
 LOG4J2_YAML = """\

@@ -28,6 +28,8 @@ from pydantic_settings import (
 
 from pipeline.errors import SettingsError
 
+# The directory holding the top-level packages: the repository, or site-packages of an installed
+# wheel, where schemas/ and triggers/rules/ come along as package data (pyproject.toml).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "WEBHOUSE_"
 CONFIG_FILE_ENV = "WEBHOUSE_CONFIG"
@@ -63,6 +65,10 @@ class KafkaSettings(_Section):
     local_controller_port: int = Field(9093, ge=1, le=65535)
     local_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     local_start_timeout_s: float = Field(60.0, gt=0)
+    create_topics: bool | None = Field(
+        None,
+        description="Services create missing project topics at start; none: only on a loopback broker.",
+    )
 
 
 class CollectorEmailSettings(_Section):
@@ -345,7 +351,13 @@ class SimulateSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks.")
+    """The Prometheus endpoint of the worker, the triggers app and the sink (the collector serves
+    /metrics on its own host and port)."""
+
+    host: str = Field(
+        "127.0.0.1", description="Bind address of the metrics endpoint; 0.0.0.0 to be scraped from outside."
+    )
+    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks; 0: none.")
 
 
 class Settings(BaseSettings):

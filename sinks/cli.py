@@ -26,15 +26,16 @@ def _tables(settings: Settings, names: str | None) -> list[Any]:
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
-    from prometheus_client import start_http_server
-
+    from pipeline.metrics_http import serve_metrics
     from sinks.metrics import SinkMetrics
     from sinks.runner import SinkRunner
 
     metrics = SinkMetrics()
-    port = settings.metrics.port if args.metrics_port is None else args.metrics_port
-    if port:
-        start_http_server(port, registry=metrics.registry)
+    if args.metrics_port is not None:
+        settings = settings.model_copy(
+            update={"metrics": settings.metrics.model_copy(update={"port": args.metrics_port})}
+        )
+    serve_metrics(settings, "sink", metrics.registry)
     runner = SinkRunner(settings, _tables(settings, args.tables), metrics=metrics)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

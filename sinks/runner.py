@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
+from pipeline.kafka_admin import require_topics
 from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
@@ -126,6 +127,11 @@ class SinkRunner:
         once: no rebalance to wait for); the group id still carries the committed offsets for lag.
         """
         stop = stop or threading.Event()
+        try:
+            require_topics(self.settings.kafka, self.topics.specs())
+        except BaseException:
+            self.consumer.close()
+            raise
         if assign_all:
             metadata = self.consumer.list_topics(timeout=10)
             partitions = [

@@ -23,13 +23,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.settings import REPO_ROOT
+from pipeline.errors import SettingsError
 
-DEFAULT_PATH = REPO_ROOT.parent / "shared" / "data" / "uci-online-retail" / "online-retail.csv.gz"
 LONDON = ZoneInfo("Europe/London")
 
 
 def read_rows(path: Path) -> Iterator[dict[str, str]]:
+    """Rows of the gzipped CSV at ``path`` (the data is not shipped: its path is an argument)."""
+    if not Path(path).is_file():
+        raise SettingsError(
+            f"UCI Online Retail file not found: {path} (pass --path to the gzipped CSV of the "
+            "'Online Retail' data set, columns InvoiceNo, StockCode, ..., Country)"
+        )
     with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
         yield from csv.DictReader(f)
 

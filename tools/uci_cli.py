@@ -13,7 +13,7 @@ from pipeline.errors import ProduceError
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
-from tools.uci import DEFAULT_PATH, invoices, read_rows
+from tools.uci import invoices, read_rows
 
 
 def _load_uci(args: argparse.Namespace, settings: Settings) -> int:
@@ -51,6 +51,8 @@ def register(sub: Any) -> None:
     uci = sub.add_parser(
         "load-uci", help="produce the UCI Online Retail invoices as order events (raw topic)"
     )
-    uci.add_argument("--path", default=str(DEFAULT_PATH))
+    uci.add_argument(
+        "--path", type=Path, required=True, help="the data set's gzipped CSV (online-retail.csv.gz)"
+    )
     uci.add_argument("--limit", type=int, default=0, help="only the first N invoices")
     uci.set_defaults(func=_load_uci)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 import faust
-from prometheus_client import start_http_server
 
-from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_admin import require_topics
+from pipeline.metrics_http import serve_metrics
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.agents import register
@@ -47,18 +47,14 @@ def create_app(settings: Settings, metrics: TriggerMetrics | None = None) -> fau
 
 
 def run(settings: Settings) -> int:
-    """Create the topics, serve metrics, run the trigger App until stopped (blocks)."""
+    """Serve metrics (refusing default secrets first), create (or require) the topics, run the
+    trigger App until stopped (blocks)."""
     from faust.worker import Worker
 
-    ensure_topics(
-        settings.kafka.bootstrap_servers,
-        Topics.from_settings(settings.kafka).specs(),
-        settings.kafka.replication_factor,
-    )
-    (settings.worker.data_dir / "triggers").mkdir(parents=True, exist_ok=True)
     metrics = TriggerMetrics()
-    if settings.metrics.port:
-        start_http_server(settings.metrics.port, addr="127.0.0.1", registry=metrics.registry)
+    serve_metrics(settings, "triggers", metrics.registry)
+    require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
+    (settings.worker.data_dir / "triggers").mkdir(parents=True, exist_ok=True)
     app = create_app(settings, metrics)
     log.info("triggers app %s starting", app.conf.id)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)

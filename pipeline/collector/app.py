@@ -167,11 +167,12 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 
 async def ready(request: web.Request) -> web.StreamResponse:
-    """Readiness: the broker answers and the raw-events topic exists."""
+    """Readiness: the broker answers and the topics the collector writes exist."""
     ctx = request.app[CONTEXT]
-    problem = await ctx.producer.ready(ctx.topics.raw_events, ctx.settings.collector.health_timeout_s)
-    if problem is not None:
-        return web.json_response({"status": "unavailable", "detail": problem}, status=503)
+    for topic in (ctx.topics.raw_events, ctx.topics.dead_letters):
+        problem = await ctx.producer.ready(topic, ctx.settings.collector.health_timeout_s)
+        if problem is not None:
+            return web.json_response({"status": "unavailable", "detail": problem}, status=503)
     return web.json_response({"status": "ready"})
 
 

@@ -9,7 +9,9 @@ delivery reports and resolves each message's future on the event loop with
 
 Bounds: ``message.timeout.ms`` equals ``collector.produce_timeout_s``, so librdkafka gives
 a message up in the same time the request waits for it; the await is bounded by the same
-figure on top (``ProduceError`` either way). A request answered 503 may still have some of
+figure on top (``ProduceError`` either way). A topic the broker does not know fails after
+``MISSING_TOPIC_MS`` instead, named in the error and logged (librdkafka would otherwise
+wait the whole message timeout and say only "timed out"). A request answered 503 may still have some of
 its events acknowledged: the client retries with the same message ids and the processors
 de-duplicate by id.
 """
@@ -32,6 +34,11 @@ from pipeline.settings import CollectorSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
+# How long librdkafka waits for a topic to appear in the metadata before failing its messages
+# (topic.metadata.propagation.max.ms): long enough for a just-created topic on one cluster.
+MISSING_TOPIC_MS = 1000
+MISSING_TOPIC_CODES = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
@@ -50,7 +57,15 @@ def producer_config(kafka: KafkaSettings, collector: CollectorSettings) -> dict[
         "compression.type": collector.compression,
         "linger.ms": collector.linger_ms,
         "message.timeout.ms": int(collector.produce_timeout_s * 1000),
+        "topic.metadata.propagation.max.ms": MISSING_TOPIC_MS,
     }
+
+
+def describe_failure(err: KafkaError, topic: str | None) -> str:
+    """The delivery error, naming the topic when the broker does not have it."""
+    if err.code() in MISSING_TOPIC_CODES:
+        return f"topic {topic} does not exist ({err.str()})"
+    return err.str()
 
 
 class AsyncProducer:
@@ -66,6 +81,7 @@ class AsyncProducer:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.fatal_error: KafkaError | None = None
+        self._missing_reported: set[str] = set()
 
     @classmethod
     def from_settings(cls, kafka: KafkaSettings, collector: CollectorSettings) -> AsyncProducer:
@@ -97,8 +113,17 @@ class AsyncProducer:
     def _delivered(self, future: asyncio.Future[None], err: KafkaError | None, msg: Message) -> None:
         loop = self._loop
         assert loop is not None
+        reason = None if err is None else describe_failure(err, msg.topic())
+        if err is not None and err.code() in MISSING_TOPIC_CODES:
+            self._report_missing(msg.topic() or "?", reason or "")
         with contextlib.suppress(RuntimeError):  # the loop closed while a report was pending
-            loop.call_soon_threadsafe(_settle, future, err)
+            loop.call_soon_threadsafe(_settle, future, reason)
+
+    def _report_missing(self, topic: str, reason: str) -> None:
+        """One error line per missing topic (each of its messages fails the same way)."""
+        if topic not in self._missing_reported:
+            self._missing_reported.add(topic)
+            log.error("cannot produce: %s; create it or allow kafka.create_topics", reason)
 
     @property
     def producer(self) -> Producer:
@@ -123,6 +148,11 @@ class AsyncProducer:
         except BufferError as exc:
             raise ProduceError("the producer's local queue is full") from exc
         except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() in MISSING_TOPIC_CODES:
+                reason = describe_failure(err, message.topic)
+                self._report_missing(message.topic, reason)
+                raise ProduceError(f"produce failed: {reason}") from exc
             raise ProduceError(f"produce failed: {exc}") from exc
         return future
 
@@ -173,10 +203,10 @@ class AsyncProducer:
         return left
 
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[None], failure: str | None) -> None:
     if future.done():  # the request already gave up waiting
         return
-    if err is None:
+    if failure is None:
         future.set_result(None)
     else:
-        future.set_exception(ProduceError(f"delivery failed: {err.str()}"))
+        future.set_exception(ProduceError(f"delivery failed: {failure}"))

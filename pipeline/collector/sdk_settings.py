@@ -5,7 +5,8 @@ configuration from ``<cdn>/v1/projects/<write key>/settings`` before sending any
 Served here, an SDK needs only its two hosts pointed at the collector: the document
 names the collector itself as the destination (``Segment.io`` with ``apiHost`` =
 this host + ``/v1``) and enables nothing else, so no request ever leaves for a vendor.
-Unknown write keys get 404, as a disabled source would.
+Every key gets the same document (its own key echoed back): the answer must not tell a
+stranger whether a guessed write key is valid. Ingest checks the key, and refuses a bad one.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ def sdk_settings(write_key: str, host: str, protocol: str) -> dict[str, Any]:
 def add_sdk_settings_route(app: web.Application, settings: CollectorSettings) -> None:
     async def handle(request: web.Request) -> web.StreamResponse:
         write_key = request.match_info["write_key"]
-        if write_key not in settings.write_keys:
-            raise web.HTTPNotFound(text="unknown write key")
         # Behind a TLS-terminating proxy the original scheme and host come in X-Forwarded-*.
         protocol = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
         host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from functools import partial
 from types import TracebackType
 
 from aiohttp import web
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry
 
 from pipeline.collector.app import CollectorContext, build_app
 from pipeline.collector.ingest import Ingestor
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
-from pipeline.errors import WebhouseError
+from pipeline.errors import LocalKafkaError, WebhouseError
+from pipeline.kafka_admin import prepare_topics
+from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -51,6 +55,8 @@ class CollectorServer:
     async def start(self) -> str:
         """Bind and serve; returns the base URL (``http://host:port``)."""
         collector = self.settings.collector
+        refuse_default_secrets(self.settings, "collector", collector.host)
+        await self._prepare_topics()
         self.producer.start()
         self._runner = web.AppRunner(
             self.app,
@@ -69,6 +75,17 @@ class CollectorServer:
         self.url = f"http://{host}:{port}"
         log.info("collector listening on %s, producing to %s", self.url, self.topics.raw_events)
         return self.url
+
+    async def _prepare_topics(self) -> None:
+        """Create the project topics when allowed, else log the missing ones by name. A broker
+        down at start does not stop the collector: /health/ready says when it is back."""
+        kafka, timeout_s = self.settings.kafka, self.settings.collector.health_timeout_s
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, partial(prepare_topics, kafka, self.topics.specs(), timeout_s)
+            )
+        except (KafkaException, LocalKafkaError) as exc:
+            log.warning("could not check the Kafka topics at start (%s); see /health/ready", exc)
 
     async def stop(self) -> None:
         if self._runner is not None:

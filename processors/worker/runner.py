@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prometheus_client import start_http_server
-
 from pipeline.errors import SettingsError
-from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_admin import require_topics
+from pipeline.metrics_http import serve_metrics
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
 from processors.worker.app import create_app, register_extensions
@@ -26,19 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    """Create the project topics, start metrics, run the faust worker until stopped (blocks)."""
+    """Serve metrics (refusing default secrets first), create (or require) the project topics,
+    run the faust worker until stopped (blocks)."""
     from faust.worker import Worker
 
+    metrics = WorkerMetrics()
+    serve_metrics(settings, "worker", metrics.registry)
     topics = Topics.from_settings(settings.kafka)
-    ensure_topics(settings.kafka.bootstrap_servers, topics.specs(), settings.kafka.replication_factor)
+    require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    metrics = WorkerMetrics()
-    if settings.metrics.port:
-        try:
-            start_http_server(settings.metrics.port, addr="127.0.0.1", registry=metrics.registry)
-        except OSError as exc:  # e.g. a sink on the same host took the port: run, but say so loudly
-            log.error("worker metrics NOT served: port %s: %s", settings.metrics.port, exc)
     app = create_app(settings, metrics)
     extensions = register_extensions(app, settings)
     log.info("worker %s starting; extensions: %s", app.conf.id, extensions or "none")

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import SettingsError
 from pipeline.settings import KafkaSettings
 from tests.sinks.land import Webhouse
-from tools.uci import DEFAULT_PATH, invoices, read_rows
+from tools.uci import invoices, read_rows
+
+# The data lives next to the repository, not in the package: tools take its path as an argument.
+DEFAULT_PATH = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "uci-online-retail" / "online-retail.csv.gz"
+)
 
 SLICE = 3000
 
@@ -76,3 +82,8 @@ def test_load_uci_produces_to_the_raw_topic_and_the_sink_lands_it(
     (n, total), *_ = con.sql("SELECT count(*), round(sum(amount), 2) FROM orders").fetchall()
     assert n == len(lines) and Decimal(str(total)) == expected.quantize(Decimal("0.01"))
     assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(first),)]
+
+
+def test_a_missing_data_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"UCI Online Retail file not found: .*pass --path"):
+        next(read_rows(tmp_path / "online-retail.csv.gz"))

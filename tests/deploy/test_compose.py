@@ -1,0 +1,33 @@
+"""docker compose is not run here (no Docker engine); its file is checked for what it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.safe_defaults import SECRET_KEYS, env_name
+
+COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "docker-compose.yml"
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return {name: s for name, s in services.items() if "deploy/Dockerfile" in str(s.get("build", ""))}
+
+
+def test_every_webhouse_service_reads_its_secrets_from_the_env_file() -> None:
+    services = _services()
+    assert {"collector", "worker", "sink"} <= set(services)
+    secret_vars = {env_name(key) for key in SECRET_KEYS}
+    for name, service in services.items():
+        assert service.get("env_file") == ["webhouse.env"], name
+        assert not secret_vars & set(service.get("environment") or {}), f"{name} sets a secret inline"
+
+
+def test_services_are_scrapeable_from_other_containers() -> None:
+    services = _services()
+    assert services["collector"]["environment"]["WEBHOUSE_COLLECTOR__HOST"] == "0.0.0.0"
+    for name in ("worker", "sink"):
+        assert services[name]["environment"]["WEBHOUSE_METRICS__HOST"] == "0.0.0.0"
