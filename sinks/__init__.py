@@ -11,6 +11,7 @@ Reading guide, in the order a record meets the modules:
   the natural-id dedupe; ``metrics``: what landed, commit latency, lag;
 - ``maintenance``: `webhouse compact`, `vacuum`, `forget`;
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
+  ``snapshot``: a Delta snapshot as a read_parquet view (no Arrow dataset scan);
   ``analyses``: the named SQL views; ``reports``: `webhouse report`; ``cli``: the commands;
 """
 

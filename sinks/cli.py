@@ -84,7 +84,13 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
 
     con = connect(settings)
     if args.command_text:
-        _print_table(con.sql(args.command_text), args.format)
+        for i, parsed in enumerate(con.extract_statements(args.command_text)):
+            rel = con.sql(parsed)
+            if rel is None:
+                continue
+            if i and args.format != "table":
+                print()  # a blank line between the results of several statements
+            _print_table(rel, args.format)
         return 0
     print("webhouse SQL (DuckDB). Tables and views: SHOW TABLES; end a statement with ';', quit with .quit")
     buffer: list[str] = []
@@ -161,7 +167,7 @@ def register_maintenance(sub: Any) -> None:
 
     fmt = {"choices": ["table", "csv", "json"], "default": "table"}
     sql = sub.add_parser("sql", help="DuckDB over the webhouse tables (no extension download)")
-    sql.add_argument("-c", dest="command_text", help="run one query and exit")
+    sql.add_argument("-c", dest="command_text", help="run these statements (separated by ;) and exit")
     sql.add_argument("--format", **fmt)
     sql.set_defaults(func=_sql)
     report = sub.add_parser("report", help="print a named analysis")

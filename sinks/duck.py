@@ -1,9 +1,9 @@
 """DuckDB over the webhouse, offline: every table a view over its current Delta snapshot.
 
-Each Delta table is handed to DuckDB as deltalake's Arrow dataset (the files of the
-snapshot, partition values included, the table's schema applied to older files), so
-nothing needs DuckDB's delta or httpfs extensions, which would be downloaded: an
-s3:// root is read through deltalake's own object store. A table not landed yet is
+Each Delta table is a view DuckDB reads with ``read_parquet`` over the snapshot's files
+(``sinks.snapshot``: partition values included, the table's schema applied to older
+files), so nothing needs DuckDB's delta or httpfs extensions, which would be downloaded;
+an s3:// root is read through deltalake's own object store. A table not landed yet is
 an empty relation with its declared columns, so every analysis view still binds.
 
 On top: the stitched views (retroactive identity attribution) and the named
@@ -13,11 +13,11 @@ analyses of ``sinks.analyses``.
 from __future__ import annotations
 
 import duckdb
-import pyarrow as pa
 
 from pipeline.settings import Settings, load_settings
 from sinks.analyses import install_analyses
 from sinks.pii import PiiHasher
+from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
 from sinks.store import DeltaStore
 from sinks.tables import build_tables, default_specs
 
@@ -66,9 +66,9 @@ def register_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[
     for table in build_tables(hasher, default_specs(settings.webhouse.events_source)):
         dt = store.open(table.name)
         if dt is None:
-            con.register(table.name, pa.Table.from_batches([], schema=table.arrow_schema))
+            con.execute(empty_view_sql(table.name, duck_types(con, table.arrow_schema)))
         else:
-            con.register(table.name, dt.to_pyarrow_dataset())
+            register_snapshot(con, table.name, dt)
         names.append(table.name)
     return names
 

@@ -9,7 +9,6 @@ from types import FrameType
 from typing import Any
 
 from pipeline.settings import Settings
-from tools.demo.run import DemoOptions, run_demo
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -17,6 +16,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.demo.run import DemoOptions, run_demo  # the whole pipeline: not for every command
+
     sim = settings.simulate
     opts = DemoOptions(
         workdir=args.workdir,
