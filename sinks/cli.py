@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.errors import SettingsError
@@ -79,20 +81,90 @@ def _print_table(rel: Any, fmt: str) -> None:
             print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
 
 
-def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.duck import connect
+def one_line(exc: BaseException) -> str:
+    """DuckDB's message up to its first blank line (the error and any "Did you mean"), on one line."""
+    lines = []
+    for line in str(exc).splitlines():
+        if not line.strip() or line.startswith("LINE "):
+            break
+        lines.append(line.strip())
+    return " ".join(lines) or type(exc).__name__
 
-    con = connect(settings)
-    if args.command_text:
-        for i, parsed in enumerate(con.extract_statements(args.command_text)):
+
+def _connect(settings: Settings) -> Any:
+    from sinks.duck import connect
+    from sinks.locate import locate
+
+    return connect(locate(settings))
+
+
+def _run(con: Any, text: str, fmt: str) -> None:
+    """Run ``text`` (one or more statements) and print each result."""
+    import duckdb
+
+    from pipeline.errors import QueryError
+
+    try:
+        for i, parsed in enumerate(con.extract_statements(text)):
             rel = con.sql(parsed)
             if rel is None:
                 continue
-            if i and args.format != "table":
+            if i and fmt != "table":
                 print()  # a blank line between the results of several statements
-            _print_table(rel, args.format)
+            _print_table(rel, fmt)
+    except duckdb.Error as exc:
+        raise QueryError(one_line(exc)) from exc
+
+
+TABLES_SQL = """SELECT table_name AS name, lower(table_type) AS kind FROM information_schema.tables
+ORDER BY kind, name"""
+
+
+def _dot_command(con: Any, line: str, fmt: str) -> bool:
+    """The shell's dot commands: .tables, .schema [NAME]; True when ``line`` was one."""
+    words = line.strip().rstrip(";").split()
+    if not words or words[0] not in (".tables", ".schema"):
+        return False
+    if words[0] == ".tables":
+        _print_table(con.sql(TABLES_SQL), fmt)
+    elif len(words) > 1:
+        _run(con, f"DESCRIBE {words[1]}", fmt)
+    else:
+        _print_table(
+            con.sql(
+                "SELECT table_name AS name, column_name AS column, data_type AS type "
+                "FROM information_schema.columns ORDER BY table_name, ordinal_position"
+            ),
+            fmt,
+        )
+    return True
+
+
+@contextlib.contextmanager
+def _traceback_if(debug: bool) -> Iterator[None]:
+    """With --debug a failed query raises DuckDB's own error (a traceback), else one line."""
+    from pipeline.errors import QueryError
+
+    try:
+        yield
+    except QueryError as exc:
+        if debug and exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.errors import QueryError
+
+    con = _connect(settings)
+    if args.command_text:
+        with _traceback_if(args.debug):
+            _run(con, args.command_text, args.format)
         return 0
-    print("webhouse SQL (DuckDB). Tables and views: SHOW TABLES; end a statement with ';', quit with .quit")
+    print(
+        "webhouse SQL (DuckDB). .tables lists tables and views, .schema NAME their columns; "
+        "end a statement with ';', quit with .quit"
+    )
     buffer: list[str] = []
     while True:
         try:
@@ -101,27 +173,33 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if line.strip() in (".quit", ".exit", "\\q"):
             return 0
-        buffer.append(line)
-        if not line.rstrip().endswith(";"):
-            continue
-        statement, buffer = "\n".join(buffer), []
         try:
-            rel = con.sql(statement)
-            if rel is not None:
-                _print_table(rel, args.format)
-        except Exception as exc:  # an analyst's typo must not end the session
+            if not buffer and _dot_command(con, line, args.format):
+                continue
+            buffer.append(line)
+            if not line.rstrip().endswith(";"):
+                continue
+            statement, buffer = "\n".join(buffer), []
+            _run(con, statement, args.format)
+        except QueryError as exc:  # an analyst's typo must not end the session
             print(f"error: {exc}")
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.duck import connect
+    import duckdb
+
+    from pipeline.errors import QueryError
     from sinks.reports import sections
 
     params = dict(p.split("=", 1) for p in args.param)
-    con = connect(settings)
-    for section in sections(args.name, params, con, settings.webhouse):
-        print(f"== {section.title}")
-        _print_table(con.sql(section.query, params=list(section.params) or None), args.format)
+    con = _connect(settings)
+    with _traceback_if(args.debug):
+        try:
+            for section in sections(args.name, params, con, settings.webhouse):
+                print(f"== {section.title}")
+                _print_table(con.sql(section.query, params=list(section.params) or None), args.format)
+        except duckdb.Error as exc:
+            raise QueryError(one_line(exc)) from exc
     return 0
 
 
@@ -169,6 +247,7 @@ def register_maintenance(sub: Any) -> None:
     sql = sub.add_parser("sql", help="DuckDB over the webhouse tables (no extension download)")
     sql.add_argument("-c", dest="command_text", help="run these statements (separated by ;) and exit")
     sql.add_argument("--format", **fmt)
+    sql.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
     sql.set_defaults(func=_sql)
     report = sub.add_parser("report", help="print a named analysis")
     report.add_argument("name", choices=REPORTS)
@@ -180,6 +259,7 @@ def register_maintenance(sub: Any) -> None:
         help="e.g. customer_id=42, now=2026-03-01T12:00:00Z, days=30, steps=A,B,C",
     )
     report.add_argument("--format", **fmt)
+    report.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
     report.set_defaults(func=_report)
     for name, fn, doc in (
         ("compact", _compact, "rewrite small files into large ones (safe while sinks run)"),
