@@ -85,5 +85,5 @@ def connect(settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
     con.execute(STITCHING_SQL)
     if "profiles_history" in names:
         con.execute(PROFILES_SQL)
-    install_analyses(con, settings.webhouse, set(names))
+    install_analyses(con, settings.webhouse, settings.triggers.value_tiers, set(names))
     return con

@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.settings import TriggerSettings, ValueTierSettings
 from tests.sinks.land import Webhouse
 from tools.records import T0, event, link, order, session
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
+TIERS = [
+    ValueTierSettings(name="silver", min_revenue=100.0, min_orders=4),
+    ValueTierSettings(name="gold", min_revenue=300.0, min_orders=100),
+    ValueTierSettings(name="vip", min_revenue=450.0, min_orders=100),
+]
 
 
 def _rfm_webhouse(tmp_path: Path) -> Webhouse:
-    wh = Webhouse(tmp_path, value_tier_cuts={"vip": 0.2, "gold": 0.4})
+    wh = Webhouse(tmp_path, TriggerSettings(value_tiers=TIERS))
     plan = {"c1": (range(25, 30), 100.0), "c2": (range(20, 24), 50.0), "c3": (range(10, 13), 30.0),
             "c4": (range(3, 5), 200.0), "c5": (range(0, 1), 10.0)}  # fmt: skip
     records = [
@@ -37,17 +43,23 @@ def test_rfm_quintiles_and_segments(tmp_path: Path) -> None:
     ).fetchall()
     assert rows == [
         ("c1", 1, 5, 500.0, 5, 5, 5, "champions"),
-        ("c2", 7, 4, 200.0, 4, 4, 3, "champions"),
-        ("c3", 18, 3, 90.0, 3, 3, 2, "loyal"),
+        ("c2", 7, 4, 200.0, 4, 4, 3, "loyal"),
+        ("c3", 18, 3, 90.0, 3, 3, 2, "need_attention"),
         ("c4", 26, 2, 400.0, 2, 2, 4, "hibernating"),
-        ("c5", 30, 1, 10.0, 1, 1, 1, "lost"),
+        ("c5", 30, 1, 10.0, 1, 1, 1, "hibernating"),  # one order, long ago: never "promising"
     ]
 
 
 def test_value_tiers_and_revenue_share(tmp_path: Path) -> None:
     con = _rfm_webhouse(tmp_path).connect()
     rows = con.sql("SELECT tier, customers, revenue, revenue_share FROM value_tiers").fetchall()
-    assert rows == [("vip", 1, 500.0, 0.4167), ("gold", 1, 400.0, 0.3333), ("bronze", 3, 300.0, 0.25)]
+    # The profiles' thresholds (revenue OR orders): c2 is silver by its 4 orders; top tier first.
+    assert rows == [
+        ("vip", 1, 500.0, 0.4167),
+        ("gold", 1, 400.0, 0.3333),
+        ("silver", 1, 200.0, 0.1667),
+        ("none", 2, 100.0, 0.0833),
+    ]
 
 
 def test_refund_lines_net_out_of_revenue(tmp_path: Path) -> None:
@@ -242,7 +254,7 @@ def test_report_cli_prints_a_named_analysis(
     monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
     assert main(["report", "value_tiers", "--format", fmt]) == 0
     out = capsys.readouterr().out
-    assert "bronze" in out and "1200" not in out
+    assert "silver" in out and "none" in out and "1200" not in out
     assert main(["sql", "-c", "SELECT round(sum(amount), 2) AS total FROM orders", "--format", fmt]) == 0
     assert "1200.0" in capsys.readouterr().out
 
