@@ -13,7 +13,9 @@ Reading guide, in the order a record meets the modules:
 - ``locate``: which root holds the tables (a clear error when none does);
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
   ``snapshot``: a Delta snapshot as a read_parquet view (no Arrow dataset scan);
-  ``analyses``: the named SQL views; ``reports``: `webhouse report`; ``cli``: the commands;
+  ``window``: the --since/--until range every table is cut to;
+  ``analyses``: the named SQL views; ``reports``: `webhouse report`; `report/`: the HTML report
+  (`webhouse report html`); ``cli``: the commands;
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def _quote(text: str) -> str:
 
 
 def funnel_sql(steps: Sequence[str], name: str = "funnel") -> str:
-    """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day).
+    """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day);
+    ``<name>_overall`` and ``<name>_by_campaign`` sum those visitor-days over the days.
 
     The campaign of a visitor-day is the first campaign seen on one of its funnel events.
     """
@@ -74,7 +75,24 @@ SELECT day, campaign, step_no, step, visitors,
        round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
        round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous
 FROM full_grid WINDOW w AS (PARTITION BY day, campaign ORDER BY step_no)
-ORDER BY day, campaign, step_no"""
+ORDER BY day, campaign, step_no;
+
+-- The same funnel summed over the days (visitor-days reaching each step): overall, and per campaign.
+CREATE OR REPLACE TEMP VIEW {name}_overall AS
+WITH t AS (SELECT step_no, step, sum(visitors)::BIGINT AS visitors FROM {name} GROUP BY ALL)
+SELECT step_no, step, visitors,
+       round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
+       round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous
+FROM t WINDOW w AS (ORDER BY step_no) ORDER BY step_no;
+
+CREATE OR REPLACE TEMP VIEW {name}_by_campaign AS
+WITH t AS (SELECT campaign, step_no, step, sum(visitors)::BIGINT AS visitors FROM {name} GROUP BY ALL),
+c AS (SELECT campaign, step_no, step, visitors,
+             round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
+             round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous,
+             first_value(visitors) OVER w AS entered
+      FROM t WINDOW w AS (PARTITION BY campaign ORDER BY step_no))
+SELECT * EXCLUDE (entered) FROM c ORDER BY entered DESC, campaign, step_no"""
 
 
 CUSTOMER_ORDERS = """

@@ -91,11 +91,13 @@ def one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
-def _connect(settings: Settings) -> Any:
+def _connect(settings: Settings, args: argparse.Namespace | None = None) -> Any:
     from sinks.duck import connect
     from sinks.locate import locate
+    from sinks.window import Window
 
-    return connect(locate(settings))
+    window = Window.parse(getattr(args, "since", None), getattr(args, "until", None))
+    return connect(locate(settings), window)
 
 
 def _run(con: Any, text: str, fmt: str) -> None:
@@ -156,7 +158,7 @@ def _traceback_if(debug: bool) -> Iterator[None]:
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.errors import QueryError
 
-    con = _connect(settings)
+    con = _connect(settings, args)
     if args.command_text:
         with _traceback_if(args.debug):
             _run(con, args.command_text, args.format)
@@ -192,14 +194,26 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.reports import sections
 
     params = dict(p.split("=", 1) for p in args.param)
-    con = _connect(settings)
+    con = _connect(settings, args)
+    if args.name == "html":
+        return _html_report(con, args)
     with _traceback_if(args.debug):
         try:
             for section in sections(args.name, params, con, settings.webhouse):
                 print(f"== {section.title}")
-                _print_table(con.sql(section.query, params=list(section.params) or None), args.format)
+                _print_table(con.sql(section.sql(), params=list(section.params) or None), args.format)
         except duckdb.Error as exc:
             raise QueryError(one_line(exc)) from exc
+    return 0
+
+
+def _html_report(con: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sinks.report import read_figures, write_html
+
+    out = write_html(read_figures(con), Path(args.out), title=args.title)
+    print(f"report: {out}")
     return 0
 
 
@@ -240,6 +254,11 @@ def _forget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _add_window(parser: argparse.ArgumentParser) -> None:
+    for flag, doc in (("--since", "from this date or ISO time (inclusive)"), ("--until", "to (exclusive)")):
+        parser.add_argument(flag, metavar="DATE", help=f"{doc}; every table is cut to the range first")
+
+
 def register_maintenance(sub: Any) -> None:
     from sinks.reports import REPORTS
 
@@ -248,9 +267,12 @@ def register_maintenance(sub: Any) -> None:
     sql.add_argument("-c", dest="command_text", help="run these statements (separated by ;) and exit")
     sql.add_argument("--format", **fmt)
     sql.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
+    _add_window(sql)
     sql.set_defaults(func=_sql)
-    report = sub.add_parser("report", help="print a named analysis")
-    report.add_argument("name", choices=REPORTS)
+    report = sub.add_parser(
+        "report", help="print a named analysis, or write the HTML report (webhouse report html --out FILE)"
+    )
+    report.add_argument("name", choices=(*REPORTS, "html"))
     report.add_argument(
         "--param",
         action="append",
@@ -260,6 +282,9 @@ def register_maintenance(sub: Any) -> None:
     )
     report.add_argument("--format", **fmt)
     report.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
+    report.add_argument("--out", default="webhouse-report.html", help="html: the file to write")
+    report.add_argument("--title", default="webhouse report", help="html: the report's title")
+    _add_window(report)
     report.set_defaults(func=_report)
     for name, fn, doc in (
         ("compact", _compact, "rewrite small files into large ones (safe while sinks run)"),

@@ -12,6 +12,8 @@ analyses of ``sinks.analyses``.
 
 from __future__ import annotations
 
+from functools import partial
+
 import duckdb
 
 from pipeline.settings import Settings, load_settings
@@ -20,6 +22,7 @@ from sinks.pii import PiiHasher
 from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
 from sinks.store import DeltaStore
 from sinks.tables import build_tables, default_specs
+from sinks.window import Window
 
 STITCHING_SQL = """
 -- One customer per device: the most recently seen link wins (a shared device follows its last user).
@@ -58,8 +61,11 @@ QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY updated_at DESC NUL
 """
 
 
-def register_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
-    """Register every declared table (landed or empty); returns their names."""
+def register_tables(
+    con: duckdb.DuckDBPyConnection, settings: Settings, window: Window | None = None
+) -> list[str]:
+    """Register every declared table (landed or empty), cut to ``window``; returns their names."""
+    window = window or Window()
     store = DeltaStore(settings.webhouse)
     hasher = PiiHasher(settings.webhouse.pii_hmac_secret)
     names = []
@@ -68,20 +74,22 @@ def register_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[
         if dt is None:
             con.execute(empty_view_sql(table.name, duck_types(con, table.arrow_schema)))
         else:
-            register_snapshot(con, table.name, dt)
+            register_snapshot(con, table.name, dt, partial(window.where, table.name))
         names.append(table.name)
     return names
 
 
-def connect(settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings | None = None, window: Window | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every table, the stitched views and the analyses, for notebooks.
 
     The views show the snapshot current when this was called; call again for fresher data.
+    ``window`` cuts every table to a date range first (``sinks.window``), so every analysis
+    covers that range.
     """
     settings = settings or load_settings()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    names = register_tables(con, settings)
+    names = register_tables(con, settings, window)
     con.execute(STITCHING_SQL)
     if "profiles_history" in names:
         con.execute(PROFILES_SQL)

@@ -18,6 +18,8 @@ object-store root, and any table using Delta features ``read_parquet`` cannot ho
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -40,6 +42,10 @@ def duck_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> dict[str, s
     return {name: str(t) for name, t in zip(rel.columns, rel.types, strict=True)}
 
 
+def _where(where: str | None) -> str:
+    return f" WHERE {where}" if where else ""
+
+
 def empty_view_sql(name: str, types: dict[str, str]) -> str:
     cols = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(c)}" for c, t in types.items())
     return f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT {cols} WHERE false"
@@ -54,7 +60,12 @@ def readable_by_duckdb(dt: DeltaTable) -> bool:
 
 
 def parquet_view_sql(
-    con: duckdb.DuckDBPyConnection, name: str, files: list[str], partitions: list[str], types: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: list[str],
+    partitions: list[str],
+    types: dict[str, str],
+    where: str | None = None,
 ) -> str:
     """The view over ``files`` exposing exactly ``types`` (the table schema), in its order."""
     listed = "[" + ", ".join(quote_literal(f) for f in files) + "]"
@@ -74,19 +85,30 @@ def parquet_view_sql(
             cols.append(f"CAST({q} AS {typ}) AS {q}")
         else:
             cols.append(q)
-    return f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT {', '.join(cols)} FROM {source}"
+    return (
+        f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM "
+        f"(SELECT {', '.join(cols)} FROM {source}){_where(where)}"
+    )
 
 
-def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable) -> None:
-    """Make ``name`` a view of the current snapshot of ``dt``."""
+def register_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    dt: DeltaTable,
+    where: Callable[[set[str]], str | None] | None = None,
+) -> None:
+    """Make ``name`` a view of the current snapshot of ``dt``, cut by ``where(columns)`` if any."""
     schema = pa.schema(dt.schema().to_arrow())
+    cut = where(set(schema.names)) if where else None
     if not readable_by_duckdb(dt):
         # In memory: a materialised Arrow table, which DuckDB scans safely (unlike the dataset).
-        con.register(name, dt.to_pyarrow_table())
+        hidden = f"__{name}_in_memory"
+        con.register(hidden, dt.to_pyarrow_table())
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {hidden}{_where(cut)}")
         return
     types = duck_types(con, schema)
     files = dt.file_uris()
     if not files:
         con.execute(empty_view_sql(name, types))
         return
-    con.execute(parquet_view_sql(con, name, files, list(dt.metadata().partition_columns), types))
+    con.execute(parquet_view_sql(con, name, files, list(dt.metadata().partition_columns), types, cut))

@@ -254,7 +254,9 @@ def test_report_cli_prints_a_named_analysis(
     monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
     assert main(["report", "value_tiers", "--format", fmt]) == 0
     out = capsys.readouterr().out
-    assert "silver" in out and "none" in out and "1200" not in out
+    assert "silver" in out and "none" in out
+    if fmt == "csv":  # the totals row: additive columns summed, averages left empty
+        assert out.splitlines()[-1] == "total,5,1.0,1200.0,1.0,,"
     assert main(["sql", "-c", "SELECT round(sum(amount), 2) AS total FROM orders", "--format", fmt]) == 0
     assert "1200.0" in capsys.readouterr().out
 
@@ -286,3 +288,62 @@ def test_sessions_a_late_event_merged_are_superseded(tmp_path: Path) -> None:
     )
     rows = wh.connect().sql("SELECT session_id FROM sessions_current ORDER BY 1").fetchall()
     assert rows == [("other",), ("s12",)]
+
+
+def test_since_until_cut_every_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.cli import main
+
+    _rfm_webhouse(tmp_path)  # orders on days 0..29 after T0
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
+    since, until = (T0 + 20 * D).date().isoformat(), (T0 + 25 * D).date().isoformat()
+    args = ["--format", "csv", "--since", since, "--until", until]
+    assert main(["report", "rfm", *args]) == 0
+    out = capsys.readouterr().out
+    # Days 20..24: c2's four orders (days 20-23) only; RFM as of the day after the last of them.
+    assert "total,1,1.0,200.0,1.0,," in out.splitlines()
+    query = "SELECT count(*) AS n, min(order_date) AS lo, max(order_date) AS hi FROM orders"
+    assert main(["sql", *args, "-c", query]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"4,{since},{(T0 + 23 * D).date()}"
+
+
+def test_funnel_overall_and_by_campaign(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path, funnel_steps=["Product Viewed", "Order Completed"])
+    wh.events(
+        [
+            event("v1", name="Product Viewed", anonymous_id="a1", campaign="spring"),
+            event("o1", name="Order Completed", anonymous_id="a1", at=T0 + M),
+            event("v2", name="Product Viewed", anonymous_id="a2", campaign="spring", at=T0 + D),
+            event("v3", name="Product Viewed", anonymous_id="a3"),
+            event("o3", name="Order Completed", anonymous_id="a3", at=T0 + H),
+        ]
+    )
+    con = wh.connect()
+    assert con.sql("SELECT step, visitors, conversion_from_first FROM funnel_overall").fetchall() == [
+        ("Product Viewed", 3, 1.0),
+        ("Order Completed", 2, 0.6667),
+    ]
+    assert con.sql("SELECT campaign, step, visitors FROM funnel_by_campaign").fetchall() == [
+        ("spring", "Product Viewed", 2),
+        ("spring", "Order Completed", 1),
+        ("(none)", "Product Viewed", 1),
+        ("(none)", "Order Completed", 1),
+    ]
+
+
+def test_report_html_renders_any_webhouse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.cli import main
+
+    _rfm_webhouse(tmp_path / "tables")
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path / "tables"))
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
+    out = tmp_path / "r.html"
+    assert main(["report", "html", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"report: {out}\n"
+    page = out.read_text()
+    assert "events from 2026-03-02 to 2026-03-31 (30 days)" in page
+    assert "<h2>Events per day</h2>" in page and "Not available" not in page

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from pipeline import business
-from pipeline.collector.segment import map_event
-from pipeline.settings import Settings, TriggerSettings, ValueTierSettings
+from pipeline.settings import TriggerSettings, ValueTierSettings
 from tests.sinks.land import Webhouse
-from tools.records import link
-from tools.simulate import SimulationConfig, generate
+from tests.sinks.simulated import land_simulation
 from triggers.alerts import Alert
-from triggers.engine import Engine
-from triggers.harness import Harness, RawReplay
-from triggers.profile import Profile, to_record
-from triggers.ruleset import load_rules
+from triggers.harness import Harness
+from triggers.profile import Profile
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-RECEIVED = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
 # Low thresholds, so a small simulation has customers in every tier.
 TIERS = [
     ValueTierSettings(name="silver", min_revenue=150.0, min_orders=2),
@@ -54,28 +47,8 @@ def test_active_means_activity_within_the_days() -> None:
 @pytest.fixture(scope="module")
 def agreed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Harness, Webhouse, list[str]]:
     triggers = TriggerSettings(value_tiers=TIERS)
-    tiers = tuple((t.name, t.min_revenue, t.min_orders) for t in TIERS)
-    sim = generate(SimulationConfig(seed=11, now=NOW, customers=200, value_tiers=tiers))
-    harness = Harness(Engine(load_rules(Settings().triggers.rules_dir), triggers))
-    replay = RawReplay(harness, Settings().worker.session.inactivity_gap_s)
-    records: list[dict[str, Any]] = []
-    for ev in sim.events:
-        if ev.malformed is None:
-            record = map_event(ev.body, received_at=RECEIVED, source="simulator")
-            records.append(record)
-            replay.event(record)
-    replay.finish(sim.truth.now_ms)
-    wh = Webhouse(tmp_path_factory.mktemp("agree"), triggers)
-    wh.events(records)
-    links: dict[tuple[str, str], datetime] = {}
-    for r in records:
-        if r.get("user_id") and r.get("anonymous_id"):
-            key = (r["anonymous_id"], r["user_id"])
-            links[key] = max(links.get(key, r["timestamp"]), r["timestamp"])
-    wh.land("identity", [link(a, c, at) for (a, c), at in sorted(links.items())])
-    customers = sorted({r["user_id"] for r in records if r.get("user_id")})
-    wh.land("profiles", [to_record(harness.states[c].profile) for c in customers if c in harness.states])
-    return harness, wh, customers
+    landed = land_simulation(tmp_path_factory.mktemp("agree"), triggers, seed=11, customers=200, days=30)
+    return landed.harness, landed.webhouse, landed.customers
 
 
 def _profiles(harness: Harness, customers: list[str]) -> dict[str, Profile]:
