@@ -218,13 +218,21 @@ def _html_report(con: Any, args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.maintenance import compact
+    from sinks.maintenance import auto_compact, compact
     from sinks.store import DeltaStore
 
-    for name, (removed, added) in compact(
-        DeltaStore(settings.webhouse), _specs(settings, args.tables)
-    ).items():
-        print(f"{name}: {removed} files compacted into {added}")
+    store, specs = DeltaStore(settings.webhouse), _specs(settings, args.tables)
+    if args.every is None:
+        for name, (removed, added) in compact(store, specs).items():
+            print(f"{name}: {removed} files compacted into {added}")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        for name, (removed, added) in auto_compact(store, specs, args.min_small_files).items():
+            print(f"{name}: {removed} files compacted into {added}", flush=True)
+        stop.wait(args.every)
     return 0
 
 
@@ -294,6 +302,19 @@ def register_maintenance(sub: Any) -> None:
         p.add_argument("--tables", help="comma-separated subset of tables (default: all)")
         if name == "vacuum":
             p.add_argument("--dry-run", action="store_true")
+        else:
+            p.add_argument(
+                "--every",
+                type=float,
+                metavar="SECONDS",
+                help="keep running: every SECONDS, compact the tables with many small files",
+            )
+            p.add_argument(
+                "--min-small-files",
+                type=int,
+                default=16,
+                help="with --every: compact a table once a partition holds this many small files",
+            )
         p.set_defaults(func=fn)
     forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")
     forget.add_argument("customer_id")
