@@ -39,38 +39,35 @@ def funnel_sql(steps: Sequence[str], name: str = "funnel") -> str:
     """
     if not steps:
         raise ValueError("a funnel needs at least one step")
-    listed = ", ".join(_quote(s) for s in steps)
-    parts = [
-        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event, event_time, campaign "
-        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
-        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
-        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign FROM ev GROUP BY ALL)",
-        f"s1 AS (SELECT visitor, day, min(event_time) AS t FROM ev "
-        f"WHERE event = {_quote(steps[0])} GROUP BY ALL)",
-    ]
-    for k in range(2, len(steps) + 1):
-        parts.append(
-            f"s{k} AS (SELECT p.visitor, p.day, min(ev.event_time) AS t FROM s{k - 1} p JOIN ev "
-            f"ON ev.visitor = p.visitor AND ev.day = p.day AND ev.event = {_quote(steps[k - 1])} "
-            f"AND ev.event_time >= p.t GROUP BY ALL)"
-        )
-    counts = " UNION ALL ".join(
-        f"SELECT s.day, vd.campaign, {k} AS step_no, count(*) AS n FROM s{k} s JOIN vd USING (visitor, day) "
-        f"GROUP BY ALL"
-        for k in range(1, len(steps) + 1)
+    listed = ", ".join(_quote(s) for s in dict.fromkeys(steps))
+    # Each event name -> the step numbers it stands for (a name may appear twice in a funnel).
+    numbers = " ".join(
+        f"WHEN {_quote(s)} THEN {[k for k, t in enumerate(steps, 1) if t == s]}" for s in dict.fromkeys(steps)
     )
     step_names = " UNION ALL ".join(
         f"SELECT {k} AS step_no, {_quote(s)} AS step" for k, s in enumerate(steps, 1)
     )
-    parts.append(f"counts AS ({counts})")
-    parts.append(f"step_names AS ({step_names})")
-    parts.append("groups AS (SELECT DISTINCT day, campaign FROM vd)")
+    # One pass per visitor-day: its funnel events in time order (earlier step first on a tie),
+    # folded into the furthest step reached in order (greedy: each step at the earliest time
+    # at or after the previous one, which is when an ordered path exists at all).
+    parts = [
+        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event_time, campaign, "
+        f"CASE event {numbers} END AS nos "
+        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
+        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
+        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign, "
+        "list_reduce(list(nos ORDER BY event_time, nos[1]), "
+        "lambda acc, x: CASE WHEN list_contains(x, acc + 1) THEN acc + 1 ELSE acc END, 0) AS reached "
+        "FROM ev GROUP BY visitor, day)",
+        "g AS (SELECT day, campaign, reached, count(*) AS n FROM vd GROUP BY ALL)",
+        f"step_names AS ({step_names})",
+    ]
     return f"""CREATE OR REPLACE TEMP VIEW {name} AS
 WITH {", ".join(parts)},
 full_grid AS (
-  SELECT g.day, g.campaign, st.step_no, st.step, coalesce(c.n, 0) AS visitors
-  FROM groups g CROSS JOIN step_names st
-  LEFT JOIN counts c ON c.day = g.day AND c.campaign = g.campaign AND c.step_no = st.step_no)
+  SELECT g.day, g.campaign, st.step_no, st.step,
+         coalesce(sum(g.n) FILTER (WHERE g.reached >= st.step_no), 0)::BIGINT AS visitors
+  FROM g CROSS JOIN step_names st GROUP BY ALL)
 SELECT day, campaign, step_no, step, visitors,
        round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
        round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous

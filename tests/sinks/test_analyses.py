@@ -123,6 +123,24 @@ def test_funnel_counts_ordered_steps_by_day_and_campaign(tmp_path: Path) -> None
     ]
 
 
+def test_funnel_with_a_repeated_step_and_ties(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path, funnel_steps=["A", "B", "A"])
+    wh.events(
+        [
+            event("1", name="A", anonymous_id="v1", at=T0),
+            event("2", name="B", anonymous_id="v1", at=T0 + M),
+            event("3", name="A", anonymous_id="v1", at=T0 + 2 * M),  # A again after B: step 3
+            event("4", name="A", anonymous_id="v2", at=T0),
+            event("5", name="A", anonymous_id="v2", at=T0 + M),  # the second A comes before B
+            event("6", name="B", anonymous_id="v2", at=T0 + 2 * M),
+            event("7", name="B", anonymous_id="v3", at=T0),  # A and B at the same instant: in order
+            event("8", name="A", anonymous_id="v3", at=T0),
+        ]
+    )
+    rows = wh.connect().sql("SELECT step_no, visitors FROM funnel_overall").fetchall()
+    assert rows == [(1, 3), (2, 3), (3, 1)]
+
+
 def test_top_paths_and_next_page_transitions(tmp_path: Path) -> None:
     wh = Webhouse(tmp_path)
     visits = {"s1": ["/", "/a", "/b"], "s2": ["/", "/a"], "s3": ["/", "/a", "/b"]}
