@@ -21,8 +21,8 @@ def _fmt(value: float) -> str:
         return f"{value / 1_000_000:.1f}M"
     if abs(value) >= 10_000:
         return f"{value / 1000:.0f}k"
-    if float(value).is_integer():
-        return f"{int(value):,}"
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:,.1f}"
 
 
@@ -47,7 +47,7 @@ def hbar(title: str, rows: Sequence[tuple[str, float]], unit: str = "") -> str:
     """Horizontal bars, one per (label, value); used for funnels, tiers and rankings."""
     if not rows:
         return empty(title)
-    bar_h, gap, label_w, value_w, size = 22, 6, 170, 80, 12
+    bar_h, gap, label_w, value_w, size = 22, 6, 170, 90, 12
     height = len(rows) * (bar_h + gap) + 10
     top = max(v for _, v in rows) or 1.0
     parts = [_open(title, height)]
@@ -103,11 +103,12 @@ def columns(title: str, rows: Sequence[tuple[str, float]], height: int = 200) ->
 
 
 def heatmap(title: str, rows: Sequence[tuple[str, int, float]]) -> str:
-    """Cohort retention: (cohort label, period index, share 0..1) cells."""
+    """Cohort retention: (cohort label, period index, share 0..1) cells; every period from 0 to
+    the last is a column, so a month nobody came back in is an empty column, not a missing one."""
     if not rows:
         return empty(title)
     cohorts = sorted({c for c, _, _ in rows})
-    periods = sorted({p for _, p, _ in rows})
+    periods = list(range(0, max(p for _, p, _ in rows) + 1))
     label_w = 60
     cell_w = (WIDTH - label_w) / max(1, len(periods))
     cell_h = 18
