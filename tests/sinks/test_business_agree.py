@@ -55,6 +55,7 @@ def _profiles(harness: Harness, customers: list[str]) -> dict[str, Profile]:
     return {c: harness.states[c].profile for c in customers if c in harness.states}
 
 
+@pytest.mark.slow
 def test_value_tiers_agree_across_profiles_reports_and_alerts(
     agreed: tuple[Harness, Webhouse, list[str]],
 ) -> None:
@@ -81,6 +82,7 @@ def _is_vip_alert(alert: Alert, vip: str) -> bool:
     return alert.rule_id == "vip_tier_reached" and alert.data.get("value_tier") == vip
 
 
+@pytest.mark.slow
 def test_rfm_parts_agree_with_the_profiles(agreed: tuple[Harness, Webhouse, list[str]]) -> None:
     harness, wh, customers = agreed
     con = wh.connect()
