@@ -14,7 +14,8 @@ WebhouseError
 ├── RuleError              a trigger rule file is invalid (has .path, .line)
 ├── SignatureError         a signed webhook request does not verify (receivers' side)
 ├── SimulationError        the traffic simulator was misconfigured or the collector refused it
-└── SinkError              the webhouse could not land a batch
+├── SinkError              the webhouse could not land a batch
+└── QueryError             an analyst's SQL failed (the webhouse sql / report commands)
 """
 
 from __future__ import annotations
@@ -101,4 +102,8 @@ class SignatureError(WebhouseError):
 
 
 class SinkError(WebhouseError):
+    pass
+
+
+class QueryError(WebhouseError):
     pass

@@ -315,10 +315,6 @@ class WebhouseSettings(_Section):
         default_factory=lambda: ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"],
         description="Ordered event names of the funnel report.",
     )
-    value_tier_cuts: dict[str, float] = Field(
-        default_factory=lambda: {"vip": 0.01, "gold": 0.05, "silver": 0.20},
-        description="Value tiers: name -> top share of customers (cumulative); the rest is 'bronze'.",
-    )
     attribution_window_days: int = Field(7, gt=0, description="Campaign report: send/click -> order window.")
     dormant_days: int = Field(90, gt=0, description="Dormant report: days without any activity.")
 

@@ -10,8 +10,12 @@ Reading guide, in the order a record meets the modules:
 - ``store``: Delta appends that carry their Kafka offsets as application transactions, with
   the natural-id dedupe; ``metrics``: what landed, commit latency, lag;
 - ``maintenance``: `webhouse compact`, `vacuum`, `forget`;
+- ``locate``: which root holds the tables (a clear error when none does);
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
-  ``analyses``: the named SQL views; ``reports``: `webhouse report`; ``cli``: the commands;
+  ``snapshot``: a Delta snapshot as a read_parquet view (no Arrow dataset scan);
+  ``window``: the --since/--until range every table is cut to;
+  ``analyses``: the named SQL views; ``reports``: `webhouse report`; `report/`: the HTML report
+  (`webhouse report html`); ``cli``: the commands;
 """
 
 from __future__ import annotations

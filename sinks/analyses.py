@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pipeline import business
 from pipeline.settings import WebhouseSettings
 
 
@@ -31,65 +32,87 @@ def _quote(text: str) -> str:
 
 
 def funnel_sql(steps: Sequence[str], name: str = "funnel") -> str:
-    """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day).
+    """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day);
+    ``<name>_overall`` and ``<name>_by_campaign`` sum those visitor-days over the days.
 
     The campaign of a visitor-day is the first campaign seen on one of its funnel events.
     """
     if not steps:
         raise ValueError("a funnel needs at least one step")
-    listed = ", ".join(_quote(s) for s in steps)
-    parts = [
-        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event, event_time, campaign "
-        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
-        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
-        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign FROM ev GROUP BY ALL)",
-        f"s1 AS (SELECT visitor, day, min(event_time) AS t FROM ev "
-        f"WHERE event = {_quote(steps[0])} GROUP BY ALL)",
-    ]
-    for k in range(2, len(steps) + 1):
-        parts.append(
-            f"s{k} AS (SELECT p.visitor, p.day, min(ev.event_time) AS t FROM s{k - 1} p JOIN ev "
-            f"ON ev.visitor = p.visitor AND ev.day = p.day AND ev.event = {_quote(steps[k - 1])} "
-            f"AND ev.event_time >= p.t GROUP BY ALL)"
-        )
-    counts = " UNION ALL ".join(
-        f"SELECT s.day, vd.campaign, {k} AS step_no, count(*) AS n FROM s{k} s JOIN vd USING (visitor, day) "
-        f"GROUP BY ALL"
-        for k in range(1, len(steps) + 1)
+    listed = ", ".join(_quote(s) for s in dict.fromkeys(steps))
+    # Each event name -> the step numbers it stands for (a name may appear twice in a funnel).
+    numbers = " ".join(
+        f"WHEN {_quote(s)} THEN {[k for k, t in enumerate(steps, 1) if t == s]}" for s in dict.fromkeys(steps)
     )
     step_names = " UNION ALL ".join(
         f"SELECT {k} AS step_no, {_quote(s)} AS step" for k, s in enumerate(steps, 1)
     )
-    parts.append(f"counts AS ({counts})")
-    parts.append(f"step_names AS ({step_names})")
-    parts.append("groups AS (SELECT DISTINCT day, campaign FROM vd)")
+    # One pass per visitor-day: its funnel events in time order (earlier step first on a tie),
+    # folded into the furthest step reached in order (greedy: each step at the earliest time
+    # at or after the previous one, which is when an ordered path exists at all).
+    parts = [
+        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event_time, campaign, "
+        f"CASE event {numbers} END AS nos "
+        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
+        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
+        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign, "
+        "list_reduce(list(nos ORDER BY event_time, nos[1]), "
+        "lambda acc, x: CASE WHEN list_contains(x, acc + 1) THEN acc + 1 ELSE acc END, 0) AS reached "
+        "FROM ev GROUP BY visitor, day)",
+        "g AS (SELECT day, campaign, reached, count(*) AS n FROM vd GROUP BY ALL)",
+        f"step_names AS ({step_names})",
+    ]
     return f"""CREATE OR REPLACE TEMP VIEW {name} AS
 WITH {", ".join(parts)},
 full_grid AS (
-  SELECT g.day, g.campaign, st.step_no, st.step, coalesce(c.n, 0) AS visitors
-  FROM groups g CROSS JOIN step_names st
-  LEFT JOIN counts c ON c.day = g.day AND c.campaign = g.campaign AND c.step_no = st.step_no)
+  SELECT g.day, g.campaign, st.step_no, st.step,
+         coalesce(sum(g.n) FILTER (WHERE g.reached >= st.step_no), 0)::BIGINT AS visitors
+  FROM g CROSS JOIN step_names st GROUP BY ALL)
 SELECT day, campaign, step_no, step, visitors,
        round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
        round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous
 FROM full_grid WINDOW w AS (PARTITION BY day, campaign ORDER BY step_no)
-ORDER BY day, campaign, step_no"""
+ORDER BY day, campaign, step_no;
+
+-- The same funnel summed over the days (visitor-days reaching each step): overall, and per campaign.
+CREATE OR REPLACE TEMP VIEW {name}_overall AS
+WITH t AS (SELECT step_no, step, sum(visitors)::BIGINT AS visitors FROM {name} GROUP BY ALL)
+SELECT step_no, step, visitors,
+       round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
+       round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous
+FROM t WINDOW w AS (ORDER BY step_no) ORDER BY step_no;
+
+CREATE OR REPLACE TEMP VIEW {name}_by_campaign AS
+WITH t AS (SELECT campaign, step_no, step, sum(visitors)::BIGINT AS visitors FROM {name} GROUP BY ALL),
+c AS (SELECT campaign, step_no, step, visitors,
+             round(visitors / nullif(first_value(visitors) OVER w, 0), 4) AS conversion_from_first,
+             round(visitors / nullif(lag(visitors) OVER w, 0), 4) AS conversion_from_previous,
+             first_value(visitors) OVER w AS entered
+      FROM t WINDOW w AS (PARTITION BY campaign ORDER BY step_no))
+SELECT * EXCLUDE (entered) FROM c ORDER BY entered DESC, campaign, step_no"""
 
 
 CUSTOMER_ORDERS = """
+-- One row per customer order: when it was completed (NULL: only refund lines landed), its net
+-- amount (refund lines subtract) and its revenue as the shop reported it when completed.
 CREATE OR REPLACE TEMP VIEW customer_orders AS
 SELECT stitched_customer_id AS customer_id, order_id,
        min(event_time) FILTER (WHERE kind = 'completed') AS ordered_at,
-       sum(amount) AS net_amount
+       sum(amount) AS net_amount,
+       any_value(order_revenue) FILTER (WHERE kind = 'completed') AS order_revenue
 FROM orders_stitched WHERE stitched_customer_id IS NOT NULL
 GROUP BY ALL;
 """
 
-RFM = """
--- RFM: recency (days since the last order, as of a day after the latest order unless given),
--- frequency (completed orders), monetary (net revenue). Scores 1-5 are quintiles by rank, ties
--- kept together (score = 1 + floor(5 * (rank - 1) / customers)); 5 is best (most recent,
--- most frequent, highest value). Customers with no completed order are left out.
+
+def rfm_sql() -> str:
+    """RFM scores and segments; the terms and the grid are ``pipeline.business``'s."""
+    return f"""
+-- RFM: recency (days since the last completed order, as of a day after the latest order unless
+-- given), frequency (distinct completed orders), monetary (net revenue, refunds subtracted).
+-- Scores 1-5 are quintiles by rank, ties kept together (score = 1 + floor(5 * (rank - 1) /
+-- customers)); 5 is best. Segments: the usual R x F grid (pipeline/business.py). Customers
+-- with no completed order are left out.
 CREATE OR REPLACE TEMP MACRO rfm_at(as_of := NULL) AS TABLE
 WITH c AS (
   SELECT customer_id, max(ordered_at) AS last_order_at, count(ordered_at) AS frequency,
@@ -107,16 +130,7 @@ s AS (
   FROM m)
 SELECT customer_id, last_order_at, recency_days, frequency, round(monetary, 2) AS monetary,
        r_score, f_score, m_score, r_score::VARCHAR || f_score::VARCHAR || m_score::VARCHAR AS rfm_cell,
-       CASE
-         WHEN r_score >= 4 AND f_score >= 4 THEN 'champions'
-         WHEN r_score >= 3 AND f_score >= 3 THEN 'loyal'
-         WHEN r_score >= 4 AND f_score <= 1 THEN 'new'
-         WHEN r_score >= 3 THEN 'promising'
-         WHEN r_score <= 2 AND f_score = 5 THEN 'cannot_lose'
-         WHEN r_score <= 2 AND f_score >= 3 THEN 'at_risk'
-         WHEN r_score = 2 THEN 'hibernating'
-         ELSE 'lost'
-       END AS segment
+       {business.rfm_segment_sql("r_score", "f_score")} AS segment
 FROM s ORDER BY customer_id;
 
 CREATE OR REPLACE TEMP VIEW rfm AS SELECT * FROM rfm_at();
@@ -131,28 +145,28 @@ FROM rfm GROUP BY segment ORDER BY revenue DESC;
 """
 
 
-def value_tiers_sql(cuts: dict[str, float]) -> str:
-    """Tiers by rank of lifetime net revenue: top ``cut`` share of customers, cumulative."""
-    ordered = sorted(cuts.items(), key=lambda kv: kv[1])
-    case = " ".join(f"WHEN rn <= ceil({share} * n) THEN {_quote(name)}" for name, share in ordered)
-    order = " ".join(f"WHEN {_quote(name)} THEN {i}" for i, (name, _) in enumerate(ordered))
+def value_tiers_sql(tiers: Sequence[business.Tier]) -> str:
+    """Value tiers as the profiles and the VIP trigger define them (``pipeline.business``)."""
+    tier = business.tier_sql("tier_revenue", "orders", tiers)
     return f"""
--- Value tiers (the VIP question): customers ranked by lifetime net revenue; each tier is the top
--- share of customers given in settings (cumulative), the rest 'bronze'.
+-- Value tiers (the VIP question): the highest tier whose lifetime revenue OR order threshold a
+-- customer reached (settings: triggers.value_tiers, the profiles' and the VIP trigger's own),
+-- '{business.NO_TIER}' below the first. revenue is net of refunds; tier_revenue is what the
+-- tier is judged on (completed orders' revenue as reported; a refund does not take it back).
 CREATE OR REPLACE TEMP VIEW customer_value AS
-WITH c AS (SELECT customer_id, sum(net_amount) AS revenue, count(ordered_at) AS orders
-           FROM customer_orders GROUP BY customer_id),
-r AS (SELECT *, row_number() OVER (ORDER BY revenue DESC, customer_id) AS rn, count(*) OVER () AS n FROM c)
-SELECT customer_id, round(revenue, 2) AS revenue, orders, rn AS revenue_rank,
-       CASE {case} ELSE 'bronze' END AS tier
-FROM r;
+WITH c AS (SELECT customer_id, sum(net_amount) AS revenue, count(ordered_at) AS orders,
+                  coalesce(sum(order_revenue), 0) AS tier_revenue
+           FROM customer_orders GROUP BY customer_id)
+SELECT customer_id, round(revenue, 2) AS revenue, orders, round(tier_revenue, 2) AS tier_revenue,
+       row_number() OVER (ORDER BY revenue DESC, customer_id) AS revenue_rank, {tier} AS tier
+FROM c;
 
 CREATE OR REPLACE TEMP VIEW value_tiers AS
 SELECT tier, count(*) AS customers, round(count(*) / sum(count(*)) OVER (), 4) AS customer_share,
        round(sum(revenue), 2) AS revenue, round(sum(revenue) / sum(sum(revenue)) OVER (), 4) AS revenue_share,
        round(avg(revenue), 2) AS avg_revenue, min(revenue) AS min_revenue
 FROM customer_value GROUP BY tier
-ORDER BY CASE tier {order} ELSE {len(ordered)} END;
+ORDER BY {business.tier_order_sql("tier", tiers)};
 """
 
 
@@ -236,24 +250,34 @@ SELECT s.campaign,
 FROM sends s GROUP BY s.campaign ORDER BY revenue DESC, s.campaign;
 """
 
-DORMANT = """
--- Dormant customers: no event and no order for at least `days` days before `as_of` (default:
--- the latest activity in the data), with what they have been worth.
-CREATE OR REPLACE TEMP MACRO dormant_customers_for(days := 90, as_of := NULL) AS TABLE
+
+def dormant_sql() -> str:
+    """Activity per customer and the dormant ones; "active" is ``pipeline.business``'s."""
+    quiet = ", ".join(business._quote(c) for c in business.INACTIVE_CHANNELS)
+    active = business.active_sql("l.last_activity_at", "ref.t", "days")
+    return f"""
+-- Customer activity: the last event (e-mail channel aside: an open is the ESP's pixel) or order
+-- of each customer; active = some activity less than `days` days before `as_of` (default: the
+-- latest activity in the data). Dormant customers are the ones not active.
+CREATE OR REPLACE TEMP MACRO customer_activity_at(days := 90, as_of := NULL) AS TABLE
 WITH act AS (
   SELECT stitched_customer_id AS customer_id, event_time FROM events_stitched
-  WHERE stitched_customer_id IS NOT NULL
+  WHERE stitched_customer_id IS NOT NULL AND coalesce(channel, '') NOT IN ({quiet})
   UNION ALL SELECT customer_id, ordered_at FROM customer_orders WHERE ordered_at IS NOT NULL),
 ref AS (SELECT coalesce(CAST(as_of AS TIMESTAMPTZ), (SELECT max(event_time) FROM act)) AS t),
 last AS (SELECT customer_id, max(event_time) AS last_activity_at FROM act GROUP BY customer_id),
 val AS (SELECT customer_id, sum(net_amount) AS revenue, count(ordered_at) AS orders
         FROM customer_orders GROUP BY customer_id)
 SELECT l.customer_id, l.last_activity_at, datediff('day', l.last_activity_at, ref.t) AS days_inactive,
-       coalesce(v.orders, 0) AS orders, round(coalesce(v.revenue, 0), 2) AS revenue
-FROM last l CROSS JOIN ref LEFT JOIN val v USING (customer_id)
-WHERE l.last_activity_at <= ref.t - to_days(days)
-ORDER BY revenue DESC, l.customer_id;
+       {active} AS active, coalesce(v.orders, 0) AS orders, round(coalesce(v.revenue, 0), 2) AS revenue
+FROM last l CROSS JOIN ref LEFT JOIN val v USING (customer_id);
+
+CREATE OR REPLACE TEMP MACRO dormant_customers_for(days := 90, as_of := NULL) AS TABLE
+SELECT customer_id, last_activity_at, days_inactive, orders, revenue
+FROM customer_activity_at(days := days, as_of := as_of) WHERE NOT active
+ORDER BY revenue DESC, customer_id;
 """
+
 
 REALTIME = """
 -- Real-time visitors: distinct visitors (customer, else device) with an event in the 5 and 30
@@ -328,15 +352,15 @@ SELECT * EXCLUDE (profile_date) FROM profiles WHERE customer_id = cid;
 """
 
 
-def analyses(cfg: WebhouseSettings) -> list[Analysis]:
+def analyses(cfg: WebhouseSettings, tiers: Sequence[business.Tier]) -> list[Analysis]:
     return [
         Analysis("funnel", funnel_sql.__doc__ or "", funnel_sql(cfg.funnel_steps)),
         Analysis("customer_orders", "One row per customer order (net of refund lines).", CUSTOMER_ORDERS),
-        Analysis("rfm", "RFM quintile scores and named segments per customer.", RFM),
+        Analysis("rfm", "RFM quintile scores and named segments per customer.", rfm_sql()),
         Analysis(
             "value_tiers",
             "Value tiers and each tier's share of revenue.",
-            value_tiers_sql(cfg.value_tier_cuts),
+            value_tiers_sql(tiers),
         ),
         Analysis("cohort_retention", "Retention by month of first order.", COHORTS),
         Analysis("top_paths", "Most common visit paths and next-page transitions.", PATHS),
@@ -349,8 +373,10 @@ def analyses(cfg: WebhouseSettings) -> list[Analysis]:
         Analysis(
             "dormant_customers",
             "Customers inactive for N days, with their value.",
-            DORMANT + f"\nCREATE OR REPLACE TEMP VIEW dormant_customers AS "
-            f"SELECT * FROM dormant_customers_for({cfg.dormant_days});",
+            dormant_sql() + f"\nCREATE OR REPLACE TEMP VIEW dormant_customers AS "
+            f"SELECT * FROM dormant_customers_for({cfg.dormant_days});\n"
+            f"CREATE OR REPLACE TEMP VIEW customer_activity AS "
+            f"SELECT * FROM customer_activity_at({cfg.dormant_days});",
         ),
         Analysis("realtime", "Active visitors in the last 5/30 minutes, top pages and products.", REALTIME),
         Analysis("customer", "Single customer view.", CUSTOMER),
@@ -359,10 +385,12 @@ def analyses(cfg: WebhouseSettings) -> list[Analysis]:
     ]
 
 
-def install_analyses(con: duckdb.DuckDBPyConnection, cfg: WebhouseSettings, tables: set[str]) -> list[str]:
+def install_analyses(
+    con: duckdb.DuckDBPyConnection, cfg: WebhouseSettings, tiers: Sequence[business.Tier], tables: set[str]
+) -> list[str]:
     """Create every analysis whose tables exist; returns the names installed."""
     installed = []
-    for analysis in analyses(cfg):
+    for analysis in analyses(cfg, tiers):
         if not set(analysis.requires) <= tables:
             continue
         con.execute(analysis.sql)

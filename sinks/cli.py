@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.errors import SettingsError
@@ -80,14 +82,92 @@ def _print_table(rel: Any, fmt: str) -> None:
             print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
 
 
-def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.duck import connect
+def one_line(exc: BaseException) -> str:
+    """DuckDB's message up to its first blank line (the error and any "Did you mean"), on one line."""
+    lines = []
+    for line in str(exc).splitlines():
+        if not line.strip() or line.startswith("LINE "):
+            break
+        lines.append(line.strip())
+    return " ".join(lines) or type(exc).__name__
 
-    con = connect(settings)
+
+def _connect(settings: Settings, args: argparse.Namespace | None = None) -> Any:
+    from sinks.duck import connect
+    from sinks.locate import locate
+    from sinks.window import Window
+
+    window = Window.parse(getattr(args, "since", None), getattr(args, "until", None))
+    return connect(locate(settings), window)
+
+
+def _run(con: Any, text: str, fmt: str) -> None:
+    """Run ``text`` (one or more statements) and print each result."""
+    import duckdb
+
+    from pipeline.errors import QueryError
+
+    try:
+        for i, parsed in enumerate(con.extract_statements(text)):
+            rel = con.sql(parsed)
+            if rel is None:
+                continue
+            if i and fmt != "table":
+                print()  # a blank line between the results of several statements
+            _print_table(rel, fmt)
+    except duckdb.Error as exc:
+        raise QueryError(one_line(exc)) from exc
+
+
+TABLES_SQL = """SELECT table_name AS name, lower(table_type) AS kind FROM information_schema.tables
+ORDER BY kind, name"""
+
+
+def _dot_command(con: Any, line: str, fmt: str) -> bool:
+    """The shell's dot commands: .tables, .schema [NAME]; True when ``line`` was one."""
+    words = line.strip().rstrip(";").split()
+    if not words or words[0] not in (".tables", ".schema"):
+        return False
+    if words[0] == ".tables":
+        _print_table(con.sql(TABLES_SQL), fmt)
+    elif len(words) > 1:
+        _run(con, f"DESCRIBE {words[1]}", fmt)
+    else:
+        _print_table(
+            con.sql(
+                "SELECT table_name AS name, column_name AS column, data_type AS type "
+                "FROM information_schema.columns ORDER BY table_name, ordinal_position"
+            ),
+            fmt,
+        )
+    return True
+
+
+@contextlib.contextmanager
+def _traceback_if(debug: bool) -> Iterator[None]:
+    """With --debug a failed query raises DuckDB's own error (a traceback), else one line."""
+    from pipeline.errors import QueryError
+
+    try:
+        yield
+    except QueryError as exc:
+        if debug and exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.errors import QueryError
+
+    con = _connect(settings, args)
     if args.command_text:
-        _print_table(con.sql(args.command_text), args.format)
+        with _traceback_if(args.debug):
+            _run(con, args.command_text, args.format)
         return 0
-    print("webhouse SQL (DuckDB). Tables and views: SHOW TABLES; end a statement with ';', quit with .quit")
+    print(
+        "webhouse SQL (DuckDB). .tables lists tables and views, .schema NAME their columns; "
+        "end a statement with ';', quit with .quit"
+    )
     buffer: list[str] = []
     while True:
         try:
@@ -96,38 +176,64 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if line.strip() in (".quit", ".exit", "\\q"):
             return 0
-        buffer.append(line)
-        if not line.rstrip().endswith(";"):
-            continue
-        statement, buffer = "\n".join(buffer), []
         try:
-            rel = con.sql(statement)
-            if rel is not None:
-                _print_table(rel, args.format)
-        except Exception as exc:  # an analyst's typo must not end the session
+            if not buffer and _dot_command(con, line, args.format):
+                continue
+            buffer.append(line)
+            if not line.rstrip().endswith(";"):
+                continue
+            statement, buffer = "\n".join(buffer), []
+            _run(con, statement, args.format)
+        except QueryError as exc:  # an analyst's typo must not end the session
             print(f"error: {exc}")
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.duck import connect
+    import duckdb
+
+    from pipeline.errors import QueryError
     from sinks.reports import sections
 
     params = dict(p.split("=", 1) for p in args.param)
-    con = connect(settings)
-    for section in sections(args.name, params, con, settings.webhouse):
-        print(f"== {section.title}")
-        _print_table(con.sql(section.query, params=list(section.params) or None), args.format)
+    con = _connect(settings, args)
+    if args.name == "html":
+        return _html_report(con, args)
+    with _traceback_if(args.debug):
+        try:
+            for section in sections(args.name, params, con, settings.webhouse):
+                print(f"== {section.title}")
+                _print_table(con.sql(section.sql(), params=list(section.params) or None), args.format)
+        except duckdb.Error as exc:
+            raise QueryError(one_line(exc)) from exc
+    return 0
+
+
+def _html_report(con: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sinks.report import read_figures, write_html
+
+    out = write_html(read_figures(con), Path(args.out), title=args.title)
+    print(f"report: {out}")
     return 0
 
 
 def _compact(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.maintenance import compact
+    from sinks.maintenance import auto_compact, compact
     from sinks.store import DeltaStore
 
-    for name, (removed, added) in compact(
-        DeltaStore(settings.webhouse), _specs(settings, args.tables)
-    ).items():
-        print(f"{name}: {removed} files compacted into {added}")
+    store, specs = DeltaStore(settings.webhouse), _specs(settings, args.tables)
+    if args.every is None:
+        for name, (removed, added) in compact(store, specs).items():
+            print(f"{name}: {removed} files compacted into {added}")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        for name, (removed, added) in auto_compact(store, specs, args.min_small_files).items():
+            print(f"{name}: {removed} files compacted into {added}", flush=True)
+        stop.wait(args.every)
     return 0
 
 
@@ -157,16 +263,25 @@ def _forget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _add_window(parser: argparse.ArgumentParser) -> None:
+    for flag, doc in (("--since", "from this date or ISO time (inclusive)"), ("--until", "to (exclusive)")):
+        parser.add_argument(flag, metavar="DATE", help=f"{doc}; every table is cut to the range first")
+
+
 def register_maintenance(sub: Any) -> None:
     from sinks.reports import REPORTS
 
     fmt = {"choices": ["table", "csv", "json"], "default": "table"}
     sql = sub.add_parser("sql", help="DuckDB over the webhouse tables (no extension download)")
-    sql.add_argument("-c", dest="command_text", help="run one query and exit")
+    sql.add_argument("-c", dest="command_text", help="run these statements (separated by ;) and exit")
     sql.add_argument("--format", **fmt)
+    sql.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
+    _add_window(sql)
     sql.set_defaults(func=_sql)
-    report = sub.add_parser("report", help="print a named analysis")
-    report.add_argument("name", choices=REPORTS)
+    report = sub.add_parser(
+        "report", help="print a named analysis, or write the HTML report (webhouse report html --out FILE)"
+    )
+    report.add_argument("name", choices=(*REPORTS, "html"))
     report.add_argument(
         "--param",
         action="append",
@@ -175,6 +290,10 @@ def register_maintenance(sub: Any) -> None:
         help="e.g. customer_id=42, now=2026-03-01T12:00:00Z, days=30, steps=A,B,C",
     )
     report.add_argument("--format", **fmt)
+    report.add_argument("--debug", action="store_true", help="a failing query prints its traceback")
+    report.add_argument("--out", default="webhouse-report.html", help="html: the file to write")
+    report.add_argument("--title", default="webhouse report", help="html: the report's title")
+    _add_window(report)
     report.set_defaults(func=_report)
     for name, fn, doc in (
         ("compact", _compact, "rewrite small files into large ones (safe while sinks run)"),
@@ -184,6 +303,19 @@ def register_maintenance(sub: Any) -> None:
         p.add_argument("--tables", help="comma-separated subset of tables (default: all)")
         if name == "vacuum":
             p.add_argument("--dry-run", action="store_true")
+        else:
+            p.add_argument(
+                "--every",
+                type=float,
+                metavar="SECONDS",
+                help="keep running: every SECONDS, compact the tables with many small files",
+            )
+            p.add_argument(
+                "--min-small-files",
+                type=int,
+                default=16,
+                help="with --every: compact a table once a partition holds this many small files",
+            )
         p.set_defaults(func=fn)
     forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")
     forget.add_argument("customer_id")

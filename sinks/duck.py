@@ -1,9 +1,9 @@
 """DuckDB over the webhouse, offline: every table a view over its current Delta snapshot.
 
-Each Delta table is handed to DuckDB as deltalake's Arrow dataset (the files of the
-snapshot, partition values included, the table's schema applied to older files), so
-nothing needs DuckDB's delta or httpfs extensions, which would be downloaded: an
-s3:// root is read through deltalake's own object store. A table not landed yet is
+Each Delta table is a view DuckDB reads with ``read_parquet`` over the snapshot's files
+(``sinks.snapshot``: partition values included, the table's schema applied to older
+files), so nothing needs DuckDB's delta or httpfs extensions, which would be downloaded;
+an s3:// root is read through deltalake's own object store. A table not landed yet is
 an empty relation with its declared columns, so every analysis view still binds.
 
 On top: the stitched views (retroactive identity attribution) and the named
@@ -12,14 +12,17 @@ analyses of ``sinks.analyses``.
 
 from __future__ import annotations
 
+from functools import partial
+
 import duckdb
-import pyarrow as pa
 
 from pipeline.settings import Settings, load_settings
 from sinks.analyses import install_analyses
 from sinks.pii import PiiHasher
+from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
 from sinks.store import DeltaStore
 from sinks.tables import build_tables, default_specs
+from sinks.window import Window
 
 STITCHING_SQL = """
 -- One customer per device: the most recently seen link wins (a shared device follows its last user).
@@ -58,32 +61,37 @@ QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY updated_at DESC NUL
 """
 
 
-def register_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
-    """Register every declared table (landed or empty); returns their names."""
+def register_tables(
+    con: duckdb.DuckDBPyConnection, settings: Settings, window: Window | None = None
+) -> list[str]:
+    """Register every declared table (landed or empty), cut to ``window``; returns their names."""
+    window = window or Window()
     store = DeltaStore(settings.webhouse)
     hasher = PiiHasher(settings.webhouse.pii_hmac_secret)
     names = []
     for table in build_tables(hasher, default_specs(settings.webhouse.events_source)):
         dt = store.open(table.name)
         if dt is None:
-            con.register(table.name, pa.Table.from_batches([], schema=table.arrow_schema))
+            con.execute(empty_view_sql(table.name, duck_types(con, table.arrow_schema)))
         else:
-            con.register(table.name, dt.to_pyarrow_dataset())
+            register_snapshot(con, table.name, dt, partial(window.where, table.name))
         names.append(table.name)
     return names
 
 
-def connect(settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings | None = None, window: Window | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every table, the stitched views and the analyses, for notebooks.
 
     The views show the snapshot current when this was called; call again for fresher data.
+    ``window`` cuts every table to a date range first (``sinks.window``), so every analysis
+    covers that range.
     """
     settings = settings or load_settings()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    names = register_tables(con, settings)
+    names = register_tables(con, settings, window)
     con.execute(STITCHING_SQL)
     if "profiles_history" in names:
         con.execute(PROFILES_SQL)
-    install_analyses(con, settings.webhouse, set(names))
+    install_analyses(con, settings.webhouse, settings.triggers.value_tiers, set(names))
     return con

@@ -61,6 +61,36 @@ def compact(store: DeltaStore, specs: list[TableSpec]) -> dict[str, tuple[int, i
     return out
 
 
+def most_small_files(dt: DeltaTable, target_bytes: int) -> int:
+    """The largest number of files under ``target_bytes`` in any one partition of the snapshot."""
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    small = actions.filter(pc.less(actions["size_bytes"], target_bytes))
+    if small.num_rows == 0:
+        return 0
+    keys = [c for c in small.column_names if c.startswith("partition.")]
+    if not keys:
+        return small.num_rows
+    counts = small.group_by(keys, use_threads=False).aggregate([("path", "count")])
+    return int(pc.max(counts["path_count"]).as_py())
+
+
+def auto_compact(
+    store: DeltaStore, specs: list[TableSpec], min_small_files: int
+) -> dict[str, tuple[int, int]]:
+    """Compact the tables where some partition holds ``min_small_files`` small files or more.
+
+    A sink commits a file per partition per batch (every ``batch_max_seconds``): left alone,
+    a day partition gathers thousands of small files and every query opens them all.
+    """
+    target = store.settings.compact_target_file_mb * 1024 * 1024
+    due = []
+    for spec in specs:
+        dt = store.open(spec.name)
+        if dt is not None and most_small_files(dt, target) >= min_small_files:
+            due.append(spec)
+    return compact(store, due) if due else {}
+
+
 def retention_hours(cfg: WebhouseSettings, table: str) -> int:
     return cfg.table_retention_hours.get(table, cfg.vacuum_retention_hours)
 

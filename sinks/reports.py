@@ -1,4 +1,9 @@
-"""`webhouse report <name>`: the analyses as printed sections, parameters passed to their macros."""
+"""`webhouse report <name>`: the analyses as printed sections, parameters passed to their macros.
+
+A section may end with a totals row: the additive columns summed, the label column saying
+'total', every other column (averages, ranks) left empty rather than summed wrongly. The date
+range (``--since``/``--until``) is applied to the tables before (``sinks.window``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,18 @@ class Section:
     title: str
     query: str
     params: tuple[object, ...] = ()
+    total_label: str | None = None  # the column that says 'total' in the totals row
+    total_sums: tuple[str, ...] = ()  # the columns the totals row sums
+
+    def sql(self) -> str:
+        """The query, with its totals row when it has one."""
+        if self.total_label is None:
+            return self.query
+        sums = ", ".join(f"sum({c}) AS {c}" for c in self.total_sums)
+        return (
+            f"WITH q AS ({self.query}) SELECT * FROM q UNION ALL BY NAME "
+            f"SELECT 'total' AS {self.total_label}, {sums} FROM q"
+        )
 
 
 def sections(
@@ -24,20 +41,36 @@ def sections(
     """The queries a report prints; ``params`` come from ``--param key=value``."""
     limit = int(params.get("limit", "50"))
     if name == "funnel":
+        view = "funnel"
         if "steps" in params:
-            con.execute(funnel_sql([s.strip() for s in params["steps"].split(",")], name="funnel_custom"))
-            return [Section("funnel (custom steps)", f"SELECT * FROM funnel_custom LIMIT {limit}")]
-        return [Section("funnel", f"SELECT * FROM funnel LIMIT {limit}")]
+            view = "funnel_custom"
+            con.execute(funnel_sql([s.strip() for s in params["steps"].split(",")], name=view))
+        return [
+            Section("funnel, overall (visitor-days reaching each step)", f"SELECT * FROM {view}_overall"),
+            Section("funnel by campaign", f"SELECT * FROM {view}_by_campaign LIMIT {limit}"),
+        ]
     if name == "rfm":
         return [
-            Section("RFM segments", "SELECT * FROM rfm_segments"),
+            Section(
+                "RFM segments",
+                "SELECT * FROM rfm_segments",
+                total_label="segment",
+                total_sums=("customers", "share", "revenue", "revenue_share"),
+            ),
             Section(
                 "RFM score grid (customers per R and F score)",
                 "PIVOT (SELECT r_score, f_score FROM rfm) ON f_score USING count(*) ORDER BY r_score DESC",
             ),
         ]
     if name == "value_tiers":
-        return [Section("value tiers", "SELECT * FROM value_tiers")]
+        return [
+            Section(
+                "value tiers",
+                "SELECT * FROM value_tiers",
+                total_label="tier",
+                total_sums=("customers", "customer_share", "revenue", "revenue_share"),
+            )
+        ]
     if name == "cohort_retention":
         return [
             Section(
@@ -49,20 +82,50 @@ def sections(
         ]
     if name == "top_paths":
         return [
-            Section("top paths", f"SELECT * FROM top_paths LIMIT {limit}"),
+            Section(
+                "top paths",
+                f"SELECT * FROM top_paths LIMIT {limit}",
+                total_label="path",
+                total_sums=("visits", "share"),
+            ),
             Section("next-page transitions", f"SELECT * FROM page_transitions LIMIT {limit}"),
         ]
     if name == "campaign_performance":
         days = int(params.get("days", "0") or 0)
+        sums = ("sent", "opened", "clicked", "visited", "orders", "revenue")
         if days:
-            return [Section("campaigns", "SELECT * FROM campaign_performance_within(?)", (days,))]
-        return [Section("campaigns", "SELECT * FROM campaign_performance")]
-    if name == "dormant_customers":
-        if "days" not in params and "as_of" not in params:
-            return [Section("dormant", "SELECT * FROM dormant_customers LIMIT ?", (limit,))]
-        q = "SELECT * FROM dormant_customers_for(days := ?, as_of := ?) LIMIT ?"
+            return [
+                Section(
+                    "campaigns",
+                    "SELECT * FROM campaign_performance_within(?)",
+                    (days,),
+                    total_label="campaign",
+                    total_sums=sums,
+                )
+            ]
         return [
-            Section("dormant", q, (int(params.get("days", cfg.dormant_days)), params.get("as_of"), limit))
+            Section(
+                "campaigns", "SELECT * FROM campaign_performance", total_label="campaign", total_sums=sums
+            )
+        ]
+    if name == "dormant_customers":
+        days, as_of = int(params.get("days", cfg.dormant_days)), params.get("as_of")
+        everyone = "SELECT * FROM customer_activity_at(days := ?, as_of := ?)"
+        return [
+            Section(
+                "active and dormant customers",
+                f"SELECT CASE WHEN active THEN 'active' ELSE 'dormant' END AS status, count(*) AS customers, "
+                f"sum(orders) AS orders, round(sum(revenue), 2) AS revenue FROM ({everyone}) GROUP BY ALL "
+                f"ORDER BY status",
+                (days, as_of),
+                total_label="status",
+                total_sums=("customers", "orders", "revenue"),
+            ),
+            Section(
+                "dormant customers, most valuable first",
+                "SELECT * FROM dormant_customers_for(days := ?, as_of := ?) LIMIT ?",
+                (days, as_of, limit),
+            ),
         ]
     if name == "realtime":
         now = params.get("now")

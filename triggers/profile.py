@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from pipeline.business import tier_for  # the one definition of value tiers (and VIP)
 from pipeline.settings import ValueTierSettings
 from triggers.events import (
     CONSENT_GRANTED,
@@ -71,15 +72,6 @@ class Profile:
 
 
 _FIELDS = tuple(f.name for f in fields(Profile))
-
-
-def tier_for(revenue: float, orders: int, tiers: Sequence[ValueTierSettings]) -> str | None:
-    """The highest tier whose revenue OR order threshold is met."""
-    reached = None
-    for tier in tiers:
-        if revenue >= tier.min_revenue or orders >= tier.min_orders:
-            reached = tier.name
-    return reached
 
 
 def tier_rank(tier: str | None, tiers: Sequence[ValueTierSettings]) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.settings import Settings, WebhouseSettings
+from pipeline.settings import Settings, TriggerSettings, WebhouseSettings
 from sinks.duck import connect
 from sinks.pii import PiiHasher
 from sinks.store import DeltaStore, WriteResult
@@ -16,13 +16,16 @@ from sinks.tables import Table, build_tables, default_specs
 SECRET = "test-secret"
 
 
-def settings_for(root: Path, **webhouse: Any) -> Settings:
-    return Settings(webhouse=WebhouseSettings(root=str(root), pii_hmac_secret=SECRET, **webhouse))
+def settings_for(root: Path, triggers: TriggerSettings | None = None, **webhouse: Any) -> Settings:
+    return Settings(
+        webhouse=WebhouseSettings(root=str(root), pii_hmac_secret=SECRET, **webhouse),
+        triggers=triggers or TriggerSettings(),
+    )
 
 
 class Webhouse:
-    def __init__(self, root: Path, **webhouse: Any) -> None:
-        self.settings = settings_for(root, **webhouse)
+    def __init__(self, root: Path, triggers: TriggerSettings | None = None, **webhouse: Any) -> None:
+        self.settings = settings_for(root, triggers, **webhouse)
         self.store = DeltaStore(self.settings.webhouse)
         self.tables = {t.name: t for t in build_tables(PiiHasher(SECRET), default_specs("raw"))}
         self._offset = 0

@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.settings import TriggerSettings, ValueTierSettings
 from tests.sinks.land import Webhouse
 from tools.records import T0, event, link, order, session
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
+TIERS = [
+    ValueTierSettings(name="silver", min_revenue=100.0, min_orders=4),
+    ValueTierSettings(name="gold", min_revenue=300.0, min_orders=100),
+    ValueTierSettings(name="vip", min_revenue=450.0, min_orders=100),
+]
 
 
 def _rfm_webhouse(tmp_path: Path) -> Webhouse:
-    wh = Webhouse(tmp_path, value_tier_cuts={"vip": 0.2, "gold": 0.4})
+    wh = Webhouse(tmp_path, TriggerSettings(value_tiers=TIERS))
     plan = {"c1": (range(25, 30), 100.0), "c2": (range(20, 24), 50.0), "c3": (range(10, 13), 30.0),
             "c4": (range(3, 5), 200.0), "c5": (range(0, 1), 10.0)}  # fmt: skip
     records = [
@@ -37,17 +43,23 @@ def test_rfm_quintiles_and_segments(tmp_path: Path) -> None:
     ).fetchall()
     assert rows == [
         ("c1", 1, 5, 500.0, 5, 5, 5, "champions"),
-        ("c2", 7, 4, 200.0, 4, 4, 3, "champions"),
-        ("c3", 18, 3, 90.0, 3, 3, 2, "loyal"),
+        ("c2", 7, 4, 200.0, 4, 4, 3, "loyal"),
+        ("c3", 18, 3, 90.0, 3, 3, 2, "need_attention"),
         ("c4", 26, 2, 400.0, 2, 2, 4, "hibernating"),
-        ("c5", 30, 1, 10.0, 1, 1, 1, "lost"),
+        ("c5", 30, 1, 10.0, 1, 1, 1, "hibernating"),  # one order, long ago: never "promising"
     ]
 
 
 def test_value_tiers_and_revenue_share(tmp_path: Path) -> None:
     con = _rfm_webhouse(tmp_path).connect()
     rows = con.sql("SELECT tier, customers, revenue, revenue_share FROM value_tiers").fetchall()
-    assert rows == [("vip", 1, 500.0, 0.4167), ("gold", 1, 400.0, 0.3333), ("bronze", 3, 300.0, 0.25)]
+    # The profiles' thresholds (revenue OR orders): c2 is silver by its 4 orders; top tier first.
+    assert rows == [
+        ("vip", 1, 500.0, 0.4167),
+        ("gold", 1, 400.0, 0.3333),
+        ("silver", 1, 200.0, 0.1667),
+        ("none", 2, 100.0, 0.0833),
+    ]
 
 
 def test_refund_lines_net_out_of_revenue(tmp_path: Path) -> None:
@@ -109,6 +121,24 @@ def test_funnel_counts_ordered_steps_by_day_and_campaign(tmp_path: Path) -> None
         ("2026-03-02", "spring", 2, "B", 1, 0.5, 0.5),
         ("2026-03-02", "spring", 3, "C", 1, 0.5, 1.0),
     ]
+
+
+def test_funnel_with_a_repeated_step_and_ties(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path, funnel_steps=["A", "B", "A"])
+    wh.events(
+        [
+            event("1", name="A", anonymous_id="v1", at=T0),
+            event("2", name="B", anonymous_id="v1", at=T0 + M),
+            event("3", name="A", anonymous_id="v1", at=T0 + 2 * M),  # A again after B: step 3
+            event("4", name="A", anonymous_id="v2", at=T0),
+            event("5", name="A", anonymous_id="v2", at=T0 + M),  # the second A comes before B
+            event("6", name="B", anonymous_id="v2", at=T0 + 2 * M),
+            event("7", name="B", anonymous_id="v3", at=T0),  # A and B at the same instant: in order
+            event("8", name="A", anonymous_id="v3", at=T0),
+        ]
+    )
+    rows = wh.connect().sql("SELECT step_no, visitors FROM funnel_overall").fetchall()
+    assert rows == [(1, 3), (2, 3), (3, 1)]
 
 
 def test_top_paths_and_next_page_transitions(tmp_path: Path) -> None:
@@ -242,7 +272,9 @@ def test_report_cli_prints_a_named_analysis(
     monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
     assert main(["report", "value_tiers", "--format", fmt]) == 0
     out = capsys.readouterr().out
-    assert "bronze" in out and "1200" not in out
+    assert "silver" in out and "none" in out
+    if fmt == "csv":  # the totals row: additive columns summed, averages left empty
+        assert out.splitlines()[-1] == "total,5,1.0,1200.0,1.0,,"
     assert main(["sql", "-c", "SELECT round(sum(amount), 2) AS total FROM orders", "--format", fmt]) == 0
     assert "1200.0" in capsys.readouterr().out
 
@@ -274,3 +306,62 @@ def test_sessions_a_late_event_merged_are_superseded(tmp_path: Path) -> None:
     )
     rows = wh.connect().sql("SELECT session_id FROM sessions_current ORDER BY 1").fetchall()
     assert rows == [("other",), ("s12",)]
+
+
+def test_since_until_cut_every_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.cli import main
+
+    _rfm_webhouse(tmp_path)  # orders on days 0..29 after T0
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path))
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
+    since, until = (T0 + 20 * D).date().isoformat(), (T0 + 25 * D).date().isoformat()
+    args = ["--format", "csv", "--since", since, "--until", until]
+    assert main(["report", "rfm", *args]) == 0
+    out = capsys.readouterr().out
+    # Days 20..24: c2's four orders (days 20-23) only; RFM as of the day after the last of them.
+    assert "total,1,1.0,200.0,1.0,," in out.splitlines()
+    query = "SELECT count(*) AS n, min(order_date) AS lo, max(order_date) AS hi FROM orders"
+    assert main(["sql", *args, "-c", query]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"4,{since},{(T0 + 23 * D).date()}"
+
+
+def test_funnel_overall_and_by_campaign(tmp_path: Path) -> None:
+    wh = Webhouse(tmp_path, funnel_steps=["Product Viewed", "Order Completed"])
+    wh.events(
+        [
+            event("v1", name="Product Viewed", anonymous_id="a1", campaign="spring"),
+            event("o1", name="Order Completed", anonymous_id="a1", at=T0 + M),
+            event("v2", name="Product Viewed", anonymous_id="a2", campaign="spring", at=T0 + D),
+            event("v3", name="Product Viewed", anonymous_id="a3"),
+            event("o3", name="Order Completed", anonymous_id="a3", at=T0 + H),
+        ]
+    )
+    con = wh.connect()
+    assert con.sql("SELECT step, visitors, conversion_from_first FROM funnel_overall").fetchall() == [
+        ("Product Viewed", 3, 1.0),
+        ("Order Completed", 2, 0.6667),
+    ]
+    assert con.sql("SELECT campaign, step, visitors FROM funnel_by_campaign").fetchall() == [
+        ("spring", "Product Viewed", 2),
+        ("spring", "Order Completed", 1),
+        ("(none)", "Product Viewed", 1),
+        ("(none)", "Order Completed", 1),
+    ]
+
+
+def test_report_html_renders_any_webhouse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.cli import main
+
+    _rfm_webhouse(tmp_path / "tables")
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__ROOT", str(tmp_path / "tables"))
+    monkeypatch.setenv("WEBHOUSE_WEBHOUSE__PII_HMAC_SECRET", "test-secret")
+    out = tmp_path / "r.html"
+    assert main(["report", "html", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"report: {out}\n"
+    page = out.read_text()
+    assert "events from 2026-03-02 to 2026-03-31 (30 days)" in page
+    assert "<h2>Events per day</h2>" in page and "Not available" not in page

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from pipeline.settings import Settings
-from tools.demo.run import DemoOptions, run_demo
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _webhouse_command() -> str:
+    """This interpreter's `webhouse` script, relative to the working directory when inside it."""
+    script = Path(sys.executable).parent / "webhouse"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.demo.run import DemoOptions, run_demo  # the whole pipeline: not for every command
+
     sim = settings.simulate
     opts = DemoOptions(
         workdir=args.workdir,
@@ -33,7 +44,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"demo finished in {result.wall_s:.0f}s; report: {result.report_path}")
-    print(f"query it: WEBHOUSE_WEBHOUSE__ROOT={result.tables_root} webhouse sql")
+    print(f"query it: WEBHOUSE_WEBHOUSE__ROOT={result.tables_root} {_webhouse_command()} sql")
+    print(f"(or put webhouse on the PATH first: source {Path(sys.executable).parent / 'activate'})")
     return 0
 
 

@@ -31,9 +31,9 @@ from pipeline.settings import Settings, load_settings
 from pipeline.topics import Topics
 from processors.worker.app import app_id as worker_app_id
 from sinks.duck import connect
+from sinks.report import Figures, read_figures
 from sinks.tables import default_specs, source_topic
 from tools.demo.alert_truth import AlertVerdict, compare
-from tools.demo.figures import Figures, read_figures
 from tools.demo.report import write_report
 from tools.demo.services import ServiceError, ServiceGroup
 from tools.demo.summary import format_summary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.demo.figures import Figures
+from sinks.report import Figures
 from tools.simulate.truth import GroundTruth
 
 

@@ -1,5 +1,9 @@
-"""The demo's figures, read from the webhouse with DuckDB: one query each, shared by the
-printed summary, the HTML report and the end-to-end test."""
+"""The report's figures, read from the webhouse with DuckDB: one query each, shared by the HTML
+report, the demo's printed summary and the end-to-end test.
+
+Time series are per UTC day over the whole span with every empty day present (a day without
+alerts is a zero, not a missing bar), so a chart's axis is real time.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,15 @@ import duckdb
 @dataclass(frozen=True, slots=True)
 class Figures:
     counts: dict[str, int]
+    span: tuple[str, str] | None  # first and last event day (UTC), None when no event
     events_by_channel: list[tuple[str, int]]
+    events_by_day: list[tuple[str, int]]  # every day of the span
     orders: int
     revenue: float
     alerts_by_rule: list[tuple[str, str, int]]  # rule, status, alerts
-    alerts_by_day: list[tuple[str, int]]
-    funnel: list[tuple[str, int]]
+    alerts_by_day: list[tuple[str, int]]  # fired alerts, every day from the first to the last alert
+    funnel: list[tuple[str, int]]  # overall: step, visitor-days
+    funnel_by_campaign: list[tuple[str, str, int]]  # campaign, step, visitor-days
     rfm_segments: list[tuple[str, int, float]]  # segment, customers, revenue
     value_tiers: list[tuple[str, int, float, float]]  # tier, customers, revenue, revenue share
     retention: list[tuple[str, int, float]]  # cohort month, month number, retention
@@ -36,6 +43,29 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, missing: dict[str, str], nam
         return []
 
 
+def per_day_sql(source: str, day: str) -> str:
+    """Counts per UTC day of ``source`` (rows with a ``day`` DATE column), zero-filled between the
+    first and the last day."""
+    return f"""
+WITH d AS (SELECT {day} AS day FROM {source}),
+b AS (SELECT min(day) AS lo, max(day) AS hi FROM d),
+c AS (SELECT day, count(*) AS n FROM d GROUP BY day)
+SELECT strftime(g.day, '%Y-%m-%d'), coalesce(c.n, 0)
+FROM b, (SELECT unnest(generate_series(b.lo, b.hi, INTERVAL 1 DAY))::DATE AS day FROM b) g
+LEFT JOIN c ON c.day = g.day ORDER BY g.day"""
+
+
+COUNTS = {
+    "events": "SELECT count(*) FROM events",
+    "sessions": "SELECT count(*) FROM sessions_current",
+    "customers": "SELECT count(DISTINCT customer_id) FROM identity_map",
+    "active_customers": "SELECT count(*) FROM customer_activity WHERE active",
+    "alerts_fired": "SELECT count(*) FROM alerts WHERE status = 'fired'",
+    "alerts_suppressed": "SELECT count(*) FROM alerts WHERE status <> 'fired'",
+    "dead_letters": "SELECT count(*) FROM dead_letters",
+}
+
+
 def read_figures(con: duckdb.DuckDBPyConnection) -> Figures:
     missing: dict[str, str] = {}
 
@@ -43,14 +73,7 @@ def read_figures(con: duckdb.DuckDBPyConnection) -> Figures:
         return _rows(con, sql, missing, name)
 
     counts = {}
-    for table, sql in {
-        "events": "SELECT count(*) FROM events",
-        "sessions": "SELECT count(*) FROM sessions",
-        "customers": "SELECT count(DISTINCT customer_id) FROM identity_map",
-        "alerts_fired": "SELECT count(*) FROM alerts WHERE status = 'fired'",
-        "alerts_suppressed": "SELECT count(*) FROM alerts WHERE status <> 'fired'",
-        "dead_letters": "SELECT count(*) FROM dead_letters",
-    }.items():
+    for table, sql in COUNTS.items():
         found = q(table, sql)
         counts[table] = int(found[0][0]) if found else 0
     # Order revenue as the shop reported it (after discounts), one value per completed order.
@@ -60,10 +83,16 @@ def read_figures(con: duckdb.DuckDBPyConnection) -> Figures:
         "(SELECT order_id, any_value(order_revenue) AS revenue "
         "FROM orders WHERE kind = 'completed' GROUP BY order_id)",
     )
+    span = q("span", "SELECT min(event_time)::DATE::VARCHAR, max(event_time)::DATE::VARCHAR FROM events")
     return Figures(
         counts=counts,
+        span=(span[0][0], span[0][1]) if span and span[0][0] else None,
         events_by_channel=q(
-            "events_by_channel", "SELECT channel, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC"
+            "events_by_channel", "SELECT channel, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
+        events_by_day=q(
+            "events_by_day",
+            per_day_sql("(SELECT (event_time AT TIME ZONE 'UTC')::DATE AS t FROM events)", "t"),
         ),
         orders=int(order_rows[0][0]) if order_rows else 0,
         revenue=float(order_rows[0][1]) if order_rows else 0.0,
@@ -72,10 +101,12 @@ def read_figures(con: duckdb.DuckDBPyConnection) -> Figures:
         ),
         alerts_by_day=q(
             "alerts_by_day",
-            "SELECT strftime(time, '%Y-%m-%d'), count(*) FROM alerts WHERE status = 'fired' "
-            "GROUP BY 1 ORDER BY 1",
+            per_day_sql(
+                "(SELECT (time AT TIME ZONE 'UTC')::DATE AS t FROM alerts WHERE status = 'fired')", "t"
+            ),
         ),
-        funnel=q("funnel", "SELECT step, sum(visitors) FROM funnel GROUP BY step_no, step ORDER BY step_no"),
+        funnel=q("funnel", "SELECT step, visitors FROM funnel_overall ORDER BY step_no"),
+        funnel_by_campaign=q("funnel_by_campaign", "SELECT campaign, step, visitors FROM funnel_by_campaign"),
         rfm_segments=q("rfm", "SELECT segment, customers, revenue FROM rfm_segments ORDER BY revenue DESC"),
         value_tiers=q("value_tiers", "SELECT tier, customers, revenue, revenue_share FROM value_tiers"),
         retention=q("retention", "SELECT cohort_month, month_number, retention FROM cohort_retention"),

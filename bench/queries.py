@@ -1,0 +1,201 @@
+"""How long the analysts' heaviest reports take over a big webhouse: funnel, RFM, cohorts.
+
+Generates N events (default 10M) over a year straight into the Delta tables (no Kafka, no
+simulator: Arrow compute, so generation is seconds, not hours): visitors, a share of them
+customers, a funnel of Product Viewed > Added > Checkout Started > Order Completed, page views,
+campaigns, three channels; every completed order also lands one order line. Then, in-process,
+``sinks.connect()`` and each report's view, timed over a few runs (median). Not a test:
+numbers depend on the machine.
+
+    .venv/bin/python bench/queries.py [--events 10000000] [--days 365] [--runs 3] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+
+from pipeline.settings import Settings, WebhouseSettings
+from sinks.duck import connect
+from sinks.pii import PiiHasher
+from sinks.tables import Table, build_tables, default_specs
+
+START = datetime(2025, 11, 1, tzinfo=UTC)
+DAY_US = 86_400 * 1_000_000
+# (event, type, share of events): the funnel thins out step by step; the rest is page views.
+KINDS = [
+    ("Product Viewed", "track", 0.30),
+    ("Product Added", "track", 0.08),
+    ("Checkout Started", "track", 0.03),
+    ("Order Completed", "track", 0.015),
+    ("Page Viewed", "page", 0.575),
+]
+CHANNELS = ["web", "ios", "android"]
+CAMPAIGNS = ["spring_sale", "winback", "newsletter", "black_friday", None, None, None, None]
+QUERIES = {
+    "funnel": "SELECT * FROM funnel_overall",
+    "funnel by campaign": "SELECT * FROM funnel_by_campaign",
+    "rfm": "SELECT * FROM rfm_segments",
+    "cohort": "SELECT * FROM cohort_retention",
+}
+
+
+def _pick(values: list[str | None], r: pa.Array) -> pa.Array:
+    """``values[floor(r * len)]`` for uniform ``r`` in [0, 1)."""
+    idx = pc.cast(pc.floor(pc.multiply(r, len(values))), pa.int32())
+    return pc.take(pa.array(values, pa.string()), idx)
+
+
+def _kind_index(r: pa.Array) -> pa.Array:
+    """The index into KINDS of each uniform draw: the first cumulative share it falls under."""
+    cuts, edge = [], 0.0
+    for _, _, share in KINDS:
+        edge += share
+        cuts.append(edge)
+    chosen = pc.if_else(pc.is_valid(r), pa.scalar(len(KINDS) - 1, pa.int32()), pa.scalar(None, pa.int32()))
+    for i in range(len(cuts) - 2, -1, -1):
+        chosen = pc.if_else(pc.less(r, cuts[i]), pa.scalar(i, pa.int32()), chosen)
+    return chosen
+
+
+def _str_ids(prefix: str, ints: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(pa.scalar(prefix), pc.cast(ints, pa.string()), "")
+
+
+def events_chunk(
+    table: Table, first: int, n: int, day0: int, days: int, visitors: int, customers: int
+) -> pa.Table:
+    """``n`` events with ids from ``first``, times uniform over ``days`` days from day ``day0``."""
+    rand = [pc.random(n) for _ in range(6)]
+    micros = pc.add(
+        pc.cast(pc.floor(pc.multiply(rand[0], days * DAY_US)), pa.int64()),
+        int(START.timestamp() * 1_000_000) + day0 * DAY_US,
+    )
+    event_time = pc.cast(micros, pa.timestamp("us", tz="UTC"))
+    visitor = pc.cast(pc.floor(pc.multiply(rand[1], visitors)), pa.int64())
+    kind = _kind_index(rand[2])
+    names = pc.take(pa.array([k for k, _, _ in KINDS]), kind)
+    types = pc.take(pa.array([t for _, t, _ in KINDS]), kind)
+    identified = pc.less(visitor, customers)
+    columns = {
+        "message_id": _str_ids("m", pa.array(range(first, first + n), pa.int64())),
+        "type": types,
+        "event": pc.if_else(pc.equal(types, "track"), names, pa.scalar(None, pa.string())),
+        "name": pc.if_else(pc.equal(types, "page"), pa.scalar("Home"), pa.scalar(None, pa.string())),
+        "channel": _pick(list(CHANNELS), rand[3]),
+        "anonymous_id": _str_ids("a", visitor),
+        "customer_id": pc.if_else(identified, _str_ids("c", visitor), pa.scalar(None, pa.string())),
+        "user_id": pc.if_else(identified, _str_ids("c", visitor), pa.scalar(None, pa.string())),
+        "event_time": event_time,
+        "timestamp": event_time,
+        "event_date": pc.strftime(event_time, "%Y-%m-%d"),
+        "campaign": _pick(CAMPAIGNS, rand[4]),
+        "page_path": pc.if_else(pc.equal(types, "page"), pa.scalar("/"), pa.scalar(None, pa.string())),
+        "is_bot": pc.less(rand[5], 0.0),  # never
+    }
+    schema = table.arrow_schema
+    arrays = []
+    for field in schema:
+        if field.name in columns:
+            arrays.append(pc.cast(columns[field.name], field.type))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def orders_of(table: Table, events: pa.Table) -> pa.Table:
+    """One completed order line per identified Order Completed event."""
+    done = events.filter(
+        pc.and_(pc.equal(events["event"], "Order Completed"), pc.is_valid(events["customer_id"]))
+    )
+    n = done.num_rows
+    amount = pc.round(pc.add(pc.multiply(pc.random(n), 120.0), 5.0), 2)
+    columns = {
+        "order_id": done["message_id"],
+        "kind": pa.array(["completed"] * n),
+        "line_no": pa.array([0] * n, pa.int32()),
+        "message_id": done["message_id"],
+        "customer_id": done["customer_id"],
+        "anonymous_id": done["anonymous_id"],
+        "channel": done["channel"],
+        "campaign": done["campaign"],
+        "event_time": done["event_time"],
+        "order_date": done["event_date"],
+        "currency": pa.array(["EUR"] * n),
+        "order_revenue": amount,
+        "product_id": pa.array(["p1"] * n),
+        "quantity": pa.array([1] * n, pa.int32()),
+        "amount": amount,
+    }
+    arrays = []
+    for field in table.arrow_schema:
+        if field.name in columns:
+            arrays.append(pc.cast(columns[field.name], field.type))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=table.arrow_schema)
+
+
+def generate(root: Path, total: int, days: int, chunks: int) -> None:
+    tables = {t.name: t for t in build_tables(PiiHasher("bench"), default_specs())}
+    events, orders = tables["events"], tables["orders"]
+    visitors, customers = max(1000, total // 50), max(500, total // 200)
+    per = total // chunks
+    for k in range(chunks):
+        day0, span = k * days // chunks, (k + 1) * days // chunks - k * days // chunks
+        n = per if k < chunks - 1 else total - per * (chunks - 1)
+        batch = events_chunk(events, k * per, n, day0, span, visitors, customers)
+        write_deltalake(
+            str(root / "events"), batch, mode="append", partition_by=list(events.spec.partition_by)
+        )
+        write_deltalake(
+            str(root / "orders"),
+            orders_of(orders, batch),
+            mode="append",
+            partition_by=list(orders.spec.partition_by),
+        )
+        print(f"  generated {k * per + n:,} events", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--chunks", type=int, default=12, help="writes (each a span of days)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--root", type=Path, help="reuse (or keep) the generated tables here")
+    args = parser.parse_args()
+    root = args.root or Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
+    if not (root / "events").exists():
+        started = time.perf_counter()
+        generate(root, args.events, args.days, args.chunks)
+        print(
+            f"generated {args.events:,} events over {args.days} days in {time.perf_counter() - started:.1f}s"
+        )
+    settings = Settings(webhouse=WebhouseSettings(root=str(root)))
+    started = time.perf_counter()
+    con = connect(settings)
+    print(f"connect(): {time.perf_counter() - started:.2f}s")
+    ((events,),) = con.sql("SELECT count(*) FROM events").fetchall()
+    files = len(DeltaTable(str(root / "events")).file_uris())
+    print(f"{events:,} events in {files:,} files; {args.runs} runs each, in-process")
+    for name, sql in QUERIES.items():
+        times = []
+        rows = 0
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            rows = len(con.sql(sql).fetchall())
+            times.append(time.perf_counter() - started)
+        print(f"{name:20} median {statistics.median(times):6.2f}s  min {min(times):6.2f}s  ({rows} rows)")
+
+
+if __name__ == "__main__":
+    main()
