@@ -15,6 +15,7 @@ offending key named (``SettingsError``).
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,6 +119,14 @@ class CollectorSettings(_Section):
     )
     max_body_bytes: int = Field(512 * 1024, gt=0, description="Segment's own limit is 500 KB.")
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Segment's own limit is 32 KB.")
+    max_event_depth: int = Field(32, ge=2, description="Deepest nesting of objects/arrays in one event.")
+    max_event_keys: int = Field(1000, ge=10, description="Object keys in one event, at all depths.")
+    min_event_time: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="Events said to happen earlier are refused."
+    )
+    max_event_future_s: int = Field(
+        86400, ge=0, description="Events said to happen this far after their arrival are refused."
+    )
     produce_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for broker acks before answering 503."
     )
@@ -136,6 +145,11 @@ class CollectorSettings(_Section):
     )
     email: CollectorEmailSettings = CollectorEmailSettings()
     browser: CollectorBrowserSettings = CollectorBrowserSettings()
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class SessionPolicySettings(_Section):

@@ -9,12 +9,15 @@ analytics-python shows on an error):
     200 {"success": true, "accepted": n, "rejected": m, "errors": [...]}   some or all valid
     400 the same, ``code`` = the event's reason (single) or "invalid_events": none valid
     4xx {"success": false, "code": reason, "message": detail}             request refused
+    400 {"code": "unparseable_request"} anything else that broke while reading the request:
+        logged, counted (webhouse_collector_unexpected_errors), body dead-lettered
     503 + Retry-After: the broker did not acknowledge within produce_timeout_s
 A 2xx is sent only after the broker acknowledged every event and dead letter of the request.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,6 +36,7 @@ from pipeline.errors import ProduceError, RequestError
 from pipeline.settings import CollectorSettings, Settings
 from pipeline.topics import Topics
 
+log = logging.getLogger(__name__)
 SEGMENT_ENDPOINTS = ("batch", "track", "identify", "page", "screen", "alias", "group")
 
 
@@ -120,6 +124,13 @@ def with_client_ip(parsed: ParsedRequest, request: web.Request, settings: Collec
     return replace(parsed, defaults=BatchDefaults(parsed.defaults.sent_at, context))
 
 
+def unexpected(ctx: CollectorContext, bug: Exception) -> RequestError:
+    """An exception no check meant to raise while reading a request: logged, counted, a 400."""
+    log.error("a request could not be parsed", exc_info=bug)
+    ctx.metrics.unexpected_errors.labels(stage="request").inc()
+    return RequestError(400, "unparseable_request", f"{type(bug).__name__}: {bug}"[:300])
+
+
 async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) -> web.StreamResponse:
     settings = ctx.settings.collector
     received_at = ctx.clock()
@@ -135,21 +146,29 @@ async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) ->
         try:
             source = header_source(request.headers.get("Authorization"), settings.write_keys)
             body = await read_body(request, settings.max_body_bytes)
-            parsed = parse_request(
-                endpoint,
-                body,
-                request.headers,
-                settings.write_keys,
-                settings.max_body_bytes,
-                accepted_content_types=touchpoints.BROWSER_CONTENT_TYPES,
-                header_source_name=source,
-            )
+            try:
+                parsed = parse_request(
+                    endpoint,
+                    body,
+                    request.headers,
+                    settings.write_keys,
+                    settings.max_body_bytes,
+                    accepted_content_types=touchpoints.BROWSER_CONTENT_TYPES,
+                    header_source_name=source,
+                    max_event_depth=settings.max_event_depth,
+                )
+                parsed = with_client_ip(parsed, request, settings)
+                prepared = ctx.ingestor.prepare(parsed, received_at, meta)
+            except RequestError:
+                raise
+            except Exception as bug:  # bad input is a 4xx, whatever broke
+                raise unexpected(ctx, bug) from bug
         except RequestError as exc:
             # Dead-letter only a fully read body of a client the header authenticated.
             if exc.status not in (401, 413) and source is not None:
                 await ctx.ingestor.dead_letter_request(exc, body, received_at, {**meta, "source": source})
             raise
-        outcome = await ctx.ingestor.ingest(with_client_ip(parsed, request, settings), received_at, meta)
+        outcome = await ctx.ingestor.send(prepared)
     except RequestError as exc:
         ctx.metrics.requests_rejected.labels(reason=exc.reason).inc()
         return error_response(exc.status, exc.reason, exc.detail)

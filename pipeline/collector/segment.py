@@ -100,7 +100,10 @@ def canonical_json(raw: Any) -> bytes:
 
 
 def check_size(raw: Any, max_event_bytes: int) -> None:
-    size = len(canonical_json(raw))
+    try:
+        size = len(canonical_json(raw))
+    except UnicodeEncodeError as exc:  # "\ud800" is valid JSON but no text: Avro could not store it
+        raise ValidationError("invalid_unicode", f"a string is not valid Unicode: {exc.reason}") from None
     if size > max_event_bytes:
         raise ValidationError("event_too_large", f"event is {size} bytes, the limit is {max_event_bytes}")
 

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.collector.app import CollectorContext, build_app
 from pipeline.collector.ingest import Ingestor
+from pipeline.collector.limits import EventLimits
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
 from pipeline.errors import WebhouseError
@@ -42,6 +43,7 @@ class CollectorServer:
             self.producer,
             self.metrics,
             settings.collector.max_event_bytes,
+            EventLimits.from_settings(settings.collector),
         )
         self.context = CollectorContext(settings, self.topics, self.producer, self.ingestor, self.metrics)
         self.app = build_app(self.context)
