@@ -108,6 +108,35 @@ class CollectorBrowserSettings(_Section):
     id_cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
 
 
+class CollectorPiiSettings(_Section):
+    """E-mail, phone and IP keyed-hashed before events reach Kafka (pipeline/collector/pseudonymise.py).
+
+    Keys are compared in snake case at any depth; e-mail addresses are also found by pattern in
+    every string. The key is webhouse.pii_hmac_secret, the one the sinks use.
+    """
+
+    enabled: bool = Field(True, description="Hash e-mail, phone and IP values in every event.")
+    email_keys: list[str] = Field(
+        default_factory=lambda: ["email", "e_mail", "email_address", "user_email", "customer_email",
+                                 "contact_email", "recipient"],
+        description="Keys whose values are e-mail addresses (addresses elsewhere are found by pattern).",
+    )  # fmt: skip
+    phone_keys: list[str] = Field(
+        default_factory=lambda: ["phone", "phone_number", "telephone", "tel", "mobile", "mobile_number",
+                                 "mobile_phone", "cell", "cell_phone", "fax", "msisdn", "whatsapp"],
+        description="Keys whose values are phone numbers.",
+    )  # fmt: skip
+    ip_keys: list[str] = Field(
+        default_factory=lambda: ["ip", "ip_address", "client_ip", "remote_addr", "x_forwarded_for"],
+        description="Keys whose values are IP addresses.",
+    )
+    ip_network_for_geo: bool = Field(
+        True,
+        description="Keep the IP's network (IPv4 /24, IPv6 /48) as $ip_network for the worker's geo "
+        "lookup; only when worker.geoip_database is set.",
+    )
+
+
 class CollectorSettings(_Section):
     """The Segment-compatible HTTP collector."""
 
@@ -145,6 +174,7 @@ class CollectorSettings(_Section):
     )
     email: CollectorEmailSettings = CollectorEmailSettings()
     browser: CollectorBrowserSettings = CollectorBrowserSettings()
+    pii: CollectorPiiSettings = CollectorPiiSettings()
 
     @field_validator("min_event_time")
     @classmethod

@@ -6,10 +6,12 @@
         invalid -> dead-letter topic: the raw event as JSON, stage "collector", the reason
     produce everything, await every acknowledgement (bounded), only then count and answer.
 
-A refused request (``RequestError``) is dead-lettered here too when the caller decides it is
-worth it (see request.py). An exception the mapping did not mean to raise (a bug, whatever
-the input) refuses that one event as ``unmappable_event``: logged with its traceback,
-counted, dead-lettered; the other events of the request go on.
+A valid event is pseudonymised (pseudonymise.py) before it is encoded, and dead letters'
+payloads and details are scrubbed by the same rules, so no topic holds a clear e-mail,
+phone or IP address. A refused request (``RequestError``) is dead-lettered here too when the
+caller decides it is worth it (see request.py). An exception the mapping did not mean to
+raise (a bug, whatever the input) refuses that one event as ``unmappable_event``: logged
+with its traceback, counted, dead-lettered; the other events of the request go on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from pipeline.collector.limits import EventLimits, check_event_time, check_shape, dead_letter_payload
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer, OutgoingMessage
+from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.collector.request import ParsedRequest
 from pipeline.collector.segment import check_size, map_event
 from pipeline.deadletter import DeadLetter
@@ -76,6 +79,7 @@ class Ingestor:
         metrics: CollectorMetrics,
         max_event_bytes: int,
         limits: EventLimits | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
         self.topics = topics
         self.event_serde = event_serde
@@ -84,6 +88,7 @@ class Ingestor:
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
         self.limits = limits or EventLimits()
+        self.pseudonymiser = pseudonymiser  # None: PII passes in clear (collector.pii.enabled off)
 
     def map_one(self, parsed: ParsedRequest, raw: Any, received_at: datetime) -> tuple[dict[str, Any], bytes]:
         """One raw event -> (record, Avro bytes), or a ValidationError saying why not."""
@@ -97,6 +102,8 @@ class Ingestor:
             defaults=parsed.defaults,
         )
         check_event_time(record, self.limits)
+        if self.pseudonymiser is not None:
+            record = self.pseudonymiser.record(record)
         try:
             return record, self.event_serde.encode(record, self.topics.raw_events)
         except SerdeError as exc:
@@ -118,12 +125,12 @@ class Ingestor:
                     raise ValidationError("unmappable_event", f"{type(bug).__name__}: {bug}"[:300]) from bug
             except ValidationError as exc:
                 message_id = _message_id(raw)
-                errors.append(EventError(index, exc.reason, exc.detail, message_id))
+                errors.append(EventError(index, exc.reason, self._scrub_text(exc.detail), message_id))
                 letter = DeadLetter(
                     stage=STAGE,
                     reason=exc.reason,
-                    detail=exc.detail,
-                    payload=dead_letter_payload(_without_write_key(raw), parsed.cuts),
+                    detail=self._scrub_text(exc.detail),
+                    payload=self._scrub(dead_letter_payload(_without_write_key(raw), parsed.cuts)),
                     failed_at=received_at,
                     message_id=message_id,
                     headers={**meta, "source": parsed.source, "index": str(index)},
@@ -155,13 +162,19 @@ class Ingestor:
         letter = DeadLetter(
             stage=STAGE,
             reason=error.reason,
-            detail=error.detail,
-            payload=payload,
+            detail=self._scrub_text(error.detail),
+            payload=self._scrub(payload),
             failed_at=received_at,
             headers=dict(meta),
         )
         await self._send([self._dead_letter_message(letter)])
         self.metrics.dead_letters.labels(reason=error.reason).inc()
+
+    def _scrub(self, payload: bytes) -> bytes:
+        return payload if self.pseudonymiser is None else self.pseudonymiser.scrub_bytes(payload)
+
+    def _scrub_text(self, detail: str) -> str:
+        return detail if self.pseudonymiser is None else self.pseudonymiser.text(detail)
 
     def _dead_letter_message(self, letter: DeadLetter) -> OutgoingMessage:
         value = self.dead_letter_serde.encode(letter.to_record(), self.topics.dead_letters)

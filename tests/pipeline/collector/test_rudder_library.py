@@ -13,7 +13,8 @@ from rudderstack.analytics.client import Client
 from rudderstack.analytics.version import VERSION as RUDDER_VERSION
 
 from pipeline.collector.server import ThreadedCollector
-from pipeline.settings import KafkaSettings
+from pipeline.pii import PiiHasher
+from pipeline.settings import KafkaSettings, WebhouseSettings
 from pipeline.topics import Topics
 from tests.pipeline.collector.touchpoint_support import WRITE_KEY, collector_settings, read_records
 
@@ -95,7 +96,7 @@ def test_every_call_type_lands_whole(kafka_settings: KafkaSettings) -> None:
     )
     traits = identify["traits"]
     assert (traits["first_name"], traits["last_name"], traits["city"]) == ("Ada", "Lovelace", "London")
-    assert traits["email"] == "Ada@Example.com"
+    assert traits["email"] == PiiHasher(WebhouseSettings().pii_hmac_secret).hash("email", "ada@example.com")
     assert traits["phone"] is None
     assert {k: json.loads(v) for k, v in traits["extra"].items()} == {"tier": "gold"}
     assert identify["channel"] == "server"

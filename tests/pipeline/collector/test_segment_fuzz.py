@@ -173,6 +173,7 @@ def hostile_bodies(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
 
 @pytest.mark.kafka
 @pytest.mark.slow
+@pytest.mark.timeout(max(300, FUZZ_BODIES // 4))  # ~10 bodies a second on a busy 2-core machine
 def test_no_body_gets_a_5xx_and_every_refused_event_is_a_dead_letter(kafka_settings: KafkaSettings) -> None:
     tally = {"accepted": 0, "letters": 0, "bodies": 0}
     with ThreadedCollector(collector_settings(kafka_settings)) as collector, requests.Session() as http:
