@@ -11,6 +11,7 @@ hashed, in every string of the record (ids, context, traits, properties, leftove
   ``traits.phone`` are such keys;
 - by value: any e-mail address, also percent-encoded (``ada%40example.com``), inside any
   string, ids included, so a user id that is an address becomes the address's pseudonym;
+  phone numbers in international form (``+44 20 7946 0000``) inside any string;
 - in URLs and query strings: the value of a query parameter whose name is such a key
   (``?email=...&phone=...``).
 
@@ -38,6 +39,9 @@ from pipeline.pii import PiiHasher, is_pseudonym
 from pipeline.settings import CollectorPiiSettings
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# A phone number in international form (+, then 8 or more digits and separators) in free text;
+# national forms ("020 7946 0000") look like too many other numbers and are found by key only.
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d[\d ()./-]{6,}\d")
 # name=value after ?, &, ; or #; a value runs to the next separator (spaces included: a
 # search box's "?phone=+44 20 7946 0000" is not URL-encoded).
 _QUERY_PAIR = re.compile(r"(^|[?&;#])([^?&=#;\s\"\\]+)=([^&#;\r\n\t\"\\]*)")
@@ -119,7 +123,10 @@ class Pseudonymiser:
             return value
         if "=" in value:
             value = _QUERY_PAIR.sub(self._pair, value)
-        return _EMAIL.sub(lambda m: self.hasher.hash("email", unquote(m.group(0))) or "", value)
+        value = _EMAIL.sub(lambda m: self.hasher.hash("email", unquote(m.group(0))) or "", value)
+        if "+" in value:
+            value = _PHONE_INTL.sub(lambda m: self.hasher.hash("phone", m.group(0)) or "", value)
+        return value
 
     def _pair(self, match: re.Match[str]) -> str:
         lead, name, raw_value = match.groups()
@@ -163,4 +170,4 @@ class Pseudonymiser:
 
 
 def _may_hold_pii(text: str) -> bool:
-    return "@" in text or "%40" in text or "=" in text
+    return "@" in text or "%40" in text or "=" in text or "+" in text

@@ -21,7 +21,7 @@ H_EMAIL, H_PHONE, H_IP = HASH.hash("email", EMAIL), HASH.hash("phone", PHONE), H
 
 def clear_values(record: Any) -> list[str]:
     text = (record if isinstance(record, str) else json.dumps(record, default=str)).lower()
-    found = [v for v in (EMAIL.lower(), "ada.lovelace%40example.com", IP, "7946") if v in text]
+    found = [v for v in (EMAIL.lower(), "ada.lovelace%40example.com", IP, "+44 20 7946") if v in text]
     return found
 
 
@@ -74,6 +74,7 @@ def test_track_properties_leftovers_ids_and_urls() -> None:
                 "deep": {"list": [{"phone": 442079460000}, f"write to {EMAIL}"]},
                 "ip_address": IP,
                 "url": f"https://shop.example/signup?e={EMAIL.replace('@', '%40')}#top",
+                "note": f"call {PHONE} (not 020 7946 0000? ids 2026-11-23, +5 points)",
             },
             "traits": {"e_mail": EMAIL},
             "context": {"ip": IP, "page": {"search": f"?email={EMAIL}&mobile={PHONE}", "referrer": EMAIL}},
@@ -85,6 +86,7 @@ def test_track_properties_leftovers_ids_and_urls() -> None:
     assert values["email"] == H_EMAIL and values["ip_address"] == H_IP
     assert values["deep"] == {"list": [{"phone": HASH.hash("phone", "442079460000")}, f"write to {H_EMAIL}"]}
     assert values["url"] == f"https://shop.example/signup?e={H_EMAIL}#top"
+    assert values["note"] == f"call {H_PHONE} (not 020 7946 0000? ids 2026-11-23, +5 points)"
     assert values["$traits.e_mail"] == H_EMAIL and values["$contact"] == {"phone": H_PHONE}
     assert record["context"]["page"]["search"] == f"?email={H_EMAIL}&mobile={H_PHONE}"
     assert record["context"]["page"]["referrer"] == H_EMAIL
