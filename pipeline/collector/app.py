@@ -1,5 +1,8 @@
 """The aiohttp application: Segment's HTTP tracking API plus health and metrics.
 
+``POST /v1/import`` takes a batch body of history: events keep their own timestamps (no
+clock-skew correction) and are marked ``$imported`` (``webhouse import FILE.jsonl`` posts there).
+
 Routes are registered in ``add_routes`` only, and everything a handler needs hangs off the
 app as one ``CollectorContext``: extending the collector (CORS, beacons...) means adding
 routes or middlewares there, with the same ingest path.
@@ -38,6 +41,7 @@ from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
 SEGMENT_ENDPOINTS = ("batch", "track", "identify", "page", "screen", "alias", "group")
+IMPORT_ENDPOINT = "import"  # a batch of history: events keep their own timestamps (segment.as_imported)
 
 
 def utc_now() -> datetime:
@@ -177,7 +181,7 @@ async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) ->
         return error_response(
             503, "kafka_unavailable", str(exc), headers={"Retry-After": str(settings.retry_after_s)}
         )
-    return outcome_response(outcome, single=endpoint != "batch")
+    return outcome_response(outcome, single=endpoint not in ("batch", IMPORT_ENDPOINT))
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -200,7 +204,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    for endpoint in SEGMENT_ENDPOINTS:
+    for endpoint in (*SEGMENT_ENDPOINTS, IMPORT_ENDPOINT):
         app.router.add_post(f"/v1/{endpoint}", segment_handler(endpoint))
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)

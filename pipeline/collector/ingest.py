@@ -28,7 +28,7 @@ from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer, OutgoingMessage
 from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.collector.request import ParsedRequest
-from pipeline.collector.segment import check_size, map_event
+from pipeline.collector.segment import as_imported, check_size, map_event
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import RequestError, SerdeError, ValidationError
 from pipeline.serde import Serde
@@ -101,6 +101,8 @@ class Ingestor:
             implied_type=parsed.implied_type,
             defaults=parsed.defaults,
         )
+        if parsed.imported:
+            record = as_imported(record, raw, parsed.defaults)
         check_event_time(record, self.limits)
         if self.pseudonymiser is not None:
             record = self.pseudonymiser.record(record)

@@ -41,6 +41,7 @@ class ParsedRequest:
     body: bytes  # decompressed
     defaults: BatchDefaults = field(default_factory=BatchDefaults)
     cuts: tuple[bytes, ...] = ()  # parts too deep to parse (limits.cut_deep)
+    imported: bool = False  # /v1/import: history with its own times (see segment.as_imported)
 
 
 def header_source(authorization: str | None, write_keys: Mapping[str, str]) -> str | None:
@@ -133,11 +134,11 @@ def parse_request(
     if not isinstance(document, dict):
         raise RequestError(400, "invalid_json", "the body must be a JSON object")
     source = header_source_name or source_for(document.get("writeKey"), write_keys)
-    if endpoint != "batch":
+    if endpoint not in ("batch", "import"):
         return ParsedRequest(source, [document], endpoint, data, cuts=cuts)
     batch = document.get("batch")
     if not isinstance(batch, list):
         raise RequestError(400, "invalid_batch", 'a batch body is {"batch": [events...]}')
     context = document.get("context")
     defaults = BatchDefaults(document.get("sentAt"), context if isinstance(context, dict) else {})
-    return ParsedRequest(source, batch, None, data, defaults, cuts)
+    return ParsedRequest(source, batch, None, data, defaults, cuts, imported=endpoint == "import")

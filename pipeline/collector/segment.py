@@ -373,3 +373,25 @@ def _properties(raw: dict[str, Any], props: Source, leftovers: dict[str, Any]) -
             leftovers[f"${key}"] = value
     properties.update({k: coerce.to_json(v) for k, v in leftovers.items() if v not in (None, {}, [])})
     return properties
+
+
+IMPORTED_KEY = "$imported"
+
+
+def as_imported(record: dict[str, Any], raw: Any, defaults: BatchDefaults) -> dict[str, Any]:
+    """An event of a history import (/v1/import): it happened at its own ``timestamp``.
+
+    ``sent_at`` is dropped so the processors take the timestamp as it is: the clock-skew
+    correction (``received_at - (sent_at - timestamp)``) is for live clients whose clock may
+    be off, and would move a year-old event to its arrival time. The client's ``sentAt`` is
+    kept as ``$sentAt``, and the event is marked ``$imported`` so that consumers acting on
+    live traffic (trigger rules) can leave history alone.
+    """
+    if record["timestamp"] is None:
+        raise ValidationError("missing_field", "timestamp: an imported event carries its own time")
+    given = raw.get("sentAt") if isinstance(raw, dict) and raw.get("sentAt") is not None else defaults.sent_at
+    properties = dict(record["properties"])
+    if given is not None:
+        properties["$sentAt"] = coerce.to_json(given)
+    properties[IMPORTED_KEY] = "true"
+    return {**record, "sent_at": None, "properties": properties}
