@@ -291,6 +291,16 @@ class TriggerSettings(_Section):
         },
         description="Category bought -> categories to recommend (cross-sell rule).",
     )
+    consent_purposes: list[str] = Field(
+        default_factory=lambda: ["analytics", "marketing_email", "marketing_sms", "marketing_push",
+                                 "personalisation"],
+        description="Consent purposes rules may name (`webhouse triggers validate` refuses others).",
+    )  # fmt: skip
+    event_names: list[str] = Field(
+        default_factory=list,
+        description="Your own event names rules may use, besides the Segment spec events the collector "
+        "types and the call types (`webhouse triggers validate` refuses others).",
+    )
     consent_default_granted: bool = Field(
         False, description="Consent of a customer who never sent a Consent event (opt-in: False)."
     )
