@@ -32,6 +32,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -73,13 +74,22 @@ class Pseudonymiser:
         for kind, keys in (("email", email_keys), ("phone", phone_keys), ("ip", ip_keys)):
             self.kinds.update({snake(k): kind for k in keys})
         self.ip_network_for_geo = ip_network_for_geo
+        self._kind_memo: dict[str, str | None] = {}
 
     @classmethod
     def from_settings(cls, pii: CollectorPiiSettings, secret: str) -> Pseudonymiser:
         return cls(PiiHasher(secret), pii.email_keys, pii.phone_keys, pii.ip_keys, pii.ip_network_for_geo)
 
     def kind_of(self, key: str | None) -> str | None:
-        return self.kinds.get(snake(key)) if key else None
+        if not key:
+            return None
+        try:
+            return self._kind_memo[key]
+        except KeyError:
+            if len(self._kind_memo) > 50_000:  # keys are a small vocabulary; bound it anyway
+                self._kind_memo.clear()
+            kind = self._kind_memo[key] = self.kinds.get(snake(key))
+            return kind
 
     # -- records -----------------------------------------------------------------------
 
@@ -92,10 +102,13 @@ class Pseudonymiser:
         return out
 
     def _walk(self, value: Any, key: str | None) -> Any:
+        if isinstance(value, str):
+            kind = self.kind_of(key)
+            return self.text(value) if kind is None else self._hash(kind, value)
         if isinstance(value, dict):
             if key in _MAPS_OF_JSON:
                 return {k: self._json_text(v, k) for k, v in value.items()}
-            return {k: self._walk(v, k) for k, v in value.items()}
+            return {k: v if v is None else self._walk(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self._walk(v, key) for v in value]
         return self.scalar(value, key)
@@ -109,13 +122,18 @@ class Pseudonymiser:
         )
 
     def scalar(self, value: Any, key: str | None) -> Any:
-        kind = self.kind_of(key)
-        if kind is not None and isinstance(value, str | int | float) and not isinstance(value, bool):
-            text = value if isinstance(value, str) else json.dumps(value)
-            return self.hasher.hash(kind, text) if text.strip() else value
+        """One JSON value that is not a container, under ``key``."""
+        if value is None or isinstance(value, bool):
+            return value
         if isinstance(value, str):
-            return self.text(value)
+            return self._walk(value, key)
+        kind = self.kind_of(key)
+        if kind is not None and isinstance(value, int | float):
+            return self._hash(kind, json.dumps(value))  # "phone": 5551234
         return value
+
+    def _hash(self, kind: str, text: str) -> str:
+        return self.hasher.hash(kind, text) or text if text.strip() else text
 
     def text(self, value: str) -> str:
         """E-mail addresses and PII query parameters inside free text and URLs."""
@@ -141,12 +159,7 @@ class Pseudonymiser:
     def _ip_network(self, ip: Any) -> str | None:
         if not self.ip_network_for_geo or not isinstance(ip, str):
             return None
-        try:
-            address = ipaddress.ip_address(ip.strip())
-        except ValueError:
-            return None
-        prefix = 24 if address.version == 4 else 48
-        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+        return ip_network(ip.strip())
 
     # -- dead letters ------------------------------------------------------------------
 
@@ -167,6 +180,17 @@ class Pseudonymiser:
             return match.group(0)
         hashed = self.scalar(value, key)
         return f'"{key}"{colon}{json.dumps(hashed)}'
+
+
+@lru_cache(maxsize=65536)
+def ip_network(ip: str) -> str | None:
+    """The address's /24 (IPv4) or /48 (IPv6) network address; None if it is no address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
 def _may_hold_pii(text: str) -> bool:
