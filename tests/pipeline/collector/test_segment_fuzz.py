@@ -16,16 +16,18 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.collector.segment import map_event
 from pipeline.collector.semantic import SEMANTIC
 from pipeline.collector.server import ThreadedCollector
 from pipeline.errors import ValidationError
 from pipeline.serde import SingleObjectSerde
-from pipeline.settings import KafkaSettings
+from pipeline.settings import CollectorPiiSettings, KafkaSettings
 from pipeline.topics import Topics
 from tests.pipeline.collector.touchpoint_support import WRITE_KEY, collector_settings, read_records
 
 SERDE = SingleObjectSerde("customer_event")
+PSEUDONYMISER = Pseudonymiser.from_settings(CollectorPiiSettings(), "fuzz")
 RECEIVED = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 scalars = (
@@ -102,7 +104,7 @@ events = st.fixed_dictionaries(
 @given(events)
 def test_any_json_maps_or_is_rejected_with_a_reason(raw: dict[str, Any]) -> None:
     try:
-        record = map_event(raw, received_at=RECEIVED, source="s")
+        record = PSEUDONYMISER.record(map_event(raw, received_at=RECEIVED, source="s"))
     except ValidationError as exc:
         assert exc.reason and exc.detail
         return
@@ -126,8 +128,28 @@ def _nested(depth: int, wide: bool) -> str:
 @st.composite
 def _hostile_event_text(draw: st.DrawFn) -> str:
     """One event as JSON text: a generated event with one hostile part spliced in."""
+    kind = draw(st.sampled_from(["plain", "valid", "valid", "deep", "wide", "huge", "unicode", "time"]))
+    if kind == "valid":  # well-formed, with anything as property values, e-mails and phones among them
+        free = (
+            st.text(max_size=12)
+            | st.emails()
+            | st.just("+44 20 7946 0000")
+            | st.sampled_from(["?email=a@b.co"])
+        )
+        keys = st.sampled_from(["email", "phone", "mobile", "user_email", "note", "url"]) | st.text(
+            max_size=6
+        ).map("x_".__add__)
+        props = draw(st.dictionaries(keys, free | numbers, max_size=6))
+        user = draw(st.none() | st.emails() | st.text(min_size=1, max_size=8))
+        valid = {
+            "type": "track",
+            "event": "Product Viewed",
+            "anonymousId": "a1",
+            "userId": user,
+            "properties": props,
+        }
+        return json.dumps(valid, ensure_ascii=draw(st.booleans()))
     base = {"type": "track", "event": "Product Viewed", "anonymousId": "a1", **draw(events)}
-    kind = draw(st.sampled_from(["plain", "deep", "wide", "huge", "unicode", "time"]))
     text = json.dumps(base, ensure_ascii=draw(st.booleans()))
     if kind == "deep":
         depth = draw(st.sampled_from([30, 33, 200, 990, 3000, 12000]) | st.integers(1, 1100))
@@ -150,7 +172,7 @@ def _hostile_event_text(draw: st.DrawFn) -> str:
 
 @st.composite
 def hostile_bodies(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
-    endpoint = draw(st.sampled_from(["batch", "batch", "track", "identify", "page"]))
+    endpoint = draw(st.sampled_from(["batch", "batch", "import", "track", "identify", "page"]))
     shape = draw(st.sampled_from(["events", "events", "events", "binary", "latin1", "not_object"]))
     if shape == "binary":
         body = draw(st.binary(max_size=200))
@@ -158,7 +180,7 @@ def hostile_bodies(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
         body = json.dumps(draw(json_values)).encode()
     else:
         texts = draw(st.lists(_hostile_event_text(), min_size=1, max_size=4))
-        text = texts[0] if endpoint != "batch" else '{"batch":[' + ",".join(texts) + "]}"
+        text = texts[0] if endpoint not in ("batch", "import") else '{"batch":[' + ",".join(texts) + "]}"
         body = text.encode("utf-8", "surrogatepass")
         if shape == "latin1":
             body = body.replace(b'"a1"', '"\xe9t\xe9"'.encode("latin-1"), 1)
