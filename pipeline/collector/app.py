@@ -33,7 +33,7 @@ from pipeline.collector import touchpoints
 from pipeline.collector.ingest import Ingestor, Outcome
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
-from pipeline.collector.request import ParsedRequest, header_source, parse_request
+from pipeline.collector.request import ParsedRequest, header_source, parse_request, readable_body
 from pipeline.collector.segment import BatchDefaults
 from pipeline.errors import ProduceError, RequestError
 from pipeline.settings import CollectorSettings, Settings
@@ -170,7 +170,9 @@ async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) ->
         except RequestError as exc:
             # Dead-letter only a fully read body of a client the header authenticated.
             if exc.status not in (401, 413) and source is not None:
-                await ctx.ingestor.dead_letter_request(exc, body, received_at, {**meta, "source": source})
+                payload, inflated = readable_body(body, meta["content_encoding"], settings.max_body_bytes)
+                letter_meta = {**meta, "source": source, **({"payload_inflated": "gzip"} if inflated else {})}
+                await ctx.ingestor.dead_letter_request(exc, payload, received_at, letter_meta)
             raise
         outcome = await ctx.ingestor.send(prepared)
     except RequestError as exc:
@@ -216,8 +218,9 @@ def add_routes(app: web.Application) -> None:
 
 def build_app(ctx: CollectorContext) -> web.Application:
     """Serve it with ``auto_decompress=False`` on the runner (``CollectorServer`` does): the
-    collector inflates gzip bodies itself, bounded by max_body_bytes, and dead-letters bodies
-    as they were received."""
+    collector inflates gzip bodies itself, bounded by max_body_bytes; a refused body's dead
+    letter keeps it inflated when it was whole gzip (header ``payload_inflated``), so that it
+    can be read and scrubbed of personal data, else as received."""
     app = web.Application(middlewares=touchpoints.middlewares(ctx.settings.collector))
     app[CONTEXT] = ctx
     add_routes(app)

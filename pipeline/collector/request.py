@@ -95,6 +95,16 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     return data
 
 
+def readable_body(body: bytes, content_encoding: str | None, max_bytes: int) -> tuple[bytes, bool]:
+    """A refused body as its dead letter keeps it: inflated when it is whole gzip (so the
+    dead letter can be read and scrubbed of personal data), else as received. Second: inflated?"""
+    try:
+        data = decode_body(body, content_encoding, max_bytes)
+    except RequestError:
+        return body, False
+    return data, data is not body
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+import requests
+
 from pipeline.collector.pseudonymise import Pseudonymiser, snake
 from pipeline.collector.segment import map_event
+from pipeline.collector.server import ThreadedCollector
 from pipeline.pii import PiiHasher, is_pseudonym
-from pipeline.settings import CollectorPiiSettings
+from pipeline.settings import CollectorPiiSettings, KafkaSettings
+from pipeline.topics import Topics
+from tests.pipeline.collector.touchpoint_support import WRITE_KEY, collector_settings, read_records
 
 SECRET = "test-secret"
 HASH = PiiHasher(SECRET)
@@ -120,3 +127,26 @@ def test_key_names_in_any_case() -> None:
         "ip",
         "e_mail",
     ]
+
+
+@pytest.mark.kafka
+def test_refused_bodies_and_events_leave_no_clear_pii_in_dead_letters(kafka_settings: KafkaSettings) -> None:
+    bad_event = {"type": "track", "anonymousId": "a", "properties": {"email": EMAIL, "phone": PHONE}}
+    not_json = f'{{"batch":[{{"context":{{"ip":"{IP}"}},"userId":"{EMAIL}"}}'.encode()  # truncated
+    auth = (WRITE_KEY, "")
+    with ThreadedCollector(collector_settings(kafka_settings)) as collector:
+        url = f"{collector.url}/v1/batch"
+        first = requests.post(url, json={"batch": [bad_event]}, auth=auth)
+        gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        second = requests.post(url, data=gzip.compress(not_json), headers=gzipped, auth=auth)
+        secret = collector.server.settings.webhouse.pii_hmac_secret
+    assert (first.status_code, second.status_code) == (400, 400)
+    assert clear_values(first.text + second.text) == []
+    topic = Topics.from_settings(kafka_settings).dead_letters
+    letters = read_records(kafka_settings.bootstrap_servers, topic, 2, schema="dead_letter")
+    assert sorted(letter["reason"] for letter in letters) == ["invalid_json", "missing_event_name"]
+    for letter in letters:
+        assert clear_values(letter["payload"].decode() + letter["detail"]) == []
+    [body_letter] = [letter for letter in letters if letter["reason"] == "invalid_json"]
+    assert body_letter["headers"]["payload_inflated"] == "gzip"
+    assert PiiHasher(secret).hash("email", EMAIL).encode() in body_letter["payload"]
