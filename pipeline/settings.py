@@ -15,6 +15,7 @@ offending key named (``SettingsError``).
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +114,35 @@ class CollectorBrowserSettings(_Section):
     id_cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
 
 
+class CollectorPiiSettings(_Section):
+    """E-mail, phone and IP keyed-hashed before events reach Kafka (pipeline/collector/pseudonymise.py).
+
+    Keys are compared in snake case at any depth; e-mail addresses are also found by pattern in
+    every string. The key is webhouse.pii_hmac_secret, the one the sinks use.
+    """
+
+    enabled: bool = Field(True, description="Hash e-mail, phone and IP values in every event.")
+    email_keys: list[str] = Field(
+        default_factory=lambda: ["email", "e_mail", "email_address", "user_email", "customer_email",
+                                 "contact_email", "recipient"],
+        description="Keys whose values are e-mail addresses (addresses elsewhere are found by pattern).",
+    )  # fmt: skip
+    phone_keys: list[str] = Field(
+        default_factory=lambda: ["phone", "phone_number", "telephone", "tel", "mobile", "mobile_number",
+                                 "mobile_phone", "cell", "cell_phone", "fax", "msisdn", "whatsapp"],
+        description="Keys whose values are phone numbers.",
+    )  # fmt: skip
+    ip_keys: list[str] = Field(
+        default_factory=lambda: ["ip", "ip_address", "client_ip", "remote_addr", "x_forwarded_for"],
+        description="Keys whose values are IP addresses.",
+    )
+    ip_network_for_geo: bool = Field(
+        True,
+        description="Keep the IP's network (IPv4 /24, IPv6 /48) as $ip_network for the worker's geo "
+        "lookup; only when worker.geoip_database is set.",
+    )
+
+
 class CollectorSettings(_Section):
     """The Segment-compatible HTTP collector."""
 
@@ -124,6 +154,14 @@ class CollectorSettings(_Section):
     )
     max_body_bytes: int = Field(512 * 1024, gt=0, description="Segment's own limit is 500 KB.")
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Segment's own limit is 32 KB.")
+    max_event_depth: int = Field(32, ge=2, description="Deepest nesting of objects/arrays in one event.")
+    max_event_keys: int = Field(1000, ge=10, description="Object keys in one event, at all depths.")
+    min_event_time: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="Events said to happen earlier are refused."
+    )
+    max_event_future_s: int = Field(
+        86400, ge=0, description="Events said to happen this far after their arrival are refused."
+    )
     produce_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for broker acks before answering 503."
     )
@@ -142,6 +180,12 @@ class CollectorSettings(_Section):
     )
     email: CollectorEmailSettings = CollectorEmailSettings()
     browser: CollectorBrowserSettings = CollectorBrowserSettings()
+    pii: CollectorPiiSettings = CollectorPiiSettings()
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class SessionPolicySettings(_Section):
@@ -261,6 +305,16 @@ class TriggerSettings(_Section):
             "kitchen": ["tableware"],
         },
         description="Category bought -> categories to recommend (cross-sell rule).",
+    )
+    consent_purposes: list[str] = Field(
+        default_factory=lambda: ["analytics", "marketing_email", "marketing_sms", "marketing_push",
+                                 "personalisation"],
+        description="Consent purposes rules may name (`webhouse triggers validate` refuses others).",
+    )  # fmt: skip
+    event_names: list[str] = Field(
+        default_factory=list,
+        description="Your own event names rules may use, besides the Segment spec events the collector "
+        "types and the call types (`webhouse triggers validate` refuses others).",
     )
     consent_default_granted: bool = Field(
         False, description="Consent of a customer who never sent a Consent event (opt-in: False)."

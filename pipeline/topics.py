@@ -58,6 +58,10 @@ class Topics:
         return f"{self.prefix}.triggers.input"
 
     @property
+    def erasures(self) -> str:
+        return f"{self.prefix}.erasures"
+
+    @property
     def dead_letters(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -80,6 +84,9 @@ class Topics:
                 1,
                 {"retention.ms": str(4 * WEEK_MS)},
                 "Anything a stage could not handle, raw, with stage and reason.",
+            ),
+            TopicSpec(
+                self.erasures, 1, {"cleanup.policy": "compact"}, "Forgotten customers (webhouse forget)."
             ),
         ]
 

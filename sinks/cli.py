@@ -249,17 +249,32 @@ def _vacuum(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.collector.pseudonymise import Pseudonymiser
+    from pipeline.kafka_forget import record_erasure, tombstone_customer
+    from pipeline.topics import Topics
     from sinks.maintenance import forget
     from sinks.store import DeltaStore
 
+    # The collector stored an e-mail address given as user id as its pseudonym: forget that.
+    pii = Pseudonymiser.from_settings(settings.collector.pii, settings.webhouse.pii_hmac_secret)
+    given = args.customer_id.strip()
+    customer_id = pii.text(given) if settings.collector.pii.enabled else given
     total = 0
-    for f in forget(DeltaStore(settings.webhouse), _specs(settings, None), args.customer_id):
+    for f in forget(DeltaStore(settings.webhouse), _specs(settings, None), customer_id):
         total += f.rows
         print(
             f"{f.table}: removed {f.rows} rows in {f.partitions} partitions, "
             f"{f.files_vacuumed} files vacuumed"
         )
-    print(f"customer {args.customer_id}: {total} rows removed")
+    print(f"customer {customer_id}: {total} rows removed")
+    if args.tables_only:
+        return 0
+    bootstrap, topics = settings.kafka.bootstrap_servers, Topics.from_settings(settings.kafka)
+    tombstoned, devices = tombstone_customer(bootstrap, topics, customer_id)
+    for t in tombstoned:
+        print(f"{t.topic}: {t.keys} keys tombstoned")
+    record_erasure(bootstrap, topics, customer_id, devices)
+    print(f"erasure recorded on {topics.erasures} ({len(devices)} devices)")
     return 0
 
 
@@ -318,5 +333,8 @@ def register_maintenance(sub: Any) -> None:
             )
         p.set_defaults(func=fn)
     forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")
-    forget.add_argument("customer_id")
+    forget.add_argument("customer_id", help="the customer id (an e-mail address is taken as its pseudonym)")
+    forget.add_argument(
+        "--tables-only", action="store_true", help="only the tables: no Kafka tombstones, no erasure record"
+    )
     forget.set_defaults(func=_forget)

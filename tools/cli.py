@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "sinks.cli",
     "tools.simulate.cli",
     "tools.uci_cli",
+    "tools.import_cli",
     "triggers.cli",
 ]
 

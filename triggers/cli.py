@@ -16,21 +16,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.collector.segment import CALL_TYPES
+from pipeline.collector.semantic import SEMANTIC
 from pipeline.errors import RuleError, ValidationError
 from pipeline.settings import Settings
 from triggers.alerts import Alert
 from triggers.engine import Engine
 from triggers.events import from_ms, to_ms
 from triggers.harness import Harness, RawReplay
-from triggers.ruleset import RuleSet, load_rules
+from triggers.ruleset import RuleSet, check_vocabulary, load_rules
 
 
 def _rules(args: argparse.Namespace, settings: Settings) -> RuleSet:
     return load_rules(Path(args.rules) if args.rules else settings.triggers.rules_dir)
 
 
+def known_events(settings: Settings) -> set[str]:
+    """Event names rules may use: the spec events the collector types, call types, declared ones."""
+    return {*SEMANTIC, *CALL_TYPES, *settings.triggers.event_names, *settings.worker.identity_events}
+
+
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
     rules = _rules(args, settings)
+    check_vocabulary(rules, settings.triggers.consent_purposes, known_events(settings))
     print(f"{len(rules.rules)} rules OK ({len(rules.enabled())} enabled)")
     return 0
 

@@ -42,8 +42,9 @@ sharing the current event's ``same`` value, and holds when the count is within
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -410,6 +411,37 @@ def load_file(path: Path) -> list[tuple[Rule, int]]:
                 detail += f" (and {len(exc.errors()) - 1} more problems)"
             raise RuleError(str(path), _line_of(node, loc), detail) from exc
     return rules
+
+
+def rule_event_names(rule: Rule) -> Iterator[str]:
+    """Every event name a rule refers to: its trigger's, its absence's, its past_events'."""
+    yield from rule.trigger.events
+    if rule.absence:
+        yield rule.absence.event
+    for cond in walk_conditions(rule.conditions):
+        if isinstance(cond, PastEventsCondition):
+            yield cond.past_events.event
+
+
+def check_vocabulary(rules: RuleSet, purposes: Iterable[str], events: Iterable[str]) -> None:
+    """A misspelled consent purpose or event name never matches, so the rule never fires:
+    refuse names outside the declared lists, with the closest declared one."""
+    known_purposes, known_events = set(purposes), {"*", *events}
+    for rule in rules.rules:
+        path, _, line = rules.sources[rule.id].rpartition(":")
+        if rule.consent is not None and rule.consent not in known_purposes:
+            raise RuleError(path, int(line), _unknown("consent purpose", rule.consent, known_purposes,
+                                                      "triggers.consent_purposes"))  # fmt: skip
+        for name in rule_event_names(rule):
+            if name not in known_events:
+                problem = _unknown("event", name, known_events, "triggers.event_names")
+                raise RuleError(path, int(line), problem)
+
+
+def _unknown(what: str, name: str, known: set[str], setting: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r} (declare it in {setting}){hint}"
 
 
 def rule_files(directory: Path) -> list[Path]:

@@ -1,5 +1,8 @@
 """The aiohttp application: Segment's HTTP tracking API plus health and metrics.
 
+``POST /v1/import`` takes a batch body of history: events keep their own timestamps (no
+clock-skew correction) and are marked ``$imported`` (``webhouse import FILE.jsonl`` posts there).
+
 Routes are registered in ``add_routes`` only, and everything a handler needs hangs off the
 app as one ``CollectorContext``: extending the collector (CORS, beacons...) means adding
 routes or middlewares there, with the same ingest path.
@@ -9,12 +12,15 @@ analytics-python shows on an error):
     200 {"success": true, "accepted": n, "rejected": m, "errors": [...]}   some or all valid
     400 the same, ``code`` = the event's reason (single) or "invalid_events": none valid
     4xx {"success": false, "code": reason, "message": detail}             request refused
+    400 {"code": "unparseable_request"} anything else that broke while reading the request:
+        logged, counted (webhouse_collector_unexpected_errors), body dead-lettered
     503 + Retry-After: the broker did not acknowledge within produce_timeout_s
 A 2xx is sent only after the broker acknowledged every event and dead letter of the request.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,13 +33,15 @@ from pipeline.collector import touchpoints
 from pipeline.collector.ingest import Ingestor, Outcome
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
-from pipeline.collector.request import ParsedRequest, header_source, parse_request
+from pipeline.collector.request import ParsedRequest, header_source, parse_request, readable_body
 from pipeline.collector.segment import BatchDefaults
 from pipeline.errors import ProduceError, RequestError
 from pipeline.settings import CollectorSettings, Settings
 from pipeline.topics import Topics
 
+log = logging.getLogger(__name__)
 SEGMENT_ENDPOINTS = ("batch", "track", "identify", "page", "screen", "alias", "group")
+IMPORT_ENDPOINT = "import"  # a batch of history: events keep their own timestamps (segment.as_imported)
 
 
 def utc_now() -> datetime:
@@ -120,6 +128,13 @@ def with_client_ip(parsed: ParsedRequest, request: web.Request, settings: Collec
     return replace(parsed, defaults=BatchDefaults(parsed.defaults.sent_at, context))
 
 
+def unexpected(ctx: CollectorContext, bug: Exception) -> RequestError:
+    """An exception no check meant to raise while reading a request: logged, counted, a 400."""
+    log.error("a request could not be parsed", exc_info=bug)
+    ctx.metrics.unexpected_errors.labels(stage="request").inc()
+    return RequestError(400, "unparseable_request", f"{type(bug).__name__}: {bug}"[:300])
+
+
 async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) -> web.StreamResponse:
     settings = ctx.settings.collector
     received_at = ctx.clock()
@@ -135,21 +150,31 @@ async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) ->
         try:
             source = header_source(request.headers.get("Authorization"), settings.write_keys)
             body = await read_body(request, settings.max_body_bytes)
-            parsed = parse_request(
-                endpoint,
-                body,
-                request.headers,
-                settings.write_keys,
-                settings.max_body_bytes,
-                accepted_content_types=touchpoints.BROWSER_CONTENT_TYPES,
-                header_source_name=source,
-            )
+            try:
+                parsed = parse_request(
+                    endpoint,
+                    body,
+                    request.headers,
+                    settings.write_keys,
+                    settings.max_body_bytes,
+                    accepted_content_types=touchpoints.BROWSER_CONTENT_TYPES,
+                    header_source_name=source,
+                    max_event_depth=settings.max_event_depth,
+                )
+                parsed = with_client_ip(parsed, request, settings)
+                prepared = ctx.ingestor.prepare(parsed, received_at, meta)
+            except RequestError:
+                raise
+            except Exception as bug:  # bad input is a 4xx, whatever broke
+                raise unexpected(ctx, bug) from bug
         except RequestError as exc:
             # Dead-letter only a fully read body of a client the header authenticated.
             if exc.status not in (401, 413) and source is not None:
-                await ctx.ingestor.dead_letter_request(exc, body, received_at, {**meta, "source": source})
+                payload, inflated = readable_body(body, meta["content_encoding"], settings.max_body_bytes)
+                letter_meta = {**meta, "source": source, **({"payload_inflated": "gzip"} if inflated else {})}
+                await ctx.ingestor.dead_letter_request(exc, payload, received_at, letter_meta)
             raise
-        outcome = await ctx.ingestor.ingest(with_client_ip(parsed, request, settings), received_at, meta)
+        outcome = await ctx.ingestor.send(prepared)
     except RequestError as exc:
         ctx.metrics.requests_rejected.labels(reason=exc.reason).inc()
         return error_response(exc.status, exc.reason, exc.detail)
@@ -158,7 +183,7 @@ async def _ingest(ctx: CollectorContext, request: web.Request, endpoint: str) ->
         return error_response(
             503, "kafka_unavailable", str(exc), headers={"Retry-After": str(settings.retry_after_s)}
         )
-    return outcome_response(outcome, single=endpoint != "batch")
+    return outcome_response(outcome, single=endpoint not in ("batch", IMPORT_ENDPOINT))
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -182,7 +207,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    for endpoint in SEGMENT_ENDPOINTS:
+    for endpoint in (*SEGMENT_ENDPOINTS, IMPORT_ENDPOINT):
         app.router.add_post(f"/v1/{endpoint}", segment_handler(endpoint))
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
@@ -194,8 +219,9 @@ def add_routes(app: web.Application) -> None:
 
 def build_app(ctx: CollectorContext) -> web.Application:
     """Serve it with ``auto_decompress=False`` on the runner (``CollectorServer`` does): the
-    collector inflates gzip bodies itself, bounded by max_body_bytes, and dead-letters bodies
-    as they were received."""
+    collector inflates gzip bodies itself, bounded by max_body_bytes; a refused body's dead
+    letter keeps it inflated when it was whole gzip (header ``payload_inflated``), so that it
+    can be read and scrubbed of personal data, else as received."""
     app = web.Application(middlewares=touchpoints.middlewares(ctx.settings.collector))
     app[CONTEXT] = ctx
     add_routes(app)

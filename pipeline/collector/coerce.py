@@ -42,7 +42,10 @@ def as_float(value: Any, path: str) -> float | None:
     if isinstance(value, bool):
         raise invalid(path, "a number", value)
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise invalid(path, "a finite number", value) from None
     elif isinstance(value, str):
         try:
             number = float(value.strip())

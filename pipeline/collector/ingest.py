@@ -1,32 +1,41 @@
 """The collector's hot path, one request at a time, apart from HTTP:
 
-    for each raw event: check size -> map/validate (segment.py) -> encode Avro
+    for each raw event: check shape and size (limits.py) -> map/validate (segment.py)
+        -> check the event time (limits.py) -> encode Avro
         valid   -> raw-events topic, key = anonymous id else user id (a visitor's order)
         invalid -> dead-letter topic: the raw event as JSON, stage "collector", the reason
     produce everything, await every acknowledgement (bounded), only then count and answer.
 
-A refused request (``RequestError``) is dead-lettered here too when the caller decides it is
-worth it (see request.py).
+A valid event is pseudonymised (pseudonymise.py) before it is encoded, and dead letters'
+payloads and details are scrubbed by the same rules, so no topic holds a clear e-mail,
+phone or IP address. A refused request (``RequestError``) is dead-lettered here too when the
+caller decides it is worth it (see request.py). An exception the mapping did not mean to
+raise (a bug, whatever the input) refuses that one event as ``unmappable_event``: logged
+with its traceback, counted, dead-lettered; the other events of the request go on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pipeline.collector.limits import EventLimits, check_event_time, check_shape, dead_letter_payload
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer, OutgoingMessage
+from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.collector.request import ParsedRequest
-from pipeline.collector.segment import canonical_json, check_size, map_event
+from pipeline.collector.segment import as_imported, check_size, map_event
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import RequestError, SerdeError, ValidationError
 from pipeline.serde import Serde
 from pipeline.topics import Topics
 
 STAGE = "collector"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,8 @@ class Ingestor:
         producer: AsyncProducer,
         metrics: CollectorMetrics,
         max_event_bytes: int,
+        limits: EventLimits | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
         self.topics = topics
         self.event_serde = event_serde
@@ -76,6 +87,29 @@ class Ingestor:
         self.producer = producer
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
+        self.limits = limits or EventLimits()
+        self.pseudonymiser = pseudonymiser  # None: PII passes in clear (collector.pii.enabled off)
+
+    def map_one(self, parsed: ParsedRequest, raw: Any, received_at: datetime) -> tuple[dict[str, Any], bytes]:
+        """One raw event -> (record, Avro bytes), or a ValidationError saying why not."""
+        check_shape(raw, self.limits, cut=bool(parsed.cuts))
+        check_size(raw, self.max_event_bytes)
+        record = map_event(
+            raw,
+            received_at=received_at,
+            source=parsed.source,
+            implied_type=parsed.implied_type,
+            defaults=parsed.defaults,
+        )
+        if parsed.imported:
+            record = as_imported(record, raw, parsed.defaults)
+        check_event_time(record, self.limits)
+        if self.pseudonymiser is not None:
+            record = self.pseudonymiser.record(record)
+        try:
+            return record, self.event_serde.encode(record, self.topics.raw_events)
+        except SerdeError as exc:
+            raise ValidationError("unencodable", str(exc)) from exc
 
     def prepare(self, parsed: ParsedRequest, received_at: datetime, meta: Mapping[str, str]) -> Prepared:
         messages: list[OutgoingMessage] = []
@@ -83,27 +117,22 @@ class Ingestor:
         errors: list[EventError] = []
         for index, raw in enumerate(parsed.events):
             try:
-                check_size(raw, self.max_event_bytes)
-                record = map_event(
-                    raw,
-                    received_at=received_at,
-                    source=parsed.source,
-                    implied_type=parsed.implied_type,
-                    defaults=parsed.defaults,
-                )
                 try:
-                    value = self.event_serde.encode(record, self.topics.raw_events)
-                except SerdeError as exc:
-                    raise ValidationError("unencodable", str(exc)) from exc
+                    record, value = self.map_one(parsed, raw, received_at)
+                except ValidationError:
+                    raise
+                except Exception as bug:  # any input gets an answer, never a 500
+                    log.exception("event %d of a request from %s could not be mapped", index, parsed.source)
+                    self.metrics.unexpected_errors.labels(stage="event").inc()
+                    raise ValidationError("unmappable_event", f"{type(bug).__name__}: {bug}"[:300]) from bug
             except ValidationError as exc:
-                message_id = raw.get("messageId") if isinstance(raw, dict) else None
-                message_id = str(message_id) if message_id is not None else None
-                errors.append(EventError(index, exc.reason, exc.detail, message_id))
+                message_id = _message_id(raw)
+                errors.append(EventError(index, exc.reason, self._scrub_text(exc.detail), message_id))
                 letter = DeadLetter(
                     stage=STAGE,
                     reason=exc.reason,
-                    detail=exc.detail,
-                    payload=canonical_json(_without_write_key(raw)),
+                    detail=self._scrub_text(exc.detail),
+                    payload=self._scrub(dead_letter_payload(_without_write_key(raw), parsed.cuts)),
                     failed_at=received_at,
                     message_id=message_id,
                     headers={**meta, "source": parsed.source, "index": str(index)},
@@ -117,7 +146,10 @@ class Ingestor:
 
     async def ingest(self, parsed: ParsedRequest, received_at: datetime, meta: Mapping[str, str]) -> Outcome:
         """Send a request's events; returns once the broker acknowledged all (else ProduceError)."""
-        prepared = self.prepare(parsed, received_at, meta)
+        return await self.send(self.prepare(parsed, received_at, meta))
+
+    async def send(self, prepared: Prepared) -> Outcome:
+        """Produce what ``prepare`` made; returns once the broker acknowledged all."""
         await self._send(prepared.messages)
         for source, call in prepared.accepted:
             self.metrics.events_accepted.labels(source=source, type=call).inc()
@@ -132,13 +164,19 @@ class Ingestor:
         letter = DeadLetter(
             stage=STAGE,
             reason=error.reason,
-            detail=error.detail,
-            payload=payload,
+            detail=self._scrub_text(error.detail),
+            payload=self._scrub(payload),
             failed_at=received_at,
             headers=dict(meta),
         )
         await self._send([self._dead_letter_message(letter)])
         self.metrics.dead_letters.labels(reason=error.reason).inc()
+
+    def _scrub(self, payload: bytes) -> bytes:
+        return payload if self.pseudonymiser is None else self.pseudonymiser.scrub_bytes(payload)
+
+    def _scrub_text(self, detail: str) -> str:
+        return detail if self.pseudonymiser is None else self.pseudonymiser.text(detail)
 
     def _dead_letter_message(self, letter: DeadLetter) -> OutgoingMessage:
         value = self.dead_letter_serde.encode(letter.to_record(), self.topics.dead_letters)
@@ -149,6 +187,14 @@ class Ingestor:
         await self.producer.send_all(messages)
         if messages:
             self.metrics.produce_seconds.observe(time.perf_counter() - started)
+
+
+def _message_id(raw: Any) -> str | None:
+    """The client's messageId if it is a plain value (a refused event's may be anything)."""
+    given = raw.get("messageId") if isinstance(raw, dict) else None
+    if isinstance(given, str | int | float) and not isinstance(given, bool):
+        return str(given)[:200]
+    return None
 
 
 def _without_write_key(raw: Any) -> Any:

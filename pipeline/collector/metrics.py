@@ -21,6 +21,7 @@ class CollectorMetrics:
     dead_letters: Counter
     produce_seconds: Histogram
     in_flight: Gauge
+    unexpected_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> CollectorMetrics:
@@ -60,6 +61,12 @@ class CollectorMetrics:
             in_flight=Gauge(
                 "webhouse_collector_requests_in_flight",
                 "Requests being handled right now.",
+                registry=registry,
+            ),
+            unexpected_errors=Counter(
+                "webhouse_collector_unexpected_errors",
+                "Exceptions no check meant to raise, turned into a 400 (request) or a refused event.",
+                ["stage"],
                 registry=registry,
             ),
         )

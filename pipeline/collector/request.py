@@ -6,6 +6,8 @@ Checks, in this order, each a ``RequestError(status, reason, detail)``:
     413 body_too_large      more than collector.max_body_bytes, compressed or not
     415 unsupported_media_type / unsupported_encoding
     400 invalid_gzip, invalid_json, invalid_batch
+    400 too_deep            still too deep to parse once nesting past the event limit is cut
+                            (events past collector.max_event_depth are refused one by one)
     401 missing_write_key / unknown_write_key       no header: ``writeKey`` in the body
 
 Dead-lettering a refused request is the caller's decision (``dead_letter_worthy``): only
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.collector.limits import cut_deep
 from pipeline.collector.segment import BatchDefaults
 from pipeline.errors import RequestError
 
@@ -37,6 +40,8 @@ class ParsedRequest:
     implied_type: str | None  # the call type a single-event endpoint stands for
     body: bytes  # decompressed
     defaults: BatchDefaults = field(default_factory=BatchDefaults)
+    cuts: tuple[bytes, ...] = ()  # parts too deep to parse (limits.cut_deep)
+    imported: bool = False  # /v1/import: history with its own times (see segment.as_imported)
 
 
 def header_source(authorization: str | None, write_keys: Mapping[str, str]) -> str | None:
@@ -90,15 +95,33 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     return data
 
 
+def readable_body(body: bytes, content_encoding: str | None, max_bytes: int) -> tuple[bytes, bool]:
+    """A refused body as its dead letter keeps it: inflated when it is whole gzip (so the
+    dead letter can be read and scrubbed of personal data), else as received. Second: inflated?"""
+    try:
+        data = decode_body(body, content_encoding, max_bytes)
+    except RequestError:
+        return body, False
+    return data, data is not body
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(data: bytes) -> Any:
+def parse_json(data: bytes, cut_depth: int = 34) -> tuple[Any, tuple[bytes, ...]]:
+    """The document, and what ``cut_deep`` took out of it when it was too deep to parse."""
+    cuts: tuple[bytes, ...] = ()
     try:
-        return json.loads(data, parse_constant=_no_constants)
+        try:
+            return json.loads(data, parse_constant=_no_constants), cuts
+        except RecursionError:  # past the parser's stack: parse it without its deepest parts
+            data, cuts = cut_deep(data, cut_depth)
+            return json.loads(data, parse_constant=_no_constants), cuts
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "too_deep", "the body nests too deep to parse") from None
 
 
 def parse_request(
@@ -109,6 +132,7 @@ def parse_request(
     max_body_bytes: int,
     accepted_content_types: frozenset[str] = JSON_CONTENT_TYPES,
     header_source_name: str | None = None,
+    max_event_depth: int = 32,
 ) -> ParsedRequest:
     """``endpoint`` is "batch" or a call type; ``header_source_name`` what ``header_source``
     found (the caller checks the header before reading the body)."""
@@ -116,15 +140,15 @@ def parse_request(
         raise RequestError(413, "body_too_large", f"the body is over {max_body_bytes} bytes")
     check_content_type(headers.get("Content-Type"), accepted_content_types)
     data = decode_body(body, headers.get("Content-Encoding"), max_body_bytes)
-    document = parse_json(data)
+    document, cuts = parse_json(data, max_event_depth + 2)  # + the batch object and array
     if not isinstance(document, dict):
         raise RequestError(400, "invalid_json", "the body must be a JSON object")
     source = header_source_name or source_for(document.get("writeKey"), write_keys)
-    if endpoint != "batch":
-        return ParsedRequest(source, [document], endpoint, data)
+    if endpoint not in ("batch", "import"):
+        return ParsedRequest(source, [document], endpoint, data, cuts=cuts)
     batch = document.get("batch")
     if not isinstance(batch, list):
         raise RequestError(400, "invalid_batch", 'a batch body is {"batch": [events...]}')
     context = document.get("context")
     defaults = BatchDefaults(document.get("sentAt"), context if isinstance(context, dict) else {})
-    return ParsedRequest(source, batch, None, data, defaults)
+    return ParsedRequest(source, batch, None, data, defaults, cuts, imported=endpoint == "import")

@@ -85,6 +85,14 @@ _CONTEXT_RECORDS = {
     "screen": "Screen",
 }
 _PAGE_FIELDS = ("url", "path", "referrer", "title", "search")
+_IDS = {
+    "message_id": "messageId",
+    "anonymous_id": "anonymousId",
+    "user_id": "userId",
+    "previous_id": "previousId",
+    "group_id": "groupId",
+}
+_TRAIT_CALLS = ("identify", "group")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,10 @@ def canonical_json(raw: Any) -> bytes:
 
 
 def check_size(raw: Any, max_event_bytes: int) -> None:
-    size = len(canonical_json(raw))
+    try:
+        size = len(canonical_json(raw))
+    except UnicodeEncodeError as exc:  # "\ud800" is valid JSON but no text: Avro could not store it
+        raise ValidationError("invalid_unicode", f"a string is not valid Unicode: {exc.reason}") from None
     if size > max_event_bytes:
         raise ValidationError("event_too_large", f"event is {size} bytes, the limit is {max_event_bytes}")
 
@@ -185,15 +196,25 @@ def _traits(raw_traits: dict[str, Any]) -> dict[str, Any]:
 
 
 def _channel(explicit: str | None, record: dict[str, Any], raw_channel: Any) -> str:
-    """context.channel (ours, strict), else Segment's own top-level channel, else inferred."""
+    """context.channel (ours, strict); else what the event shows (an e-mail event, an app or
+    mobile library, a page); else the client's top-level ``channel``; else "server".
+
+    The top-level ``channel`` is a library's constant (rudder-sdk-python says "server" for a
+    page view it forwards), so the event's own evidence comes first; a top-level value that
+    is not the result is kept as ``$channel``.
+    """
     if explicit is not None:
         if explicit.lower() not in CHANNELS:
             raise coerce.invalid("context.channel", "one of " + ", ".join(sorted(CHANNELS)), explicit)
         return CHANNELS[explicit.lower()]
-    if isinstance(raw_channel, str) and raw_channel.lower() in CHANNELS:
-        return CHANNELS[raw_channel.lower()]
-    if raw_channel is not None:
+    claimed = CHANNELS.get(raw_channel.lower()) if isinstance(raw_channel, str) else None
+    channel = _evidence_channel(record) or claimed or "server"
+    if raw_channel is not None and claimed != channel:
         record["properties"]["$channel"] = coerce.to_json(raw_channel)
+    return channel
+
+
+def _evidence_channel(record: dict[str, Any]) -> str | None:
     context = record["context"]
     library = ((context["library"] or {}).get("name") or "").lower()
     if record["email"] is not None:
@@ -211,7 +232,81 @@ def _channel(explicit: str | None, record: dict[str, Any], raw_channel: Any) -> 
         or any(h in library for h in WEB_LIBRARY_HINTS)
     ):
         return "web"
-    return "server"
+    return None
+
+
+def _check_ids(call: str, ids: dict[str, str | None]) -> None:
+    if call == "alias":
+        if ids["user_id"] is None or ids["previous_id"] is None:
+            raise ValidationError("missing_id", "alias needs both userId and previousId")
+    elif ids["user_id"] is None and ids["anonymous_id"] is None:
+        raise ValidationError("missing_id", "neither userId nor anonymousId is set")
+    if call == "group" and ids["group_id"] is None:
+        raise ValidationError("missing_field", "groupId: a group call names its group")
+
+
+def _names(raw: dict[str, Any], call: str, leftovers: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(event, name): a track call's event name, a page or screen call's name."""
+    event = None
+    if call == "track":
+        event = coerce.as_str(raw.get("event"), "event")
+        if not event or not event.strip():
+            raise ValidationError("missing_event_name", "a track call needs a non-empty event name")
+    elif raw.get("event") is not None:
+        leftovers["$event"] = raw["event"]
+    name = None
+    if call in ("page", "screen"):
+        name = coerce.as_str(raw.get("name"), "name")
+    elif raw.get("name") is not None:
+        leftovers["$name"] = raw["name"]
+    return event, name
+
+
+def _times(
+    raw: dict[str, Any], defaults: BatchDefaults, leftovers: dict[str, Any]
+) -> tuple[datetime | None, datetime | None]:
+    """(timestamp, sent_at), both on the client's clock (see the module docstring)."""
+    timestamp = coerce.as_timestamp(raw.get("timestamp"), "timestamp")
+    original = coerce.as_timestamp(raw.get("originalTimestamp"), "originalTimestamp")
+    if original is not None:
+        if raw.get("timestamp") is not None:
+            leftovers["$timestamp"] = raw["timestamp"]
+        timestamp = original
+    if raw.get("sentAt") is not None:
+        return timestamp, coerce.as_timestamp(raw["sentAt"], "sentAt")
+    return timestamp, coerce.as_timestamp(defaults.sent_at, "sentAt (batch)")
+
+
+def _page_from_properties(context: dict[str, Any], props: Source) -> None:
+    """analytics.js repeats the page fields in page-call properties; fill context.page from them."""
+    page = context["page"] or dict.fromkeys(_PAGE_FIELDS)
+    for key in _PAGE_FIELDS:
+        prop_key = props.key_for(key)
+        if prop_key is None or props.data[prop_key] is None:
+            continue
+        value = coerce.as_str(props.data[prop_key], f"properties.{prop_key}")
+        if page[key] is None:
+            page[key] = value
+        if page[key] == value:  # the same fact twice: context.page keeps it
+            props.taken.add(prop_key)
+    context["page"] = page if any(v is not None for v in page.values()) else None
+
+
+def merged_traits(call: str, raw: dict[str, Any], context_traits: Any) -> dict[str, Any] | None:
+    """The person's traits an identify or group call carries, or None for other calls.
+
+    Segment's libraries send them in ``traits``; RudderStack's (and analytics.js with stored
+    traits) in ``context.traits``. Per key, a non-null value in ``traits`` wins over
+    ``context.traits``. A group call's own ``traits`` describe the group, not the person:
+    only its ``context.traits`` fill the Traits record.
+    """
+    if call not in ("identify", "group"):
+        return None
+    merged = {k: v for k, v in coerce.as_dict(context_traits, "context.traits").items() if v is not None}
+    if call == "identify":
+        top = coerce.as_dict(raw.get("traits"), "traits")
+        merged.update({k: v for k, v in top.items() if v is not None or k not in merged})
+    return merged
 
 
 def map_event(
@@ -229,60 +324,28 @@ def map_event(
     received_at = received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)
     call = _call_type(raw, implied_type)
     leftovers: dict[str, Any] = {}
-
-    anonymous_id, user_id = _id(raw, "anonymousId"), _id(raw, "userId")
-    previous_id, group_id = _id(raw, "previousId"), _id(raw, "groupId")
-    if call == "alias":
-        if user_id is None or previous_id is None:
-            raise ValidationError("missing_id", "alias needs both userId and previousId")
-    elif user_id is None and anonymous_id is None:
-        raise ValidationError("missing_id", "neither userId nor anonymousId is set")
-    if call == "group" and group_id is None:
-        raise ValidationError("missing_field", "groupId: a group call names its group")
-
-    event = None
-    if call == "track":
-        event = coerce.as_str(raw.get("event"), "event")
-        if not event or not event.strip():
-            raise ValidationError("missing_event_name", "a track call needs a non-empty event name")
-    elif raw.get("event") is not None:
-        leftovers["$event"] = raw["event"]
-    name = None
-    if call in ("page", "screen"):
-        name = coerce.as_str(raw.get("name"), "name")
-    elif raw.get("name") is not None:
-        leftovers["$name"] = raw["name"]
-
-    timestamp = coerce.as_timestamp(raw.get("timestamp"), "timestamp")
-    original = coerce.as_timestamp(raw.get("originalTimestamp"), "originalTimestamp")
-    if original is not None:
-        if raw.get("timestamp") is not None:
-            leftovers["$timestamp"] = raw["timestamp"]
-        timestamp = original
-    if raw.get("sentAt") is not None:
-        sent_at = coerce.as_timestamp(raw["sentAt"], "sentAt")
-    else:
-        sent_at = coerce.as_timestamp(defaults.sent_at, "sentAt (batch)")
+    ids = {name: _id(raw, key) for name, key in _IDS.items()}
+    _check_ids(call, ids)
+    event, name = _names(raw, call, leftovers)
+    timestamp, sent_at = _times(raw, defaults, leftovers)
 
     raw_context = {**defaults.context, **coerce.as_dict(raw.get("context"), "context")}
+    traits = merged_traits(call, raw, raw_context.pop("traits", None) if call in _TRAIT_CALLS else None)
     context, explicit_channel = _context(raw_context, leftovers)
 
     props = Source(dict(coerce.as_dict(raw.get("properties"), "properties")), "properties")
     record: dict[str, Any] = {
-        "message_id": _id(raw, "messageId") or derive_message_id(raw, received_at),
+        "message_id": ids["message_id"] or derive_message_id(raw, received_at),
         "type": call,
         "event": event,
         "name": name,
-        "anonymous_id": anonymous_id,
-        "user_id": user_id,
-        "previous_id": previous_id,
-        "group_id": group_id,
+        **{k: v for k, v in ids.items() if k != "message_id"},
         "timestamp": timestamp,
         "sent_at": sent_at,
         "received_at": received_at,
         "source": source,
         "context": context,
-        "traits": None,
+        "traits": _traits(traits) if traits is not None and (traits or call == "identify") else None,
         "commerce": None,
         "email": None,
         "application": None,
@@ -293,31 +356,42 @@ def map_event(
         target, mapper = semantic.SEMANTIC[event]
         record[target] = mapper(event, props, leftovers)
     if call == "page":
-        # analytics.js repeats the page fields in page-call properties; fill context.page from them.
-        page = context["page"] or dict.fromkeys(_PAGE_FIELDS)
-        for key in _PAGE_FIELDS:
-            prop_key = props.key_for(key)
-            if prop_key is None or props.data[prop_key] is None:
-                continue
-            value = coerce.as_str(props.data[prop_key], f"properties.{prop_key}")
-            if page[key] is None:
-                page[key] = value
-            if page[key] == value:  # the same fact twice: context.page keeps it
-                props.taken.add(prop_key)
-        context["page"] = page if any(v is not None for v in page.values()) else None
-
-    raw_traits = coerce.as_dict(raw.get("traits"), "traits")
-    if call == "identify":
-        record["traits"] = _traits(raw_traits)
-    else:
-        for key, value in raw_traits.items():
+        _page_from_properties(context, props)
+    if call != "identify":
+        for key, value in coerce.as_dict(raw.get("traits"), "traits").items():
             leftovers[f"$traits.{key}"] = value
+    record["properties"] = _properties(raw, props, leftovers)
+    record["channel"] = _channel(explicit_channel, record, raw.get("channel"))
+    return record
 
+
+def _properties(raw: dict[str, Any], props: Source, leftovers: dict[str, Any]) -> dict[str, str]:
+    """Untyped properties under their own key, everything else unread under ``$`` + its path."""
     properties = {k: coerce.to_json(v) for k, v in props.rest().items()}
     for key, value in raw.items():
         if key not in _KNOWN and value not in (None, {}, []):
             leftovers[f"${key}"] = value
     properties.update({k: coerce.to_json(v) for k, v in leftovers.items() if v not in (None, {}, [])})
-    record["properties"] = properties
-    record["channel"] = _channel(explicit_channel, record, raw.get("channel"))
-    return record
+    return properties
+
+
+IMPORTED_KEY = "$imported"
+
+
+def as_imported(record: dict[str, Any], raw: Any, defaults: BatchDefaults) -> dict[str, Any]:
+    """An event of a history import (/v1/import): it happened at its own ``timestamp``.
+
+    ``sent_at`` is dropped so the processors take the timestamp as it is: the clock-skew
+    correction (``received_at - (sent_at - timestamp)``) is for live clients whose clock may
+    be off, and would move a year-old event to its arrival time. The client's ``sentAt`` is
+    kept as ``$sentAt``, and the event is marked ``$imported`` so that consumers acting on
+    live traffic (trigger rules) can leave history alone.
+    """
+    if record["timestamp"] is None:
+        raise ValidationError("missing_field", "timestamp: an imported event carries its own time")
+    given = raw.get("sentAt") if isinstance(raw, dict) and raw.get("sentAt") is not None else defaults.sent_at
+    properties = dict(record["properties"])
+    if given is not None:
+        properties["$sentAt"] = coerce.to_json(given)
+    properties[IMPORTED_KEY] = "true"
+    return {**record, "sent_at": None, "properties": properties}

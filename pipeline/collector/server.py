@@ -20,8 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.collector.app import CollectorContext, build_app
 from pipeline.collector.ingest import Ingestor
+from pipeline.collector.limits import EventLimits
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import AsyncProducer
+from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.errors import LocalKafkaError, WebhouseError
 from pipeline.kafka_admin import prepare_topics
 from pipeline.safe_defaults import refuse_default_secrets
@@ -30,6 +32,16 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+def pseudonymiser(settings: Settings) -> Pseudonymiser | None:
+    """The collector's pseudonymiser; it keeps IP networks only when the worker looks up geo."""
+    pii = settings.collector.pii
+    if not pii.enabled:
+        return None
+    if settings.worker.geoip_database is None:
+        pii = pii.model_copy(update={"ip_network_for_geo": False})
+    return Pseudonymiser.from_settings(pii, settings.webhouse.pii_hmac_secret)
 
 
 class CollectorServer:
@@ -46,6 +58,8 @@ class CollectorServer:
             self.producer,
             self.metrics,
             settings.collector.max_event_bytes,
+            EventLimits.from_settings(settings.collector),
+            pseudonymiser(settings),
         )
         self.context = CollectorContext(settings, self.topics, self.producer, self.ingestor, self.metrics)
         self.app = build_app(self.context)

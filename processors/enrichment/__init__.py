@@ -9,9 +9,12 @@ later by ``processors.identity`` and the sessionizer, which need state.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pipeline.collector.pseudonymise import IP_NETWORK_KEY
+from pipeline.pii import is_pseudonym
 from pipeline.settings import WorkerSettings
 from processors.enrichment.clock import EventTime, derive_event_time
 from processors.enrichment.geo import Geo, GeoLookup
@@ -32,6 +35,16 @@ def _campaign(context: Mapping[str, Any], url_utm: Mapping[str, str]) -> dict[st
     if any(values.values()):
         return values
     return {key: url_utm.get(key) for key in UTM_KEYS}
+
+
+def geo_address(event: Mapping[str, Any]) -> str | None:
+    """The address to look up: context.ip, or once the collector hashed it, the network it
+    kept for geo (``$ip_network``, see pipeline/collector/pseudonymise.py)."""
+    ip = (event.get("context") or {}).get("ip")
+    if isinstance(ip, str) and not is_pseudonym(ip):
+        return ip
+    network = (event.get("properties") or {}).get(IP_NETWORK_KEY)
+    return str(json.loads(network)) if network else None
 
 
 class Enricher:
@@ -68,7 +81,7 @@ class Enricher:
         device_class = agent.device_class
         if not context.get("user_agent") and event.get("channel") == "app":
             device_class = "mobile"  # app events come from phones and tablets; no UA to tell which
-        geo = self.geo.lookup(context.get("ip"))
+        geo = self.geo.lookup(geo_address(event))
         return {
             "event_time": when.event_time,
             "customer_id": event.get("user_id"),

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline.collector.pseudonymise import Pseudonymiser
 from pipeline.errors import SettingsError
 from pipeline.serde import SingleObjectSerde
-from pipeline.settings import WorkerSettings
+from pipeline.settings import CollectorPiiSettings, WorkerSettings
 from processors.enrichment import Enricher, GeoLookup, derive_event_time
 from processors.enrichment.useragent import parse_user_agent
 from processors.enrichment.web import classify_referrer, split_url
@@ -241,6 +243,15 @@ def test_geo_from_a_maxmind_format_database(tmp_path: Path) -> None:
     assert geo.lookup("10.1.2.3").country is None  # not in the database
     assert geo.lookup("not-an-ip").country is None
     assert geo.lookup(None).country is None
+
+
+def test_geo_still_works_once_the_collector_hashed_the_ip(tmp_path: Path) -> None:
+    database = _tiny_city_database(tmp_path / "city.mmdb")
+    enricher = Enricher.from_settings(WorkerSettings(geoip_database=database))
+    hashed = Pseudonymiser.from_settings(CollectorPiiSettings(), "k").record({**event(), "properties": {}})
+    assert hashed["context"]["ip"] != "81.2.69.160"
+    assert json.loads(hashed["properties"]["$ip_network"]) == "81.2.69.0"
+    assert enricher.enrich(hashed)["geo_city"] == "London"
 
 
 def test_a_configured_but_missing_database_fails_at_start(tmp_path: Path) -> None:

@@ -30,6 +30,54 @@ def test_validate_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"{tmp_path / 'bad.yaml'}:10: conditions.0.op" in err
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "consent: marketing_email",
+            "consent: marketing_emial",
+            "unknown consent purpose 'marketing_emial' (declare it in triggers.consent_purposes); "
+            "did you mean 'marketing_email'?",
+        ),
+        (
+            "event: Order Completed",
+            "event: Order Complete",
+            "unknown event 'Order Complete' (declare it in triggers.event_names); "
+            "did you mean 'Order Completed'?",
+        ),
+        (
+            "event: Order Completed",
+            "event: Quux",
+            "unknown event 'Quux' (declare it in triggers.event_names)\n",
+        ),
+    ],
+)
+def test_validate_refuses_undeclared_purposes_and_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, expected: str
+) -> None:
+    """A misspelled purpose or event name would never match: the rule would never fire."""
+    text = (RULES_DIR / "cart_abandonment.yaml").read_text()
+    assert old in text
+    (tmp_path / "bad.yaml").write_text(text.replace(old, new))
+    assert main(["triggers", "validate", "--rules", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'bad.yaml'}:3: {expected}" in err
+
+
+def test_declared_custom_events_and_purposes_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (RULES_DIR / "cart_abandonment.yaml").read_text()
+    text = text.replace("event: Order Completed", "event: Quote Accepted").replace(
+        "marketing_email", "sms_promos"
+    )
+    (tmp_path / "custom.yaml").write_text(text)
+    monkeypatch.setenv("WEBHOUSE_TRIGGERS__EVENT_NAMES", '["Quote Accepted"]')
+    monkeypatch.setenv("WEBHOUSE_TRIGGERS__CONSENT_PURPOSES", '["sms_promos"]')
+    assert main(["triggers", "validate", "--rules", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "1 rules OK (1 enabled)\n"
+
+
 def test_test_prints_fired_and_suppressed_with_reasons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["triggers", "test", str(EVENTS), "--json"]) == 0
     captured = capsys.readouterr()

@@ -16,8 +16,9 @@ from segment.analytics.client import Client
 from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from pipeline.collector.server import ThreadedCollector
+from pipeline.pii import PiiHasher
 from pipeline.serde import SingleObjectSerde
-from pipeline.settings import CollectorSettings, KafkaSettings, Settings
+from pipeline.settings import CollectorSettings, KafkaSettings, Settings, WebhouseSettings
 from pipeline.topics import Topics
 from tests.pipeline.collector.kafka_read import read_topic
 
@@ -27,6 +28,7 @@ KEY = "test-write-key"
 AUTH = (KEY, "")
 EVENTS = SingleObjectSerde("customer_event")
 LETTERS = SingleObjectSerde("dead_letter")
+PII = PiiHasher(WebhouseSettings().pii_hmac_secret)
 T0 = datetime(2026, 11, 23, 9, 30, 15, 250000, tzinfo=UTC)
 
 
@@ -123,7 +125,11 @@ def test_segment_client_events_arrive_field_by_field(
         "anon-7",
     )
     traits = identify["traits"]
-    assert (traits["email"], traits["first_name"], traits["plan"]) == ("ada@example.com", "Ada", "gold")
+    assert (traits["email"], traits["first_name"], traits["plan"]) == (
+        PII.hash("email", "ada@example.com"),
+        "Ada",
+        "gold",
+    )
     assert traits["extra"] == {"vip": "true"}
     assert identify["channel"] == "server"
 
@@ -139,7 +145,8 @@ def test_segment_client_events_arrive_field_by_field(
         2,
     )
     assert order["properties"] == {"gift_wrap": "true"}
-    assert order["context"]["ip"] == "203.0.113.9"
+    assert order["context"]["ip"] == PII.hash("ip", "203.0.113.9")  # keyed-hashed before Kafka
+    assert "$ip_network" not in order["properties"]  # kept for geo only when geo is configured
     assert order["context"]["campaign"]["source"] == "newsletter"
 
     page = records["m-page"]
@@ -215,7 +222,7 @@ def test_client_ip_is_stamped_when_the_event_has_none(kafka_settings: KafkaSetti
     ips = sorted(e["context"]["ip"] for e in raw_events(kafka_settings, 3))
     # Untrusted X-Forwarded-For is ignored (peer address); an event's own ip wins; a trusted proxy's
     # first hop is the client.
-    assert ips == ["127.0.0.1", "198.51.100.4", "203.0.113.7"]
+    assert ips == sorted(PII.hash("ip", ip) for ip in ["127.0.0.1", "198.51.100.4", "203.0.113.7"])
 
 
 def test_bad_json_is_refused_and_dead_lettered(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.collector.segment import BatchDefaults, check_size, map_event
+from pipeline.collector.segment import CHANNELS, BatchDefaults, check_size, map_event
 from pipeline.errors import ValidationError
 from pipeline.serde import SingleObjectSerde
 
@@ -320,6 +320,55 @@ def test_identify_maps_traits_and_keeps_unknown_ones_in_extra() -> None:
     assert extra == {"logins": 5, "address": {"street": "6th St"}, "company": {"industry": "Technology"}}
 
 
+def test_identify_traits_from_context_traits_as_rudderstack_sends_them() -> None:
+    """RudderStack SDKs send an identify's traits only in context.traits."""
+    raw = {
+        "type": "identify",
+        "userId": "u1",
+        "context": {"traits": {"email": "ada@example.com", "firstName": "Ada", "tier": "gold"}},
+    }
+    record = mapped(raw)
+    traits = record["traits"]
+    assert (traits["email"], traits["first_name"]) == ("ada@example.com", "Ada")
+    assert {k: json.loads(v) for k, v in traits["extra"].items()} == {"tier": "gold"}
+    assert "$context.traits" not in record["properties"]
+
+
+def test_identify_traits_win_over_context_traits_per_key_unless_null() -> None:
+    raw = {
+        "type": "identify",
+        "userId": "u1",
+        "traits": {"email": "new@example.com", "phone": None, "age": 40},
+        "context": {"traits": {"email": "old@example.com", "phone": "+44 20 7946 0000", "city": "Leeds"}},
+    }
+    traits = mapped(raw)["traits"]
+    assert (traits["email"], traits["phone"], traits["age"], traits["city"]) == (
+        "new@example.com",
+        "+44 20 7946 0000",
+        40,
+        "Leeds",
+    )
+
+
+def test_group_keeps_group_traits_apart_and_takes_the_person_from_context_traits() -> None:
+    raw = {
+        "type": "group",
+        "userId": "u1",
+        "groupId": "g1",
+        "traits": {"name": "Initech"},
+        "context": {"traits": {"name": "Peter Gibbons", "email": "peter@example.com"}},
+    }
+    record = mapped(raw)
+    assert (record["traits"]["name"], record["traits"]["email"]) == ("Peter Gibbons", "peter@example.com")
+    assert props(record) == {"$traits.name": "Initech"}
+
+
+def test_other_calls_keep_context_traits_as_they_came() -> None:
+    record = mapped(track("Trial Extended", {}, context={"traits": {"plan": "pro"}}))
+    assert record["traits"] is None
+    assert props(record) == {"$context.traits": {"plan": "pro"}}
+
+
 def test_page_call_fills_context_page_from_its_properties() -> None:
     raw = {
         "type": "page",
@@ -414,12 +463,35 @@ def test_context_maps_to_typed_records_and_unknown_keys_are_kept() -> None:
         ({"context": {"page": {"url": "https://x"}}}, "Trial Extended", "web"),
         ({"context": {"library": {"name": "analytics.js"}}}, "Trial Extended", "web"),
         ({"channel": "browser"}, "Trial Extended", "web"),  # Segment's own top-level channel
+        ({"channel": "mobile"}, "Trial Extended", "app"),
+        ({"channel": "server"}, "Trial Extended", "server"),
+        # rudder-sdk-python's constant "server" does not beat what the event shows
+        ({"channel": "server", "context": {"page": {"url": "https://x"}}}, "Trial Extended", "web"),
+        ({"channel": "server", "context": {"app": {"name": "Shop"}}}, "Trial Extended", "app"),
+        ({"channel": "server", "context": {"channel": "server", "app": {}}}, "Trial Extended", "server"),
         ({"context": {"library": {"name": "analytics-python"}}}, "Trial Extended", "server"),
     ],
 )
 def test_channel(raw_extra: dict[str, Any], event: str, expected: str) -> None:
     raw = {**track(event, {}), **raw_extra}
-    assert mapped(raw)["channel"] == expected
+    record = mapped(raw)
+    assert record["channel"] == expected
+    claimed = raw_extra.get("channel")
+    kept = props(record).get("$channel")
+    assert kept == (claimed if claimed and CHANNELS[claimed] != expected else None)
+
+
+def test_a_page_call_from_a_server_library_is_web() -> None:
+    raw = {
+        "type": "page",
+        "name": "Home",
+        "userId": "u1",
+        "channel": "server",
+        "properties": {"url": "https://x/"},
+    }
+    record = mapped(raw)
+    assert record["channel"] == "web"
+    assert props(record) == {"$channel": "server"}
 
 
 def test_clock_fields_and_batch_defaults() -> None:

@@ -1,0 +1,150 @@
+"""Forgetting a customer on Kafka: tombstones on compacted topics, and an erasure record.
+
+A compacted topic keeps the latest value per key for ever, so a forgotten customer's
+identity links, profile and worker state would outlive every table. ``tombstone_customer``
+reads each compacted topic of the deployment (the project's and the stream workers'
+changelogs, found by prefix) and writes a tombstone (the key, no value) for every key that
+*is* one of the customer's ids (its customer id or one of its devices' anonymous ids) or a
+JSON array holding one (identity links are keyed ``[anonymous_id, customer_id]``): exact
+matches only, so no other customer's key is touched. Compaction then drops the old values.
+
+``record_erasure`` writes ``{customer_id, anonymous_ids, erased_at}`` to the compacted
+erasures topic, keyed by customer id: what replays and late events must be checked against
+so that they do not bring the profile back (the processors do not read it yet; see
+docs/webhouse.md, "Forgetting a customer").
+
+What stays: the append-only topics (raw, enriched, sessions, triggers input, alerts, dead
+letters) keep the customer's events until their retention (``retention.ms``, 7 days by
+default) deletes them; since the collector pseudonymises them, they hold pseudonyms, not
+clear e-mail, phone or IP. A worker that is running keeps its in-memory state for the
+customer's devices until it restarts from the tombstoned changelogs: forget with the
+workers stopped, or restart them after.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from pipeline.errors import ProduceError
+from pipeline.topics import Topics
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstoned:
+    topic: str
+    keys: int
+
+
+def compacted_topics(bootstrap: str, topics: Topics) -> list[str]:
+    """The project's compacted topics plus every changelog under the prefix (faust tables)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"forget-{uuid.uuid4().hex[:8]}"})
+    try:
+        existing = consumer.list_topics(timeout=10).topics
+    finally:
+        consumer.close()
+    ours = {s.name for s in topics.specs() if s.config.get("cleanup.policy") == "compact"}
+    changelogs = {t for t in existing if t.startswith(topics.prefix) and t.endswith("-changelog")}
+    return sorted((ours | changelogs) & set(existing) - {topics.erasures})
+
+
+def is_customer_key(key: bytes | None, ids: frozenset[str]) -> bool:
+    if not key:
+        return False
+    text = key.decode("utf-8", "replace")
+    if text in ids:
+        return True
+    if text.startswith("["):
+        try:
+            parts = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(parts, list) and any(isinstance(p, str) and p in ids for p in parts)
+    return False
+
+
+def _keys_to_tombstone(consumer: Consumer, topic: str, ids: frozenset[str]) -> set[tuple[int, bytes]]:
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends: dict[int, int] = {}
+    assignment = []
+    for partition in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high > low:
+            ends[partition] = high
+            assignment.append(TopicPartition(topic, partition, low))
+    found: set[tuple[int, bytes]] = set()
+    if not assignment:
+        return found
+    consumer.assign(assignment)
+    deadline = time.monotonic() + 120
+    while ends and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error() is not None:
+            continue
+        partition, offset, key = msg.partition() or 0, msg.offset() or 0, msg.key()
+        if key is not None and msg.value() is not None and is_customer_key(key, ids):
+            found.add((partition, key))
+        if offset >= ends.get(partition, 0) - 1:
+            ends.pop(partition, None)
+    consumer.unassign()
+    if ends:
+        raise ProduceError(f"{topic}: could not read to the end of partitions {sorted(ends)}")
+    return found
+
+
+def tombstone_customer(
+    bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str] = ()
+) -> tuple[list[Tombstoned], list[str]]:
+    """Tombstone the customer's keys on every compacted topic: per topic the count, and the
+    devices found linked to the customer on the identity topic (with ``anonymous_ids``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"forget-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    done = []
+    try:
+        devices = set(anonymous_ids) | linked_devices(consumer, topics.identity, customer_id)
+        ids = frozenset([customer_id, *devices])
+        for topic in compacted_topics(bootstrap, topics):
+            keys = _keys_to_tombstone(consumer, topic, ids)
+            for partition, key in sorted(keys):
+                producer.produce(topic, value=None, key=key, partition=partition)
+            done.append(Tombstoned(topic, len(keys)))
+        if producer.flush(30):
+            raise ProduceError("tombstones not acknowledged within 30 s")
+    finally:
+        consumer.close()
+    return done, sorted(devices)
+
+
+def linked_devices(consumer: Consumer, identity_topic: str, customer_id: str) -> set[str]:
+    """Anonymous ids the identity topic links to the customer (keys ``[anonymous_id, customer_id]``)."""
+    keys = _keys_to_tombstone(consumer, identity_topic, frozenset([customer_id]))
+    devices: set[str] = set()
+    for _, key in keys:
+        parts = json.loads(key)
+        devices.update(p for p in parts if isinstance(p, str) and p != customer_id)
+    return devices
+
+
+def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str]) -> None:
+    record = {
+        "customer_id": customer_id,
+        "anonymous_ids": sorted(set(anonymous_ids)),
+        "erased_at": datetime.now(UTC).isoformat(),
+    }
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer.produce(topics.erasures, json.dumps(record).encode(), key=customer_id.encode())
+    if producer.flush(30):
+        raise ProduceError("the erasure record was not acknowledged within 30 s")
