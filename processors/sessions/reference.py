@@ -112,9 +112,13 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
     with_campaign = [e for e in visit if e.campaign is not None]
     source = with_campaign[0] if with_campaign else None
     revenue = 0.0
+    orders: set[str] = set()
     for event in visit:
-        if event.revenue is not None:
-            revenue += event.revenue
+        if event.revenue is None or event.order_id in orders:
+            continue  # the same order again (a client retry with a fresh message id)
+        if event.order_id is not None:
+            orders.add(event.order_id)
+        revenue += event.revenue
     return Session(
         session_id=session_id_for(device_id, first.time_ms, first.event_id),
         anonymous_id=device_id,

@@ -230,7 +230,12 @@ def _extend(state: DeviceState, current: OpenSession, event: SessionEvent) -> No
     if event.products_bought:
         current.products_bought.update(dict.fromkeys(event.products_bought))
     if event.revenue is not None:
-        current.revenue += event.revenue
+        order_id = event.order_id
+        if order_id is None:
+            current.revenue += event.revenue
+        elif order_id not in current.order_ids:  # a client retry of the same order counts once
+            current.order_ids[order_id] = None
+            current.revenue += event.revenue
     if event.is_order_completed:
         current.converted = True
 

@@ -130,6 +130,7 @@ def session_event(
         products_added=products if name in _ADDED else (),
         products_bought=products if name in _BOUGHT else (),
         revenue=float(revenue) if revenue is not None else None,
+        order_id=commerce.get("order_id") if name in _BOUGHT else None,
         payload=payload,
     )
 
