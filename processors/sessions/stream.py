@@ -127,6 +127,25 @@ def next_wakeup(state: DeviceState, policy: SessionPolicy) -> int | None:
     return boundary_ms
 
 
+def is_open(state: DeviceState, watermark_ms: int, policy: SessionPolicy) -> bool:
+    """Could an event at the watermark still join this device's visit (or waiting events)?
+
+    Exact even when ``advance`` has not yet been applied for ``watermark_ms``.
+    """
+    if state.buffer:
+        return True
+    current = state.current
+    return current is not None and watermark_ms < _boundary(current, policy)
+
+
+def last_event_ms(state: DeviceState) -> int | None:
+    """The time of the device's latest accepted event still in its state (waiting or in the visit)."""
+    latest = state.current.last_ms if state.current is not None else None
+    if state.buffer and (latest is None or state.buffer[-1].time_ms > latest):
+        latest = state.buffer[-1].time_ms
+    return latest
+
+
 def _remember(state: DeviceState, event_id: str, policy: SessionPolicy) -> None:
     """Keep the last ``policy.dedup_memory`` ids taken (waiting events are also found in the buffer)."""
     recent = state.recent_ids
