@@ -308,13 +308,31 @@ def stitch(
             links[existing] = new
             changed.append(new)
 
-    timeline = list(state.timeline)
-    if state.customer_at(event_time) != user_id:
-        # A switch to this customer at this time; later switches stay where they are.
-        bisect.insort(timeline, (event_time, user_id))
-        timeline = timeline[-history:]
-    new_state = IdentityState(tuple(links), tuple(timeline), state.rejected)
+    new_state = IdentityState(tuple(links), _signed_in(state.timeline, event_time, user_id, history),
+                              state.rejected)  # fmt: skip
     return _result(state, new_state, user_id, changed, ids)
+
+
+def _signed_in(timeline: tuple[tuple[datetime, str], ...], when: datetime, customer_id: str,
+               history: int) -> tuple[tuple[datetime, str], ...]:  # fmt: skip
+    """The timeline with a sign-in of ``customer_id`` at ``when``.
+
+    Of each run of sign-ins by one customer only the first and the last are kept: a customer's
+    every event carries their id, so runs are long, and the last entry still marks that the
+    customer was (again) signed in then, should another's earlier sign-in arrive late. The
+    oldest entries beyond ``history`` are dropped.
+    """
+    entry = (when, customer_id)
+    if entry in timeline:
+        return timeline
+    entries = list(timeline)
+    bisect.insort(entries, entry)
+    kept = [
+        e
+        for i, e in enumerate(entries)
+        if not (0 < i < len(entries) - 1 and entries[i - 1][1] == e[1] == entries[i + 1][1])
+    ]
+    return tuple(kept[-history:])
 
 
 def _over_limit(linked: CustomerDevices | None, guard: IdentityGuard, customer_id: str, anonymous_id: str,

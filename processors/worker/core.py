@@ -341,7 +341,7 @@ class WorkerCore:
             self.max_event_ms[partition] = candidate
         touched.add(partition)
         if anonymous_id is None:  # server-side: the customer's open visit here, else its own
-            session_key = self._open_visit_of(session_key, event_time, partition) or session_key
+            session_key = self._open_visit_of(session_key, event_time, partition, result) or session_key
             device = self._device(session_key, partition)
         assert device is not None
         payload = self.codec.pending(message.value, record, enrichment)
@@ -364,9 +364,14 @@ class WorkerCore:
             index = self.customers[partition] = CustomerDevices()
         return index
 
-    def _open_visit_of(self, customer_id: str, when: datetime, partition: int) -> str | None:
+    def _open_visit_of(
+        self, customer_id: str, when: datetime, partition: int, result: BatchResult
+    ) -> str | None:
         """The device on this partition signed in as the customer at ``when`` whose visit is open
-        at the partition watermark; the most recently active one if several (then by id)."""
+        at the partition watermark; the most recently active one if several (then by id).
+
+        Each candidate is first advanced to the watermark (what the end of the batch would do
+        anyway), so "open" means the same whatever the batch boundaries."""
         watermark = self.watermark(partition)
         best: tuple[int, str] | None = None
         for device_id in self._customers(partition).devices(customer_id):
@@ -375,6 +380,10 @@ class WorkerCore:
                 continue
             if device.identity.customer_at(when) != customer_id:
                 continue
+            device.session, outputs = advance(device.session, watermark, self.policy)
+            if outputs:
+                self._emit(outputs, device_id, partition, result)
+                self._wakeups(partition).schedule(device_id, next_wakeup(device.session, self.policy))
             if not is_open(device.session, watermark, self.policy):
                 continue
             candidate = (last_event_ms(device.session) or NO_WATERMARK, device_id)

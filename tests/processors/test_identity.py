@@ -174,3 +174,15 @@ def test_the_device_limit_counts_recent_devices_of_the_customer() -> None:
     later = stitch(IdentityState(), ev("s5", anon="dev-3", user="ada"), at(8 * 24 * 60), guard=GUARD,
                    linked=linked)  # fmt: skip
     assert [lk.anonymous_id for lk in later.changed] == ["dev-3"]
+
+
+def test_a_late_sign_in_of_another_customer_does_not_hide_a_later_one() -> None:
+    d = Device()
+    d.send(ev("a1", user="ada"), 0)
+    d.send(ev("a2", user="ada"), 2)
+    d.send(ev("b1", user="bob"), 1)  # arrives late: bob used the device between ada's two events
+    assert [d.send(ev(f"x{m}"), m).customer_id for m in (0.5, 1.5, 3)] == ["ada", "bob", "ada"]
+    # Runs of one customer keep their first and last sign-in only.
+    for minute in range(10, 40):
+        d.send(ev(f"a{minute}", user="ada"), minute)
+    assert [c for _, c in d.states["dev-1"].timeline] == ["ada", "bob", "ada", "ada"]
