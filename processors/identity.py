@@ -82,7 +82,7 @@ class Rejection:
 
     rule: str  # blocklist, device_limit
     field: str  # the id that broke the rule: user_id, anonymous_id, previous_id
-    value: str
+    value: str  # its value (device_limit: the customer's user id; the device is ``anonymous_id``)
     anonymous_id: str | None
     customer_id: str | None
     linked_devices: int | None = None  # device_limit: devices already linked within the window
@@ -292,9 +292,7 @@ def stitch(
     if existing is None:
         over = _over_limit(linked, guard, user_id, anonymous_id, event_time)
         if over is not None:
-            ids.rejections.append(
-                Rejection("device_limit", "anonymous_id", anonymous_id, anonymous_id, user_id, over)
-            )
+            ids.rejections.append(Rejection("device_limit", "user_id", user_id, anonymous_id, user_id, over))
             return _result(state, state, None, changed, ids)
         link = Link(anonymous_id, user_id, event_time, event_time, event["message_id"], source or "event")
         links.append(link)

@@ -136,9 +136,9 @@ def test_a_customer_links_at_most_five_devices_a_week_on_a_partition() -> None:
     links = h.decoded("identity")
     assert sorted(link["anonymous_id"] for link in links) == [f"dev-{d}" for d in range(5)]
     details = [json.loads(d["detail"]) for d in dead(h)]
-    assert [(x["rule"], x["value"], x["linked_devices"]) for x in details] == [
-        ("device_limit", "dev-5", 5),
-        ("device_limit", "dev-6", 5),
+    assert [(x["rule"], x["field"], x["value"], x["anonymous_id"], x["linked_devices"]) for x in details] == [
+        ("device_limit", "user_id", "shared-42", "dev-5", 5),
+        ("device_limit", "user_id", "shared-42", "dev-6", 5),
     ]
     h.sweep()
     enriched = {r["message_id"]: r["enrichment"]["customer_id"] for r in h.decoded("enriched")}
