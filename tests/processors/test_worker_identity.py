@@ -124,8 +124,8 @@ def test_junk_ids_of_every_kind_are_refused() -> None:
     fields = [json.loads(d["detail"])["field"] for d in dead(h)]
     assert fields == ["user_id", "user_id", "user_id", "anonymous_id", "previous_id", "user_id"]
     assert h.decoded("identity") == []
-    # The server event with a junk user id and the junk device have no session key.
-    assert {s["anonymous_id"] for s in closed(h).values()} == {"dev-a", "dev-b", "dev-c", "ada"}
+    # No session for the junk ids; the junk device's identify is left with a user id only: no visit.
+    assert {s["anonymous_id"] for s in closed(h).values()} == {"dev-a", "dev-b", "dev-c"}
 
 
 def test_a_customer_links_at_most_five_devices_a_week_on_a_partition() -> None:
@@ -183,3 +183,16 @@ def test_state_of_a_refused_device_round_trips() -> None:
     twin.feed(raw_event("j", "dev-a", at(1), type="identify", user_id="null"))
     assert dead(twin) == []  # already reported before the restart
     assert twin.core.devices["dev-a"].identity.rejected == ("blocklist|user_id|null",)
+
+
+def test_server_side_profile_calls_are_no_visit() -> None:
+    h = Harness()
+    h.feed(
+        server("crm-1", "ada", 0, type="identify"),
+        server("crm-2", "ada", 1, type="group", group_id="acme"),
+        raw_event("al", None, at(2), type="alias", user_id="ada", previous_id="ada-old"),
+    )
+    assert {r["message_id"] for r in h.decoded("enriched")} == {"crm-1", "crm-2", "al"}
+    assert closed(h) == {} and h.devices == {}
+    (link,) = h.decoded("identity")
+    assert (link["anonymous_id"], link["customer_id"], link["source_type"]) == ("ada-old", "ada", "alias")
