@@ -2,12 +2,12 @@
 
 Per raw event, in order: decode (once) -> enrich -> stitch identity -> sessionize ->
 outputs. Bots and events with no usable id are enriched and passed straight on (no
-session), and so are identify/alias/group calls without an anonymous id. A session's
-key is the anonymous id, else the user id: a server-side event with only a user id
-joins the open visit of a device signed in as that customer on the same partition,
-if there is one, else the customer's own visit (docs/identity.md).
-Every other event waits in its key's state until the partition
-watermark (largest event time seen on the partition, capped by the collector's
+session), and so are identify/alias/group calls and e-mail events without an anonymous
+id (a CRM sync, an ESP's webhooks: no visit). A session's key is the anonymous id,
+else the user id: a server-side event with only a user id joins the open visit of a
+device signed in as that customer on the same partition, if there is one, else the
+customer's own visit (docs/identity.md). Every other event waits in its key's state
+until the partition watermark (largest event time seen on the partition, capped by the collector's
 clock, minus the allowed lateness) releases it with its final session id. Anything
 that fails on one event becomes a dead letter; nothing raises out of ``process``.
 
@@ -332,8 +332,8 @@ class WorkerCore:
             self._customers(partition).add_state(stitched.state)
             dirty.add(anonymous_id)
         session_key = anonymous_id or stitched.user_id
-        if anonymous_id is None and record["type"] in _PROFILE_CALLS:
-            session_key = None  # a server's identify/alias/group (a CRM sync) is no visit
+        if anonymous_id is None and (record["type"] in _PROFILE_CALLS or record.get("channel") == "email"):
+            session_key = None  # a CRM sync's identify/alias/group, an ESP's e-mail event: no visit
         if session_key is None:
             self._outcomes["no_device"] += 1
             self._enriched_now(message, record, enrichment, out_key, result)

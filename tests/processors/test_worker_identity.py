@@ -185,14 +185,15 @@ def test_state_of_a_refused_device_round_trips() -> None:
     assert twin.core.devices["dev-a"].identity.rejected == ("blocklist|user_id|null",)
 
 
-def test_server_side_profile_calls_are_no_visit() -> None:
+def test_server_side_profile_calls_and_email_events_are_no_visit() -> None:
     h = Harness()
     h.feed(
         server("crm-1", "ada", 0, type="identify"),
         server("crm-2", "ada", 1, type="group", group_id="acme"),
         raw_event("al", None, at(2), type="alias", user_id="ada", previous_id="ada-old"),
+        raw_event("mail", None, at(3), type="track", event="Email Opened", user_id="ada", channel="email"),
     )
-    assert {r["message_id"] for r in h.decoded("enriched")} == {"crm-1", "crm-2", "al"}
+    assert {r["message_id"] for r in h.decoded("enriched")} == {"crm-1", "crm-2", "al", "mail"}
     assert closed(h) == {} and h.devices == {}
     (link,) = h.decoded("identity")
     assert (link["anonymous_id"], link["customer_id"], link["source_type"]) == ("ada-old", "ada", "alias")
