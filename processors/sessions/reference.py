@@ -105,20 +105,34 @@ def _first(values: Iterable[str | None]) -> str | None:
     return next((value for value in values if value is not None), None)
 
 
-def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, customer: str | None) -> Session:
-    first, last = visit[0], visit[-1]
-    page_views = [e for e in visit if e.is_page_view]
-    pages = [e.page for e in page_views if e.page is not None]
-    with_campaign = [e for e in visit if e.campaign is not None]
-    source = with_campaign[0] if with_campaign else None
+def _in_order(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """Every value once, in order of first appearance."""
+    return tuple(dict.fromkeys(value for group in groups for value in group))
+
+
+def _revenue(visit: list[SessionEvent]) -> float:
+    """Each order's revenue once: a second event with the same order id is a client retry."""
     revenue = 0.0
     orders: set[str] = set()
     for event in visit:
         if event.revenue is None or event.order_id in orders:
-            continue  # the same order again (a client retry with a fresh message id)
+            continue
         if event.order_id is not None:
             orders.add(event.order_id)
         revenue += event.revenue
+    return revenue
+
+
+def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, customer: str | None) -> Session:
+    first, last = visit[0], visit[-1]
+    page_views = [e for e in visit if e.is_page_view]
+    pages = [e.page for e in page_views if e.page is not None]
+    source = next((e for e in visit if e.campaign is not None), None)
+    utm = (
+        (source.utm_source, source.utm_medium, source.utm_campaign, source.utm_term, source.utm_content)
+        if source is not None
+        else (None, None, None, None, None)
+    )
     return Session(
         session_id=session_id_for(device_id, first.time_ms, first.event_id),
         anonymous_id=device_id,
@@ -132,21 +146,21 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
         exit_page=pages[-1] if pages else None,
         referrer_class=first.referrer_class,
         referrer_host=first.referrer_host,
-        utm_source=source.utm_source if source else None,
-        utm_medium=source.utm_medium if source else None,
-        utm_campaign=source.utm_campaign if source else None,
-        utm_term=source.utm_term if source else None,
-        utm_content=source.utm_content if source else None,
+        utm_source=utm[0],
+        utm_medium=utm[1],
+        utm_campaign=utm[2],
+        utm_term=utm[3],
+        utm_content=utm[4],
         channel=_first(e.channel for e in visit),
         device_class=_first(e.device_class for e in visit),
         browser_family=_first(e.browser_family for e in visit),
         os_family=_first(e.os_family for e in visit),
         first_event_id=first.event_id,
         last_event_id=last.event_id,
-        products_viewed=tuple(dict.fromkeys(p for e in visit for p in e.products_viewed)),
-        products_added=tuple(dict.fromkeys(p for e in visit for p in e.products_added)),
-        products_bought=tuple(dict.fromkeys(p for e in visit for p in e.products_bought)),
-        revenue=revenue,
+        products_viewed=_in_order(e.products_viewed for e in visit),
+        products_added=_in_order(e.products_added for e in visit),
+        products_bought=_in_order(e.products_bought for e in visit),
+        revenue=_revenue(visit),
         converted=any(e.is_order_completed for e in visit),
         bounce=len(visit) == 1 and first.is_page_view,
         closed_by=rule,

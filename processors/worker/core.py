@@ -305,17 +305,44 @@ class WorkerCore:
              touched: set[int], now: datetime) -> None:  # fmt: skip
         enrichment = self.enricher.enrich(record)
         partition = message.partition
-        given = record.get("anonymous_id") or record.get("user_id")
-        out_key = given.encode() if given else message.key
         if enrichment["is_bot"]:
             self._outcomes["bot"] += 1
-            self._enriched_now(message, record, enrichment, out_key, result)
+            self._enriched_now(message, record, enrichment, result)
             return
+        stitched = self._stitch(message, record, enrichment["event_time"], result, dirty, now)
+        enrichment["customer_id"] = stitched.customer_id
+        session_key = _session_key(record, stitched)
+        if session_key is None:
+            self._outcomes["no_device"] += 1
+            self._enriched_now(message, record, enrichment, result)
+            return
+
+        # The watermark never runs ahead of the collector's clock, whatever a device claims.
+        candidate = min(to_ms(enrichment["event_time"]), to_ms(record["received_at"]))
+        if candidate > self.max_event_ms.get(partition, NO_WATERMARK):
+            self.max_event_ms[partition] = candidate
+        touched.add(partition)
+        if stitched.anonymous_id is None:  # server-side: the customer's open visit here, else its own
+            session_key = (
+                self._open_visit_of(session_key, enrichment["event_time"], partition, result) or session_key
+            )
+        device = self._device(session_key, partition)
+        payload = self.codec.pending(message.value, record, enrichment)
+        event = session_event(record, enrichment, session_key, payload)
+        device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
+        dirty.add(session_key)
+        self._emit(outputs, session_key, partition, result)
+        self._wakeups(partition).schedule(session_key, next_wakeup(device.session, self.policy))
+
+    def _stitch(self, message: Incoming, record: dict[str, Any], event_time: datetime, result: BatchResult,
+                dirty: set[str], now: datetime) -> Stitched:  # fmt: skip
+        """Identity for one event: the device's links and sign-ins, the guards, the links to emit."""
+        partition = message.partition
         anonymous_id = record.get("anonymous_id") or None
         if anonymous_id is not None and self.guard.is_blocked(anonymous_id):
             anonymous_id = None  # a junk anonymous id is nobody's device
         device = self._device(anonymous_id, partition) if anonymous_id is not None else None
-        event_time = enrichment["event_time"]
+        customers = self._customers(partition)
         stitched = stitch(
             device.identity if device is not None else IdentityState(),
             record,
@@ -323,37 +350,14 @@ class WorkerCore:
             self.identity_events,
             self.settings.worker.identity_history,
             self.guard,
-            self._customers(partition),
+            customers,
         )
-        enrichment["customer_id"] = stitched.customer_id
         self._identity_outputs(stitched, message, record, result, now)
         if device is not None and anonymous_id is not None and stitched.state_changed:
             device.identity = stitched.state
-            self._customers(partition).add_state(stitched.state)
+            customers.add_state(stitched.state)
             dirty.add(anonymous_id)
-        session_key = anonymous_id or stitched.user_id
-        if anonymous_id is None and (record["type"] in _PROFILE_CALLS or record.get("channel") == "email"):
-            session_key = None  # a CRM sync's identify/alias/group, an ESP's e-mail event: no visit
-        if session_key is None:
-            self._outcomes["no_device"] += 1
-            self._enriched_now(message, record, enrichment, out_key, result)
-            return
-
-        # The watermark never runs ahead of the collector's clock, whatever a device claims.
-        candidate = min(to_ms(event_time), to_ms(record["received_at"]))
-        if candidate > self.max_event_ms.get(partition, NO_WATERMARK):
-            self.max_event_ms[partition] = candidate
-        touched.add(partition)
-        if anonymous_id is None:  # server-side: the customer's open visit here, else its own
-            session_key = self._open_visit_of(session_key, event_time, partition, result) or session_key
-            device = self._device(session_key, partition)
-        assert device is not None
-        payload = self.codec.pending(message.value, record, enrichment)
-        event = session_event(record, enrichment, session_key, payload)
-        device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
-        dirty.add(session_key)
-        self._emit(outputs, session_key, partition, result)
-        self._wakeups(partition).schedule(session_key, next_wakeup(device.session, self.policy))
+        return stitched
 
     def _device(self, key: str, partition: int) -> Device:
         device = self.devices.get(key)
@@ -452,7 +456,9 @@ class WorkerCore:
                 self._outcomes["duplicate"] += 1
 
     def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
-                      key: bytes | None, result: BatchResult) -> None:  # fmt: skip
+                      result: BatchResult) -> None:  # fmt: skip
+        given = record.get("anonymous_id") or record.get("user_id")
+        key = given.encode() if given else message.key
         value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
         result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition))
 
@@ -487,6 +493,15 @@ class WorkerCore:
         for outcome, count in self._outcomes.items():
             self.metrics.events.labels(outcome).inc(count)
         self._outcomes.clear()
+
+
+def _session_key(record: Mapping[str, Any], stitched: Stitched) -> str | None:
+    """The anonymous id, else the user id (both as the guards left them); None: no visit."""
+    if stitched.anonymous_id is not None:
+        return stitched.anonymous_id
+    if record["type"] in _PROFILE_CALLS or record.get("channel") == "email":
+        return None  # a CRM sync's identify/alias/group, an ESP's e-mail event: no visit
+    return stitched.user_id
 
 
 def utc_now() -> datetime:
