@@ -36,7 +36,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -254,7 +254,7 @@ def _screen(event: Mapping[str, Any], guard: IdentityGuard) -> _Ids:
         else:
             kept[name] = value
     ids = _Ids(kept["anonymous_id"], kept["user_id"], kept["previous_id"])
-    if raw["user_id"] is None and raw["previous_id"] is None:
+    if not raw["user_id"] and not raw["previous_id"]:
         return ids  # nothing tried to link: a lone junk anonymous id is simply not a device
     for name, value in blocked:
         ids.rejections.append(
@@ -356,11 +356,3 @@ def _result(old: IdentityState, state: IdentityState, customer_id: str | None, c
     return Stitched(
         state, customer_id, tuple(changed), state != old, rejections, reported, ids.anonymous_id, ids.user_id
     )
-
-
-def devices_of(states: Iterable[IdentityState]) -> CustomerDevices:
-    """The customer index over some device states (after a restart or rebalance)."""
-    index = CustomerDevices()
-    for state in states:
-        index.add_state(state)
-    return index

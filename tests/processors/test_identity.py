@@ -186,3 +186,9 @@ def test_a_late_sign_in_of_another_customer_does_not_hide_a_later_one() -> None:
     for minute in range(10, 40):
         d.send(ev(f"a{minute}", user="ada"), minute)
     assert [c for _, c in d.states["dev-1"].timeline] == ["ada", "bob", "ada", "ada"]
+
+
+def test_a_lone_junk_anonymous_id_is_no_refusal_but_no_device_either() -> None:
+    for user in (None, ""):
+        out = stitch(IdentityState(), ev("p", anon="undefined", user=user), at(0), guard=GUARD)
+        assert (out.anonymous_id, out.rejections, out.changed) == (None, (), ())
