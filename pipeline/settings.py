@@ -220,6 +220,19 @@ class SessionPolicySettings(_Section):
         return value
 
 
+# Junk ids seen merging strangers in real data (Segment suggests blocking -1, null, anonymous and
+# hard-coded development values); issue 18 of the project names the rest.
+BLOCKED_IDS = (
+    "undefined", "null", "none", "nil", "nan", "0", "-1", "anonymous", "anon", "guest", "unknown",
+    "user", "test", "testuser", "test-user", "demo", "default", "true", "false", "[object object]",
+    "n/a", "na", "void", "abc123", "id", "userid", "user_id", "customer",
+    "test@test.com", "test@example.com", "user@example.com", "email@example.com", "name@example.com",
+    "example@example.com", "you@example.com", "your@email.com", "youremail@example.com",
+    "noreply@example.com", "no-reply@example.com", "a@a.com", "abc@abc.com", "foo@bar.com",
+    "null@null.com", "none@none.com", "email@email.com", "test@gmail.com",
+)  # fmt: skip
+
+
 class WorkerSettings(_Section):
     """The faust stream worker (`webhouse worker`)."""
 
@@ -242,6 +255,20 @@ class WorkerSettings(_Section):
     )
     identity_history: int = Field(
         16, ge=1, description="Sign-ins kept per device, to tell which customer used a shared device when."
+    )
+    identity_blocked_values: list[str] = Field(
+        default_factory=lambda: list(BLOCKED_IDS),
+        description="Ids that never link (trimmed, case-insensitive): test values, placeholders.",
+    )
+    identity_blocked_patterns: list[str] = Field(
+        default_factory=lambda: [r"[0-]*"],
+        description="Regular expressions (full match) of ids that never link; default: zeroes and dashes.",
+    )
+    identity_device_limit: int = Field(
+        5, ge=0, description="Most devices linked to one customer per window on a partition; 0: no limit."
+    )
+    identity_device_window_s: int = Field(
+        7 * 24 * 3600, gt=0, description="The device limit's sliding window (event time): a week."
     )
     batch_max_events: int = Field(
         2000, gt=0, description="Events the worker takes per batch (stream.take) to amortise faust overhead."

@@ -52,6 +52,20 @@ SELECT o.*, coalesce(o.customer_id, i.customer_id) AS stitched_customer_id
 FROM orders o LEFT JOIN identity_latest i ON i.anonymous_id = o.anonymous_id;
 """
 
+IDENTITY_CONFLICTS_SQL = """
+-- Ids the worker's identity guards refused to merge (docs/identity.md): one row per rule and id,
+-- from the worker's dead letters with reason identity_rejected (detail is JSON).
+CREATE OR REPLACE TEMP VIEW identity_conflicts AS
+WITH r AS (
+  SELECT json_extract_string(detail, '$.rule') AS rule, json_extract_string(detail, '$.field') AS field,
+         json_extract_string(detail, '$.value') AS value,
+         json_extract_string(detail, '$.anonymous_id') AS anonymous_id, failed_at
+  FROM dead_letters WHERE stage = 'worker' AND reason = 'identity_rejected')
+SELECT rule, field, value, count(DISTINCT anonymous_id) AS devices, count(*) AS rejections,
+       min(failed_at) AS first_rejected_at, max(failed_at) AS last_rejected_at
+FROM r GROUP BY rule, field, value ORDER BY devices DESC, rule, value;
+"""
+
 PROFILES_SQL = """
 -- The latest profile per customer, from the history the sink keeps.
 CREATE OR REPLACE TEMP VIEW profiles AS
@@ -91,6 +105,7 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     con.execute("SET TimeZone = 'UTC'")
     names = register_tables(con, settings, window)
     con.execute(STITCHING_SQL)
+    con.execute(IDENTITY_CONFLICTS_SQL)
     if "profiles_history" in names:
         con.execute(PROFILES_SQL)
     install_analyses(con, settings.webhouse, settings.triggers.value_tiers, set(names))

@@ -1,4 +1,4 @@
-"""Sessions in event time, per device (anonymous id): pure logic, no Kafka.
+"""Sessions in event time, per device (session key: anonymous id, else user id): pure logic, no Kafka.
 
 Public API (everything the worker needs; times are epoch milliseconds unless they are datetimes):
 
@@ -9,7 +9,8 @@ Policy
 
 Input
     ``SessionEvent(event_id, device_id, event_time, ...)``: frozen; the worker maps each enriched,
-    non-bot event that has an anonymous id to one. ``payload`` (optional bytes) is handed back
+    non-bot event that has a session key to one (``device_id``: the anonymous id, else the user id;
+    docs/identity.md). ``payload`` (optional bytes) is handed back
     with the event's assignment.
 
 Per partition (the easy way)

@@ -1,6 +1,6 @@
 """What sessionization needs to know about one event, and the deterministic session id.
 
-The worker maps each enriched, non-bot event with an anonymous id to a ``SessionEvent``; this
+The worker maps each enriched, non-bot event with a session key to a ``SessionEvent``; this
 package never sees Avro. Events are ordered by ``(time_ms, event_id)`` everywhere, so two events in
 the same millisecond still have one agreed order and replays cut the same visits.
 """
@@ -29,7 +29,7 @@ class SessionEvent:
     """
 
     event_id: str
-    device_id: str  # the anonymous id: sessions are per device
+    device_id: str  # the session key: the anonymous id, else the user id (docs/identity.md)
     event_time: datetime  # tz-aware; the corrected event time from enrichment
     customer_id: str | None = None
     call_type: str = "track"  # Segment call type: track, page, screen, identify, ...
@@ -51,6 +51,7 @@ class SessionEvent:
     products_added: tuple[str, ...] = ()
     products_bought: tuple[str, ...] = ()
     revenue: float | None = None  # order revenue; set on Order Completed only
+    order_id: str | None = None  # the order's business key: a visit counts each order's revenue once
     payload: bytes | None = None
     time_ms: int = field(init=False, repr=False, compare=False)
 

@@ -123,7 +123,7 @@ class SessionPolicy:
             return f"{seconds} s"
 
         lines = [
-            "Sessions are cut per device (anonymous id) in event time:",
+            "Sessions are cut per device (anonymous id, else user id) in event time:",
             f"  - a new visit after {span(self.gap_ms)} without events (inactivity gap);",
             f"  - no visit longer than {span(self.max_duration_ms)} (max duration);",
             (

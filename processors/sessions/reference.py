@@ -121,6 +121,24 @@ def _landing_and_exit(page_views: list[SessionEvent]) -> tuple[str | None, str |
     return (pages[0], pages[-1]) if pages else (None, None)
 
 
+def _in_order(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """Every value once, in order of first appearance."""
+    return tuple(dict.fromkeys(value for group in groups for value in group))
+
+
+def _revenue(visit: list[SessionEvent]) -> float:
+    """Each order's revenue once: a second event with the same order id is a client retry."""
+    revenue = 0.0
+    orders: set[str] = set()
+    for event in visit:
+        if event.revenue is None or event.order_id in orders:
+            continue
+        if event.order_id is not None:
+            orders.add(event.order_id)
+        revenue += event.revenue
+    return revenue
+
+
 def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, customer: str | None) -> Session:
     first, last = visit[0], visit[-1]
     page_views = [e for e in visit if e.is_page_view]
@@ -150,10 +168,10 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
         os_family=_first(e.os_family for e in visit),
         first_event_id=first.event_id,
         last_event_id=last.event_id,
-        products_viewed=tuple(dict.fromkeys(p for e in visit for p in e.products_viewed)),
-        products_added=tuple(dict.fromkeys(p for e in visit for p in e.products_added)),
-        products_bought=tuple(dict.fromkeys(p for e in visit for p in e.products_bought)),
-        revenue=sum((e.revenue for e in visit if e.revenue is not None), 0.0),
+        products_viewed=_in_order(e.products_viewed for e in visit),
+        products_added=_in_order(e.products_added for e in visit),
+        products_bought=_in_order(e.products_bought for e in visit),
+        revenue=_revenue(visit),
         converted=any(e.is_order_completed for e in visit),
         bounce=len(visit) == 1 and first.is_page_view,
         closed_by=rule,

@@ -55,6 +55,7 @@ class OpenSession:
     products_bought: dict[str, None] = field(default_factory=dict)
     revenue: float = 0.0
     converted: bool = False
+    order_ids: dict[str, None] = field(default_factory=dict)  # orders whose revenue is counted
     # Derived from the policy, cached between events; not saved (None: compute again).
     boundary_ms: int | None = field(default=None, compare=False)
     boundary_rule: CloseRule = field(default=CloseRule.INACTIVITY, compare=False)
@@ -86,6 +87,7 @@ class OpenSession:
             list(self.products_bought),
             self.revenue,
             self.converted,
+            list(self.order_ids),
         ]
 
     @classmethod
@@ -117,6 +119,7 @@ class OpenSession:
             products_bought=dict.fromkeys(row[22]),
             revenue=row[23],
             converted=row[24],
+            order_ids=dict.fromkeys(row[25]) if len(row) > 25 else {},  # states saved before order ids
         )
 
 
@@ -145,6 +148,7 @@ def _event_to_list(event: SessionEvent) -> list[Any]:
         list(event.products_bought),
         event.revenue,
         base64.b64encode(event.payload).decode("ascii") if event.payload is not None else None,
+        event.order_id,
     ]
 
 
@@ -174,6 +178,7 @@ def _event_from_list(device_id: str, row: list[Any]) -> SessionEvent:
         products_bought=tuple(row[20]),
         revenue=row[21],
         payload=base64.b64decode(row[22]) if row[22] is not None else None,
+        order_id=row[23] if len(row) > 23 else None,  # states saved before order ids
     )
 
 

@@ -127,6 +127,25 @@ def next_wakeup(state: DeviceState, policy: SessionPolicy) -> int | None:
     return boundary_ms
 
 
+def is_open(state: DeviceState, watermark_ms: int, policy: SessionPolicy) -> bool:
+    """Could an event at the watermark still join this device's visit (or waiting events)?
+
+    Exact even when ``advance`` has not yet been applied for ``watermark_ms``.
+    """
+    if state.buffer:
+        return True
+    current = state.current
+    return current is not None and watermark_ms < _boundary(current, policy)
+
+
+def last_event_ms(state: DeviceState) -> int | None:
+    """The time of the device's latest accepted event still in its state (waiting or in the visit)."""
+    latest = state.current.last_ms if state.current is not None else None
+    if state.buffer and (latest is None or state.buffer[-1].time_ms > latest):
+        latest = state.buffer[-1].time_ms
+    return latest
+
+
 def _remember(state: DeviceState, event_id: str, policy: SessionPolicy) -> None:
     """Keep the last ``policy.dedup_memory`` ids taken (waiting events are also found in the buffer)."""
     recent = state.recent_ids
@@ -230,7 +249,12 @@ def _extend(state: DeviceState, current: OpenSession, event: SessionEvent) -> No
     if event.products_bought:
         current.products_bought.update(dict.fromkeys(event.products_bought))
     if event.revenue is not None:
-        current.revenue += event.revenue
+        order_id = event.order_id
+        if order_id is None:
+            current.revenue += event.revenue
+        elif order_id not in current.order_ids:  # a client retry of the same order counts once
+            current.order_ids[order_id] = None
+            current.revenue += event.revenue
     if event.is_order_completed:
         current.converted = True
 

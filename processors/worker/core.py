@@ -1,9 +1,13 @@
 """The worker's hot path without faust: raw messages in, output messages and state writes out.
 
 Per raw event, in order: decode (once) -> enrich -> stitch identity -> sessionize ->
-outputs. Bots and events without an anonymous id are enriched and passed straight
-on (no session); every other event waits in its device's state until the partition
-watermark (largest event time seen on the partition, capped by the collector's
+outputs. Bots and events with no usable id are enriched and passed straight on (no
+session), and so are identify/alias/group calls and e-mail events without an anonymous
+id (a CRM sync, an ESP's webhooks: no visit). A session's key is the anonymous id,
+else the user id: a server-side event with only a user id joins the open visit of a
+device signed in as that customer on the same partition, if there is one, else the
+customer's own visit (docs/identity.md). Every other event waits in its key's state
+until the partition watermark (largest event time seen on the partition, capped by the collector's
 clock, minus the allowed lateness) releases it with its final session id. Anything
 that fails on one event becomes a dead letter; nothing raises out of ``process``.
 
@@ -35,12 +39,12 @@ from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from processors.enrichment import Enricher
-from processors.identity import IdentityState, stitch
+from processors.identity import CustomerDevices, IdentityGuard, IdentityState, Stitched, stitch
 from processors.sessions.events import SessionEvent
 from processors.sessions.policy import SessionPolicy, to_ms
 from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
 from processors.sessions.state import NO_WATERMARK, DeviceState
-from processors.sessions.stream import add_event, advance, flush, next_wakeup
+from processors.sessions.stream import add_event, advance, flush, is_open, last_event_ms, next_wakeup
 from processors.worker.codec import EventCodec
 from processors.worker.metrics import WorkerMetrics
 
@@ -49,6 +53,7 @@ STAGE = "worker"
 _VIEWED = {"Product Viewed", "Product Clicked"}
 _ADDED = {"Product Added"}
 _BOUGHT = {"Order Completed"}
+_PROFILE_CALLS = {"identify", "alias", "group"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,7 @@ class Outgoing:
 
 @dataclass(slots=True)
 class Device:
-    """What the worker keeps per device (anonymous id): session state and identity."""
+    """What the worker keeps per session key (anonymous id, else user id): session state and identity."""
 
     partition: int
     session: DeviceState | None = None
@@ -73,7 +78,7 @@ class Device:
             {
                 "p": self.partition,
                 "s": self.session.to_dict() if self.session is not None else None,
-                "i": self.identity.to_json() if self.identity.links else None,
+                "i": self.identity.to_json() if not self.identity.is_empty else None,
             },
             separators=(",", ":"),
         ).encode()
@@ -133,6 +138,7 @@ def session_event(
         products_added=products if name in _ADDED else (),
         products_bought=products if name in _BOUGHT else (),
         revenue=float(revenue) if revenue is not None else None,
+        order_id=commerce.get("order_id") if name in _BOUGHT else None,
         payload=payload,
     )
 
@@ -177,6 +183,8 @@ class WorkerCore:
         self.policy = SessionPolicy.from_settings(settings.worker.session)
         self.metrics = metrics or WorkerMetrics()
         self.identity_events = tuple(settings.worker.identity_events)
+        self.guard = IdentityGuard.from_settings(settings.worker)
+        self.customers: dict[int, CustomerDevices] = {}  # per partition: customer -> linked devices
         self.devices: dict[str, Device] = {}
         self.max_event_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
@@ -199,6 +207,7 @@ class WorkerCore:
             self.wakeups.pop(partition, None)
             self.max_event_ms.pop(partition, None)
             self.next_offset.pop(partition, None)
+            self.customers.pop(partition, None)
         self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
         for partition in added:
             self.wakeups[partition] = _Wakeups()
@@ -217,6 +226,7 @@ class WorkerCore:
                 if device.partition in added:
                     device_id = key.decode()
                     self.devices[device_id] = device
+                    self._customers(device.partition).add_state(device.identity)
                     if device.session is not None:
                         self.wakeups[device.partition].schedule(
                             device_id, next_wakeup(device.session, self.policy)
@@ -351,51 +361,114 @@ class WorkerCore:
              touched: set[int], now: datetime) -> None:  # fmt: skip
         enrichment = self.enricher.enrich(record)
         partition = message.partition
-        anonymous_id = record.get("anonymous_id") or None
-        key_id = anonymous_id or record.get("user_id")
-        key = key_id.encode() if key_id else message.key
         if enrichment["is_bot"]:
             self._outcomes["bot"] += 1
-            self._enriched_now(message, record, enrichment, key, result)
+            self._enriched_now(message, record, enrichment, result)
             return
-        device = None
-        if anonymous_id is not None:
-            device = self.devices.get(anonymous_id)
-            if device is None:
-                device = self.devices[anonymous_id] = Device(partition)
-            device.partition = partition
-        stitched = stitch(
-            device.identity if device is not None else IdentityState(),
-            record,
-            enrichment["event_time"],
-            self.identity_events,
-            self.settings.worker.identity_history,
-        )
+        stitched = self._stitch(message, record, enrichment["event_time"], result, dirty, now)
         enrichment["customer_id"] = stitched.customer_id
-        for link in stitched.changed:
-            link_key = json.dumps([link.anonymous_id, link.customer_id]).encode()
-            value = self.link_serde.encode(link.to_record(), self.topics.identity)
-            result.outputs.append(Outgoing(self.topics.identity, link_key, value, partition))
-            self.metrics.identity_links.inc()
-        if device is None or anonymous_id is None:
+        session_key = _session_key(record, stitched)
+        if session_key is None:
             self._outcomes["no_device"] += 1
-            self._enriched_now(message, record, enrichment, key, result)
+            self._enriched_now(message, record, enrichment, result)
             return
-        if stitched.state_changed:
-            device.identity = stitched.state
-            dirty.add(anonymous_id)
 
         # The watermark never runs ahead of the collector's clock, whatever a device claims.
         candidate = min(to_ms(enrichment["event_time"]), to_ms(record["received_at"]))
         if candidate > self.max_event_ms.get(partition, NO_WATERMARK):
             self.max_event_ms[partition] = candidate
         touched.add(partition)
+        if stitched.anonymous_id is None:  # server-side: the customer's open visit here, else its own
+            session_key = (
+                self._open_visit_of(session_key, enrichment["event_time"], partition, result) or session_key
+            )
+        device = self._device(session_key, partition)
         payload = self.codec.pending(message.value, record, enrichment)
-        event = session_event(record, enrichment, anonymous_id, payload)
+        event = session_event(record, enrichment, session_key, payload)
         device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
-        dirty.add(anonymous_id)
-        self._emit(outputs, anonymous_id, partition, result)
-        self._wakeups(partition).schedule(anonymous_id, next_wakeup(device.session, self.policy))
+        dirty.add(session_key)
+        self._emit(outputs, session_key, partition, result)
+        self._wakeups(partition).schedule(session_key, next_wakeup(device.session, self.policy))
+
+    def _stitch(self, message: Incoming, record: dict[str, Any], event_time: datetime, result: BatchResult,
+                dirty: set[str], now: datetime) -> Stitched:  # fmt: skip
+        """Identity for one event: the device's links and sign-ins, the guards, the links to emit."""
+        partition = message.partition
+        anonymous_id = record.get("anonymous_id") or None
+        if anonymous_id is not None and self.guard.is_blocked(anonymous_id):
+            anonymous_id = None  # a junk anonymous id is nobody's device
+        device = self._device(anonymous_id, partition) if anonymous_id is not None else None
+        customers = self._customers(partition)
+        stitched = stitch(
+            device.identity if device is not None else IdentityState(),
+            record,
+            event_time,
+            self.identity_events,
+            self.settings.worker.identity_history,
+            self.guard,
+            customers,
+        )
+        self._identity_outputs(stitched, message, record, result, now)
+        if device is not None and anonymous_id is not None and stitched.state_changed:
+            device.identity = stitched.state
+            customers.add_state(stitched.state)
+            dirty.add(anonymous_id)
+        return stitched
+
+    def _device(self, key: str, partition: int) -> Device:
+        device = self.devices.get(key)
+        if device is None:
+            device = self.devices[key] = Device(partition)
+        device.partition = partition
+        return device
+
+    def _customers(self, partition: int) -> CustomerDevices:
+        index = self.customers.get(partition)
+        if index is None:
+            index = self.customers[partition] = CustomerDevices()
+        return index
+
+    def _open_visit_of(
+        self, customer_id: str, when: datetime, partition: int, result: BatchResult
+    ) -> str | None:
+        """The device on this partition signed in as the customer at ``when`` whose visit is open
+        at the partition watermark; the most recently active one if several (then by id).
+
+        Each candidate is first advanced to the watermark (what the end of the batch would do
+        anyway), so "open" means the same whatever the batch boundaries."""
+        watermark = self.watermark(partition)
+        best: tuple[int, str] | None = None
+        for device_id in self._customers(partition).devices(customer_id):
+            device = self.devices.get(device_id)
+            if device is None or device.session is None or device.partition != partition:
+                continue
+            if device.identity.customer_at(when) != customer_id:
+                continue
+            device.session, outputs = advance(device.session, watermark, self.policy)
+            if outputs:
+                self._emit(outputs, device_id, partition, result)
+                self._wakeups(partition).schedule(device_id, next_wakeup(device.session, self.policy))
+            if not is_open(device.session, watermark, self.policy):
+                continue
+            candidate = (last_event_ms(device.session) or NO_WATERMARK, device_id)
+            if best is None or candidate > best:
+                best = candidate
+        return best[1] if best is not None else None
+
+    def _identity_outputs(self, stitched: Stitched, message: Incoming, record: dict[str, Any],
+                          result: BatchResult, now: datetime) -> None:  # fmt: skip
+        """Changed links to the identity topic; refused ones counted, and dead-lettered once."""
+        for link in stitched.changed:
+            link_key = json.dumps([link.anonymous_id, link.customer_id]).encode()
+            value = self.link_serde.encode(link.to_record(), self.topics.identity)
+            result.outputs.append(Outgoing(self.topics.identity, link_key, value, message.partition))
+            self.metrics.identity_links.inc()
+        for rejection in stitched.rejections:
+            self.metrics.identity_rejected.labels(rejection.rule, rejection.field).inc()
+        if stitched.reported:
+            # One dead letter per message (its id is the message's origin); the first refusal's detail.
+            detail = stitched.reported[0].detail()
+            self._letter(result, message, "identity_rejected", detail, now, record.get("message_id"))
 
     def _wakeups(self, partition: int) -> _Wakeups:
         wakeups = self.wakeups.get(partition)
@@ -439,12 +512,19 @@ class WorkerCore:
                 self._outcomes["duplicate"] += 1
 
     def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
-                      key: bytes | None, result: BatchResult) -> None:  # fmt: skip
+                      result: BatchResult) -> None:  # fmt: skip
+        given = record.get("anonymous_id") or record.get("user_id")
+        key = given.encode() if given else message.key
         value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
         result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition))
 
     def _dead(self, result: BatchResult, message: Incoming, reason: str, detail: str, now: datetime,
               message_id: str | None = None) -> None:  # fmt: skip
+        self._letter(result, message, reason, detail, now, message_id)
+        self._outcomes["dead_letter"] += 1
+
+    def _letter(self, result: BatchResult, message: Incoming, reason: str, detail: str, now: datetime,
+                message_id: str | None = None) -> None:  # fmt: skip
         letter = DeadLetter(
             stage=STAGE, reason=reason, detail=detail, payload=message.value, failed_at=now,
             source_topic=message.topic, source_partition=message.partition, source_offset=message.offset,
@@ -453,7 +533,6 @@ class WorkerCore:
         value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
         result.outputs.append(Outgoing(self.topics.dead_letters, message.key, value, None))
         self.metrics.dead_letters.labels(reason).inc()
-        self._outcomes["dead_letter"] += 1
 
     def _collect(self, result: BatchResult, dirty: set[str]) -> None:
         for device_id in dirty:
@@ -470,6 +549,15 @@ class WorkerCore:
         for outcome, count in self._outcomes.items():
             self.metrics.events.labels(outcome).inc(count)
         self._outcomes.clear()
+
+
+def _session_key(record: Mapping[str, Any], stitched: Stitched) -> str | None:
+    """The anonymous id, else the user id (both as the guards left them); None: no visit."""
+    if stitched.anonymous_id is not None:
+        return stitched.anonymous_id
+    if record["type"] in _PROFILE_CALLS or record.get("channel") == "email":
+        return None  # a CRM sync's identify/alias/group, an ESP's e-mail event: no visit
+    return stitched.user_id
 
 
 def utc_now() -> datetime:

@@ -28,6 +28,12 @@ class WorkerMetrics:
         self.identity_links = Counter(
             "webhouse_worker_identity_links", "Identity links emitted (new or moved).", registry=r
         )
+        self.identity_rejected = Counter(
+            "webhouse_worker_identity_rejected",
+            "Links the identity guards refused, by rule (blocklist, device_limit) and the id's field.",
+            ["rule", "field"],
+            registry=r,
+        )
         self.open_sessions = Gauge(
             "webhouse_worker_open_devices", "Devices with an open visit or events waiting for the watermark.",
             registry=r,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from pipeline.serde import SingleObjectSerde
-from processors.identity import IdentityState, Stitched, stitch
+from processors.identity import CustomerDevices, IdentityGuard, IdentityState, Stitched, stitch
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -121,3 +124,71 @@ def test_state_survives_a_json_round_trip_and_links_encode() -> None:
     serde = SingleObjectSerde("identity_link")
     for link in d.emitted:
         assert serde.decode(serde.encode(link.to_record()))["customer_id"] == link.customer_id
+
+
+def test_an_alias_from_a_browser_links_the_previous_id_and_the_device() -> None:
+    """analytics.js sends alias with the device's anonymous id and previousId = the old user id."""
+    d = Device()
+    alias = d.send(ev("a1", user="ada-new", type="alias", event=None, previous_id="ada-old"), 0)
+    pairs = sorted((lk.anonymous_id, lk.customer_id, lk.source_type) for lk in alias.changed)
+    assert pairs == [("ada-old", "ada-new", "alias"), ("dev-1", "ada-new", "alias")]
+    # previousId = the anonymous id itself: one link, the device's.
+    same = d.send(ev("a2", anon="dev-2", user="bob", type="alias", event=None, previous_id="dev-2"), 1)
+    assert [(lk.anonymous_id, lk.customer_id) for lk in same.changed] == [("dev-2", "bob")]
+
+
+GUARD = IdentityGuard(frozenset({"undefined", "guest"}), (re.compile(r"[0-]*"),), 2, timedelta(days=7))
+
+
+@pytest.mark.parametrize(
+    ("value", "blocked"),
+    [("undefined", True), (" Guest ", True), ("0", True), ("00000000-0000-0000-0000-000000000000", True),
+     ("   ", True), ("-", True), ("ada", False), ("0042", False), ("guest-7", False)],
+)  # fmt: skip
+def test_blocklist_matches_trimmed_case_folded_values_and_patterns(value: str, blocked: bool) -> None:
+    assert GUARD.is_blocked(value) is blocked
+
+
+def test_a_blocked_user_id_links_nothing_and_is_reported_once_per_device() -> None:
+    state = IdentityState()
+    first = stitch(state, ev("i1", user="Undefined", type="identify"), at(0), guard=GUARD)
+    assert (first.changed, first.customer_id, first.user_id) == ((), None, None)
+    (rejection,) = first.reported
+    assert (rejection.rule, rejection.field, rejection.anonymous_id) == ("blocklist", "user_id", "dev-1")
+    again = stitch(first.state, ev("i2", user="undefined", type="identify"), at(1), guard=GUARD)
+    assert again.reported == () and len(again.rejections) == 1 and not again.state_changed
+
+
+def test_the_device_limit_counts_recent_devices_of_the_customer() -> None:
+    linked = CustomerDevices()
+    for n, minutes in ((1, 0), (2, 1)):
+        out = stitch(IdentityState(), ev(f"s{n}", anon=f"dev-{n}", user="ada"), at(minutes), guard=GUARD,
+                     linked=linked)  # fmt: skip
+        linked.add_state(out.state)
+    third = stitch(IdentityState(), ev("s3", anon="dev-3", user="ada"), at(2), guard=GUARD, linked=linked)
+    assert third.changed == () and third.customer_id is None
+    assert [(r.rule, r.linked_devices) for r in third.reported] == [("device_limit", 2)]
+    # A device already linked is never refused; eight days on the window is empty again.
+    assert stitch(IdentityState(), ev("s4", anon="dev-1", user="ada"), at(3), guard=GUARD,
+                  linked=linked).rejections == ()  # fmt: skip
+    later = stitch(IdentityState(), ev("s5", anon="dev-3", user="ada"), at(8 * 24 * 60), guard=GUARD,
+                   linked=linked)  # fmt: skip
+    assert [lk.anonymous_id for lk in later.changed] == ["dev-3"]
+
+
+def test_a_late_sign_in_of_another_customer_does_not_hide_a_later_one() -> None:
+    d = Device()
+    d.send(ev("a1", user="ada"), 0)
+    d.send(ev("a2", user="ada"), 2)
+    d.send(ev("b1", user="bob"), 1)  # arrives late: bob used the device between ada's two events
+    assert [d.send(ev(f"x{m}"), m).customer_id for m in (0.5, 1.5, 3)] == ["ada", "bob", "ada"]
+    # Runs of one customer keep their first and last sign-in only.
+    for minute in range(10, 40):
+        d.send(ev(f"a{minute}", user="ada"), minute)
+    assert [c for _, c in d.states["dev-1"].timeline] == ["ada", "bob", "ada", "ada"]
+
+
+def test_a_lone_junk_anonymous_id_is_no_refusal_but_no_device_either() -> None:
+    for user in (None, ""):
+        out = stitch(IdentityState(), ev("p", anon="undefined", user=user), at(0), guard=GUARD)
+        assert (out.anonymous_id, out.rejections, out.changed) == (None, (), ())

@@ -121,17 +121,17 @@ def test_a_late_event_is_kept_flagged_and_counted() -> None:
     assert h.core.metrics.late._value.get() == 1
 
 
-def test_bots_and_deviceless_events_pass_straight_through() -> None:
+def test_bots_and_idless_events_pass_straight_through() -> None:
     h = Harness()
     bot = raw_event("bot", "crawler", at(0), context={"user_agent": GOOGLEBOT})
-    server = raw_event("srv", None, at(0), user_id="ada", type="track", event="Order Completed")
-    h.feed(bot, server)
+    junk = raw_event("junk", "undefined", at(0))  # a blocklisted anonymous id is nobody's device
+    h.feed(bot, junk)
     enriched = {r["message_id"]: r["enrichment"] for r in h.decoded("enriched")}
     assert enriched["bot"]["is_bot"] and enriched["bot"]["session_id"] is None
-    assert enriched["srv"]["customer_id"] == "ada"
-    assert b"crawler" not in h.devices  # no state kept for bots
+    assert enriched["junk"]["session_id"] is None and not enriched["junk"]["is_late"]
+    assert h.devices == {}  # no state kept for either
     h.sweep()
-    assert h.decoded("sessions") == []
+    assert h.decoded("sessions") == [] and h.decoded("deadletter") == []
 
 
 def test_identity_links_are_keyed_by_both_ids_on_the_device_partition() -> None:

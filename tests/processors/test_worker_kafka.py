@@ -91,7 +91,6 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     assert enriched["b2"]["enrichment"]["customer_id"] == "bob"
     bot = enriched["bot1"]["enrichment"]
     assert bot["is_bot"] and bot["session_id"] is None
-    assert enriched["s1"]["enrichment"]["session_id"] is None  # no device: not sessionized
     assert enriched["s1"]["enrichment"]["customer_id"] == "carl"
     session_of = {mid: r["enrichment"]["session_id"] for mid, r in enriched.items()}
     assert session_of["a1"] == session_of["a2"] == session_of["a3"] != session_of["a4"]
@@ -101,6 +100,8 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     assert (first["utm_campaign"], first["referrer_class"]) == ("spring", "email")
     assert sessions[session_of["a4"]]["closed_by"] == "idle_sweep"  # the quiet partition's sweep
     assert sessions[session_of["b1"]]["event_count"] == 2
+    carl = sessions[session_of["s1"]]  # user id only, no device of carl's open: carl's own visit
+    assert (carl["anonymous_id"], carl["customer_id"], carl["converted"]) == ("carl", "carl", True)
     assert all(s["anonymous_id"] != "crawler" for s in sessions.values())
     links = {(r["anonymous_id"], r["customer_id"]): r for r in outputs.records["identity"]}
     assert links[("dev-a", "ada")]["source_type"] == "signed_in"
@@ -113,7 +114,7 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
         for line in scraped.splitlines()
         if line and not line.startswith("#")
     }
-    assert metrics['webhouse_worker_events_total{outcome="sessionized"}'] == 6
+    assert metrics['webhouse_worker_events_total{outcome="sessionized"}'] == 7
     assert metrics['webhouse_worker_events_total{outcome="bot"}'] == 1
     assert metrics['webhouse_worker_dead_letters_total{reason="undecodable"}'] == 1
     assert metrics['webhouse_worker_sessions_closed_total{rule="inactivity"}'] >= 1

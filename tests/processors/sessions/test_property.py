@@ -114,6 +114,7 @@ def event_fields(draw: st.DrawFn) -> dict[str, object]:
     elif name == "Order Completed":
         fields["products_bought"] = draw(products)
         fields["revenue"] = draw(st.sampled_from([0.1, 0.2, 19.99, 100.0]))
+        fields["order_id"] = draw(st.sampled_from([None, "A-1", "A-2"]))  # retries share an order id
     return fields
 
 

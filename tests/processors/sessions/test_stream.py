@@ -11,6 +11,7 @@ from pipeline.errors import ProcessingError, SettingsError, ValidationError
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import load_settings
 from processors.sessions import (
+    NO_WATERMARK,
     CloseRule,
     DeviceState,
     PartitionSessionizer,
@@ -85,6 +86,32 @@ def test_visit_aggregates() -> None:
     assert first.closed_by is CloseRule.INACTIVITY
     # The device's customer is still known in its next visit, which is a single page view.
     assert (second.customer_id, second.bounce, second.converted, second.revenue) == ("c-7", True, False, 0.0)
+
+
+def test_a_retried_order_counts_once_in_the_visit_revenue() -> None:
+    """Issue 10 item 4: a client retry of Order Completed (same order id, fresh message id)."""
+    events = [
+        ev("o1", 0, event_name="Order Completed", order_id="A-1", products_bought=("p1",), revenue=30.0),
+        ev("o1-bis", 1, event_name="Order Completed", order_id="A-1", products_bought=("p1",), revenue=30.0),
+        ev("o2", 2, event_name="Order Completed", order_id="A-2", revenue=5.0),
+        ev("o3", 3, event_name="Order Completed", revenue=1.0),  # no order id: nothing to dedupe by
+    ]  # fmt: skip
+    (visit,) = sessions(run(events, policy()))
+    assert (visit.revenue, visit.event_count, visit.converted) == (36.0, 4, True)
+
+
+def test_order_ids_survive_a_restart_mid_visit() -> None:
+    pol = policy()
+    state, _ = add_event(None, ev("o1", 0, event_name="Order Completed", order_id="A-1", revenue=30.0),
+                         NO_WATERMARK, pol)  # fmt: skip
+    state, _ = advance(state, START + MINUTE_MS, pol)  # released: the order is in the open visit
+    state = DeviceState.from_bytes(state.to_bytes())
+    retry = ev("o1-retry", 2, event_name="Order Completed", order_id="A-1", revenue=30.0)
+    state, _ = add_event(state, retry, START + MINUTE_MS, pol)
+    state, outputs = flush(state, pol)
+    (visit,) = sessions(outputs)
+    assert visit.revenue == 30.0
+    assert DeviceState.from_bytes(state.to_bytes()).buffer == []
 
 
 def test_session_record_matches_the_avro_contract() -> None:
