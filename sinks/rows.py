@@ -54,7 +54,10 @@ def _campaign(record: Row) -> str | None:
 
 
 def customer_id(record: Row) -> str | None:
-    value: str | None = _get(record, "enrichment", "customer_id") or record.get("user_id")
+    # Enriched records carry the worker's verdict (a refused junk user id stays None); raw ones
+    # (webhouse.events_source = raw) have only the client's user id.
+    enrichment = record.get("enrichment")
+    value: str | None = enrichment.get("customer_id") if enrichment else record.get("user_id")
     return value
 
 

@@ -129,7 +129,9 @@ def _revenue(commerce: dict[str, Any]) -> float | None:
 def event_view(record: dict[str, Any]) -> EventView | None:
     """The view of an enriched Avro event dict; None when it belongs to nobody."""
     enrichment = _section(record, "enrichment")
-    key = profile_key(enrichment.get("customer_id"), record.get("anonymous_id"), record.get("user_id"))
+    # The worker's stitched customer id only: a user id its identity guards refused ("undefined",
+    # a shared test id) must not key a profile, or strangers would share one and its alerts.
+    key = profile_key(enrichment.get("customer_id"), record.get("anonymous_id"))
     if key is None:
         return None
     when = enrichment.get("event_time") or record.get("timestamp") or record["received_at"]

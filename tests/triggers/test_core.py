@@ -330,3 +330,12 @@ def test_a_marketing_alert_waits_for_a_withdrawal_read_later_from_another_partit
     bus.sweep(to_ms(at(120)))
     outcome = {(a["rule_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
     assert outcome and all(status == "suppressed" for _, status, _ in outcome)
+
+
+def test_a_user_id_the_worker_refused_does_not_key_a_profile() -> None:
+    from triggers.events import event_view
+
+    record = event("Product Added", at(1), customer=None, anon="dev-u", products=["p-1"])
+    record["user_id"] = "undefined"  # the worker's identity guards left enrichment.customer_id empty
+    view = event_view(record)
+    assert view is not None and view.customer_id == "dev-u"
