@@ -8,6 +8,7 @@ from typing import Any
 
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_local import LocalKafka
+from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 
@@ -54,6 +55,13 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _end_of_input(args: argparse.Namespace, settings: Settings) -> int:
+    topic = Topics.from_settings(settings.kafka).raw_events
+    partitions = send_end_of_input(settings.kafka.bootstrap_servers, topic)
+    print(f"end of input written to the {partitions} partitions of {topic}: the stages close what they hold")
+    return 0
+
+
 def register(sub: Any) -> None:
     kafka = sub.add_parser("kafka", help="run a local single-node Apache Kafka (KRaft) from its jars")
     actions = kafka.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -62,6 +70,12 @@ def register(sub: Any) -> None:
         ("down", _down, "stop the local broker"),
         ("status", _status, "say whether the local broker runs and answers"),
         ("topics", _topics, "create the project's topics on the configured broker (any broker)"),
+        (
+            "end-of-input",
+            _end_of_input,
+            "after a backfill or test load: tell the stream stages no more events will come, so they "
+            "close open sessions and absence windows instead of waiting for traffic",
+        ),
     ):
         p = actions.add_parser(name, help=doc)
         p.add_argument("--data-dir", type=Path, default=None, help="overrides kafka.local_data_dir")
