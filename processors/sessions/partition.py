@@ -5,8 +5,10 @@ device moves time for every device of its partition. Visiting every device on ea
 O(devices); ``WakeupSchedule`` keeps, per device, the lowest watermark at which ``advance`` has
 something to do (``next_wakeup``), in a heap, so each event costs O(log devices).
 
-``PartitionSessionizer`` is the in-memory harness the tests and the worker share: ``states`` may be
-any mutable mapping (a dict, or a faust table, which writes its changelog on every assignment).
+The worker (``processors.worker.core``) keeps one ``WakeupSchedule`` per partition over the same
+stream functions, with its own watermark rule (capped by the collector's clock, moved per batch).
+``PartitionSessionizer`` is the same thing for one in-memory partition in event order, for the
+property tests and benches: ``states`` may be any mutable mapping.
 The watermark must survive restarts as well for replays to repeat the same verdicts; persist
 ``watermark_ms`` next to the states and pass it back in.
 """

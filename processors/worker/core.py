@@ -21,7 +21,6 @@ topic whatever partitioner the producers used.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from collections import Counter
@@ -41,6 +40,7 @@ from pipeline.topics import Topics
 from processors.enrichment import Enricher
 from processors.identity import CustomerDevices, IdentityGuard, IdentityState, Stitched, stitch
 from processors.sessions.events import SessionEvent
+from processors.sessions.partition import WakeupSchedule
 from processors.sessions.policy import SessionPolicy, to_ms
 from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
 from processors.sessions.state import NO_WATERMARK, DeviceState
@@ -143,32 +143,6 @@ def session_event(
     )
 
 
-class _Wakeups:
-    """Per partition: which devices the watermark must visit next (a heap with lazy deletion)."""
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[int, str]] = []
-        self.due: dict[str, int] = {}
-
-    def schedule(self, device_id: str, wake_ms: int | None) -> None:
-        if wake_ms is None:
-            self.due.pop(device_id, None)
-            return
-        if self.due.get(device_id) != wake_ms:
-            self.due[device_id] = wake_ms
-            heapq.heappush(self.heap, (wake_ms, device_id))
-
-    def pop_due(self, watermark_ms: int) -> list[str]:
-        ready = []
-        heap, due = self.heap, self.due
-        while heap and heap[0][0] <= watermark_ms:
-            wake_ms, device_id = heapq.heappop(heap)
-            if due.get(device_id) == wake_ms:
-                del due[device_id]
-                ready.append(device_id)
-        return ready
-
-
 class WorkerCore:
     """Enrich, stitch and sessionize batches of raw messages; see the module docstring."""
 
@@ -188,7 +162,7 @@ class WorkerCore:
         self.devices: dict[str, Device] = {}
         self.max_event_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
-        self.wakeups: dict[int, _Wakeups] = {}
+        self.wakeups: dict[int, WakeupSchedule] = {}
         self.reported: dict[int, Progress] = {}  # per partition: the last progress sent downstream
         self._outcomes: Counter[str] = Counter()  # per batch, then added to the metrics at once
 
@@ -210,7 +184,7 @@ class WorkerCore:
             self.customers.pop(partition, None)
         self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
         for partition in added:
-            self.wakeups[partition] = _Wakeups()
+            self.wakeups[partition] = WakeupSchedule()
         if added:
             for key, value in clocks:
                 partition = int(key)
@@ -228,7 +202,7 @@ class WorkerCore:
                     self.devices[device_id] = device
                     self._customers(device.partition).add_state(device.identity)
                     if device.session is not None:
-                        self.wakeups[device.partition].schedule(
+                        self.wakeups[device.partition].set(
                             device_id, next_wakeup(device.session, self.policy)
                         )
         self._update_open_gauge()
@@ -308,12 +282,14 @@ class WorkerCore:
         for partition in partitions:
             current = self.reported.get(partition)
             pending = self.wakeups.get(partition)
-            if (current is None or current.state is SourceState.ACTIVE) and not (pending and pending.due):
+            if (current is None or current.state is SourceState.ACTIVE) and not (
+                pending is not None and len(pending)
+            ):
                 self._report(result, partition, Progress(SourceState.IDLE, self._mark(partition)))
         return result
 
     def pending_partitions(self) -> set[int]:
-        return {p for p, w in self.wakeups.items() if w.due}
+        return {p for p, w in self.wakeups.items() if len(w)}
 
     def unreported_partitions(self, partitions: Iterable[int]) -> set[int]:
         """Of ``partitions``, those downstream has not heard to be idle or ended."""
@@ -324,13 +300,13 @@ class WorkerCore:
         wakeups = self.wakeups.get(partition)
         if wakeups is None:
             return
-        for device_id in list(wakeups.due):
+        for device_id in wakeups.devices():
             device = self.devices.get(device_id)
             if device is None or device.session is None:
                 continue
             device.session, outputs = flush(device.session, self.policy)
             self._emit(outputs, device_id, partition, result)
-            wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
+            wakeups.set(device_id, next_wakeup(device.session, self.policy))
             dirty.add(device_id)
 
     def _end_of_input(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
@@ -388,7 +364,7 @@ class WorkerCore:
         device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
         dirty.add(session_key)
         self._emit(outputs, session_key, partition, result)
-        self._wakeups(partition).schedule(session_key, next_wakeup(device.session, self.policy))
+        self._wakeups(partition).set(session_key, next_wakeup(device.session, self.policy))
 
     def _stitch(self, message: Incoming, record: dict[str, Any], event_time: datetime, result: BatchResult,
                 dirty: set[str], now: datetime) -> Stitched:  # fmt: skip
@@ -447,7 +423,7 @@ class WorkerCore:
             device.session, outputs = advance(device.session, watermark, self.policy)
             if outputs:
                 self._emit(outputs, device_id, partition, result)
-                self._wakeups(partition).schedule(device_id, next_wakeup(device.session, self.policy))
+                self._wakeups(partition).set(device_id, next_wakeup(device.session, self.policy))
             if not is_open(device.session, watermark, self.policy):
                 continue
             candidate = (last_event_ms(device.session) or NO_WATERMARK, device_id)
@@ -470,10 +446,10 @@ class WorkerCore:
             detail = stitched.reported[0].detail()
             self._letter(result, message, "identity_rejected", detail, now, record.get("message_id"))
 
-    def _wakeups(self, partition: int) -> _Wakeups:
+    def _wakeups(self, partition: int) -> WakeupSchedule:
         wakeups = self.wakeups.get(partition)
         if wakeups is None:
-            wakeups = self.wakeups[partition] = _Wakeups()
+            wakeups = self.wakeups[partition] = WakeupSchedule()
         return wakeups
 
     def _advance_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
@@ -485,7 +461,7 @@ class WorkerCore:
                 continue
             device.session, outputs = advance(device.session, watermark, self.policy)
             self._emit(outputs, device_id, partition, result)
-            wakeups.schedule(device_id, next_wakeup(device.session, self.policy))
+            wakeups.set(device_id, next_wakeup(device.session, self.policy))
             # Not marked dirty: what advance changed follows from the stored state and the
             # stored partition clock, so a restored worker redoes it (repeating, never losing,
             # outputs). Skipping these writes halves the changelog traffic.
@@ -542,7 +518,7 @@ class WorkerCore:
             result.devices[device_id.encode()] = (device.partition, device.to_bytes())
 
     def _update_open_gauge(self) -> None:
-        self.metrics.open_sessions.set(sum(len(w.due) for w in self.wakeups.values()))
+        self.metrics.open_sessions.set(sum(len(w) for w in self.wakeups.values()))
         late = self._outcomes.get("late", 0)
         if late:
             self.metrics.late.inc(late)
