@@ -30,7 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from pipeline.errors import ProduceError
 from pipeline.topics import Topics
@@ -69,12 +70,24 @@ def is_customer_key(key: bytes | None, ids: frozenset[str]) -> bool:
     return False
 
 
+@retry(
+    retry=retry_if_exception_type(KafkaException),
+    wait=wait_fixed(0.5),
+    stop=stop_after_delay(20),
+    reraise=True,
+)
+def _offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """Low and high offsets; retried while a just-created topic's partitions have no leader yet."""
+    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+    return int(low), int(high)
+
+
 def _keys_to_tombstone(consumer: Consumer, topic: str, ids: frozenset[str]) -> set[tuple[int, bytes]]:
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends: dict[int, int] = {}
     assignment = []
     for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        low, high = _offsets(consumer, TopicPartition(topic, partition))
         if high > low:
             ends[partition] = high
             assignment.append(TopicPartition(topic, partition, low))

@@ -30,7 +30,7 @@ import faust
 from faust.types import EventT
 
 from pipeline.errors import RuleError, WebhouseError
-from pipeline.runtime.clock import END_MS, StageClock
+from pipeline.runtime.clock import StageClock
 from pipeline.runtime.messages import Incoming, headers_of
 from pipeline.runtime.offset_gaps import BrokerRangeReader, Expected, fill_gaps
 from pipeline.settings import Settings
@@ -158,8 +158,7 @@ class TriggerRuntime:
             await self.write(result)
 
     def _clock(self, partition: int) -> StageClock:
-        stored = self.clocks.data.get(str(partition).encode())
-        return StageClock.from_bytes(stored, self.core.clock_sources())
+        return self.core.clock(self.clocks.data, partition)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -231,18 +230,9 @@ class TriggerRuntime:
             else:
                 self.states.data[key] = value
             self.states.send_changelog(partition, key, value)
-        advanced = False
-        for partition, reports in result.progress.items():
-            clock = self._clock(partition)
-            before = clock.watermark
-            for source, progress in reports:
-                clock.report(source, progress)
-            advanced = advanced or clock.watermark != before
-            clock_key, value = str(partition).encode(), clock.to_bytes()
-            self.clocks.data[clock_key] = value
+        changed, advanced = self.core.advance_clocks(self.clocks.data, result)
+        for partition, (clock_key, value) in changed.items():
             self.clocks.send_changelog(partition, clock_key, value)
-            if clock.watermark is not None:
-                self.metrics.watermark.labels(str(partition)).set(min(clock.watermark, END_MS) / 1000)
         await self.app.producer.flush()
         return advanced
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import WebhouseError
-from pipeline.runtime.clock import StageClock
+from pipeline.runtime.clock import END_MS, StageClock
 from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.messages import Incoming
 from pipeline.serde import make_serde
@@ -145,6 +145,30 @@ class TriggerCore:
         """What each triggers partition's clock waits on: every enriched-events partition. Closed
         sessions and identity links start or move state but never answer an absence window."""
         return frozenset(f"{self.topics.enriched_events}/{p}" for p in range(self.topics.partitions))
+
+    def clock(self, table: Mapping[bytes, bytes], partition: int) -> StageClock:
+        """A triggers partition's clock as stored in the ``trigger-clocks`` table."""
+        return StageClock.from_bytes(table.get(str(partition).encode()), self.clock_sources())
+
+    def advance_clocks(
+        self, table: MutableMapping[bytes, bytes], result: Result
+    ) -> tuple[dict[int, tuple[bytes, bytes]], bool]:
+        """Apply a batch's progress reports to the clocks in ``table``: what changed (to write to
+        the changelog), and whether a watermark moved (so windows may be due)."""
+        changed: dict[int, tuple[bytes, bytes]] = {}
+        advanced = False
+        for partition, reports in result.progress.items():
+            clock = self.clock(table, partition)
+            before = clock.watermark
+            for source, progress in reports:
+                clock.report(source, progress)
+            advanced = advanced or clock.watermark != before
+            key, value = str(partition).encode(), clock.to_bytes()
+            table[key] = value
+            changed[partition] = (key, value)
+            if clock.watermark is not None:
+                self.metrics.watermark.labels(str(partition)).set(min(clock.watermark, END_MS) / 1000)
+        return changed, advanced
 
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
@@ -299,11 +323,13 @@ class TriggerCore:
         which also rebuilds the index after a restart). Partitions without a watermark wait."""
         result = Result()
         marks = {p: c.watermark for p, c in clocks.items() if c.watermark is not None}
-        present = {p: c.event_time() for p, c in clocks.items()}
-        latest = max((t for t in present.values() if t is not None), default=None)
-        if not marks or latest is None:
+        if not marks:
             return result
-        full = self._last_full is None or latest // HOUR_MS > self._last_full // HOUR_MS
+        latest = max((t for c in clocks.values() if (t := c.event_time()) is not None), default=None)
+        # A full pass (scheduled rules) once per event-time hour, at a real time; none without one.
+        full = latest is not None and (
+            self._last_full is None or latest // HOUR_MS > self._last_full // HOUR_MS
+        )
         if full:
             self._last_full = latest
             self.due.clear()
@@ -319,7 +345,8 @@ class TriggerCore:
             partition = state.partition
             if partition is None or partition not in marks:
                 continue
-            outcome = self.engine.sweep(state, marks[partition], scheduled=full, at=present[partition])
+            at = clocks[partition].event_time() or latest
+            outcome = self.engine.sweep(state, marks[partition], scheduled=full, at=at)
             self._apply(result, partition, outcome)
             result.seal(self._index)
             if result.states[key][1] == raw and not outcome.alerts:

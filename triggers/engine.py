@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.runtime.clock import END_MS
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
 from triggers.conditions import Reason, evaluate, render
@@ -167,6 +168,8 @@ class Engine:
         while rules that look back from the present need a real one)."""
         alerts = self._close_windows(state, now, None)
         present = now if at is None else at
+        if present >= END_MS:  # after an end of input with no real time known: close, keep memory
+            return Outcome(state, tuple(alerts))
         if scheduled and self._by_source["schedule"] and state.profile.last_seen is not None:
             context = self._context(state, state.profile, present)
             anchor = state.profile.last_event_id or state.customer_id
