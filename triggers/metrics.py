@@ -59,6 +59,12 @@ class TriggerMetrics:
             ["partition"],
             registry=r,
         )
+        # Series from the start, so dashboards and alert rules see a 0 rather than nothing.
+        for outcome in ("filled", "missing"):
+            self.offset_gaps.labels(outcome)
+        for reason in ("timeout", "connect"):
+            self.webhook_failures.labels(reason)
+        self.dead_letters.labels("triggers", "undecodable")
         self.webhook_delivered = Counter(
             "webhouse_webhook_delivered", "Alerts a webhook accepted.", registry=r
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+OFFSET_GAP_OUTCOMES = ("filled", "missing")
+
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -60,6 +62,8 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in OFFSET_GAP_OUTCOMES:  # series from the start: dashboards and alerts see a 0
+            self.offset_gaps.labels(outcome)
         self.batch_seconds = Histogram(
             "webhouse_worker_batch_seconds", "Time to process one batch of raw events.", registry=r
         )
