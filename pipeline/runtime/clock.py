@@ -8,7 +8,9 @@ close only once every source that could still bring something for it has passed 
 
 The choices, next to what others do:
 - Flink: per-input watermarks, the operator takes the minimum, inputs marked idle are left out
-  (``withIdleness``); all inputs idle means the watermark holds. The same here.
+  (``withIdleness``); all inputs idle means the watermark holds. The same here, except that a
+  stage with no active source moves to the slowest idle source's last watermark, which that
+  source still guarantees.
 - Kafka Streams: "stream time" is the largest timestamp seen, and a window closes when stream time
   passes its end plus grace. Taking the largest over partitions is what made our alerts wrong
   under partition skew: one fast partition closed windows a slow one still had inputs for.
@@ -74,7 +76,11 @@ class StageClock:
             return min(ms for ms in active if ms is not None)
         if all(p.state is SourceState.ENDED for p in heard):
             return END_MS
-        return None  # every source idle: hold (new traffic decides)
+        # Nothing active: an idle source still guarantees its last watermark, so the slowest of
+        # those is safe (and a stage whose sources all went quiet before it heard them active
+        # still gets one); past it, hold until traffic decides.
+        idle = [p.ms for p in heard if p.state is SourceState.IDLE and p.ms is not None]
+        return min(idle) if idle else None
 
     def event_time(self) -> int | None:
         """A finite "now" for rules that look back from the present (win-back, churn): the

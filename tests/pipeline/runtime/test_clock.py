@@ -95,3 +95,10 @@ def test_monotonic_and_never_ahead_of_an_active_source(steps: list[tuple[str, So
             active = [p.ms for p in clock.progress.values() if p.state is ACTIVE]
             assert all(a is not None and a >= mark for a in active)
         last = mark
+
+
+def test_sources_that_went_quiet_before_the_stage_heard_them_active_still_give_a_watermark() -> None:
+    clock = StageClock(frozenset({"a", "b"}))
+    assert clock.report("a", Progress(ACTIVE, 10_000)) is None  # b not heard yet
+    clock.report("a", Progress(IDLE, 10_000))
+    assert clock.report("b", Progress(IDLE, None)) == 10_000  # a's last watermark still holds
