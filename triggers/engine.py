@@ -33,6 +33,7 @@ PastCounter = Callable[[PastEventsCondition], int]
 _PRIORITY = {"high": 0, "normal": 1, "low": 2}
 NOTHING = ""  # a held alert's window: no event cancels it
 CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
+AWAITED_MEMORY = 100  # awaited events (orders) kept per customer, however old
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,6 @@ class Engine:
                 alerts += self._run(rule, state, context, present, (anchor,), lambda _: 0)
             alerts += self._close_windows(state, now, None)  # their held alerts: already behind ``now``
         prune(state, present, self.settings)
-        self._forget_awaited(state, present)
         return Outcome(state, tuple(alerts))
 
     def absorb(
@@ -226,23 +226,17 @@ class Engine:
             del state.seen_ids[: -self.settings.history_max_events]
 
     def _trim_history(self, state: CustomerState, now: int) -> None:
-        """Keep the rules' longest window of plentiful events (views), at most the count cap.
-        Awaited events (orders) stay until the sweep's watermark passes them (``_forget_awaited``):
-        a window can open late, for a session read days of event time after the order."""
+        """Keep the rules' longest window of plentiful events (views), at most the count cap, and
+        the latest ``AWAITED_MEMORY`` awaited events (orders) whatever their age: a window can open
+        long after its order in event time (a session or a device's state read late, through
+        another topic or hop), and must still find it."""
         horizon = now - self._history_ms
         awaited = self._awaited_names
         recent = [e for e in state.history if e.name not in awaited and e.time >= horizon]
+        kept_awaited = sorted((e for e in state.history if e.name in awaited), key=lambda e: e.time)
         keep = {id(e) for e in recent[-self.settings.history_max_events :]}
-        state.history = [e for e in state.history if e.name in awaited or id(e) in keep]
-
-    def _forget_awaited(self, state: CustomerState, watermark: int) -> None:
-        """Awaited events leave the history only behind the stage's watermark, not behind the
-        newest input's time: inputs reach a key out of event-time order (two topics, hand-overs)."""
-        horizon = watermark - self._history_ms
-        if any(e.time < horizon for e in state.history):
-            state.history = [
-                e for e in state.history if e.time >= horizon or e.name not in self._awaited_names
-            ]
+        keep.update(id(e) for e in kept_awaited[-AWAITED_MEMORY:])
+        state.history = [e for e in state.history if id(e) in keep]
 
     def _context(
         self,

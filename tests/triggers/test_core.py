@@ -339,3 +339,16 @@ def test_a_user_id_the_worker_refused_does_not_key_a_profile() -> None:
     record["user_id"] = "undefined"  # the worker's identity guards left enrichment.customer_id empty
     view = event_view(record)
     assert view is not None and view.customer_id == "dev-u"
+
+
+def test_a_window_read_weeks_of_event_time_late_still_finds_its_order() -> None:
+    """A replay can read a session (or a device's state) long after the order that answers it: a
+    sweep at a watermark weeks ahead must not have dropped the order meanwhile."""
+    bus = Bus()
+    bus.event(consent(at(0)))
+    bus.event(order(at(30)))
+    bus.event(event("Page Viewed", at(0, days=20), call="page"))
+    bus.sweep(to_ms(at(0, days=20)))  # a full pass far ahead of the order
+    bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    bus.sweep(to_ms(at(0, days=21)))
+    assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
