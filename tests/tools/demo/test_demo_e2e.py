@@ -62,12 +62,6 @@ def test_malformed_events_are_dead_letters_with_their_reason(demo: DemoResult) -
     assert expected and letters == expected
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open in #10: in about one demo run in five, one cart absorbed from a device into its "
-    "customer is decided without that customer's consent and order (e.g. visit c000033-v001); "
-    "the assertion stays exact, the issue stays open until it holds every run",
-)
 def test_cart_abandonment_alerts_are_exactly_the_ground_truths_carts(demo: DemoResult) -> None:
     """Per cart: an alert for every cart left without an order within the hour, none for the
     others, suppressed exactly when marketing consent was not held at the alert's time."""
