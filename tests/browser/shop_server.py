@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -37,10 +40,26 @@ CHROMIUM_ARGS = [
 ]
 
 
-def require_browser_deps() -> None:
-    """Fail (never skip) with the fix when Chromium or the SDK is missing."""
+def require_chromium() -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by playwright (no browser download), closed on exit."""
+    require_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def require_browser_deps() -> None:
+    """Fail (never skip) with the fix when Chromium or the SDK is missing."""
+    require_chromium()
     if not (SDK_DIR / "index.js").exists():
         pytest.fail(f"{SDK_DIR}/index.js is missing: run `make browser-deps` (npm ci in tests/browser)")
 

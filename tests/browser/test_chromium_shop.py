@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from pipeline.collector.server import ThreadedCollector
 from pipeline.pii import PiiHasher
 from pipeline.settings import CollectorBrowserSettings, KafkaSettings, WebhouseSettings
 from pipeline.topics import Topics
-from tests.browser.shop_server import CHROMIUM, CHROMIUM_ARGS, ShopServer, require_browser_deps
+from tests.browser.shop_server import ShopServer, chromium_browser, require_browser_deps
 from tests.pipeline.collector.touchpoint_support import WRITE_KEY, collector_settings, read_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -27,12 +27,8 @@ SDK_VERSION = "1.84.3"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     require_browser_deps()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from pipeline.settings import TriggerSettings
 from sinks.report import read_figures, write_html
 from sinks.window import Window
-from tests.browser.shop_server import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.shop_server import chromium_browser
 from tests.sinks.simulated import Landed, land_simulation
 
 pytestmark = pytest.mark.slow
@@ -68,14 +68,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Landed:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def _render(shop: Landed, tmp_path: Path, window: Window) -> Path:
