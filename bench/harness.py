@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from pipeline.kafka_admin import ensure_topics
 from pipeline.settings import KafkaSettings, MetricsSettings, SessionPolicySettings, Settings, WorkerSettings
 from pipeline.topics import Topics
-from processors.worker.app import app_id
+from processors.worker.runner import group_id as app_id
 from processors.worker.runner import start_worker_process
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -178,6 +178,10 @@ class WorkerRun:
     enriched: int
 
 
+def _instance(settings: Settings, i: int) -> Settings:
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update={"instance_id": f"w{i}"})})
+
+
 def run_workers(
     contender: str,
     settings: Settings,
@@ -196,7 +200,9 @@ def run_workers(
     kafka, topics = settings.kafka, Topics.from_settings(settings.kafka)
     p = kafka.default_partitions
     start = time.monotonic()
-    procs = [start_worker_process(settings, log_dir / f"{contender}-{i}.log") for i in range(workers)]
+    procs = [
+        start_worker_process(_instance(settings, i), log_dir / f"{contender}-{i}.log") for i in range(workers)
+    ]
     if on_started is not None:
         on_started([w.pid for w in procs])
     progress = GroupProgress(kafka.bootstrap_servers, app_id(settings))

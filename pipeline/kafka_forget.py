@@ -44,7 +44,7 @@ class Tombstoned:
 
 
 def compacted_topics(bootstrap: str, topics: Topics) -> list[str]:
-    """The project's compacted topics plus every changelog under the prefix (faust tables)."""
+    """The project's compacted topics plus every stage's changelog under the prefix (state stores)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"forget-{uuid.uuid4().hex[:8]}"})
     try:
         existing = consumer.list_topics(timeout=10).topics

@@ -271,7 +271,7 @@ class WorkerSettings(_Section):
         7 * 24 * 3600, gt=0, description="The device limit's sliding window (event time): a week."
     )
     batch_max_events: int = Field(
-        2000, gt=0, description="Events the worker takes per batch (stream.take) to amortise faust overhead."
+        2000, gt=0, description="Records a stage takes per batch (one transaction per batch)."
     )
     batch_within_s: float = Field(
         0.25, gt=0, description="Longest wait for a batch to fill (events wait minutes for the watermark)."
@@ -283,12 +283,25 @@ class WorkerSettings(_Section):
         description="A raw partition caught up and quiet this long is reported idle: stages' clocks stop "
         "waiting on it (too short for a replay of history lets its next events arrive late).",
     )
+    instance_id: str | None = Field(
+        None,
+        description="This worker process among its group, unique per process; its Kafka transactional ids "
+        "derive from it. A stable id (a StatefulSet ordinal, a systemd instance) lets a restarted process "
+        "abort what its crashed predecessor left open at once; none: host name and process id, safe for "
+        "any number of workers, but read-committed readers wait up to transaction_timeout_s after a crash.",
+    )
+    transaction_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Kafka transaction timeout: how long a crashed process's open batch can "
+        "hold back read_committed readers when no process of its instance id restarts.",
+    )
     group_session_timeout_s: float = Field(
         30.0, ge=6, description="Kafka group session timeout: how soon a dead worker's partitions move."
     )
     extensions: list[str] = Field(
-        default_factory=lambda: ["triggers.agents"],
-        description="Modules whose register(app, settings) adds agents to the worker's App, if importable.",
+        default_factory=lambda: ["triggers.stages"],
+        description="Modules whose stages(settings, metrics) run in the worker's process, if importable.",
     )
 
 

@@ -1,8 +1,8 @@
 """Every Kafka topic of the project, named in one place with its partitions and configs.
 
-Keyed event topics share a partition count so that co-partitioned joins (and faust
-tables, which insist on it) line up. State-like topics are compacted: a consumer
-that starts late still reads the latest value per key.
+Keyed event topics share a partition count so that co-partitioned inputs and the
+stages' state stores (one changelog partition per input partition) line up. State-like
+topics are compacted: a consumer that starts late still reads the latest value per key.
 """
 
 from __future__ import annotations
@@ -64,6 +64,19 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return f"{self.prefix}.deadletter"
+
+    @staticmethod
+    def changelog(group_id: str, store: str) -> str:
+        """A stage's state store: written with its outputs and offsets (``pipeline.runtime``)."""
+        return f"{group_id}-{store}-changelog"
+
+    def changelog_spec(self, group_id: str, store: str) -> TopicSpec:
+        return TopicSpec(
+            self.changelog(group_id, store),
+            self.partitions,
+            {"cleanup.policy": "compact"},
+            "A stage's state, one partition per input partition.",
+        )
 
     def specs(self) -> list[TopicSpec]:
         keep_week = {"retention.ms": str(WEEK_MS)}

@@ -1,7 +1,7 @@
 """Identity stitching: which customer is behind a device (anonymous id), and since when.
 
 Pure functions over a small per-device state; the worker keeps that state in a
-faust table keyed by anonymous id and sends changed links to the compacted
+state store keyed by anonymous id and sends changed links to the compacted
 identity topic (schemas/identity_link.avsc, key = anonymous id + customer id).
 
 Rules:

@@ -74,5 +74,5 @@ def test_the_rule_sees_an_upward_import(tmp_path: Path) -> None:
     probe.write_text("from sinks.duck import connect\nimport tools.cli\nfrom pipeline import settings\n")
     assert imported_modules(probe) == {"sinks.duck", "tools.cli", "pipeline"}
     assert part_of("pipeline.collector.segment") == "pipeline.collector"
-    assert part_of("pipeline.runtime.offset_gaps") == "pipeline"
+    assert part_of("pipeline.runtime.clock") == "pipeline"
     assert FLOORS[part_of("sinks.duck") or ""] > FLOORS[part_of("pipeline.settings") or ""]

@@ -10,11 +10,11 @@ Reading guide, in the order a record meets the modules:
 - ``triggers.ruleset``    the YAML rule schema (documented there), validated with file:line errors
 - ``triggers.conditions`` condition operators, past-event counts, message templates
 - ``triggers.guardrails`` dedupe, consent, cooldown, daily cap
-- ``triggers.state``      what is kept per customer (a faust table row, JSON)
+- ``triggers.state``      what is kept per customer (a state-store row, JSON)
 - ``triggers.alerts``     the alert record (schemas/alert.avsc) and its deterministic id
 - ``triggers.webhook``    signed webhook delivery with retries; ``verify`` for receivers
-- ``triggers.agents``     faust glue: ``register(app, settings)`` on the worker's App
-- ``triggers.standalone`` the same agents in an App of their own (``webhouse triggers run``)
+- ``triggers.stages``     route, evaluate and deliver as stages of ``pipeline.runtime``
+- ``triggers.standalone`` the same stages in a process of their own (``webhouse triggers run``)
 - ``triggers.harness``    the engine on a dict, for tests and ``webhouse triggers test``
 - ``triggers.cli``        ``webhouse triggers validate | list | test | run``
 - ``triggers.metrics``    Prometheus counters and histograms

@@ -27,7 +27,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +102,7 @@ class TriggerCore:
             bytes, tuple[int, int]
         ] = {}  # key -> (watermark its first window closes at, partition)
         self._last_full: int | None = None
+        self._flushed_at_end = False
 
     # -- 1. route -------------------------------------------------------------------------
 
@@ -276,8 +277,9 @@ class TriggerCore:
         state.partition = partition
         key = state.customer_id.encode()
         self._emit_alerts(result, key, outcome.alerts)
-        if outcome.profile_changed:
+        if outcome.profile_changed and state.moved_to is None:
             result.outputs.append(self._profile(state.profile))
+            state.unpublished = False
         result.live[key] = (partition, state)
 
     def _emit_alerts(self, result: Result, key: bytes, alerts: Iterable[Alert]) -> None:
@@ -315,43 +317,63 @@ class TriggerCore:
         # key follows it there (``_forward``).
         result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
 
+    def reset_index(self) -> None:
+        """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding it."""
+        self.due.clear()
+        self._last_full = None
+        self._flushed_at_end = False
+
     # -- 3. sweep -------------------------------------------------------------------------
 
     def sweep(self, table: Mapping[bytes, bytes], clocks: Mapping[int, StageClock]) -> Result:
         """Per triggers partition, at its own watermark: due absence windows every time (from
         the index); scheduled rules for every customer once per event-time hour (a full pass,
-        which also rebuilds the index after a restart). Partitions without a watermark wait."""
+        which also rebuilds the index after a restart). Partitions without a watermark wait.
+        At the end of input every pending profile change is published: the latest version is
+        then the final profile, whatever order the inputs were read in."""
         result = Result()
         marks = {p: c.watermark for p, c in clocks.items() if c.watermark is not None}
         if not marks:
             return result
+        latest, full, every = self._pass_kind(clocks)
+        for key, raw in self._sweep_items(table, marks, every):
+            state = CustomerState.from_dict(json.loads(raw)) if raw else None
+            if state is None:
+                self.due.pop(key, None)
+            elif state.partition is not None and state.partition in marks:
+                at = clocks[state.partition].event_time() or latest
+                outcome = self.engine.sweep(state, marks[state.partition], scheduled=full, at=at)
+                if every and outcome.state.unpublished:
+                    outcome = replace(outcome, profile_changed=True)
+                self._apply(result, state.partition, outcome)
+                result.seal(self._index)
+                if result.states[key][1] == raw and not outcome.alerts:
+                    del result.states[key]  # nothing changed: no changelog write
+        return result
+
+    def _pass_kind(self, clocks: Mapping[int, StageClock]) -> tuple[int | None, bool, bool]:
+        """The latest event time; whether this is the hourly full pass (scheduled rules, at a real
+        time, none without one); whether every state is visited (full, or the end of input)."""
         latest = max((t for c in clocks.values() if (t := c.event_time()) is not None), default=None)
-        # A full pass (scheduled rules) once per event-time hour, at a real time; none without one.
         full = latest is not None and (
             self._last_full is None or latest // HOUR_MS > self._last_full // HOUR_MS
         )
         if full:
             self._last_full = latest
+        ended = all(c.watermark == END_MS for c in clocks.values())
+        every = full or (ended and not self._flushed_at_end)
+        self._flushed_at_end = ended and (every or self._flushed_at_end)
+        return latest, full, every
+
+    def _sweep_items(
+        self, table: Mapping[bytes, bytes], marks: Mapping[int, int], every: bool
+    ) -> list[tuple[bytes, bytes | None]]:
+        """Every state (a full pass rebuilds the due index), else those with a window due."""
+        if every:
             self.due.clear()
-            items: Iterable[tuple[bytes, bytes | None]] = list(table.items())
-        else:
-            due = [key for key, (at, p) in list(self.due.items()) if p in marks and at <= marks[p]]
-            items = [(key, table.get(key)) for key in due]
-        for key, raw in items:
-            if not raw:
-                self.due.pop(key, None)
-                continue
-            state = CustomerState.from_dict(json.loads(raw))
-            partition = state.partition
-            if partition is None or partition not in marks:
-                continue
-            at = clocks[partition].event_time() or latest
-            outcome = self.engine.sweep(state, marks[partition], scheduled=full, at=at)
-            self._apply(result, partition, outcome)
-            result.seal(self._index)
-            if result.states[key][1] == raw and not outcome.alerts:
-                del result.states[key]  # nothing changed: no changelog write
-        return result
+            return list(table.items())
+        due = [key for key, (at, p) in list(self.due.items()) if p in marks and at <= marks[p]]
+        return [(key, table.get(key)) for key in due]
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
         """Remember when this state's earliest absence window can fire."""

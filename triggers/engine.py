@@ -23,7 +23,7 @@ from pipeline.runtime.clock import END_MS
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
 from triggers.conditions import Reason, evaluate, render
-from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, EventView, SessionView
+from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, ORDER_EVENT, EventView, SessionView
 from triggers.guardrails import decide, prune
 from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields
 from triggers.ruleset import PastEventsCondition, Rule, RuleSet, walk_conditions
@@ -34,6 +34,7 @@ _PRIORITY = {"high": 0, "normal": 1, "low": 2}
 NOTHING = ""  # a held alert's window: no event cancels it
 CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
 AWAITED_MEMORY = 100  # awaited events (orders) kept per customer, however old
+ORDER_MEMORY = 1000  # order ids remembered per customer, so that a retried order counts once
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class Engine:
         if event.is_bot or event.message_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, event.message_id)
+        if event.name == ORDER_EVENT and not state.count_order(event.order_id, ORDER_MEMORY):
+            return Outcome(state)  # a retried order: the fact is in the profile and the rules saw it
         alerts = self._close_windows(state, None, event)  # cancels what it answers; closes nothing
         previous = state.profile
         state.profile = apply_event(previous, event, self.tiers)
@@ -141,7 +144,7 @@ class Engine:
                 alerts += self._run(rule, state, context, event.time, (event.message_id,), counter)
         alerts += self._profile_rules(state, previous, event.time, event.message_id)
         prune(state, event.time, self.settings)
-        return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
+        return self._outcome(state, previous, alerts)
 
     def on_session(self, state: CustomerState | None, session: SessionView) -> Outcome:
         state = state or CustomerState.new(session.customer_id)
@@ -156,7 +159,7 @@ class Engine:
         for rule in self._by_source["session"]:
             alerts += self._run(rule, state, context, session.end, (session.session_id,), counter)
         alerts += self._profile_rules(state, previous, session.end, session.session_id)
-        return Outcome(state, tuple(alerts), worth_publishing(previous, state.profile))
+        return self._outcome(state, previous, alerts)
 
     def close_due(self, state: CustomerState, now: int) -> Outcome:
         """Absence windows due at ``now``, for callers whose input is one log in event-time order
@@ -211,6 +214,8 @@ class Engine:
         for day, count in other.daily.items():
             into.daily[day] = into.daily.get(day, 0) + count
         into.emitted = {**other.emitted, **into.emitted}
+        for order_id in other.order_ids:
+            into.count_order(order_id, ORDER_MEMORY)
         for time, purpose, granted in other.consents:
             effective = time if linked_at is None else max(time, linked_at)
             into.record_consent(effective, (purpose,), granted, CONSENT_MEMORY)
@@ -219,6 +224,14 @@ class Engine:
         return Outcome(into, tuple(alerts), True)
 
     # -- pieces ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _outcome(state: CustomerState, previous: Profile, alerts: list[Alert]) -> Outcome:
+        """A version when the change is worth one; else the change waits for the next flush."""
+        publish = worth_publishing(previous, state.profile)
+        if not publish and state.profile != previous:
+            state.unpublished = True
+        return Outcome(state, tuple(alerts), publish)
 
     def _remember(self, state: CustomerState, input_id: str) -> None:
         state.seen_ids.append(input_id)

@@ -36,12 +36,6 @@ class TriggerMetrics:
             "webhouse_trigger_dead_letters", "Inputs or alerts dead-lettered, by stage and reason.",
             ["stage", "reason"], registry=r,
         )  # fmt: skip
-        self.offset_gaps = Counter(
-            "webhouse_trigger_offset_gaps",
-            "Messages the consumer skipped: read back from the broker (filled) or gone (missing).",
-            ["outcome"],
-            registry=r,
-        )
         self.reloads = Counter(
             "webhouse_trigger_rule_reloads", "Rule directory changes seen: reloaded or refused.", ["outcome"],
             registry=r,
@@ -60,8 +54,6 @@ class TriggerMetrics:
             registry=r,
         )
         # Series from the start, so dashboards and alert rules see a 0 rather than nothing.
-        for outcome in ("filled", "missing"):
-            self.offset_gaps.labels(outcome)
         for reason in ("timeout", "connect"):
             self.webhook_failures.labels(reason)
         self.dead_letters.labels("triggers", "undecodable")

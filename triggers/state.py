@@ -72,6 +72,13 @@ class CustomerState:
     # passed on to the customer instead of starting a second, orphaned profile.
     moved_to: str | None = None
     linked_at: int | None = None  # with ``moved_to``: event time the device was linked
+    # Order ids counted in this profile, latest last: a client's retry of ``Order Completed`` (a
+    # fresh message id, the same order id) is the same business fact and counts once.
+    order_ids: list[str] = field(default_factory=list)
+    # The profile changed since its last published version (a change not worth a version of its
+    # own); the next full sweep, and the end of input, publish it, so the latest version is the
+    # final profile whatever order the inputs came in.
+    unpublished: bool = False
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -91,6 +98,8 @@ class CustomerState:
             "consents": [list(c) for c in self.consents],
             "moved_to": self.moved_to,
             "linked_at": self.linked_at,
+            "order_ids": list(self.order_ids),
+            "unpublished": self.unpublished,
         }
 
     @classmethod
@@ -108,6 +117,8 @@ class CustomerState:
             consents=[(int(t), str(p), bool(g)) for t, p, g in data.get("consents", [])],
             moved_to=data.get("moved_to"),
             linked_at=data.get("linked_at"),
+            order_ids=list(data.get("order_ids", [])),
+            unpublished=bool(data.get("unpublished", False)),
         )
 
     @classmethod
@@ -122,6 +133,7 @@ class CustomerState:
         if device is not None:
             state.consents, state.history = list(device.consents), list(device.history)
             state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)
+            state.order_ids = list(device.order_ids)
         return state
 
     def device_copy(self) -> CustomerState:
@@ -129,7 +141,18 @@ class CustomerState:
         copy = CustomerState.new(self.customer_id)
         copy.consents, copy.history = list(self.consents), list(self.history)
         copy.seen_ids, copy.emitted = list(self.seen_ids), dict(self.emitted)
+        copy.order_ids = list(self.order_ids)
         return copy
+
+    def count_order(self, order_id: str | None, keep: int) -> bool:
+        """Remember an order id; False when it was counted already (a retried order)."""
+        if order_id is None:
+            return True
+        if order_id in self.order_ids:
+            return False
+        self.order_ids.append(order_id)
+        del self.order_ids[:-keep]
+        return True
 
     def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
         """Add consent changes in time order; keep the latest ``keep`` (older ones are superseded)."""

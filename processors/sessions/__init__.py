@@ -16,7 +16,7 @@ Input
 Per partition (the easy way)
     ``PartitionSessionizer(policy, states=None, watermark_ms=NO_WATERMARK)`` with
     ``.process(event) -> list[Output]``, ``.advance_to(watermark_ms)``, ``.flush(device_ids=None)``
-    (idle sweep / end of stream), ``.watermark_ms`` (persist it), ``.states`` (a dict or a faust
+    (idle sweep / end of stream), ``.watermark_ms`` (persist it), ``.states`` (a dict or a state
     table of ``DeviceState``).
 
 Per device (the building blocks)

@@ -1,6 +1,6 @@
 """The saveable per-device state: a reorder buffer, the one open visit, a little memory.
 
-It lives in a faust table with a changelog, so it must be small and serialise cheaply: events wait
+It lives in a state store with a changelog, so it must be small and serialise cheaply: events wait
 in ``buffer`` only until the partition watermark passes them (about the allowed lateness of event
 time), and a visit is kept as running aggregates, never as its list of events.
 

@@ -1,4 +1,4 @@
-"""The worker's hot path without faust: raw messages in, output messages and state writes out.
+"""The worker's hot path: raw messages in, output messages and state writes out.
 
 Per raw event, in order: decode (once) -> enrich -> stitch identity -> sessionize ->
 outputs. Bots and events with no usable id are enriched and passed straight on (no
@@ -12,11 +12,11 @@ clock, minus the allowed lateness) releases it with its final session id. Anythi
 that fails on one event becomes a dead letter; nothing raises out of ``process``.
 
 ``WorkerCore`` keeps live device objects in memory and reports, per batch, which
-device records changed; the faust adapter (``processors.worker.app``) writes those
-to a changelog-backed table, and rebuilds the core from that table after a restart
-or rebalance (``load``). Outputs are keyed by device and sent to the *same
-partition number* as their input, so every topic stays co-partitioned with the raw
-topic whatever partitioner the producers used.
+device records changed; the stage (``processors.worker.stage``) hands those to the
+runtime, which writes them to the ``devices`` store with the outputs and offsets, and
+rebuilds the core from that store after a restart or rebalance (``load``). Outputs
+are keyed by device and sent to the *same partition number* as their input, so every
+topic stays co-partitioned with the raw topic whatever partitioner the producers used.
 """
 
 from __future__ import annotations
@@ -462,9 +462,9 @@ class WorkerCore:
             device.session, outputs = advance(device.session, watermark, self.policy)
             self._emit(outputs, device_id, partition, result)
             wakeups.set(device_id, next_wakeup(device.session, self.policy))
-            # Not marked dirty: what advance changed follows from the stored state and the
-            # stored partition clock, so a restored worker redoes it (repeating, never losing,
-            # outputs). Skipping these writes halves the changelog traffic.
+            # Written with the outputs it produced: a restored worker must not close this visit
+            # again (outputs, state and offsets commit together; nothing downstream dedupes).
+            dirty.add(device_id)
 
     def _emit(self, outputs: list[Output], device_id: str, partition: int, result: BatchResult) -> None:
         key = device_id.encode()

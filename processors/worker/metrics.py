@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-OFFSET_GAP_OUTCOMES = ("filled", "missing")
-
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -40,10 +38,6 @@ class WorkerMetrics:
             "webhouse_worker_open_devices", "Devices with an open visit or events waiting for the watermark.",
             registry=r,
         )  # fmt: skip
-        self.consumer_lag = Gauge(
-            "webhouse_worker_consumer_lag", "Raw-topic messages not yet read, by partition.", ["partition"],
-            registry=r,
-        )  # fmt: skip
         self.watermark = Gauge(
             "webhouse_worker_watermark_seconds",
             "Event-time watermark, by partition.",
@@ -55,15 +49,4 @@ class WorkerMetrics:
             "Collector receipt to enriched event produced (wall clock).",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
             registry=r,
-        )
-        self.offset_gaps = Counter(
-            "webhouse_worker_offset_gaps",
-            "Raw messages the consumer skipped: read back from the broker (filled) or gone (missing).",
-            ["outcome"],
-            registry=r,
-        )
-        for outcome in OFFSET_GAP_OUTCOMES:  # series from the start: dashboards and alerts see a 0
-            self.offset_gaps.labels(outcome)
-        self.batch_seconds = Histogram(
-            "webhouse_worker_batch_seconds", "Time to process one batch of raw events.", registry=r
         )

@@ -12,38 +12,74 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from pipeline.errors import SettingsError
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
+from pipeline.runtime.host import StageSpec, prepare_changelogs, run_stages, runner_for
+from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
-from processors.worker.app import create_app, register_extensions
 from processors.worker.metrics import WorkerMetrics
+from processors.worker.stage import WorkerStage
 
 log = logging.getLogger(__name__)
 
 
+def group_id(settings: Settings) -> str:
+    """The worker's consumer group and changelog prefix; under the topic prefix so test runs never meet."""
+    return f"{settings.kafka.topic_prefix}-{settings.worker.app_id}"
+
+
+def worker_stages(settings: Settings, registry: CollectorRegistry) -> list[StageSpec]:
+    """The worker's stage, then those of ``worker.extensions`` (default: the triggers)."""
+    specs = [StageSpec(WorkerStage(settings, WorkerMetrics(registry)), group_id(settings))]
+    return specs + extension_stages(settings, registry)
+
+
+def extension_stages(settings: Settings, registry: CollectorRegistry) -> list[StageSpec]:
+    """``<module>.stages(settings, registry)`` for each of ``settings.worker.extensions``; a module
+    that is not installed is skipped, one that fails stops the start (no half-configured worker)."""
+    import importlib.util
+
+    specs: list[StageSpec] = []
+    for name in settings.worker.extensions:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            log.info("worker extension %s not installed; skipped", name)
+            continue
+        module: Any = importlib.import_module(name)
+        specs.extend(module.stages_for(settings, registry))
+    return specs
+
+
 def run_worker(settings: Settings) -> int:
     """Serve metrics (refusing default secrets first), create (or require) the project topics,
-    run the faust worker until stopped (blocks)."""
-    from faust.worker import Worker
-
-    metrics = WorkerMetrics()
-    serve_metrics(settings, "worker", metrics.registry)
+    run the stages until stopped (blocks)."""
+    registry = CollectorRegistry()
+    serve_metrics(settings, "worker", registry)
     topics = Topics.from_settings(settings.kafka)
     require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
-    settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, metrics)
-    extensions = register_extensions(app, settings)
-    log.info("worker %s starting; extensions: %s", app.conf.id, extensions or "none")
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    specs = worker_stages(settings, registry)
+    prepare_changelogs(settings, specs)
+    runtime_metrics = RuntimeMetrics(registry)
+    runners = [runner_for(spec, settings, runtime_metrics) for spec in specs]
+    log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
+    return run_stages(runners, on_stop=lambda: close_stages(specs))
+
+
+def close_stages(specs: list[StageSpec]) -> None:
+    for spec in specs:
+        close = getattr(spec.stage, "close", None)
+        if close is not None:
+            close()
 
 
 def check_copartitioned(bootstrap: str, topics: Topics) -> None:

@@ -24,15 +24,17 @@ EXPECTED = {
 def exported_metric_names() -> set[str]:
     """Every series name the services can export, built from their own metric classes."""
     from pipeline.collector.metrics import CollectorMetrics
+    from pipeline.runtime.metrics import RuntimeMetrics
     from processors.worker.metrics import WorkerMetrics
     from sinks.metrics import SinkMetrics
     from triggers.metrics import TriggerMetrics
 
-    registries = [CollectorRegistry() for _ in range(4)]
+    registries = [CollectorRegistry() for _ in range(5)]
     CollectorMetrics.create(registries[0])
     WorkerMetrics(registries[1])
     SinkMetrics(registries[2])
     TriggerMetrics(registries[3])
+    RuntimeMetrics(registries[4])
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {
         family.name + suffix

@@ -53,7 +53,7 @@ def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not() -> None:
     assert {
         "WebhouseConsumerLagGrowing",
         "WebhouseDeadLettersHigh",
-        "WebhouseOffsetGapsMissing",
+        "WebhouseStageTransactionsAborted",
         "WebhouseWebhookFailing",
         "WebhouseCollectorUnavailable",
         "WebhouseSinkCommitSlow",

@@ -109,6 +109,7 @@ class Outputs:
                 "group.id": f"check-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed",  # as every consumer downstream of a stage
             }
         )
         self.consumer.subscribe(list(self.names))

@@ -76,9 +76,10 @@ def consent(when: datetime, customer: str = "c-1", granted: bool = True, **kw: A
     return event(name, when, customer, channel="server", purposes=["marketing_email"], **kw)
 
 
-def order(when: datetime, customer: str = "c-1", revenue: float = 50.0, **kw: Any) -> dict[str, Any]:
+def order(when: datetime, customer: str | None = "c-1", revenue: float = 50.0, **kw: Any) -> dict[str, Any]:
     kw.setdefault("products", ["p-1"])
-    return event("Order Completed", when, customer, revenue=revenue, order_id=f"o-{next(_ids)}", **kw)
+    kw.setdefault("order_id", f"o-{next(_ids)}")
+    return event("Order Completed", when, customer, revenue=revenue, **kw)
 
 
 def session(

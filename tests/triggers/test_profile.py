@@ -92,3 +92,26 @@ def test_alert_record_round_trips_through_avro() -> None:
     serde = SingleObjectSerde("alert")
     for alert in alerts:
         assert Alert.from_record(serde.decode(serde.encode(alert.to_record()))) == alert
+
+
+def test_a_retried_order_counts_once_in_the_profile_and_the_rules() -> None:
+    """A client retry: a fresh message id, the same order id (real SDKs do this)."""
+    h = harness()
+    h.event(consent(at(0)))
+    h.event(order(at(10), revenue=80.0, order_id="o-77"))
+    assert h.event(event("Order Completed", at(11), revenue=80.0, order_id="o-77", products=["p-1"])) == []
+    profile = h.states["c-1"].profile
+    assert (profile.orders, profile.lifetime_revenue) == (1, 80.0)
+    h.event(order(at(20), revenue=20.0))
+    assert (h.states["c-1"].profile.orders, h.states["c-1"].profile.lifetime_revenue) == (2, 100.0)
+
+
+def test_a_retried_order_on_a_device_and_its_customer_counts_once_after_the_merge() -> None:
+    h = harness()
+    h.event(order(at(10), customer=None, anon="dev-1", revenue=80.0, order_id="o-78"))
+    retry = event(
+        "Order Completed", at(11), "c-1", anon="dev-1", revenue=80.0, order_id="o-78", products=["p-1"]
+    )
+    h.event(retry)  # signed in meanwhile: the device's state moves to c-1, then the retry is read
+    assert "dev-1" not in h.states  # merged
+    assert (h.states["c-1"].profile.orders, h.states["c-1"].profile.lifetime_revenue) == (1, 80.0)

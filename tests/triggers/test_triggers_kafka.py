@@ -145,7 +145,7 @@ def settings_for(kafka: KafkaSettings, tmp: Path, *urls: str, **triggers_setting
         webhook_backoff_base_s=0.1,
         **triggers_settings,
     )
-    worker = base.worker.model_copy(update={"extensions": ["triggers.agents"]})
+    worker = base.worker.model_copy(update={"extensions": ["triggers.stages"]})
     return base.model_copy(update={"triggers": triggers, "worker": worker})
 
 

@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_local import LocalKafka, free_port
 from pipeline.runtime.control import send_end_of_input
+from pipeline.runtime.progress import unprocessed
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import Topics
-from processors.worker.app import app_id as worker_app_id
+from processors.worker.runner import group_id as worker_app_id
 from sinks.duck import connect
 from sinks.report import Figures, read_figures
 from sinks.tables import default_specs, source_topic
@@ -40,6 +40,7 @@ from tools.demo.summary import format_summary
 from tools.simulate.config import SimulationConfig
 from tools.simulate.generate import Simulation, generate
 from tools.simulate.sender import SendPolicy, SendReport, send_events
+from triggers.stages import consumer_groups as trigger_groups
 
 log = logging.getLogger(__name__)
 
@@ -145,21 +146,6 @@ def _count(settings: Settings, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
-    """Messages on ``topics`` that ``group_id`` has not committed yet (uncommitted partitions count whole)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(timeout=10).topics
-        partitions = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
-        lag = 0
-        for tp in consumer.committed(partitions, timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            lag += high - (tp.offset if tp.offset >= 0 else low)
-        return lag
-    finally:
-        consumer.close()
-
-
 def _wait_queryable(
     settings: Settings, group: ServiceGroup, expected_events: int, opts: DemoOptions
 ) -> dict[str, int]:
@@ -167,11 +153,8 @@ def _wait_queryable(
     left (so triggers and sessions are through too), and the tables have stopped growing."""
     topics = Topics.from_settings(settings.kafka)
     bootstrap = settings.kafka.bootstrap_servers
-    # What each group consumes: the worker's agents (processors, then the trigger agents) and the sink.
-    worker_topics = [
-        topics.raw_events, topics.enriched_events, topics.sessions, topics.identity,
-        topics.triggers_input, topics.alerts,
-    ]  # fmt: skip
+    # What each group consumes: the worker's stages (processors, then the triggers) and the sink.
+    stage_groups = {worker_app_id(settings): [topics.raw_events], **trigger_groups(settings)}
     sink_topics = sorted(
         {source_topic(spec, topics) for spec in default_specs(settings.webhouse.events_source)}
     )
@@ -192,8 +175,8 @@ def _wait_queryable(
         elif (
             counts["events"] >= expected_events
             and time.monotonic() - stable_since >= opts.settle_s
-            and _group_lag(bootstrap, worker_app_id(settings), worker_topics) == 0
-            and _group_lag(bootstrap, settings.webhouse.consumer_group, sink_topics) == 0
+            and all(unprocessed(bootstrap, g, inputs) == 0 for g, inputs in stage_groups.items())
+            and unprocessed(bootstrap, settings.webhouse.consumer_group, sink_topics) == 0
         ):
             return counts
         time.sleep(1.0)

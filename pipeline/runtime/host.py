@@ -1,0 +1,93 @@
+"""One process, several stages: each runs in its own thread as its own consumer group member.
+
+confluent-kafka's consume, produce and commit release the GIL while they wait, so the
+stages' I/O overlaps; their Python work shares one core, as faust's agents did. A
+stage that fails stops the process (exit code 1) so that a supervisor restarts it:
+nothing is lost, since uncommitted work is read again. SIGTERM and SIGINT stop every
+stage at its next batch boundary; each leaves its group, so partitions move at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from pipeline.kafka_admin import ensure_topics, may_create_topics
+from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
+from pipeline.runtime.metrics import RuntimeMetrics
+from pipeline.runtime.stage import Stage
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    stage: Stage
+    group_id: str
+    transactional: bool = True  # False: at-least-once, for stages with side effects outside Kafka
+
+
+def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> KafkaRunner:
+    topics = Topics.from_settings(settings.kafka)
+    w = settings.worker
+    config = RunnerConfig(
+        bootstrap=settings.kafka.bootstrap_servers,
+        group_id=spec.group_id,
+        changelogs={name: topics.changelog(spec.group_id, name) for name in spec.stage.store_names},
+        batch_max_events=w.batch_max_events,
+        batch_within_s=w.batch_within_s,
+        session_timeout_s=w.group_session_timeout_s,
+        transaction_timeout_s=w.transaction_timeout_s,
+        instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
+        transactional=spec.transactional,
+    )
+    return KafkaRunner(spec.stage, config, metrics)
+
+
+def prepare_changelogs(settings: Settings, specs: list[StageSpec]) -> None:
+    """Create the stores' changelog topics (compacted, one partition per input partition)."""
+    topics = Topics.from_settings(settings.kafka)
+    wanted = [topics.changelog_spec(s.group_id, name) for s in specs for name in s.stage.store_names]
+    if wanted and may_create_topics(settings.kafka):
+        ensure_topics(settings.kafka.bootstrap_servers, wanted, settings.kafka.replication_factor)
+
+
+def run_stages(
+    runners: list[KafkaRunner], stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None
+) -> int:
+    """Run until stopped (signal or ``stop``); 0 after a clean stop, 1 when a stage failed."""
+    stop = stop or threading.Event()
+    failed: list[str] = []
+
+    def run(runner: KafkaRunner) -> None:
+        try:
+            runner.run(stop)
+        except BaseException:
+            log.exception("stage %s failed; stopping the process", runner.stage.name)
+            failed.append(runner.stage.name)
+            stop.set()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping the stages", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    threads = [threading.Thread(target=run, args=(r,), name=r.stage.name, daemon=True) for r in runners]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(0.2)
+    if on_stop is not None:
+        on_stop()
+    return 1 if failed else 0

@@ -1,0 +1,392 @@
+"""The stream runtime on a broker: one consumer group member running one ``Stage``.
+
+Per batch, in one place (``KafkaRunner._checkpoint``): the stage's outputs, its
+state writes (to the stores' compacted changelog topics) and the consumed offsets go
+out in **one Kafka transaction**. Either all of it is committed or none: a crash at
+any point leaves state, produced records and committed offsets consistent, and the
+batch is processed again from the same state after a restart. Downstream consumers
+read with ``isolation.level=read_committed`` and never see an aborted attempt.
+
+Why not faust's agents: its per-message stream path cost 75-109 us of CPU per event
+here (a third of the worker), its confluent driver has no transactions, its
+aiokafka ``exactly_once`` has open duplicate reports around rebalances, and its
+recovery could skip messages (we kept a repair module for that). confluent-kafka
+(librdkafka) is the client the collector and sinks already use; it hands out
+batches and implements KIP-447 transactions, whose offset commit is fenced by the
+consumer group's generation, so a member that lost its partitions cannot commit.
+
+The transactional id is the stage's group plus ``worker.instance_id``: with a stable
+id a restarted process aborts what its predecessor left open at once
+(``init_transactions``); without one (the default: host and process id) the broker
+aborts it after ``worker.transaction_timeout_s``.
+
+Rebalances use the eager protocol: partitions kept across a rebalance keep their
+live state (every batch is committed before the next ``consume``, which is where
+callbacks run); newly assigned ones are restored from their changelogs, read up to
+the last stable offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+from pipeline.errors import ProcessingError
+from pipeline.runtime.messages import Incoming
+from pipeline.runtime.metrics import RuntimeMetrics
+from pipeline.runtime.stage import Record, Stage, Step
+from pipeline.runtime.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    bootstrap: str
+    group_id: str
+    changelogs: dict[str, str]  # store name -> changelog topic
+    batch_max_events: int = 2000
+    batch_within_s: float = 0.25
+    session_timeout_s: float = 30.0
+    transaction_timeout_s: float = 10.0
+    instance_id: str = "0"  # unique per process: the transactional id derives from it
+    transactional: bool = True  # False: at-least-once (side effects such as webhooks), offsets after
+    extra_consumer: dict[str, Any] = field(default_factory=dict)
+
+
+class KafkaRunner:
+    """Runs a stage as a member of its consumer group until ``stop`` is set (see module docstring)."""
+
+    def __init__(self, stage: Stage, config: RunnerConfig, metrics: RuntimeMetrics) -> None:
+        self.stage = stage
+        self.config = config
+        self.metrics = metrics
+        self.stores = {name: StateStore() for name in stage.store_names}
+        self.owned: frozenset[int] = frozenset()
+        self.last_arrival: dict[int, float] = {}
+        self.consumer = Consumer(self._consumer_conf())
+        self.producer = Producer(self._producer_conf())
+        self._in_transaction = False
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _consumer_conf(self) -> dict[str, Any]:
+        c = self.config
+        conf: dict[str, Any] = {
+            "bootstrap.servers": c.bootstrap,
+            "group.id": c.group_id,
+            "enable.auto.commit": not c.transactional,
+            "enable.auto.offset.store": False,  # at-least-once stages store offsets after the work
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",  # co-partitioned inputs land together
+            "session.timeout.ms": int(c.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(min(3.0, c.session_timeout_s / 3) * 1000),
+            "fetch.wait.max.ms": int(min(c.batch_within_s, 0.5) * 1000),
+        }
+        conf.update(c.extra_consumer)
+        return conf
+
+    def _producer_conf(self) -> dict[str, Any]:
+        c = self.config
+        conf: dict[str, Any] = {
+            "bootstrap.servers": c.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",  # the Java clients' partitioner: same key, same partition
+        }
+        if c.transactional:
+            conf["transactional.id"] = f"{c.group_id}-{c.instance_id}"
+            conf["transaction.timeout.ms"] = int(c.transaction_timeout_s * 1000)
+        return conf
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        name = self.stage.name
+        if self.config.transactional:
+            self.producer.init_transactions(60)
+        self.consumer.subscribe(
+            list(self.stage.inputs),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        interval = self.stage.tick_interval_s
+        next_tick = time.monotonic() + interval
+        log.info("stage %s running (group %s)", name, self.config.group_id)
+        try:
+            while not stop.is_set():
+                messages = self.consumer.consume(self.config.batch_max_events, self.config.batch_within_s)
+                batch = self._incoming(messages)
+                if batch:
+                    self._process(batch)
+                if time.monotonic() >= next_tick:
+                    self._tick()
+                    next_tick = time.monotonic() + interval
+        finally:
+            self._close()
+
+    def _process(self, batch: list[Incoming]) -> None:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        for message in batch:
+            self.last_arrival[message.partition] = time.monotonic()
+        step = self.stage.process(batch, self.stores, now)
+        self._checkpoint(step, _next_offsets(batch))
+        self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
+        self.metrics.events.labels(self.stage.name).inc(len(batch))
+
+    def _tick(self) -> None:
+        step = self.stage.tick(self.stores, self, datetime.now(UTC))
+        if step:
+            self._checkpoint(step, [])
+        self._update_lag()
+
+    def _incoming(self, messages: list[Message]) -> list[Incoming]:
+        batch = []
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise ProcessingError(self.stage.name, f"consumer failed: {error}")
+                log.warning("stage %s: consumer: %s", self.stage.name, error)
+                continue
+            partition = int(m.partition() or 0)
+            if partition not in self.owned:  # fetched before a revoke; the new owner reads it
+                continue
+            _, ts = m.timestamp()
+            headers: Any = m.headers() or ()
+            offset = int(m.offset() or 0)
+            value = m.value() or b""
+            batch.append(Incoming(str(m.topic()), partition, offset, m.key(), value, ts, tuple(headers)))
+        return batch
+
+    # -- the checkpoint: outputs, state and offsets in one transaction ---------------------
+
+    def _checkpoint(self, step: Step, offsets: list[TopicPartition]) -> None:
+        if not self.config.transactional:
+            self._send(step)
+            self.producer.flush()
+            if offsets:
+                self.consumer.store_offsets(offsets=offsets)
+            return
+        try:
+            self.producer.begin_transaction()
+            self._send(step)
+            if offsets:
+                metadata = self.consumer.consumer_group_metadata()
+                settling(self.producer.send_offsets_to_transaction)(offsets, metadata, 60)
+            settling(self.producer.commit_transaction)(60)
+        except KafkaException as exc:
+            self._failed_transaction(exc)
+            return
+        self.metrics.transactions.labels(self.stage.name, "committed").inc()
+
+    def _send(self, step: Step) -> None:
+        for record in step.outputs:
+            self._produce(record)
+        changelogs = self.config.changelogs
+        for write in step.writes:
+            self.stores[write.store].put(write.partition, write.key, write.value)
+            self._produce(Record(changelogs[write.store], write.key, write.value, write.partition))
+
+    def _produce(self, record: Record) -> None:
+        kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
+        if record.partition is not None:
+            kwargs["partition"] = record.partition
+        if record.headers:
+            kwargs["headers"] = list(record.headers)
+        while True:
+            try:
+                self.producer.produce(record.topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send some
+                self.producer.poll(0.05)
+
+    def _failed_transaction(self, exc: KafkaException) -> None:
+        """An aborted transaction leaves the stores ahead of Kafka: rebuild them from the changelogs
+        and go back to the committed offsets, so the batch is processed again from the same state."""
+        error = exc.args[0] if exc.args else None
+        self.metrics.transactions.labels(self.stage.name, "aborted").inc()
+        if error is None or not isinstance(error, KafkaError) or not error.txn_requires_abort():
+            raise ProcessingError(self.stage.name, f"transaction failed: {exc}") from exc
+        log.warning(
+            "stage %s: transaction aborted (%s); rewinding to the last commit", self.stage.name, error
+        )
+        self.producer.abort_transaction(60)
+        self._rewind()
+
+    def _rewind(self) -> None:
+        owned = self.owned
+        self.stage.assign(frozenset(), self.stores)
+        for store in self.stores.values():
+            store.drop(owned)
+        self._restore(owned)
+        self.stage.assign(owned, self.stores)
+        assigned = self.consumer.assignment()
+        committed = self.consumer.committed(assigned, timeout=60)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else 0  # nothing committed yet: from the start
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    # -- rebalances ------------------------------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(self.stage.name).inc()
+        if not self.config.transactional:
+            try:
+                consumer.commit(asynchronous=False)
+            except KafkaException as exc:  # nothing stored yet is the usual case
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("stage %s: commit at revoke: %s", self.stage.name, exc)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("stage %s: partitions lost: %s", self.stage.name, [tp.partition for tp in partitions])
+        self.metrics.rebalances.labels(self.stage.name).inc()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Keep what stays, forget what went, restore what is new (eager protocol: the full set)."""
+        new = frozenset(tp.partition for tp in partitions)
+        added = new - self.owned
+        gone = self.owned - new
+        for store in self.stores.values():
+            store.drop(gone | added)
+        started = time.perf_counter()
+        self._restore(added)
+        self.owned = new
+        self.stage.assign(new, self.stores)
+        now = time.monotonic()
+        for partition in added:
+            self.last_arrival[partition] = now
+        seconds = time.perf_counter() - started
+        self.metrics.restore_seconds.labels(self.stage.name).observe(seconds)
+        log.info(
+            "stage %s owns partitions %s (restored %s in %.2f s: %s)", self.stage.name, sorted(new),
+            sorted(added), seconds, {name: len(s) for name, s in self.stores.items()},
+        )  # fmt: skip
+
+    def _restore(self, partitions: Collection[int]) -> None:
+        if not partitions:
+            return
+        for name, store in self.stores.items():
+            topic = self.config.changelogs[name]
+            for partition, key, value in read_changelog(self.config.bootstrap, topic, partitions):
+                store.put(partition, key, value)
+
+    # -- what the stage may ask (RunnerView) -----------------------------------------------
+
+    def caught_up(self, partitions: Collection[int]) -> set[int]:
+        caught = set()
+        for tp in self.consumer.assignment():
+            if tp.partition not in partitions:
+                continue
+            try:
+                _, high = watermarks(self.consumer, tp)
+                [position] = self.consumer.position([tp])
+            except KafkaException as exc:  # the broker did not answer: the next tick asks again
+                log.warning("stage %s: end offsets of %s not known: %s", self.stage.name, tp, exc)
+                continue
+            read = position.offset if position.offset >= 0 else self._committed(tp)
+            if read >= high:
+                caught.add(tp.partition)
+        return caught
+
+    def _committed(self, tp: TopicPartition) -> int:
+        [committed] = self.consumer.committed([tp], timeout=10)
+        return max(committed.offset, 0)
+
+    def quiet_for(self, partition: int) -> float:
+        return time.monotonic() - self.last_arrival.setdefault(partition, time.monotonic())
+
+    def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                [position] = self.consumer.position([tp])
+            except KafkaException:
+                continue
+            if high >= 0 and position.offset >= 0:
+                lag = max(0, high - position.offset)
+                self.metrics.lag.labels(self.stage.name, tp.topic, str(tp.partition)).set(lag)
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()  # leaves the group: the partitions move at once
+        finally:
+            self.producer.flush(10)
+
+
+def _retriable(exc: BaseException) -> bool:
+    """A broker still settling (a topic just created, a leader moving): asking again will do."""
+    return isinstance(exc, KafkaException) and isinstance(exc.args[0], KafkaError) and exc.args[0].retriable()
+
+
+# Metadata questions right after a topic was created or a broker restarted answer "not leader" for
+# a few seconds; ask again rather than fail the stage.
+settling = retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(60),
+                 wait=wait_exponential(0.1, max=2.0), reraise=True)  # fmt: skip
+
+
+@settling
+def watermarks(consumer: Consumer, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+    low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=cached)
+    return int(low), int(high)
+
+
+def _next_offsets(batch: list[Incoming]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for message in batch:
+        last[(message.topic, message.partition)] = message.offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def read_changelog(
+    bootstrap: str, topic: str, partitions: Collection[int]
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """Every committed record of these changelog partitions, up to the last stable offset."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"restore-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        assign = []
+        for partition in partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
+            if high > low:
+                assign.append(TopicPartition(topic, partition, low))
+        if not assign:
+            return
+        consumer.assign(assign)
+        remaining = {tp.partition for tp in assign}
+        while remaining:
+            for m in consumer.consume(5000, 1.0):
+                error = m.error()
+                if error is None:
+                    key = m.key()
+                    if key is not None:
+                        yield int(m.partition() or 0), key, m.value()
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(m.partition())
+                else:
+                    raise ProcessingError("restore", f"{topic}: {error}")
+    finally:
+        consumer.close()

@@ -1,0 +1,228 @@
+"""The triggers as runtime stages (``pipeline.runtime``); ``TriggerCore`` decides, these move bytes.
+
+- ``route``: enriched events, sessions, identity links -> triggers topic, by customer;
+- ``evaluate``: triggers topic -> engine -> alerts + profiles + the changed states and
+  partition clocks, all in the transaction that commits the offsets; windows close when
+  a partition's watermark passes them (in the same step that moved it) and at the timer;
+- ``deliver``: alerts topic -> signed webhook POSTs for fired alerts, at least once, the
+  alert id as idempotency key; what no retry gets through goes to the dead-letter topic.
+Rules load at start; an edited rules directory is reloaded at the next timer (state is kept;
+a rule set that does not validate is refused and the previous one stays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from pipeline.errors import RuleError, WebhouseError
+from pipeline.runtime.clock import StageClock
+from pipeline.runtime.host import StageSpec
+from pipeline.runtime.messages import Incoming
+from pipeline.runtime.stage import Overlay, Record, RunnerView, Step, Stores, StoreWrite
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+from triggers.alerts import Alert
+from triggers.core import Result, TriggerCore
+from triggers.metrics import TriggerMetrics
+from triggers.ruleset import RuleWatcher
+from triggers.webhook import RetryPolicy, WebhookSender, body_of
+
+log = logging.getLogger(__name__)
+STATES = "trigger-states"
+CLOCKS = "trigger-clocks"
+
+
+def _core(settings: Settings, metrics: TriggerMetrics) -> tuple[RuleWatcher, TriggerCore]:
+    watcher = RuleWatcher(settings.triggers.rules_dir)
+    return watcher, TriggerCore(settings, watcher.load(), metrics)
+
+
+def to_step(result: Result) -> Step:
+    step = Step([Record(o.topic, o.key, o.value, o.partition) for o in result.outputs])
+    step.writes.extend(StoreWrite(STATES, p, key, value) for key, (p, value) in result.states.items())
+    return step
+
+
+class RouteStage:
+    name = "triggers-route"
+    inputs: tuple[str, ...]
+    store_names: tuple[str, ...] = ()
+    tick_interval_s = 60.0
+
+    def __init__(self, settings: Settings, metrics: TriggerMetrics) -> None:
+        _, self.core = _core(settings, metrics)
+        t = self.core.topics
+        self.inputs = (t.enriched_events, t.sessions, t.identity)
+
+    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
+        return None
+
+    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        return to_step(self.core.route(batch, now))
+
+    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
+        return Step()
+
+
+class EvaluateStage:
+    name = "triggers-evaluate"
+    inputs: tuple[str, ...]
+    store_names: tuple[str, ...] = (STATES, CLOCKS)
+
+    def __init__(self, settings: Settings, metrics: TriggerMetrics) -> None:
+        self.watcher, self.core = _core(settings, metrics)
+        log.info("triggers: rules loaded from %s", self.watcher.directory)
+        self.metrics = metrics
+        self.inputs = (self.core.topics.triggers_input,)
+        self.tick_interval_s = settings.triggers.sweep_interval_s
+        self.owned: frozenset[int] = frozenset()
+
+    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
+        self.owned = partitions
+        self.core.reset_index()
+
+    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        result = self.core.evaluate(batch, stores[STATES].get, now)
+        step = to_step(result)
+        clocks = dict(stores[CLOCKS])
+        changed, advanced = self.core.advance_clocks(clocks, result)
+        step.writes.extend(StoreWrite(CLOCKS, p, key, value) for p, (key, value) in changed.items())
+        self._count(result)
+        if advanced:  # windows close when the watermark passes them, not at the next timer
+            step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
+        return step
+
+    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
+        self.maybe_reload()
+        return self._sweep(stores[STATES], dict(stores[CLOCKS]))
+
+    def _sweep(self, states: Mapping[bytes, bytes], clocks: dict[bytes, bytes]) -> Step:
+        sources = self.core.clock_sources()
+        marks = {p: StageClock.from_bytes(clocks.get(str(p).encode()), sources) for p in self.owned}
+        result = self.core.sweep(states, marks)
+        self._count(result)
+        return to_step(result)
+
+    def _count(self, result: Result) -> None:
+        produced = time.time()
+        for alert in result.alerts:
+            self.metrics.alert(alert, produced)
+
+    def maybe_reload(self) -> None:
+        """Edited rule files take effect at the next timer; state stays. A bad edit keeps the old rules."""
+        try:
+            rules = self.watcher.poll()
+        except RuleError as exc:
+            log.error("triggers: rules not reloaded, keeping the previous ones: %s", exc)
+            self.metrics.reloads.labels("refused").inc()
+            return
+        if rules is None:
+            return
+        self.core.engine.reload(rules)
+        self.metrics.reloads.labels("reloaded").inc()
+        log.info("triggers: %d rules reloaded from %s", len(rules.rules), self.watcher.directory)
+
+
+class DeliverStage:
+    """At least once: the runtime commits the offsets only after the batch's POSTs are done."""
+
+    name = "triggers-deliver"
+    inputs: tuple[str, ...]
+    store_names: tuple[str, ...] = ()
+    tick_interval_s = 60.0
+
+    def __init__(self, settings: Settings, metrics: TriggerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        _, self.core = _core(settings, metrics)
+        self.inputs = (self.core.topics.alerts,)
+        self.loop = asyncio.new_event_loop()  # this stage's thread runs it, one batch at a time
+        self.sender: WebhookSender | None = None
+
+    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
+        return None
+
+    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        if not self.settings.triggers.webhook_urls:
+            return Step()
+        result = Result()
+        for message in batch:
+            self.loop.run_until_complete(self._deliver_one(message, result, now))
+        return to_step(result)
+
+    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
+        return Step()
+
+    async def _deliver_one(self, message: Incoming, result: Result, now: datetime) -> None:
+        try:
+            alert = Alert.from_record(self.core.serdes["alert"].decode(message.value, message.topic))
+        except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+            self.core.dead_letter(result, message, "undecodable_alert", exc, now)
+            return
+        if alert.status != "fired":
+            return
+        sender = self._sender()
+        for delivery in await sender.deliver(alert):
+            if delivery.ok:
+                self.metrics.webhook_delivered.inc()
+                continue
+            log.warning("alert %s not delivered to %s: %s", alert.alert_id, delivery.url, delivery.error)
+            dead = self.core.delivery_dead_letter(
+                body_of(alert), alert.alert_id, delivery.url, delivery.error or "failed", now
+            )
+            result.outputs.append(dead)
+
+    def _sender(self) -> WebhookSender:
+        if self.sender is None:
+            t = self.settings.triggers
+            self.sender = WebhookSender(
+                t.webhook_urls, t.webhook_secret, RetryPolicy.from_settings(t), aiohttp.ClientSession(),
+                on_attempt=self._attempted,
+            )  # fmt: skip
+        return self.sender
+
+    def _attempted(self, seconds: float, failure: str | None) -> None:
+        self.metrics.webhook_latency.observe(seconds)
+        if failure:
+            self.metrics.webhook_failures.labels(failure).inc()
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.loop.run_until_complete(self.sender.session.close())
+            self.sender = None
+        self.loop.close()
+
+
+def _group(settings: Settings, stage: str) -> str:
+    return f"{settings.kafka.topic_prefix}-{settings.worker.app_id}-{stage}"
+
+
+def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+    """Each trigger stage's consumer group and the topics it reads (to watch its progress)."""
+    t = Topics.from_settings(settings.kafka)
+    return {
+        _group(settings, RouteStage.name): [t.enriched_events, t.sessions, t.identity],
+        _group(settings, EvaluateStage.name): [t.triggers_input],
+        _group(settings, DeliverStage.name): [t.alerts],
+    }
+
+
+def stages(settings: Settings, metrics: TriggerMetrics) -> list[StageSpec]:
+    """The trigger stages, each its own consumer group ``<prefix>-<worker app id>-<stage name>``."""
+    return [
+        StageSpec(RouteStage(settings, metrics), _group(settings, RouteStage.name)),
+        StageSpec(EvaluateStage(settings, metrics), _group(settings, EvaluateStage.name)),
+        StageSpec(DeliverStage(settings, metrics), _group(settings, DeliverStage.name), transactional=False),
+    ]
+
+
+def stages_for(settings: Settings, registry: CollectorRegistry | None = None) -> list[StageSpec]:
+    """The worker's extension hook (``worker.extensions``): metrics on the worker's registry."""
+    return stages(settings, TriggerMetrics(registry))
