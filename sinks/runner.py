@@ -21,7 +21,15 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
@@ -71,6 +79,7 @@ class SinkRunner:
         self.oldest: float | None = None
         self.dead_letters_pending = 0
         self.assigned: set[TP] = set()
+        self.at_end: set[TP] = set()  # partitions read to their end since their last record
         self.landed_rows = 0
         self._poll_size = max(1, min(1000, self.cfg.batch_max_rows))  # a batch overshoots by < one poll
         kafka = settings.kafka
@@ -80,6 +89,10 @@ class SinkRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,
+            # The stream stages write in transactions: land only what they committed, and learn
+            # "caught up" from end-of-partition events (a commit marker holds the last offset).
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         }
         if self.cfg.group_instance_id:
             conf["group.instance.id"] = self.cfg.group_instance_id
@@ -106,10 +119,12 @@ class SinkRunner:
         self.flush()
         for tp in partitions:
             self.assigned.discard((tp.topic, tp.partition))
+            self.at_end.discard((tp.topic, tp.partition))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another member owns them now: whatever we buffered for them is theirs to land."""
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self.at_end -= lost
         for key in [k for k in self.records if k[1] in lost]:
             del self.records[key]
             self.buffered -= sum(len(d) for d in self.derived.pop(key))
@@ -164,6 +179,9 @@ class SinkRunner:
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()
+        if err is not None and err.code() == KafkaError._PARTITION_EOF:
+            self.at_end.add((str(msg.topic()), int(msg.partition() or 0)))
+            return
         if err is not None:
             if err.fatal():
                 raise SinkError(f"consumer failed: {err}")
@@ -171,6 +189,7 @@ class SinkRunner:
             return
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
+        self.at_end.discard((topic, partition))
         behind = [t for t in self.by_topic[topic] if offset > self.landed[(t.name, topic, partition)]]
         if not behind:
             return
@@ -287,9 +306,13 @@ class SinkRunner:
             log.warning("kafka offset commit failed: %s", exc)
 
     def update_lag(self) -> bool:
-        """True when every assigned partition is landed up to its high watermark (also sets lag)."""
+        """True when every assigned partition is read to its end and landed (also sets lag)."""
         done = not self.offsets
         for topic, partition in self.assigned:
+            if (topic, partition) in self.at_end:
+                for table in self.by_topic[topic]:
+                    self.metrics.lag.labels(table.name, str(partition)).set(0)
+                continue
             # Cached: the high watermark of the last fetch response. A broker query waits behind
             # the consumer's own long-poll fetch (~0.5 s per partition).
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
