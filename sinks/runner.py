@@ -9,7 +9,9 @@ The hot path on one screen:
 3. when the buffered rows reach ``batch_max_rows`` or the oldest is
    ``batch_max_seconds`` old: flush dead letters, then per table append the rows and
    the last offset per partition in one Delta commit (``DeltaStore.append``);
-4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back).
+4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back);
+5. between batches, compact the tables' small files and vacuum old ones when due
+   (``sinks.maintenance.Upkeep``); a run that exits when idle (a backfill) compacts last.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
+from sinks.maintenance import Upkeep
 from sinks.metrics import SinkMetrics
 from sinks.store import DeltaStore, app_id
 from sinks.tables import Table, source_topic
@@ -61,6 +64,7 @@ class SinkRunner:
             for topic, ts in self.by_topic.items()
         }
         self.dead_letter_serde = make_serde("dead_letter", settings.kafka.schema_registry_url)
+        self.upkeep = Upkeep(self.store, [t.spec for t in tables])
         self.landed: dict[tuple[str, str, int], int] = {}  # (table, topic, partition) -> last offset
         # Buffered per (table, partition): decoded records and their transform rows (built into
         # Arrow column-wise at flush).
@@ -147,6 +151,7 @@ class SinkRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
+        idle = False
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
@@ -154,9 +159,13 @@ class SinkRunner:
                     self._handle(msg)
                 if self._due():
                     self.flush()
+                self.upkeep.run_due()
                 if exit_when_idle and not messages and self.assigned and self.update_lag():
+                    idle = True
                     break
             self.flush()
+            if idle:  # a backfill or a demo: leave the tables compacted
+                self.upkeep.compact_now()
         finally:
             self.consumer.close()
             self.producer.flush(10)
