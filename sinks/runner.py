@@ -136,6 +136,18 @@ class SinkRunner:
         except BaseException:
             self.consumer.close()
             raise
+        self._subscribe(assign_all)
+        try:
+            idle = self._loop(stop, exit_when_idle)
+            self.flush()
+            if idle:  # a backfill or a demo: leave the tables compacted
+                self.upkeep.compact_now()
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.landed_rows
+
+    def _subscribe(self, assign_all: bool) -> None:
         if assign_all:
             metadata = self.consumer.list_topics(timeout=10)
             partitions = [
@@ -151,25 +163,19 @@ class SinkRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-        idle = False
-        try:
-            while not stop.is_set():
-                messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
-                for msg in messages:
-                    self._handle(msg)
-                if self._due():
-                    self.flush()
-                self.upkeep.run_due()
-                if exit_when_idle and not messages and self.assigned and self.update_lag():
-                    idle = True
-                    break
-            self.flush()
-            if idle:  # a backfill or a demo: leave the tables compacted
-                self.upkeep.compact_now()
-        finally:
-            self.consumer.close()
-            self.producer.flush(10)
-        return self.landed_rows
+
+    def _loop(self, stop: threading.Event, exit_when_idle: bool) -> bool:
+        """Poll, land and keep the tables up until ``stop``; True when it ended caught up (idle)."""
+        while not stop.is_set():
+            messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
+            for msg in messages:
+                self._handle(msg)
+            if self._due():
+                self.flush()
+            self.upkeep.run_due()
+            if exit_when_idle and not messages and self.assigned and self.update_lag():
+                return True
+        return False
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()
