@@ -140,7 +140,7 @@ class SinkRunner:
         try:
             idle = self._loop(stop, exit_when_idle)
             self.flush()
-            if idle:  # a backfill or a demo: leave the tables compacted
+            if idle:  # e.g. a backfill: leave the tables compacted
                 self.upkeep.compact_now()
         finally:
             self.consumer.close()
