@@ -4,10 +4,12 @@ Generates N events (default 10M) over a year straight into the Delta tables (no 
 simulator: Arrow compute, so generation is seconds, not hours): visitors, a share of them
 customers, a funnel of Product Viewed > Added > Checkout Started > Order Completed, page views,
 campaigns, three channels; every completed order also lands one order line. Then, in-process,
-``sinks.connect()`` and each report's view, timed over a few runs (median). Not a test:
-numbers depend on the machine.
+``sinks.connect()`` and each report's view, in interleaved rounds (every query once per round,
+so a noisy neighbour hits them alike): min and median of wall time and of process CPU time
+(all DuckDB threads), and the funnel also in its general fold shape (the shape before the
+fast one, same answers). Not a test: numbers depend on the machine.
 
-    .venv/bin/python bench/queries.py [--events 10000000] [--days 365] [--runs 3] [--root DIR]
+    .venv/bin/python bench/queries.py [--events 10000000] [--days 365] [--runs 5] [--root DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from pipeline.settings import Settings, WebhouseSettings
+from sinks.analyses import funnel_sql
 from sinks.duck import connect
 from sinks.pii import PiiHasher
 from sinks.tables import Table, build_tables, default_specs
@@ -43,6 +46,7 @@ CAMPAIGNS = ["spring_sale", "winback", "newsletter", "black_friday", None, None,
 QUERIES = {
     "funnel": "SELECT * FROM funnel_overall",
     "funnel by campaign": "SELECT * FROM funnel_by_campaign",
+    "funnel (general fold)": "SELECT * FROM funnel_fold_overall",
     "rfm": "SELECT * FROM rfm_segments",
     "cohort": "SELECT * FROM cohort_retention",
 }
@@ -170,7 +174,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--chunks", type=int, default=12, help="writes (each a span of days)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--no-metadata-cache", action="store_true", help="re-read every Parquet footer per query (as before)"
+    )
     parser.add_argument("--root", type=Path, help="reuse (or keep) the generated tables here")
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
@@ -184,17 +191,25 @@ def main() -> None:
     started = time.perf_counter()
     con = connect(settings)
     print(f"connect(): {time.perf_counter() - started:.2f}s")
+    con.execute(funnel_sql(settings.webhouse.funnel_steps, "funnel_fold", fold=True))
+    if args.no_metadata_cache:
+        con.execute("SET parquet_metadata_cache = false")
     ((events,),) = con.sql("SELECT count(*) FROM events").fetchall()
     files = len(DeltaTable(str(root / "events")).file_uris())
     print(f"{events:,} events in {files:,} files; {args.runs} runs each, in-process")
-    for name, sql in QUERIES.items():
-        times = []
-        rows = 0
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            rows = len(con.sql(sql).fetchall())
-            times.append(time.perf_counter() - started)
-        print(f"{name:20} median {statistics.median(times):6.2f}s  min {min(times):6.2f}s  ({rows} rows)")
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in QUERIES}
+    rows: dict[str, int] = {}
+    for _ in range(args.runs):
+        for name, sql in QUERIES.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            rows[name] = len(con.sql(sql).fetchall())
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    for name, runs in times.items():
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        print(
+            f"{name:22} wall min {min(walls):6.2f}s median {statistics.median(walls):6.2f}s   "
+            f"cpu min {min(cpus):6.2f}s median {statistics.median(cpus):6.2f}s  ({rows[name]} rows)"
+        )
 
 
 if __name__ == "__main__":

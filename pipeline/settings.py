@@ -405,6 +405,22 @@ class WebhouseSettings(_Section):
         default_factory=dict, description="Per-table vacuum retention overriding the default."
     )
     compact_target_file_mb: int = Field(128, gt=0, description="Target file size of `webhouse compact`.")
+    compact_every_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="The sink compacts its tables' small files this often, between its own commits "
+        "(0: never; then run `webhouse compact --every`).",
+    )
+    compact_min_small_files: int = Field(
+        16,
+        ge=1,
+        description="Compact a table once one of its partitions holds this many files under the target.",
+    )
+    vacuum_every_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="The sink deletes files no snapshot within the retention needs this often (0: never).",
+    )
     funnel_steps: list[str] = Field(
         default_factory=lambda: ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"],
         description="Ordered event names of the funnel report.",

@@ -31,34 +31,71 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def funnel_sql(steps: Sequence[str], name: str = "funnel") -> str:
+def _funnel_events_sql(steps: Sequence[str], step_expr: str) -> str:
+    """The funnel's events: visitor, day, time, campaign and ``step_expr`` (the step number(s))."""
+    listed = ", ".join(_quote(s) for s in dict.fromkeys(steps))
+    return (
+        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event_time, campaign, {step_expr} "
+        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))"
+    )
+
+
+_CAMPAIGN = (
+    "coalesce(arg_min(campaign, event_time) FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign"
+)
+
+
+def _reached_by_fold(steps: Sequence[str]) -> list[str]:
+    """Any funnel, also one naming an event twice: each visitor-day's funnel events in time order
+    (earlier step first on a tie), folded into the furthest step reached in order (greedy: each
+    step at the earliest time at or after the previous one, which is when an ordered path exists
+    at all). Sorting every visitor-day's list makes this the slow shape."""
+    numbers = " ".join(
+        f"WHEN {_quote(s)} THEN {[k for k, t in enumerate(steps, 1) if t == s]}" for s in dict.fromkeys(steps)
+    )
+    return [
+        _funnel_events_sql(steps, f"CASE event {numbers} END AS nos"),
+        f"vd AS (SELECT visitor, day, {_CAMPAIGN}, "
+        "list_reduce(list(nos ORDER BY event_time, nos[1]), "
+        "lambda acc, x: CASE WHEN list_contains(x, acc + 1) THEN acc + 1 ELSE acc END, 0) AS reached "
+        "FROM ev GROUP BY visitor, day)",
+    ]
+
+
+def _reached_distinct(steps: Sequence[str]) -> list[str]:
+    """The same fold when every step is a different event, in the shape DuckDB runs fast: one
+    hash aggregation per visitor-day with no ordered aggregate. Step 1 is reached at the earliest
+    step-1 event (t1); before it nothing else can advance the fold, so only the later steps' events
+    at or after t1 are kept (a list only for the few visitor-days that have any, else NULL) and folded from 1.
+    A NULL time sorts last, as in the general fold."""
+    numbers = " ".join(f"WHEN {_quote(s)} THEN {k}" for k, s in enumerate(steps, 1))
+    last = "coalesce(event_time, 'infinity'::TIMESTAMPTZ)"
+    return [
+        _funnel_events_sql(steps, f"CASE event {numbers} END AS s"),
+        f"vd0 AS (SELECT visitor, day, {_CAMPAIGN}, min({last}) FILTER (WHERE s = 1) AS t1, "
+        f"list({{'t': {last}, 's': s}}) FILTER (WHERE s > 1) AS later "
+        "FROM ev GROUP BY visitor, day)",
+        "vd AS (SELECT visitor, day, campaign, CASE WHEN t1 IS NULL THEN 0 WHEN later IS NULL THEN 1 "
+        "ELSE list_reduce(list_sort(list_filter(later, lambda x: x.t >= t1)), "
+        "lambda acc, x: CASE WHEN x.s = acc + 1 THEN acc + 1 ELSE acc END, 1) END AS reached FROM vd0)",
+    ]
+
+
+def funnel_sql(steps: Sequence[str], name: str = "funnel", fold: bool = False) -> str:
     """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day);
     ``<name>_overall`` and ``<name>_by_campaign`` sum those visitor-days over the days.
 
     The campaign of a visitor-day is the first campaign seen on one of its funnel events.
+    ``fold``: the general (slow) shape even when the steps are distinct events (the tests' reference).
     """
     if not steps:
         raise ValueError("a funnel needs at least one step")
-    listed = ", ".join(_quote(s) for s in dict.fromkeys(steps))
-    # Each event name -> the step numbers it stands for (a name may appear twice in a funnel).
-    numbers = " ".join(
-        f"WHEN {_quote(s)} THEN {[k for k, t in enumerate(steps, 1) if t == s]}" for s in dict.fromkeys(steps)
-    )
     step_names = " UNION ALL ".join(
         f"SELECT {k} AS step_no, {_quote(s)} AS step" for k, s in enumerate(steps, 1)
     )
-    # One pass per visitor-day: its funnel events in time order (earlier step first on a tie),
-    # folded into the furthest step reached in order (greedy: each step at the earliest time
-    # at or after the previous one, which is when an ordered path exists at all).
+    distinct = len(set(steps)) == len(steps)
     parts = [
-        f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event_time, campaign, "
-        f"CASE event {numbers} END AS nos "
-        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))",
-        "vd AS (SELECT visitor, day, coalesce(arg_min(campaign, event_time) "
-        "FILTER (WHERE campaign IS NOT NULL), '(none)') AS campaign, "
-        "list_reduce(list(nos ORDER BY event_time, nos[1]), "
-        "lambda acc, x: CASE WHEN list_contains(x, acc + 1) THEN acc + 1 ELSE acc END, 0) AS reached "
-        "FROM ev GROUP BY visitor, day)",
+        *(_reached_distinct(steps) if distinct and not fold else _reached_by_fold(steps)),
         "g AS (SELECT day, campaign, reached, count(*) AS n FROM vd GROUP BY ALL)",
         f"step_names AS ({step_names})",
     ]

@@ -231,7 +231,8 @@ def _compact(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set():
-        for name, (removed, added) in auto_compact(store, specs, args.min_small_files).items():
+        threshold = args.min_small_files or settings.webhouse.compact_min_small_files
+        for name, (removed, added) in auto_compact(store, specs, threshold).items():
             print(f"{name}: {removed} files compacted into {added}", flush=True)
         stop.wait(args.every)
     return 0
@@ -328,8 +329,8 @@ def register_maintenance(sub: Any) -> None:
             p.add_argument(
                 "--min-small-files",
                 type=int,
-                default=16,
-                help="with --every: compact a table once a partition holds this many small files",
+                help="with --every: compact a table once a partition holds this many small files "
+                "(default: webhouse.compact_min_small_files)",
             )
         p.set_defaults(func=fn)
     forget = sub.add_parser("forget", help="remove a customer (and linked devices) from every table, durably")

@@ -103,6 +103,9 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     settings = settings or load_settings()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # Delta never rewrites a file in place, so Parquet footers can be kept: a query over a
+    # snapshot of a thousand small files otherwise re-reads every footer (~1 ms each) each time.
+    con.execute("SET parquet_metadata_cache = true")
     names = register_tables(con, settings, window)
     con.execute(STITCHING_SQL)
     con.execute(IDENTITY_CONFLICTS_SQL)

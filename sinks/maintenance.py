@@ -14,8 +14,10 @@ identifier survives in the log either.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -31,6 +33,7 @@ from sinks.store import DeltaStore, commit_retrying
 from sinks.tables import TableSpec
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CUSTOMER_COLUMNS = ("customer_id", "user_id", "merged_into")
 
 
@@ -111,6 +114,51 @@ def vacuum(store: DeltaStore, specs: list[TableSpec], dry_run: bool = False) -> 
         )
         out[spec.name] = len(removed)
     return out
+
+
+@dataclass
+class Upkeep:
+    """The sink's own maintenance: compaction every ``compact_every_seconds`` (tables with a
+    partition of ``compact_min_small_files`` small files), vacuum every ``vacuum_every_seconds``.
+
+    The sink calls ``run_due`` from its loop, between its commits, so its own appends never race
+    it; another writer's commit is an ordinary Delta conflict, retried (``with_retries``). Neither
+    touches the application transactions (the landed offsets) of the log. The first of each runs
+    one interval after start, so a restart does not scan every table at once.
+    """
+
+    store: DeltaStore
+    specs: list[TableSpec]
+    clock: Callable[[], float] = time.monotonic
+    next_compact: float = field(init=False)
+    next_vacuum: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        now = self.clock()
+        self.next_compact = now + self.store.settings.compact_every_seconds
+        self.next_vacuum = now + self.store.settings.vacuum_every_seconds
+
+    def compact_now(self) -> dict[str, tuple[int, int]]:
+        """Compact the tables past the small-file threshold (if compaction is on at all)."""
+        cfg = self.store.settings
+        if not cfg.compact_every_seconds:
+            return {}
+        done = auto_compact(self.store, self.specs, cfg.compact_min_small_files)
+        for name, (removed, added) in done.items():
+            log.info("%s: %d small files compacted into %d", name, removed, added)
+        return done
+
+    def run_due(self) -> None:
+        """Compact and vacuum if their time has come; a no-op (one clock read) otherwise."""
+        cfg, now = self.store.settings, self.clock()
+        if cfg.compact_every_seconds and now >= self.next_compact:
+            self.compact_now()
+            self.next_compact = self.clock() + cfg.compact_every_seconds
+        if cfg.vacuum_every_seconds and now >= self.next_vacuum:
+            for name, files in vacuum(self.store, self.specs).items():
+                if files:
+                    log.info("%s: vacuumed %d files past the retention", name, files)
+            self.next_vacuum = self.clock() + cfg.vacuum_every_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ The hot path on one screen:
 3. when the buffered rows reach ``batch_max_rows`` or the oldest is
    ``batch_max_seconds`` old: flush dead letters, then per table append the rows and
    the last offset per partition in one Delta commit (``DeltaStore.append``);
-4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back).
+4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back);
+5. between batches, compact the tables' small files and vacuum old ones when due
+   (``sinks.maintenance.Upkeep``); a run that exits when idle (a backfill) compacts last.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
+from sinks.maintenance import Upkeep
 from sinks.metrics import SinkMetrics
 from sinks.store import DeltaStore, app_id
 from sinks.tables import Table, source_topic
@@ -69,6 +72,7 @@ class SinkRunner:
             for topic, ts in self.by_topic.items()
         }
         self.dead_letter_serde = make_serde("dead_letter", settings.kafka.schema_registry_url)
+        self.upkeep = Upkeep(self.store, [t.spec for t in tables])
         self.landed: dict[tuple[str, str, int], int] = {}  # (table, topic, partition) -> last offset
         # Buffered per (table, partition): decoded records and their transform rows (built into
         # Arrow column-wise at flush).
@@ -147,6 +151,18 @@ class SinkRunner:
         except BaseException:
             self.consumer.close()
             raise
+        self._subscribe(assign_all)
+        try:
+            idle = self._loop(stop, exit_when_idle)
+            self.flush()
+            if idle:  # e.g. a backfill: leave the tables compacted
+                self.upkeep.compact_now()
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.landed_rows
+
+    def _subscribe(self, assign_all: bool) -> None:
         if assign_all:
             metadata = self.consumer.list_topics(timeout=10)
             partitions = [
@@ -162,20 +178,19 @@ class SinkRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-        try:
-            while not stop.is_set():
-                messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
-                for msg in messages:
-                    self._handle(msg)
-                if self._due():
-                    self.flush()
-                if exit_when_idle and not messages and self.assigned and self.update_lag():
-                    break
-            self.flush()
-        finally:
-            self.consumer.close()
-            self.producer.flush(10)
-        return self.landed_rows
+
+    def _loop(self, stop: threading.Event, exit_when_idle: bool) -> bool:
+        """Poll, land and keep the tables up until ``stop``; True when it ended caught up (idle)."""
+        while not stop.is_set():
+            messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
+            for msg in messages:
+                self._handle(msg)
+            if self._due():
+                self.flush()
+            self.upkeep.run_due()
+            if exit_when_idle and not messages and self.assigned and self.update_lag():
+                return True
+        return False
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()

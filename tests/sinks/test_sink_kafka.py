@@ -1,10 +1,12 @@
-"""The sink on the real broker: every topic lands, a restart resumes from the tables, compaction alongside."""
+"""The sink on the real broker: every topic lands, a restart resumes from the tables, compaction alongside
+and by the sink itself."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,11 @@ from sinks.maintenance import compact
 from sinks.metrics import SinkMetrics
 from sinks.pii import PiiHasher
 from sinks.runner import SinkRunner
+from sinks.store import DeltaStore
 from sinks.tables import build_tables, default_specs
 from tools.records import T0, event, link, order, session
+
+D = timedelta(days=1)
 
 
 def _settings(kafka: KafkaSettings, root: Path, **webhouse: Any) -> Settings:
@@ -124,6 +129,27 @@ def test_compaction_while_the_sink_runs_loses_nothing(kafka_settings: KafkaSetti
     rows = connect(settings).sql("SELECT count(*), count(DISTINCT message_id) FROM events").fetchall()
     assert rows == [(480, 480)]
     assert compactions > 0
+
+
+@pytest.mark.kafka
+def test_a_backfill_ends_with_few_files_and_the_same_rows(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A history replayed in order of customers, not days: every batch touches every day partition."""
+    feed = Feed(kafka_settings)
+    days = 30
+    history = [event(f"e{i}", anonymous_id=f"a{i // days}", at=T0 + (i % days) * D) for i in range(600)]
+    feed.send(feed.topics.enriched_events, "customer_event", history)
+    settings = _settings(kafka_settings, tmp_path, compact_min_small_files=2)
+    metrics = SinkMetrics()
+    _runner(settings, metrics).run(exit_when_idle=True)
+
+    written = metrics.registry.get_sample_value("webhouse_sink_files_written_total", {"table": "events"})
+    assert written is not None and written >= 5 * days  # the batches landed many small files
+    dt = DeltaStore(settings.webhouse).open("events")
+    assert dt is not None and len(dt.file_uris()) == days  # compacted: one file per day partition
+    rows = connect(settings).sql("SELECT count(*), count(DISTINCT message_id) FROM events").fetchall()
+    assert rows == [(600, 600)]
 
 
 @pytest.mark.kafka
