@@ -67,7 +67,7 @@ def _print_cluster(cluster: LocalCluster, status: ClusterStatus) -> None:
     for node_id, node in status.nodes:
         state = "running" if node.running else "not running"
         seen = "in cluster" if node_id in status.brokers_seen else "not in cluster"
-        print(f"  node {node_id}: {state:11} pid {node.pid}  {node.bootstrap}  {seen}")
+        print(f"  node {node_id}: {state:11} pid {node.pid or '-':>7}  {node.bootstrap}  {seen}")
     if status.under_replicated is None:
         print("under-replicated partitions: unknown (no node answers)")
         return

@@ -35,7 +35,7 @@ from tests.sinks.s3 import s3_bucket
 from tools.records import T0, event, order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-KILLS = 5
+KILLS = 4
 TABLES = "events,orders,dead_letters"
 
 
