@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from pipeline.kafka_admin import ensure_topics, min_insync_for, replication_for
+from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_cluster import LocalCluster
 from pipeline.topics import Topics
 
@@ -22,12 +22,6 @@ def webhouse_kafka(cluster: LocalCluster, *args: str, prefix: str = "cl") -> sub
     env = {**os.environ, "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix}
     cmd = [sys.executable, "-m", "tools.cli", "kafka", *args, "--data-dir", str(cluster.data_dir)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def test_replication_follows_the_cluster_size() -> None:
-    assert [replication_for(n) for n in (1, 2, 3, 5)] == [1, 2, 3, 3]
-    assert replication_for(3, configured=5) == 5
-    assert [min_insync_for(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 3]
 
 
 def test_cli_up_makes_topics_with_three_copies_two_in_sync(kafka_cluster: LocalCluster) -> None:
