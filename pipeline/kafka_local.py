@@ -141,8 +141,9 @@ def internal_topic_settings(replicas: int) -> list[str]:
 
 
 # Local cluster only: a killed node is fenced (its partitions get new leaders, it leaves the ISRs)
-# after 3 s instead of Kafka's 9 s, so producers wait less than the collector's produce timeout.
-FAST_FAILOVER = ["broker.heartbeat.interval.ms=500", "broker.session.timeout.ms=3000"]
+# after 5 s instead of Kafka's 9 s, well inside the collector's 10 s produce timeout. At 3 s the
+# controller of a loaded machine timed out live nodes' heartbeats (risking a false fencing).
+FAST_FAILOVER = ["broker.heartbeat.interval.ms=1000", "broker.session.timeout.ms=5000"]
 
 
 class LocalKafka:

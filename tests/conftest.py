@@ -3,8 +3,7 @@
 The broker is session-scoped (one per test run, ~3 s to start) on free loopback ports;
 each test gets its own topic prefix through ``topics_factory`` so tests never see each
 other's data. A broker that cannot start fails the tests that need it: never a skip.
-``kafka_cluster`` is a 3-node cluster, also session-scoped, started only by the few tests
-that need replication (~15 s); a test that kills a node brings it back before it ends.
+A 3-node cluster for the tests that need replication is in tests/pipeline/cluster/.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.kafka_admin import ensure_topics
-from pipeline.kafka_cluster import LocalCluster
 from pipeline.kafka_local import LocalKafka, free_port  # noqa: F401 - tests import free_port from here
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
@@ -39,16 +37,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         yield broker
     finally:
         broker.down()
-
-
-@pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster.ephemeral(tmp_path_factory.mktemp("kafka-cluster"), brokers=3)
-    cluster.up()
-    try:
-        yield cluster
-    finally:
-        cluster.down()
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ def test_one_broker_lost_and_back_loses_and_duplicates_nothing(kafka_cluster: Lo
             before = len(traffic.acknowledged)
             kafka_cluster.node(victim).kill()
             killed_at = time.monotonic()
-            time.sleep(4.5)  # fenced after 3 s: leaders move, the ISRs shrink to two
+            time.sleep(6)  # fenced after 5 s: leaders move, the ISRs shrink to two
             status = cli_status(kafka_cluster)
             during = len(traffic.acknowledged)
             kafka_cluster.start_node(victim)
