@@ -1,5 +1,9 @@
 """Creating the project's topics, idempotently, from the specs in pipeline/topics.py.
 
+Replication follows the cluster: 3 copies and ``min.insync.replicas=2`` as soon as it has 3
+brokers (with the producers' ``acks=all``, an acknowledged event is on two brokers), 1 on a
+single broker; ``kafka.replication_factor`` can only raise it.
+
 Services call ``prepare_topics`` at start: it creates what is missing when
 ``kafka.create_topics`` allows it (by default only on a loopback broker, where the
 project's own `webhouse kafka up` runs), and otherwise logs each missing topic by name.
@@ -21,15 +25,29 @@ from pipeline.topics import TopicSpec
 log = logging.getLogger(__name__)
 
 
+def replication_for(brokers: int, configured: int = 1) -> int:
+    """Copies of each partition: 3 from 3 brokers up, else 1 per broker; ``configured`` raises it."""
+    return max(configured, min(3, brokers))
+
+
+def min_insync_for(replication: int) -> int:
+    """A majority of the copies from 3 up (one broker may be lost without refusing writes); 1 below,
+    where a majority of 2 would refuse every write while either broker is down."""
+    return replication // 2 + 1 if replication >= 3 else 1
+
+
 def ensure_topics(
     bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1, timeout_s: float = 10.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet (see ``replication_for``); return the names created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     specs = list(specs)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    metadata = admin.list_topics(timeout=timeout_s)
+    existing = set(metadata.topics)
+    rf = replication_for(len(metadata.brokers), replication)
+    durable = {"min.insync.replicas": str(min_insync_for(rf))} if rf >= 3 else {}
     wanted = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication, config=s.config)
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config={**s.config, **durable})
         for s in specs
         if s.name not in existing
     ]

@@ -1,11 +1,13 @@
-"""A real single-node Apache Kafka (KRaft, broker + controller) run from its Maven Central jars.
+"""A real local Apache Kafka node (KRaft, broker + controller) run from its Maven Central jars.
 
-Used by `webhouse kafka up|down|status`, by `webhouse demo` and by the test suite's
-session fixture, so development, CI and the demo all talk to the same real broker.
+A node runs alone (a standalone controller) or as one of the static voters of a local
+cluster (``pipeline/kafka_cluster.py``). Used by `webhouse kafka up|down|status`, by
+`webhouse demo` and by the test suite's session fixture, so development, CI and the demo
+all talk to the same real broker.
 
 The jars are resolved once with Maven (``pipeline/kafka_pom.xml``) into a versioned
 cache directory; later starts need no network. Storage is formatted on first start
-(``kafka.tools.StorageTool format --standalone``), then ``kafka.Kafka`` runs with a
+(``kafka.tools.StorageTool format``), then ``kafka.Kafka`` runs with a
 generated ``server.properties`` in the data directory.
 """
 
@@ -19,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +109,45 @@ class BrokerStatus:
     data_dir: Path
 
 
+@dataclass(frozen=True, slots=True)
+class Quorum:
+    """The static KRaft voters of a local cluster (every node broker and controller) and its id."""
+
+    cluster_id: str
+    voters: tuple[tuple[int, str, int], ...]  # (node id, host, controller port)
+
+    @property
+    def size(self) -> int:
+        return len(self.voters)
+
+    def voters_setting(self) -> str:
+        return ",".join(f"{node}@{host}:{port}" for node, host, port in self.voters)
+
+
+def internal_topic_settings(replicas: int) -> list[str]:
+    """Replication of Kafka's own topics (offsets, transactions, share groups) on ``replicas`` nodes:
+    3 copies and a minimum of 2 in sync from 3 nodes up, so group offsets and transactions survive
+    the loss of one broker; 1 and 1 on a single node, where transactions need it to run at all."""
+    rf = min(3, replicas)
+    isr = 2 if rf >= 3 else 1
+    return [
+        f"offsets.topic.replication.factor={rf}",
+        f"transaction.state.log.replication.factor={rf}",
+        f"transaction.state.log.min.isr={isr}",
+        f"share.coordinator.state.topic.replication.factor={rf}",
+        f"share.coordinator.state.topic.min.isr={isr}",
+        f"default.replication.factor={rf}",
+    ]
+
+
+# Local cluster only: a killed node is fenced (its partitions get new leaders, it leaves the ISRs)
+# after 5 s instead of Kafka's 9 s, well inside the collector's 10 s produce timeout. At 3 s the
+# controller of a loaded machine timed out live nodes' heartbeats (risking a false fencing).
+FAST_FAILOVER = ["broker.heartbeat.interval.ms=1000", "broker.session.timeout.ms=5000"]
+
+
 class LocalKafka:
-    """Lifecycle of one local broker rooted at ``data_dir``."""
+    """Lifecycle of one local broker rooted at ``data_dir`` (alone, or a node of a ``Quorum``)."""
 
     def __init__(
         self,
@@ -119,6 +158,8 @@ class LocalKafka:
         jar_cache: Path,
         heap: str = "512m",
         start_timeout_s: float = 60.0,
+        node_id: int = 1,
+        quorum: Quorum | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.bootstrap = bootstrap
@@ -128,6 +169,8 @@ class LocalKafka:
         self.jar_cache = jar_cache
         self.heap = heap
         self.start_timeout_s = start_timeout_s
+        self.node_id = node_id
+        self.quorum = quorum
         self._proc: subprocess.Popen[bytes] | None = None  # set when this object started the broker
 
     @classmethod
@@ -166,11 +209,15 @@ class LocalKafka:
 
     def _server_properties(self) -> str:
         h, p, c = self.host, self.port, self.controller_port
+        if self.quorum is None:
+            quorum = [f"controller.quorum.bootstrap.servers={h}:{c}"]
+        else:
+            quorum = [f"controller.quorum.voters={self.quorum.voters_setting()}", *FAST_FAILOVER]
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={h}:{c}",
+                f"node.id={self.node_id}",
+                *quorum,
                 f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
                 f"advertised.listeners=PLAINTEXT://{h}:{p}",
                 "controller.listener.names=CONTROLLER",
@@ -179,13 +226,9 @@ class LocalKafka:
                 f"log.dirs={self.data_dir / 'data'}",
                 "num.partitions=1",
                 "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
+                *internal_topic_settings(1 if self.quorum is None else self.quorum.size),
                 "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
                 "transaction.state.log.num.partitions=4",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
                 "log.cleaner.backoff.ms=5000",
                 "",
@@ -205,19 +248,18 @@ class LocalKafka:
         ]  # fmt: skip
 
     def _format_if_needed(self, jars: Path) -> None:
+        """Format on first start: a node of a quorum with the quorum's id and static voters, a lone
+        broker with a fresh id as a standalone controller."""
         if (self.data_dir / "data" / "meta.properties").exists():
             return
-        uuid = subprocess.run(
-            self._java(jars, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 and uuid.stdout else ""
-        if not cluster_id:
-            raise LocalKafkaError(f"could not generate a Kafka cluster id: {uuid.stderr[-1000:]}")
+        if self.quorum is None:
+            cluster_id, mode = random_cluster_id(jars, self._java), ["--standalone"]
+        else:
+            cluster_id, mode = self.quorum.cluster_id, []
         fmt = subprocess.run(
             self._java(
                 jars, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                "-c", str(self.data_dir / "server.properties"), "--standalone",
+                "-c", str(self.data_dir / "server.properties"), *mode,
             ),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -255,9 +297,14 @@ class LocalKafka:
 
     def up(self) -> BrokerStatus:
         """Start the broker (idempotent) and wait until it answers."""
+        self.wait_ready(self.start())
+        return self.status()
+
+    def start(self) -> subprocess.Popen[bytes] | None:
+        """Spawn the broker unless it runs; do not wait (a quorum's nodes must all be spawned before
+        any of them can answer). Returns the new process, None when one already ran."""
         if self._read_pid() is not None:
-            self._wait_ready(None)
-            return self.status()
+            return None
         jars = resolve_jars(self.version, self.jar_cache)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
@@ -273,10 +320,24 @@ class LocalKafka:
         console.close()
         self._proc = proc
         self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc)
-        return self.status()
+        return proc
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes] | None) -> None:
+    def kill(self) -> bool:
+        """SIGKILL, no clean shutdown (what a crashed machine does); True if one ran."""
+        pid = self._read_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=10)
+            self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wait_ready(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Wait until the broker answers (``proc``: fail early if it exits meanwhile)."""
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -319,6 +380,17 @@ class LocalKafka:
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def random_cluster_id(jars: Path, java: Callable[..., list[str]]) -> str:
+    """A fresh cluster id from Kafka's own StorageTool."""
+    uuid = subprocess.run(
+        java(jars, "kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=False
+    )
+    cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 and uuid.stdout else ""
+    if not cluster_id:
+        raise LocalKafkaError(f"could not generate a Kafka cluster id: {uuid.stderr[-1000:]}")
+    return cluster_id
 
 
 def _alive(pid: int) -> bool:

@@ -48,7 +48,12 @@ class KafkaSettings(_Section):
         "webhouse", description="Prefix of every project topic (see pipeline/topics.py)."
     )
     default_partitions: int = Field(4, ge=1, description="Partitions of keyed event topics.")
-    replication_factor: int = Field(1, ge=1, description="Replication factor of project topics.")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Least replication factor of project topics; topics get 3 (min.insync.replicas 2) "
+        "anyway on a cluster of 3 or more brokers.",
+    )
     schema_registry_url: str | None = Field(
         None,
         description="Confluent Schema Registry URL; when set, Avro uses the Confluent wire format "

@@ -105,12 +105,14 @@ class SinkRunner:
 
     # -- assignment: the tables say where to resume -------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Each table's snapshot read once (on S3 a load is several requests), then asked per partition.
+        snapshots = {t.name: self.store.open(t.name) for tp in partitions for t in self.by_topic[tp.topic]}
         for tp in partitions:
             lowest: int | None = None
             for table in self.by_topic[tp.topic]:
-                version = self.store.transaction_version(
-                    table.name, app_id(table.name, tp.topic, tp.partition)
-                )
+                dt = snapshots[table.name]
+                app = app_id(table.name, tp.topic, tp.partition)
+                version = None if dt is None else dt.transaction_version(app)
                 last = -1 if version is None else version
                 self.landed[(table.name, tp.topic, tp.partition)] = last
                 lowest = last if lowest is None else min(lowest, last)

@@ -93,6 +93,18 @@ def anti_join(data: pa.Table, existing: pa.Table, keys: tuple[str, ...]) -> pa.T
     return data.filter(pc.invert(seen))
 
 
+def advancing(dt: DeltaTable | None, offsets: dict[str, int]) -> list[Transaction]:
+    """The offsets to record: those past what the table already records for their partition. A sink
+    that lost its partition but still commits (stalled past its session timeout) must not move the
+    new owner's offset back; its rows up to there are in the table already, the dedupe drops them."""
+    txns = []
+    for app, offset in sorted(offsets.items()):
+        recorded = None if dt is None else dt.transaction_version(app)
+        if recorded is None or recorded < offset:
+            txns.append(Transaction(app, offset))
+    return txns
+
+
 class DeltaStore:
     """The webhouse root: one Delta table per declared table."""
 
@@ -132,12 +144,12 @@ class DeltaStore:
         started = time.perf_counter()
         received = data.num_rows
         data = dedupe_batch(data, spec.id_columns)
-        txns = [Transaction(app, version) for app, version in sorted(offsets.items())]
         retries = self.settings.commit_retries
         try:
             for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
                 with attempt:
                     dt = self.open(spec.name)
+                    txns = advancing(dt, offsets)
                     dedupe_started = time.perf_counter()
                     fresh = data
                     if dt is not None and spec.id_columns and data.num_rows:

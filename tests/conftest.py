@@ -3,6 +3,7 @@
 The broker is session-scoped (one per test run, ~3 s to start) on free loopback ports;
 each test gets its own topic prefix through ``topics_factory`` so tests never see each
 other's data. A broker that cannot start fails the tests that need it: never a skip.
+A 3-node cluster for the tests that need replication is in tests/pipeline/cluster/.
 """
 
 from __future__ import annotations

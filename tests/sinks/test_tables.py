@@ -126,3 +126,18 @@ def test_columnar_batch_equals_the_row_by_row_reference() -> None:
         reference = table.to_arrow([row for r in batch for row in table.rows(r)])
         columnar = table.batch(batch, [table.derive(r) for r in batch])
         assert columnar.equals(reference), spec.name
+
+
+def test_a_late_commit_never_moves_a_partitions_offset_back(tmp_path: Path) -> None:
+    """Two sinks landed one partition (the old owner stalled past its session timeout): the late
+    commit of the old owner keeps the new owner's offset, and its rows are already there."""
+    wh = Webhouse(tmp_path)
+    table = wh.tables["events"]
+    app = "webhouse-sink:events:raw:0"
+    rows = [row for m in ("m1", "m2", "m3") for row in table.rows(event(m))]
+    wh.store.append(table, table.to_arrow(rows), {app: 30, "webhouse-sink:events:raw:1": 4})
+    late = wh.store.append(table, table.to_arrow(rows[:2]), {app: 20, "webhouse-sink:events:raw:1": 9})
+    assert (late.rows, late.duplicates) == (0, 2)
+    landed = DeltaTable(str(tmp_path / "events"))
+    assert landed.transaction_version(app) == 30  # not 20
+    assert landed.transaction_version("webhouse-sink:events:raw:1") == 9  # this one did advance
