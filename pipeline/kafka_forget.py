@@ -8,10 +8,10 @@ changelogs, found by prefix) and writes a tombstone (the key, no value) for ever
 JSON array holding one (identity links are keyed ``[anonymous_id, customer_id]``): exact
 matches only, so no other customer's key is touched. Compaction then drops the old values.
 
-``record_erasure`` writes ``{customer_id, anonymous_ids, erased_at}`` to the compacted
-erasures topic, keyed by customer id: what replays and late events must be checked against
-so that they do not bring the profile back (the processors do not read it yet; see
-docs/webhouse.md, "Forgetting a customer").
+``record_erasure`` writes an ``Erasure`` (``pipeline.erasure``: customer id, devices, time) to
+the compacted erasures topic, keyed by customer id: what the stream stages check replays and
+late events against so that they do not bring the profile back (``WorkerCore.apply_erasure``,
+``TriggerCore.apply_erasure``; docs/webhouse.md, "Forgetting a customer").
 
 What stays: the append-only topics (raw, enriched, sessions, triggers input, alerts, dead
 letters) keep the customer's events until their retention (``retention.ms``, 7 days by
@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from pipeline.erasure import Erasure
 from pipeline.errors import ProduceError
 from pipeline.topics import Topics
 
@@ -151,13 +152,11 @@ def linked_devices(consumer: Consumer, identity_topic: str, customer_id: str) ->
     return devices
 
 
-def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str]) -> None:
-    record = {
-        "customer_id": customer_id,
-        "anonymous_ids": sorted(set(anonymous_ids)),
-        "erased_at": datetime.now(UTC).isoformat(),
-    }
+def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str]) -> Erasure:
+    """Write the erasure record; the stages read it (keyed by customer id: compaction keeps it)."""
+    erasure = Erasure(customer_id, tuple(sorted(set(anonymous_ids))), datetime.now(UTC))
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    producer.produce(topics.erasures, json.dumps(record).encode(), key=customer_id.encode())
+    producer.produce(topics.erasures, erasure.to_bytes(), key=customer_id.encode())
     if producer.flush(30):
         raise ProduceError("the erasure record was not acknowledged within 30 s")
+    return erasure
