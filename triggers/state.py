@@ -72,6 +72,9 @@ class CustomerState:
     # passed on to the customer instead of starting a second, orphaned profile.
     moved_to: str | None = None
     linked_at: int | None = None  # with ``moved_to``: event time the device was linked
+    # Sessions made of imported events (history, not live traffic): their marketing alerts are
+    # never decided, however the session and its events were interleaved.
+    imported_sessions: list[str] = field(default_factory=list)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -91,6 +94,7 @@ class CustomerState:
             "consents": [list(c) for c in self.consents],
             "moved_to": self.moved_to,
             "linked_at": self.linked_at,
+            "imported_sessions": list(self.imported_sessions),
         }
 
     @classmethod
@@ -108,6 +112,7 @@ class CustomerState:
             consents=[(int(t), str(p), bool(g)) for t, p, g in data.get("consents", [])],
             moved_to=data.get("moved_to"),
             linked_at=data.get("linked_at"),
+            imported_sessions=list(data.get("imported_sessions", [])),
         )
 
     @classmethod
@@ -122,6 +127,7 @@ class CustomerState:
         if device is not None:
             state.consents, state.history = list(device.consents), list(device.history)
             state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)
+            state.imported_sessions = list(device.imported_sessions)
         return state
 
     def device_copy(self) -> CustomerState:
@@ -129,6 +135,7 @@ class CustomerState:
         copy = CustomerState.new(self.customer_id)
         copy.consents, copy.history = list(self.consents), list(self.history)
         copy.seen_ids, copy.emitted = list(self.seen_ids), dict(self.emitted)
+        copy.imported_sessions = list(self.imported_sessions)
         return copy
 
     def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
