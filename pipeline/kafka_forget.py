@@ -16,9 +16,8 @@ late events against so that they do not bring the profile back (``WorkerCore.app
 What stays: the append-only topics (raw, enriched, sessions, triggers input, alerts, dead
 letters) keep the customer's events until their retention (``retention.ms``, 7 days by
 default) deletes them; since the collector pseudonymises them, they hold pseudonyms, not
-clear e-mail, phone or IP. A worker that is running keeps its in-memory state for the
-customer's devices until it restarts from the tombstoned changelogs: forget with the
-workers stopped, or restart them after.
+clear e-mail, phone or IP. The running stages drop their in-memory state for the customer
+when they read the erasure record (once their runtimes consume the erasures topic).
 """
 
 from __future__ import annotations
