@@ -344,18 +344,17 @@ class TriggerCore:
         these ids from before the erasure are dropped from now on (``route``, ``evaluate``)."""
         ids = set(erasure.ids())
         ids.update(device for device, customer in self._handed_over.items() if customer in ids)
-        self.erasures.apply(Erasure(erasure.customer_id, tuple(sorted(ids - {erasure.customer_id})),
-                                    erasure.erased_at))  # fmt: skip
+        devices = tuple(sorted(ids - {erasure.customer_id}))
+        self.erasures.apply(Erasure(erasure.customer_id, devices, erasure.erased_at))
         for device in [d for d, c in self._handed_over.items() if d in ids or c in ids]:
             del self._handed_over[device]  # a device linked again after the erasure is handed over again
         result = Result()
         for name in sorted(ids):
             key = name.encode()
-            raw = stored(key)
-            if raw:
+            if stored(key):
                 result.live[key] = (self.partition_of(key), None)
             result.outputs.append(Output(self.topics.profiles, key, None))
-            self.metrics.inputs.labels("erasure").inc()
+        self.metrics.inputs.labels("erasure").inc()
         return result.seal(self._index)
 
     def partition_of(self, key: bytes) -> int:
