@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from pipeline.erasure import Erasure
-from pipeline.errors import ProduceError
+from pipeline.errors import ProduceError, SerdeError
 from pipeline.topics import Topics
 
 
@@ -159,3 +159,49 @@ def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_i
     if producer.flush(30):
         raise ProduceError("the erasure record was not acknowledged within 30 s")
     return erasure
+
+
+def read_erasures(bootstrap: str, topics: Topics) -> list[Erasure]:
+    """Every erasure on the erasures topic, oldest first: what a stage applies at start, before any
+    input (then it follows the topic for new ones). Read by assignment, not in a consumer group:
+    every instance needs them all. A record that is not an erasure stops the read (SerdeError)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"erasures-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})  # fmt: skip
+    erasures: list[Erasure] = []
+    try:
+        for partition, offset, value in _read_to_end(consumer, topics.erasures):
+            try:
+                erasures.append(Erasure.from_bytes(value))
+            except SerdeError as exc:
+                raise SerdeError(f"{topics.erasures}/{partition}@{offset}: {exc}") from exc
+    finally:
+        consumer.close()
+    return erasures
+
+
+def _read_to_end(consumer: Consumer, topic: str) -> Iterator[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every message with a value, up to the ends seen at the start."""
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends: dict[int, int] = {}
+    assignment = []
+    for partition in metadata.partitions:
+        low, high = _offsets(consumer, TopicPartition(topic, partition))
+        if high > low:
+            ends[partition] = high
+            assignment.append(TopicPartition(topic, partition, low))
+    if not assignment:
+        return
+    consumer.assign(assignment)
+    deadline = time.monotonic() + 120
+    while ends and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error() is not None:
+            continue
+        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value()
+        if value is not None and offset < ends.get(partition, 0):
+            yield partition, offset, value
+        if offset >= ends.get(partition, 0) - 1:
+            ends.pop(partition, None)
+    consumer.unassign()
+    if ends:
+        raise ProduceError(f"{topic}: could not read to the end of partitions {sorted(ends)}")
