@@ -11,7 +11,8 @@ matches only, so no other customer's key is touched. Compaction then drops the o
 ``record_erasure`` writes an ``Erasure`` (``pipeline.erasure``: customer id, devices, time) to
 the compacted erasures topic, keyed by customer id: what the stream stages check replays and
 late events against so that they do not bring the profile back (``WorkerCore.apply_erasure``,
-``TriggerCore.apply_erasure``; docs/webhouse.md, "Forgetting a customer").
+``TriggerCore.apply_erasure``; docs/webhouse.md, "Forgetting a customer"). ``read_erasures``
+gives a starting stage every erasure so far.
 
 What stays: the append-only topics (raw, enriched, sessions, triggers input, alerts, dead
 letters) keep the customer's events until their retention (``retention.ms``, 7 days by
