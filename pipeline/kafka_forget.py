@@ -8,17 +8,17 @@ changelogs, found by prefix) and writes a tombstone (the key, no value) for ever
 JSON array holding one (identity links are keyed ``[anonymous_id, customer_id]``): exact
 matches only, so no other customer's key is touched. Compaction then drops the old values.
 
-``record_erasure`` writes ``{customer_id, anonymous_ids, erased_at}`` to the compacted
-erasures topic, keyed by customer id: what replays and late events must be checked against
-so that they do not bring the profile back (the processors do not read it yet; see
-docs/webhouse.md, "Forgetting a customer").
+``record_erasure`` writes an ``Erasure`` (``pipeline.erasure``: customer id, devices, time) to
+the compacted erasures topic, keyed by customer id: what the stream stages check replays and
+late events against so that they do not bring the profile back (``WorkerCore.apply_erasure``,
+``TriggerCore.apply_erasure``; docs/webhouse.md, "Forgetting a customer"). ``read_erasures``
+gives a starting stage every erasure so far.
 
 What stays: the append-only topics (raw, enriched, sessions, triggers input, alerts, dead
 letters) keep the customer's events until their retention (``retention.ms``, 7 days by
 default) deletes them; since the collector pseudonymises them, they hold pseudonyms, not
-clear e-mail, phone or IP. A worker that is running keeps its in-memory state for the
-customer's devices until it restarts from the tombstoned changelogs: forget with the
-workers stopped, or restart them after.
+clear e-mail, phone or IP. The running stages drop their in-memory state for the customer
+when they read the erasure record (once their runtimes consume the erasures topic).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from pipeline.errors import ProduceError
+from pipeline.erasure import Erasure
+from pipeline.errors import ProduceError, SerdeError
 from pipeline.topics import Topics
 
 
@@ -82,6 +83,16 @@ def _offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
     return int(low), int(high)
 
 
+def _at_end(msg: Message, ends: dict[int, int]) -> bool:
+    """True for an error event; an end of partition also ends its read. Transactional topics (the
+    stages' outputs and changelogs) end with a commit marker, not a record: the end event is how
+    a reader knows it has everything (the consumer needs ``enable.partition.eof``)."""
+    error = msg.error()
+    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+        ends.pop(msg.partition() or 0, None)
+    return error is not None
+
+
 def _keys_to_tombstone(consumer: Consumer, topic: str, ids: frozenset[str]) -> set[tuple[int, bytes]]:
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends: dict[int, int] = {}
@@ -98,7 +109,7 @@ def _keys_to_tombstone(consumer: Consumer, topic: str, ids: frozenset[str]) -> s
     deadline = time.monotonic() + 120
     while ends and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
-        if msg is None or msg.error() is not None:
+        if msg is None or _at_end(msg, ends):
             continue
         partition, offset, key = msg.partition() or 0, msg.offset() or 0, msg.key()
         if key is not None and msg.value() is not None and is_customer_key(key, ids):
@@ -122,6 +133,7 @@ def tombstone_customer(
             "group.id": f"forget-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
         }
     )
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
@@ -151,13 +163,57 @@ def linked_devices(consumer: Consumer, identity_topic: str, customer_id: str) ->
     return devices
 
 
-def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str]) -> None:
-    record = {
-        "customer_id": customer_id,
-        "anonymous_ids": sorted(set(anonymous_ids)),
-        "erased_at": datetime.now(UTC).isoformat(),
-    }
+def record_erasure(bootstrap: str, topics: Topics, customer_id: str, anonymous_ids: Iterable[str]) -> Erasure:
+    """Write the erasure record; the stages read it (keyed by customer id: compaction keeps it)."""
+    erasure = Erasure(customer_id, tuple(sorted(set(anonymous_ids))), datetime.now(UTC))
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    producer.produce(topics.erasures, json.dumps(record).encode(), key=customer_id.encode())
+    producer.produce(topics.erasures, erasure.to_bytes(), key=customer_id.encode())
     if producer.flush(30):
         raise ProduceError("the erasure record was not acknowledged within 30 s")
+    return erasure
+
+
+def read_erasures(bootstrap: str, topics: Topics) -> list[Erasure]:
+    """Every erasure on the erasures topic, oldest first: what a stage applies at start, before any
+    input (then it follows the topic for new ones). Read by assignment, not in a consumer group:
+    every instance needs them all. A record that is not an erasure stops the read (SerdeError)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"erasures-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    erasures: list[Erasure] = []
+    try:
+        for partition, offset, value in _read_to_end(consumer, topics.erasures):
+            try:
+                erasures.append(Erasure.from_bytes(value))
+            except SerdeError as exc:
+                raise SerdeError(f"{topics.erasures}/{partition}@{offset}: {exc}") from exc
+    finally:
+        consumer.close()
+    return erasures
+
+
+def _read_to_end(consumer: Consumer, topic: str) -> Iterator[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every message with a value, up to the ends seen at the start."""
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends: dict[int, int] = {}
+    assignment = []
+    for partition in metadata.partitions:
+        low, high = _offsets(consumer, TopicPartition(topic, partition))
+        if high > low:
+            ends[partition] = high
+            assignment.append(TopicPartition(topic, partition, low))
+    if not assignment:
+        return
+    consumer.assign(assignment)
+    deadline = time.monotonic() + 120
+    while ends and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or _at_end(msg, ends):
+            continue
+        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value()
+        if value is not None and offset < ends.get(partition, 0):
+            yield partition, offset, value
+        if offset >= ends.get(partition, 0) - 1:
+            ends.pop(partition, None)
+    consumer.unassign()
+    if ends:
+        raise ProduceError(f"{topic}: could not read to the end of partitions {sorted(ends)}")

@@ -194,6 +194,16 @@ class CustomerDevices:
     def devices(self, customer_id: str) -> Iterator[str]:
         return iter(self._by_customer.get(customer_id, ()))
 
+    def drop(self, ids: set[str]) -> None:
+        """Forget these customers and devices (an erasure): no link to or from them is left."""
+        for customer_id in ids & self._by_customer.keys():
+            del self._by_customer[customer_id]
+        for customer_id, devices in list(self._by_customer.items()):
+            for device_id in ids & devices.keys():
+                del devices[device_id]
+            if not devices:
+                del self._by_customer[customer_id]
+
     def recent(self, customer_id: str, since: datetime, exclude: str) -> int:
         """Devices other than ``exclude`` linked to the customer and seen after ``since``."""
         devices = self._by_customer.get(customer_id, {})

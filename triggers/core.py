@@ -18,6 +18,12 @@ bytes; tests call these directly):
    scheduled rules. Inputs never close windows: a customer's inputs come from several
    partitions in no common order, so one input's time says nothing of what another holds.
 
+Forgotten customers: ``apply_erasure`` takes an erasure record (``pipeline.erasure``, read from
+the erasures topic by the adapter) and drops the states of the customer and its devices (profile,
+history, open windows: no alert of theirs is decided after), tombstones their profiles, and from
+then on ``route`` and ``evaluate`` drop every input of a forgotten id from before the erasure.
+A new input after it starts a new, empty state.
+
 Anything undecodable becomes a dead letter (stage ``triggers``) and is counted.
 """
 
@@ -31,7 +37,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from pipeline.deadletter import DeadLetter
+from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import WebhouseError
 from pipeline.runtime.clock import END_MS, StageClock
 from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
@@ -103,6 +112,8 @@ class TriggerCore:
         ] = {}  # key -> (watermark its first window closes at, partition)
         self._last_full: int | None = None
         self._flushed_at_end = False
+        self.erasures = Erasures()
+        self._partitioner = DefaultPartitioner()
 
     # -- 1. route -------------------------------------------------------------------------
 
@@ -116,15 +127,22 @@ class TriggerCore:
                 if message.topic == self.topics.identity:
                     link = self.serdes["identity_link"].decode(message.value, message.topic)
                     linked_at = to_ms(link["first_seen"])
+                    if self._erased((link["anonymous_id"], link["customer_id"]), (linked_at,)):
+                        continue
                     self._handover(result, link["anonymous_id"], link["customer_id"], linked_at)
                     continue
                 if message.topic == self.topics.sessions:
                     # A session's end is not when its device was linked: events and links say that.
                     session = session_view(self.serdes["session"].decode(message.value, message.topic))
+                    if self._erased((session.customer_id, session.anonymous_id), (session.start,)):
+                        continue
                     result.outputs.append(self._input(session.customer_id, "session", session.to_dict()))
                     continue
-                view = event_view(self.serdes["customer_event"].decode(message.value, message.topic))
+                record = self.serdes["customer_event"].decode(message.value, message.topic)
+                view = event_view(record)
                 if view is None or view.is_bot:
+                    continue
+                if self._erased(_event_ids(view), (view.time, to_ms(record["received_at"]))):
                     continue
                 self._handover(result, view.anonymous_id, view.customer_id, view.time)
                 result.outputs.append(self._input(view.customer_id, "event", view.to_dict()))
@@ -208,6 +226,8 @@ class TriggerCore:
                 envelope = json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
                 key = message.key
+                if self._erased_input(key, kind, body):
+                    continue
                 if self._forward(result, message.partition, load(key), kind, body):
                     continue
                 if kind == "event":
@@ -323,6 +343,57 @@ class TriggerCore:
         self._last_full = None
         self._flushed_at_end = False
 
+    # -- erasures -------------------------------------------------------------------------
+
+    def apply_erasure(self, erasure: Erasure, stored: Callable[[bytes], bytes | None]) -> Result:
+        """A customer was forgotten: its state and its devices' states go (tombstones for the
+        ``trigger-states`` table in ``Result.states``), with their open windows, so no alert of
+        theirs is decided after; their profiles are tombstoned on the profiles topic. Inputs of
+        these ids from before the erasure are dropped from now on (``route``, ``evaluate``)."""
+        ids = set(erasure.ids())
+        ids.update(device for device, customer in self._handed_over.items() if customer in ids)
+        devices = tuple(sorted(ids - {erasure.customer_id}))
+        self.erasures.apply(Erasure(erasure.customer_id, devices, erasure.erased_at))
+        for device in [d for d, c in self._handed_over.items() if d in ids or c in ids]:
+            del self._handed_over[device]  # a device linked again after the erasure is handed over again
+        result = Result()
+        for name in sorted(ids):
+            key = name.encode()
+            if stored(key):
+                result.live[key] = (self.partition_of(key), None)
+            result.outputs.append(Output(self.topics.profiles, key, None))
+        self.metrics.inputs.labels("erasure").inc()
+        return result.seal(self._index)
+
+    def partition_of(self, key: bytes) -> int:
+        """The triggers partition of a key, as the producer's default partitioner places it."""
+        partitions = list(range(self.topics.partitions))
+        return int(self._partitioner(key, partitions, partitions))
+
+    def _erased(self, ids: Iterable[str | None], times: Iterable[int | None]) -> bool:
+        if self.erasures.covers(ids, times):
+            self.metrics.inputs.labels("erased").inc()
+            return True
+        return False
+
+    def _erased_input(self, key: bytes, kind: str, body: dict[str, Any]) -> bool:
+        """A triggers-topic input of a forgotten id from before its erasure (a replay of the topic)."""
+        if not len(self.erasures):
+            return False
+        ids: list[str | None] = [key.decode()]
+        if kind == "event":
+            view = EventView.from_dict(body)
+            return self._erased([*ids, *_event_ids(view)], (view.time,))
+        if kind == "session":
+            return self._erased(
+                [*ids, body.get("customer_id"), body.get("anonymous_id")], (body.get("start"),)
+            )
+        if kind == "handover":
+            return self._erased([*ids, body.get("to")], (body.get("at"),))
+        if kind == "absorb":
+            return self._erased([*ids, body["state"].get("customer_id")], (body.get("at"),))
+        return False
+
     # -- 3. sweep -------------------------------------------------------------------------
 
     def sweep(self, table: Mapping[bytes, bytes], clocks: Mapping[int, StageClock]) -> Result:
@@ -421,3 +492,7 @@ class TriggerCore:
         self.metrics.dead_letters.labels("delivery", letter.reason).inc()
         value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
         return Output(self.topics.dead_letters, letter.dead_letter_id.encode(), value)
+
+
+def _event_ids(view: EventView) -> tuple[str | None, ...]:
+    return (view.customer_id, view.anonymous_id, view.user_id)

@@ -11,6 +11,12 @@ Each input first closes absence windows that are due (``deadline + grace <= now`
 or that the input itself cancels, then updates the profile, then runs the rules of
 its source, then the profile-change rules if the profile changed in substance.
 Every alert passes the guardrails (guardrails.py) before it leaves.
+
+History is not live: an imported event (``$imported``, the collector's import endpoint) feeds
+the profile and the history rules look back on, but starts no marketing alert, and neither does
+a session made of imported events (its id is remembered from its events; a held or absence
+window of such a session is dropped when it comes due, whichever of the two was read first).
+Service rules still run on history.
 """
 
 from __future__ import annotations
@@ -137,12 +143,15 @@ class Engine:
         if event.name in self._history_names:
             state.history.append(PastEvent.of(event))
             self._trim_history(state, event.time)
+        live = not event.imported
+        if not live and event.session_id:
+            self._remember_imported(state, event.session_id)
         context = self._context(state, previous, event.time, event=event)
         counter = self._counter(state, event.time, event)
         for rule in self._by_source["event"]:
             if rule.trigger.matches(event.name):
-                alerts += self._run(rule, state, context, event.time, (event.message_id,), counter)
-        alerts += self._profile_rules(state, previous, event.time, event.message_id)
+                alerts += self._run(rule, state, context, event.time, (event.message_id,), counter, live)
+        alerts += self._profile_rules(state, previous, event.time, event.message_id, live)
         prune(state, event.time, self.settings)
         return self._outcome(state, previous, alerts)
 
@@ -154,11 +163,12 @@ class Engine:
         alerts: list[Alert] = []
         previous = state.profile
         state.profile = apply_session(previous, session)
+        live = session.session_id not in state.imported_sessions
         context = self._context(state, previous, session.end, session=session)
         counter = self._counter(state, session.end, None)
         for rule in self._by_source["session"]:
-            alerts += self._run(rule, state, context, session.end, (session.session_id,), counter)
-        alerts += self._profile_rules(state, previous, session.end, session.session_id)
+            alerts += self._run(rule, state, context, session.end, (session.session_id,), counter, live)
+        alerts += self._profile_rules(state, previous, session.end, session.session_id, live)
         return self._outcome(state, previous, alerts)
 
     def close_due(self, state: CustomerState, now: int) -> Outcome:
@@ -216,6 +226,8 @@ class Engine:
         into.emitted = {**other.emitted, **into.emitted}
         for order_id in other.order_ids:
             into.count_order(order_id, ORDER_MEMORY)
+        for session_id in other.imported_sessions:
+            self._remember_imported(into, session_id)
         for time, purpose, granted in other.consents:
             effective = time if linked_at is None else max(time, linked_at)
             into.record_consent(effective, (purpose,), granted, CONSENT_MEMORY)
@@ -232,6 +244,13 @@ class Engine:
         if not publish and state.profile != previous:
             state.unpublished = True
         return Outcome(state, tuple(alerts), publish)
+
+    def _remember_imported(self, state: CustomerState, session_id: str) -> None:
+        if session_id in state.imported_sessions:
+            return
+        state.imported_sessions.append(session_id)
+        if len(state.imported_sessions) > self.settings.history_max_events:
+            del state.imported_sessions[: -self.settings.history_max_events]
 
     def _remember(self, state: CustomerState, input_id: str) -> None:
         state.seen_ids.append(input_id)
@@ -303,7 +322,10 @@ class Engine:
         time: int,
         triggering_ids: tuple[str, ...],
         counter: PastCounter,
+        live: bool = True,
     ) -> list[Alert]:
+        if not live and rule.kind == "marketing":
+            return []  # history (an import) is no moment to market to anyone
         held, reasons = evaluate(rule.conditions, context, counter)
         if not held:
             return []
@@ -373,20 +395,28 @@ class Engine:
             rule = self.rules.get(window.rule_id)
             if rule is None or not rule.enabled:
                 continue  # the rule was removed or disabled by a reload
+            if rule.kind == "marketing" and self._of_history(state, window):
+                continue  # its session turned out to be imported history
             decided = decide(_alert_from_dict(window.alert), rule, state, self.settings)
             if decided:
                 alerts.append(decided)
         state.windows = still_open
         return alerts
 
-    def _profile_rules(self, state: CustomerState, previous: Profile, now: int, cause: str) -> list[Alert]:
+    @staticmethod
+    def _of_history(state: CustomerState, window: Window) -> bool:
+        return bool(set(window.alert["triggering_event_ids"]) & set(state.imported_sessions))
+
+    def _profile_rules(
+        self, state: CustomerState, previous: Profile, now: int, cause: str, live: bool = True
+    ) -> list[Alert]:
         rules = self._by_source["profile"]
         if not rules or _substance(previous) == _substance(state.profile):
             return []
         context = self._context(state, previous, now)
         alerts: list[Alert] = []
         for rule in rules:
-            alerts += self._run(rule, state, context, now, (cause,), lambda _: 0)
+            alerts += self._run(rule, state, context, now, (cause,), lambda _: 0, live)
         return alerts
 
     @staticmethod

@@ -21,6 +21,7 @@ ORDER_EVENT = "Order Completed"
 EMAIL_ENGAGEMENT = frozenset({"Email Opened", "Email Link Clicked"})
 CONSENT_GRANTED = "Consent Granted"
 CONSENT_WITHDRAWN = "Consent Withdrawn"
+IMPORTED = "$imported"  # property the collector's import endpoint sets (pipeline.collector.segment)
 
 
 def to_ms(value: datetime | int | None) -> int | None:
@@ -65,6 +66,11 @@ class EventView:
     consent_purposes: tuple[str, ...] = ()
     page_path: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def imported(self) -> bool:
+        """History sent through the import endpoint, not live traffic."""
+        return self.properties.get(IMPORTED) in (True, "true")
 
     @property
     def product_id(self) -> str | None:

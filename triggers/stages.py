@@ -21,6 +21,7 @@ from datetime import datetime
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from pipeline.erasure import Erasure
 from pipeline.errors import RuleError, WebhouseError
 from pipeline.runtime.clock import StageClock
 from pipeline.runtime.host import StageSpec
@@ -53,6 +54,7 @@ def to_step(result: Result) -> Step:
 class RouteStage:
     name = "triggers-route"
     inputs: tuple[str, ...]
+    broadcasts: tuple[str, ...]
     store_names: tuple[str, ...] = ()
     tick_interval_s = 60.0
 
@@ -60,6 +62,14 @@ class RouteStage:
         _, self.core = _core(settings, metrics)
         t = self.core.topics
         self.inputs = (t.enriched_events, t.sessions, t.identity)
+        self.broadcasts = (t.erasures,)
+
+    def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
+        """Erasures: from now on, inputs of forgotten ids from before it are not routed (evaluate
+        drops the states and tombstones the profiles)."""
+        for record in records:
+            self.core.apply_erasure(Erasure.from_bytes(record.value), lambda key: None)
+        return Step()
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         return None
@@ -74,6 +84,7 @@ class RouteStage:
 class EvaluateStage:
     name = "triggers-evaluate"
     inputs: tuple[str, ...]
+    broadcasts: tuple[str, ...]
     store_names: tuple[str, ...] = (STATES, CLOCKS)
 
     def __init__(self, settings: Settings, metrics: TriggerMetrics) -> None:
@@ -81,8 +92,20 @@ class EvaluateStage:
         log.info("triggers: rules loaded from %s", self.watcher.directory)
         self.metrics = metrics
         self.inputs = (self.core.topics.triggers_input,)
+        self.broadcasts = (self.core.topics.erasures,)
         self.tick_interval_s = settings.triggers.sweep_interval_s
         self.owned: frozenset[int] = frozenset()
+
+    def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
+        """Erasures: the customer's and its devices' states go (their windows with them), and their
+        profiles are tombstoned; older inputs of these ids are dropped from now on."""
+        step = Step()
+        for record in records:
+            erasure = Erasure.from_bytes(record.value)
+            step.extend(
+                to_step(self.core.apply_erasure(erasure, Overlay(stores[STATES], step.writes, STATES).get))
+            )
+        return step
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.owned = partitions

@@ -79,6 +79,9 @@ class CustomerState:
     # own); the next full sweep, and the end of input, publish it, so the latest version is the
     # final profile whatever order the inputs came in.
     unpublished: bool = False
+    # Sessions made of imported events (history, not live traffic): their marketing alerts are
+    # never decided, however the session and its events were interleaved.
+    imported_sessions: list[str] = field(default_factory=list)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -100,6 +103,7 @@ class CustomerState:
             "linked_at": self.linked_at,
             "order_ids": list(self.order_ids),
             "unpublished": self.unpublished,
+            "imported_sessions": list(self.imported_sessions),
         }
 
     @classmethod
@@ -119,6 +123,7 @@ class CustomerState:
             linked_at=data.get("linked_at"),
             order_ids=list(data.get("order_ids", [])),
             unpublished=bool(data.get("unpublished", False)),
+            imported_sessions=list(data.get("imported_sessions", [])),
         )
 
     @classmethod
@@ -134,6 +139,7 @@ class CustomerState:
             state.consents, state.history = list(device.consents), list(device.history)
             state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)
             state.order_ids = list(device.order_ids)
+            state.imported_sessions = list(device.imported_sessions)
         return state
 
     def device_copy(self) -> CustomerState:
@@ -142,6 +148,7 @@ class CustomerState:
         copy.consents, copy.history = list(self.consents), list(self.history)
         copy.seen_ids, copy.emitted = list(self.seen_ids), dict(self.emitted)
         copy.order_ids = list(self.order_ids)
+        copy.imported_sessions = list(self.imported_sessions)
         return copy
 
     def count_order(self, order_id: str | None, keep: int) -> bool:

@@ -75,7 +75,8 @@ class KafkaRunner:
         self.last_arrival: dict[int, float] = {}
         self.consumer = Consumer(self._consumer_conf())
         self.producer = Producer(self._producer_conf())
-        self._in_transaction = False
+        self.broadcasts = Broadcasts(config.bootstrap, tuple(getattr(stage, "broadcasts", ())))
+        self._reapply = False  # after an assignment: apply every broadcast record to the restored state
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class KafkaRunner:
         name = self.stage.name
         if self.config.transactional:
             self.producer.init_transactions(60)
+        self._apply_broadcasts(self.broadcasts.read_to_end())  # before any input: every erasure
         self.consumer.subscribe(
             list(self.stage.inputs),
             on_assign=self._on_assign,
@@ -128,6 +130,10 @@ class KafkaRunner:
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.config.batch_max_events, self.config.batch_within_s)
+                self._apply_broadcasts(self.broadcasts.poll())
+                if self._reapply:
+                    self._reapply = False
+                    self._apply_broadcasts(self.broadcasts.seen)
                 batch = self._incoming(messages)
                 if batch:
                     self._process(batch)
@@ -146,6 +152,13 @@ class KafkaRunner:
         self._checkpoint(step, _next_offsets(batch))
         self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
         self.metrics.events.labels(self.stage.name).inc(len(batch))
+
+    def _apply_broadcasts(self, records: list[Incoming]) -> None:
+        """Records every instance reads whole (erasures), applied before the inputs that follow."""
+        if records:
+            step = self.stage.on_broadcast(records, self.stores, datetime.now(UTC))  # type: ignore[attr-defined]
+            if step:
+                self._checkpoint(step, [])
 
     def _tick(self) -> None:
         step = self.stage.tick(self.stores, self, datetime.now(UTC))
@@ -268,6 +281,7 @@ class KafkaRunner:
         self._restore(added)
         self.owned = new
         self.stage.assign(new, self.stores)
+        self._reapply = bool(added) and bool(self.broadcasts.seen)  # restored state may predate them
         now = time.monotonic()
         for partition in added:
             self.last_arrival[partition] = now
@@ -326,6 +340,7 @@ class KafkaRunner:
         try:
             self.consumer.close()  # leaves the group: the partitions move at once
         finally:
+            self.broadcasts.close()
             self.producer.flush(10)
 
 
@@ -344,6 +359,64 @@ settling = retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(60)
 def watermarks(consumer: Consumer, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
     low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=cached)
     return int(low), int(high)
+
+
+class Broadcasts:
+    """Topics a stage reads whole in every instance, outside its consumer group (erasures)."""
+
+    def __init__(self, bootstrap: str, topics: tuple[str, ...]) -> None:
+        self.topics = topics
+        self.seen: list[Incoming] = []
+        self.consumer: Consumer | None = None
+        if topics:
+            conf = {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"broadcast-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+            self.consumer = Consumer(conf)
+
+    def read_to_end(self) -> list[Incoming]:
+        if self.consumer is None:
+            return []
+        assign = []
+        for topic in self.topics:
+            metadata = settling(self.consumer.list_topics)(topic, timeout=10).topics[topic]
+            assign += [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        self.consumer.assign(assign)
+        pending = {(tp.topic, tp.partition) for tp in assign}
+        records: list[Incoming] = []
+        while pending:
+            for m in self.consumer.consume(1000, 1.0):
+                error = m.error()
+                where = (str(m.topic()), int(m.partition() or 0))
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(where)
+                elif error is not None:
+                    raise ProcessingError("broadcast", f"{where}: {error}")
+                elif m.value():
+                    records.append(
+                        Incoming(where[0], where[1], int(m.offset() or 0), m.key(), m.value() or b"")
+                    )
+        self.seen.extend(records)
+        return records
+
+    def poll(self) -> list[Incoming]:
+        if self.consumer is None:
+            return []
+        records = [
+            Incoming(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.key(), m.value() or b"")
+            for m in self.consumer.consume(100, 0)
+            if m.error() is None and m.value()
+        ]
+        self.seen.extend(records)
+        return records
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
 
 
 def _next_offsets(batch: list[Incoming]) -> list[TopicPartition]:

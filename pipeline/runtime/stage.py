@@ -88,6 +88,10 @@ class Stage(Protocol):
         """The stage's timer (wall clock, every ``tick_interval_s``): flush quiet partitions, sweep."""
         ...
 
+    # A stage may also name ``broadcasts``: topics every instance reads whole, outside its group
+    # (the erasures), handed to ``on_broadcast(records, stores, now) -> Step`` before the inputs
+    # that follow them, and again after each assignment (the restored state may predate them).
+
 
 class Overlay(Mapping[bytes, bytes]):
     """A store as a stage sees it in the middle of a step: its own pending writes over the store."""

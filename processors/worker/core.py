@@ -17,6 +17,12 @@ runtime, which writes them to the ``devices`` store with the outputs and offsets
 rebuilds the core from that store after a restart or rebalance (``load``). Outputs
 are keyed by device and sent to the *same partition number* as their input, so every
 topic stays co-partitioned with the raw topic whatever partitioner the producers used.
+
+Forgotten customers (``webhouse forget``): ``apply_erasure`` takes an erasure record (read from
+the erasures topic by the stage), drops the customer's devices and what they held (open
+visits, waiting events, links), and from then on ``process`` drops every event of a forgotten
+id that happened, or was received, before the erasure (``pipeline.erasure``): a replay of the
+raw topic or a late event rebuilds nothing, and a new event starts from nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.deadletter import DeadLetter
+from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import SerdeError, WebhouseError
 from pipeline.runtime.control import END_OF_INPUT, WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.control import HEADER as CONTROL_HEADER
@@ -96,6 +103,9 @@ class BatchResult:
     outputs: list[Outgoing] = field(default_factory=list)
     devices: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # key -> (partition, value)
     clocks: dict[int, bytes] = field(default_factory=dict)  # partition -> value
+    # Device records of forgotten customers: key -> partition, to tombstone in the devices changelog
+    # (and remove from the table) after the outputs.
+    erased: dict[bytes, int] = field(default_factory=dict)
 
 
 def session_event(
@@ -164,6 +174,7 @@ class WorkerCore:
         self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
         self.wakeups: dict[int, WakeupSchedule] = {}
         self.reported: dict[int, Progress] = {}  # per partition: the last progress sent downstream
+        self.erasures = Erasures()  # every erasure read so far (apply_erasure)
         self._outcomes: Counter[str] = Counter()  # per batch, then added to the metrics at once
 
     # -- state ---------------------------------------------------------------------------
@@ -206,6 +217,34 @@ class WorkerCore:
                             device_id, next_wakeup(device.session, self.policy)
                         )
         self._update_open_gauge()
+
+    def apply_erasure(self, erasure: Erasure) -> BatchResult:
+        """A customer was forgotten: drop its devices (those the record names and those linked to
+        it here) with their open visits and waiting events, emitting nothing of them; their
+        device records are to be tombstoned (``BatchResult.erased``). Older events of these ids
+        are refused from now on (``process``); newer ones start from nothing."""
+        ids = set(erasure.ids())
+        for index in self.customers.values():
+            ids.update(index.devices(erasure.customer_id))
+        self.erasures.apply(Erasure(erasure.customer_id, tuple(sorted(ids)), erasure.erased_at))
+        for index in self.customers.values():
+            index.drop(ids)
+        result = BatchResult()
+        for device_id in sorted(ids):
+            device = self.devices.pop(device_id, None)
+            if device is None:
+                continue
+            self._wakeups(device.partition).set(device_id, None)
+            result.erased[device_id.encode()] = device.partition
+        self._update_open_gauge()
+        return result
+
+    def is_erased(self, record: Mapping[str, Any], event_time: datetime) -> bool:
+        """An event of a forgotten id from before its erasure (by event or receive time)."""
+        if not len(self.erasures):
+            return False
+        ids = (record.get("anonymous_id"), record.get("user_id"), record.get("previous_id"))
+        return self.erasures.covers(ids, (to_ms(event_time), to_ms(record["received_at"])))
 
     def watermark(self, partition: int) -> int:
         top = self.max_event_ms.get(partition)
@@ -337,6 +376,9 @@ class WorkerCore:
              touched: set[int], now: datetime) -> None:  # fmt: skip
         enrichment = self.enricher.enrich(record)
         partition = message.partition
+        if self.is_erased(record, enrichment["event_time"]):
+            self._outcomes["erased"] += 1  # nothing of it goes on: not enriched, not stitched
+            return
         if enrichment["is_bot"]:
             self._outcomes["bot"] += 1
             self._enriched_now(message, record, enrichment, result)

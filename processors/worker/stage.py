@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
+from pipeline.erasure import Erasure
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, RunnerView, Step, Stores, StoreWrite
 from pipeline.settings import Settings
@@ -24,14 +25,26 @@ CLOCKS = "clocks"
 class WorkerStage:
     name = "worker"
     inputs: tuple[str, ...]
+    broadcasts: tuple[str, ...]
     store_names: tuple[str, ...] = (DEVICES, CLOCKS)
 
     def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.core = WorkerCore(settings, metrics)
-        self.inputs = (Topics.from_settings(settings.kafka).raw_events,)
+        topics = Topics.from_settings(settings.kafka)
+        self.inputs = (topics.raw_events,)
+        self.broadcasts = (topics.erasures,)
         self.tick_interval_s = settings.worker.session.idle_close_interval_s
         self.owned: frozenset[int] = frozenset()
+
+    def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
+        """Erasures (``webhouse forget``): the customer's devices go, with a tombstone each."""
+        step = Step()
+        for record in records:
+            result = self.core.apply_erasure(Erasure.from_bytes(record.value))
+            step.extend(to_step(result))
+            step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
+        return step
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.core.load(stores[DEVICES].items(), stores[CLOCKS].items(), set(partitions))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from pipeline.errors import SerdeError
 from pipeline.kafka_admin import ensure_topics
-from pipeline.kafka_forget import tombstone_customer
+from pipeline.kafka_forget import read_erasures, record_erasure, tombstone_customer
 from pipeline.pii import PiiHasher
 from pipeline.settings import WebhouseSettings
 from pipeline.topics import Topics, TopicSpec
@@ -96,3 +97,18 @@ def test_forget_command_takes_an_email_as_its_pseudonym(
     erasures = latest(kafka_bootstrap, topics.erasures)
     record = json.loads(erasures[str(pseudonym).encode()] or b"")
     assert (record["customer_id"], record["anonymous_ids"]) == (pseudonym, [])
+
+
+def test_every_erasure_reads_back_for_a_stage_starting_up(kafka_bootstrap: str) -> None:
+    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}", partitions=2)
+    ensure_topics(kafka_bootstrap, topics.specs())
+    assert read_erasures(kafka_bootstrap, topics) == []
+    first = record_erasure(kafka_bootstrap, topics, "ada", ["dev-b", "dev-a"])
+    second = record_erasure(kafka_bootstrap, topics, "bob", [])
+    assert read_erasures(kafka_bootstrap, topics) == [first, second]
+    assert first.anonymous_ids == ("dev-a", "dev-b")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics.erasures, b"not json", key=b"x")
+    assert producer.flush(10) == 0
+    with pytest.raises(SerdeError, match=rf"{topics.erasures}/0@2: not an erasure record"):
+        read_erasures(kafka_bootstrap, topics)
