@@ -288,6 +288,13 @@ class WorkerSettings(_Section):
         description="A raw partition caught up and quiet this long is reported idle: stages' clocks stop "
         "waiting on it (too short for a replay of history lets its next events arrive late).",
     )
+    device_ttl_s: float = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description="A device idle this long (event time of its partition), with no open visit, is dropped "
+        "from the worker's state (0: never): state stays bounded. Seen again, it starts afresh: no stitching "
+        "until it signs in again (its links stay in identity_map).",
+    )
     instance_id: str | None = Field(
         None,
         description="This worker process among its group, unique per process; its Kafka transactional ids "

@@ -194,6 +194,11 @@ class CustomerDevices:
     def devices(self, customer_id: str) -> Iterator[str]:
         return iter(self._by_customer.get(customer_id, ()))
 
+    def forget_device(self, device_id: str) -> None:
+        """A device whose state expired: no customer lists it any more (its links stay on the topic)."""
+        for devices in self._by_customer.values():
+            devices.pop(device_id, None)
+
     def drop(self, ids: set[str]) -> None:
         """Forget these customers and devices (an erasure): no link to or from them is left."""
         for customer_id in ids & self._by_customer.keys():

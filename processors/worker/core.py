@@ -79,6 +79,7 @@ class Device:
     partition: int
     session: DeviceState | None = None
     identity: IdentityState = field(default_factory=IdentityState)
+    last_ms: int | None = None  # event time of its latest event: idle devices expire (``expire``)
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -86,6 +87,7 @@ class Device:
                 "p": self.partition,
                 "s": self.session.to_dict() if self.session is not None else None,
                 "i": self.identity.to_json() if not self.identity.is_empty else None,
+                "t": self.last_ms,
             },
             separators=(",", ":"),
         ).encode()
@@ -95,7 +97,11 @@ class Device:
         raw = json.loads(data)
         session = DeviceState.from_dict(raw["s"]) if raw.get("s") else None
         identity = IdentityState.from_json(raw["i"]) if raw.get("i") else IdentityState()
-        return cls(raw["p"], session, identity)
+        return cls(raw["p"], session, identity, raw.get("t"))
+
+    @property
+    def holds_a_visit(self) -> bool:
+        return self.session is not None and (self.session.current is not None or bool(self.session.buffer))
 
 
 @dataclass(slots=True)
@@ -237,6 +243,31 @@ class WorkerCore:
             self._wakeups(device.partition).set(device_id, None)
             result.erased[device_id.encode()] = device.partition
         self._update_open_gauge()
+        return result
+
+    def expire(self, ttl_ms: int) -> BatchResult:
+        """Drop devices idle for ``ttl_ms`` of their partition's event time, holding no open visit
+        and no waiting event (``worker.device_ttl_s``); their records are tombstoned
+        (``BatchResult.erased``). Such a device, seen again, starts afresh: a new visit (it would
+        be one anyway), no memory of its old event ids, and no stitching until it signs in again
+        (its links stay on the identity topic and in the identity_map table)."""
+        result = BatchResult()
+        for device_id, device in list(self.devices.items()):
+            top = self.max_event_ms.get(device.partition)
+            if (
+                top is None
+                or device.last_ms is None
+                or device.last_ms >= top - ttl_ms
+                or device.holds_a_visit
+            ):
+                continue
+            del self.devices[device_id]
+            self._wakeups(device.partition).set(device_id, None)
+            self._customers(device.partition).forget_device(device_id)
+            result.erased[device_id.encode()] = device.partition
+        if result.erased:
+            self.metrics.devices_expired.inc(len(result.erased))
+            self._update_open_gauge()
         return result
 
     def is_erased(self, record: Mapping[str, Any], event_time: datetime) -> bool:
@@ -401,6 +432,7 @@ class WorkerCore:
                 self._open_visit_of(session_key, enrichment["event_time"], partition, result) or session_key
             )
         device = self._device(session_key, partition)
+        device.last_ms = max(device.last_ms or candidate, candidate)
         payload = self.codec.pending(message.value, record, enrichment)
         event = session_event(record, enrichment, session_key, payload)
         device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)

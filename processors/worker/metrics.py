@@ -50,3 +50,8 @@ class WorkerMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
             registry=r,
         )
+        self.devices_expired = Counter(
+            "webhouse_worker_devices_expired",
+            "Idle devices dropped from the worker's state (worker.device_ttl_s).",
+            registry=r,
+        )

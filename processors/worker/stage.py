@@ -7,6 +7,7 @@ runs the timer that closes visits on quiet partitions and reports idle ones.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from processors.worker.metrics import WorkerMetrics
 
 DEVICES = "devices"
 CLOCKS = "clocks"
+EXPIRY_INTERVAL_S = 60.0  # wall clock between scans for expired devices (a scan visits every device)
 
 
 class WorkerStage:
@@ -36,6 +38,8 @@ class WorkerStage:
         self.broadcasts = (topics.erasures,)
         self.tick_interval_s = settings.worker.session.idle_close_interval_s
         self.owned: frozenset[int] = frozenset()
+        self.ttl_ms = int(settings.worker.device_ttl_s * 1000)
+        self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
 
     def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
         """Erasures (``webhouse forget``): the customer's devices go, with a tombstone each."""
@@ -64,6 +68,11 @@ class WorkerStage:
         idle = {p for p in self.core.unreported_partitions(self.owned) if view.quiet_for(p) >= idle_after}
         caught: Collection[int] = view.caught_up(flush | idle) if flush or idle else set()
         step = Step()
+        if self.ttl_ms and time.monotonic() >= self.next_expiry:
+            self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+            result = self.core.expire(self.ttl_ms)
+            step.extend(to_step(result))
+            step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
         if flush & set(caught):
             step.extend(to_step(self.core.sweep(sorted(flush & set(caught)))))
         if idle & set(caught):

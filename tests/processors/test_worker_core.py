@@ -260,3 +260,23 @@ def test_an_end_of_input_read_in_the_batch_of_the_last_events_stays_the_last_wor
     h._keep(h.core.process(batch, at(3600)))
     assert h.progress()[-1].state is SourceState.ENDED
     assert len(h.decoded("enriched")) == 3  # everything released before the end is passed on
+
+
+def test_idle_devices_expire_from_the_state_and_come_back_afresh() -> None:
+    """State stays bounded: a device idle for the TTL (in its partition's event time) is dropped."""
+    h = Harness()
+    day = 24 * 3600
+    h.feed(*visit("a", "dev-a", 0, 2), raw_event("s", "dev-a", at(30), type="track", event="Signed In",
+                                                 user_id="ada"))  # fmt: skip
+    h.feed(raw_event("b0", "dev-b", at(2 * day)))  # dev-a's visit closes; dev-b is new
+    assert h.core.expire(ttl_ms=3 * day * 1000).erased == {}  # two days idle: kept
+    h.feed(raw_event("b1", "dev-b", at(4 * day)))
+    expired = h.core.expire(ttl_ms=3 * day * 1000)
+    assert expired.erased == {b"dev-a": 0}  # four days idle, no open visit: gone; dev-b holds a visit
+    assert "dev-a" not in h.core.devices and "dev-b" in h.core.devices
+    assert list(h.core._customers(0).devices("ada")) == []
+    h.feed(raw_event("a9", "dev-a", at(4 * day + 60)))  # back: a new device as far as the worker knows
+    h.sweep()
+    assert h.sessions_of()["a9"] not in {h.sessions_of()["a0"], None}
+    [a9] = [r for r in h.decoded("enriched") if r["message_id"] == "a9"]
+    assert a9["enrichment"]["customer_id"] is None  # no stitching until it signs in again
