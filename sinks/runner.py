@@ -10,6 +10,10 @@ The hot path on one screen:
    ``batch_max_seconds`` old: flush dead letters, then per table append the rows and
    the last offset per partition in one Delta commit (``DeltaStore.append``);
 4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back).
+
+Each turn of the loop reports to a ``pipeline.health.Health``: whether work is waiting (no
+partitions assigned, rows buffered, a partition not read to its end) and whether a message
+was handled or a batch landed; the sink's watchdog acts when work waits without progress.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
+from pipeline.health import Health
 from pipeline.kafka_admin import require_topics
 from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
@@ -47,8 +52,10 @@ class SinkRunner:
         tables: list[Table],
         store: DeltaStore | None = None,
         metrics: SinkMetrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health or Health("sink", settings.health.stall_after_s)
         self.cfg = settings.webhouse
         self.topics = Topics.from_settings(settings.kafka)
         self.store = store or DeltaStore(settings.webhouse)
@@ -152,8 +159,11 @@ class SinkRunner:
                 messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
                 for msg in messages:
                     self._handle(msg)
+                if messages:
+                    self.health.progressed()
                 if self._due():
                     self.flush()
+                self._report_health()
                 if exit_when_idle and not messages and self.assigned and self.update_lag():
                     break
             self.flush()
@@ -161,6 +171,22 @@ class SinkRunner:
             self.consumer.close()
             self.producer.flush(10)
         return self.landed_rows
+
+    def _report_health(self) -> None:
+        """Work waits when nothing is assigned, rows are buffered, or a partition has messages
+        past our position (the position skips transaction markers; the watermark is the cached
+        one of the last fetch, so this costs no broker round trip)."""
+        assigned = bool(self.assigned)
+        self.health.set_ready(assigned, "no partitions assigned")
+        if not assigned or self.offsets:
+            self.health.beat(has_work=True)
+            return
+        partitions = [TopicPartition(t, p) for t, p in self.assigned]
+        behind = False
+        for tp in self.consumer.position(partitions):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            behind = behind or tp.offset < 0 or tp.offset < high
+        self.health.beat(has_work=behind)
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()
@@ -267,6 +293,7 @@ class SinkRunner:
         self.buffered = 0
         self.oldest = None
         self._commit_kafka()
+        self.health.progressed()
         self.update_lag()
 
     def _positions(self) -> dict[TP, int]:
