@@ -174,18 +174,21 @@ class SinkRunner:
 
     def _report_health(self) -> None:
         """Work waits when nothing is assigned, rows are buffered, or a partition has messages
-        past our position (the position skips transaction markers; the watermark is the cached
-        one of the last fetch, so this costs no broker round trip)."""
+        past what we read. Read: the consumer's position once it delivered a message there (it
+        steps over transaction markers), else where the tables say we resume. The watermark is
+        the cached one of the last fetch, so this costs no broker round trip; unknown (no fetch
+        answered yet) counts as work, as a fetch is answered within a second."""
         assigned = bool(self.assigned)
         self.health.set_ready(assigned, "no partitions assigned")
         if not assigned or self.offsets:
             self.health.beat(has_work=True)
             return
-        partitions = [TopicPartition(t, p) for t, p in self.assigned]
+        resume = self._positions()
         behind = False
-        for tp in self.consumer.position(partitions):
+        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.assigned]):
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            behind = behind or tp.offset < 0 or tp.offset < high
+            read = tp.offset if tp.offset >= 0 else resume.get((tp.topic, tp.partition), 0)
+            behind = behind or high < 0 or read < high
         self.health.beat(has_work=behind)
 
     def _handle(self, msg: Message) -> None:

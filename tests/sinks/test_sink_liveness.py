@@ -138,6 +138,24 @@ def test_an_empty_consumer_group_is_a_stall_reported_then_exited_on(
         holder.close()
 
 
+def test_an_idle_caught_up_sink_is_not_a_stall(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    """Empty topics, nothing to land: well past the bound the sink is still up and healthy (the
+    bug this names: a partition never read from counted as work, and a healthy sink exited)."""
+    (tmp_path / "tables").mkdir()
+    sink, port = start_sink(
+        kafka_settings.bootstrap_servers, kafka_settings.topic_prefix, tmp_path / "tables",
+        f"{kafka_settings.topic_prefix}-sink", WEBHOUSE_HEALTH__STALL_AFTER_S="10",
+    )  # fmt: skip
+    try:
+        wait_for("ready", lambda: get(port, "/health/ready")[0] == 200, 60)
+        time.sleep(20)  # twice the bound
+        assert sink.poll() is None
+        assert get(port, "/health") == (200, {"status": "ok", "ready": True, "detail": "ready"})
+    finally:
+        sink.terminate()
+        sink.wait(timeout=STOP_BOUND_S)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_sink_within_the_bound_even_with_the_broker_paused(
     own_broker: LocalKafka, tmp_path: Path, signum: signal.Signals
