@@ -299,6 +299,25 @@ class LocalKafka:
                 lines += path.read_text(errors="replace").splitlines()[-15:]
         return "\n".join(lines) or "(no log)"
 
+    def pid(self) -> int | None:
+        """The running broker's process id (from its pid file), or None."""
+        return self._read_pid()
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (chaos tests); ``up()`` starts it again on the same
+        data. Reaps it when this object started it, so the pid file no longer names a zombie."""
+        pid = self._read_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=30)
+            self._proc = None
+        else:
+            while _alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker; SIGTERM first (clean shutdown), SIGKILL if it hangs. True if one ran."""
         pid = self._read_pid()
