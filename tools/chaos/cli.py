@@ -49,6 +49,7 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         rate=args.rate,
         dedupe=not args.no_dedupe,
         max_pause_s=args.max_pause,
+        separate_triggers=args.separate_triggers,
     )
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -82,6 +83,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run the sink without id-deduplication: offsets and transactions alone must land each "
         "record once",
+    )
+    p.add_argument(
+        "--separate-triggers",
+        action="store_true",
+        help="run the triggers as a process of their own (`webhouse triggers run`) and kill it too; "
+        "default: in the worker's App, as the demo runs them",
     )
     p.add_argument("--workdir", type=Path, default=Path(".webhouse/chaos"), help="brokers, tables, logs")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object, last")

@@ -5,6 +5,12 @@ traffic (same seed, same simulated "now"). The undisturbed run goes first; the c
 injects the planned faults while the traffic is sent and processed, and only then sends the
 end of input and waits until the webhouse is settled (the same wait as the demo's). The
 client is the simulator's sender, which retries a batch until the collector acknowledges it.
+
+The triggers ride in the worker's App as in the demo, so a worker kill kills them too;
+``separate_triggers`` runs them as ``webhouse triggers run`` and kills that process on its
+own. (The standalone App sometimes misses its own fresh changelog topic at first start,
+"Ignoring missing topic", and then evaluates nothing: seen in 2 of 3 fresh starts, not
+restarted by anything as it does not exit; a runtime matter, hence not the default.)
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 from sinks.duck import connect
 from tools.chaos.compare import Snapshot, TableDiff, diff, landed_ids, snapshots
-from tools.chaos.plan import SERVICES, Fault, plan_faults
+from tools.chaos.plan import BROKER, SERVICES, Fault, plan_faults
 from tools.chaos.stack import Stack
 from tools.demo.alert_truth import compare as alert_verdict
 from tools.demo.run import (
@@ -62,6 +68,7 @@ class ChaosOptions:
     settle_s: float = 8.0
     timeout_s: float = 600.0
     max_retries: int = 60  # per batch: a client outlasting any planned fault
+    separate_triggers: bool = False  # the demo's layout (triggers in the worker's App) by default
 
 
 @dataclass(slots=True)
@@ -103,6 +110,7 @@ class ChaosReport:
             "seed": opts.seed,
             "kills_requested": opts.kills,
             "dedupe": opts.dedupe,
+            "triggers": "separate" if opts.separate_triggers else "in the worker",
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
             "unexpected_exits": dict(self.chaos.unexpected_exits),
             "faults": [f.to_json() for f in self.faults],
@@ -176,7 +184,7 @@ def _traffic(
         done.set()
     topics = Topics.from_settings(run.kafka)
     send_end_of_input(stack.bootstrap, topics.raw_events)
-    groups = consumer_groups(run, separate_triggers=True)
+    groups = consumer_groups(run, separate_triggers=opts.separate_triggers)
     wait_queryable(run, report.accepted, groups, stack.check, opts.settle_s, opts.timeout_s)
     tables = Path(run.webhouse.root)
     return RunOutcome(
@@ -210,7 +218,7 @@ def run_once(
         topics = Topics.from_settings(run.kafka)
         ensure_topics(stack.bootstrap, topics.specs(), settings.kafka.replication_factor)
         with ServiceGroup(env=env, log_dir=workdir / "logs") as group:
-            start_services(group, stack.collector_url, separate_triggers=True)
+            start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
             stack.supervise(group)
             try:
                 outcome = _traffic(name, opts, run, simulation, faults, stack)
@@ -224,7 +232,8 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
     now = datetime.now(UTC).replace(microsecond=0)
     simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
     send_s = len(simulation.events) / opts.rate if opts.rate > 0 else 5.0
-    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, max_pause_s=opts.max_pause_s)
+    targets = tuple(t for t in (*SERVICES, BROKER) if t != "triggers" or opts.separate_triggers)
+    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, targets, opts.max_pause_s)
     say(
         f"chaos: {len(simulation.events):,} events ({opts.customers} people, {opts.days:g} days), "
         f"{len(faults)} faults over {send_s + opts.tail_s:.0f}s, seed {opts.seed}, "
@@ -236,6 +245,7 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
         d for name in baseline.tables if (d := diff(baseline.tables[name], chaos.tables[name])) is not None
     ]
     expected = frozenset(e.body["messageId"] for e in simulation.events if e.malformed is None)
-    for label in (*SERVICES, "broker_pause", "broker_kill"):
-        chaos.faults.setdefault(label, 0)
+    for label in (*targets, "broker_pause", "broker_kill"):
+        if label != BROKER:
+            chaos.faults.setdefault(label, 0)
     return ChaosReport(opts, faults, baseline, chaos, expected, differing)
