@@ -80,6 +80,7 @@ class RunOutcome:
     truth: dict[str, Any]
     faults: Counter[str] = field(default_factory=Counter)
     unexpected_exits: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
 
 
@@ -112,6 +113,7 @@ class ChaosReport:
             "dedupe": opts.dedupe,
             "triggers": "separate" if opts.separate_triggers else "in the worker",
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
+            "kills_skipped": dict(self.chaos.skipped),  # the target was down already
             "unexpected_exits": dict(self.chaos.unexpected_exits),
             "faults": [f.to_json() for f in self.faults],
             "acknowledged": self.chaos.send.accepted,
@@ -189,7 +191,7 @@ def _traffic(
     tables = Path(run.webhouse.root)
     return RunOutcome(
         name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
-        Counter(stack.faults), Counter(stack.unexpected),
+        Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
     )  # fmt: skip
 
 

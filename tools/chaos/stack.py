@@ -34,7 +34,8 @@ class Stack:
         self.broker = LocalKafka.ephemeral(workdir / "kafka")
         self.collector_port = free_port()
         self.group: ServiceGroup | None = None
-        self.faults: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()  # faults done, by label
+        self.skipped: Counter[str] = Counter()  # kills of a service that was down already
         self.unexpected: Counter[str] = Counter()  # exits we did not cause (code != 0 or crash)
         self.exit_codes: dict[str, list[int]] = {}
         self._held: dict[str, float] = {}  # service -> not before (monotonic), after our kill
@@ -63,8 +64,8 @@ class Stack:
     def inject(self, fault: Fault) -> None:
         """Do ``fault`` (blocks for a broker fault's hold time)."""
         log.info("fault at %.1fs: %s %s (hold %.1fs)", fault.at_s, fault.action, fault.target, fault.hold_s)
-        self.faults[fault.label] += 1
         if fault.target == BROKER:
+            self.faults[fault.label] += 1
             self._broker_fault(fault)
             return
         assert self.group is not None
@@ -72,8 +73,10 @@ class Stack:
             service = self.group.named(fault.target)
             proc = service.process
             if proc is None or proc.poll() is not None:
-                log.info("%s was already down: counted, nothing to kill", fault.target)
+                log.info("%s was down already: nothing to kill", fault.target)
+                self.skipped[fault.label] += 1
                 return
+            self.faults[fault.label] += 1
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
             self._killed.add(service.name)

