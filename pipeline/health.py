@@ -20,6 +20,12 @@ e.g. partitions assigned) are served next to ``/metrics`` by ``pipeline.metrics_
 ``stop_on_signals`` makes SIGTERM and SIGINT stop a loop with a bound: past ``stop_within_s``
 the process exits anyway (``EXIT_STOP_TIMEOUT``), as a supervisor would kill it, but with the
 reason in the log.
+
+Plugging a service in (the sink, ``sinks/cli.py``, is the example): make a ``Health`` from
+``settings.health``; pass it to ``serve_metrics``; report ``beat``/``progressed``/``set_ready``
+from the loop; start a ``Watchdog`` with ``StallExit(stop, ...)``; install
+``stop_on_signals`` (or, in asyncio, ``arm_stop_deadline`` in the signal handler); return
+``EXIT_STALLED`` when ``health.stalled`` is set.
 """
 
 from __future__ import annotations

@@ -123,6 +123,7 @@ class ChaosReport:
             "lost_baseline": len(self.expected_ids - set(self.baseline.landed)),
             "duplicated": self.duplicated,
             "duplicated_by_table": {n: s.duplicated for n, s in self.chaos.tables.items() if s.duplicated},
+            "duplicated_baseline": sum(s.duplicated for s in self.baseline.tables.values()),
             "tables_differing": [d.table for d in self.differing],
             "table_diffs": {d.table: d.to_json() for d in self.differing},
             "rows": {n: [self.baseline.tables[n].count, s.count] for n, s in self.chaos.tables.items()},
