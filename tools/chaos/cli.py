@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -14,6 +15,11 @@ from pipeline.settings import Settings
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the stacks' teardown: children and brokers stopped
+
+
+def _instant(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -50,6 +56,7 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         dedupe=not args.no_dedupe,
         max_pause_s=args.max_pause,
         separate_triggers=args.separate_triggers,
+        now=args.now,
     )
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -89,6 +96,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run the triggers as a process of their own (`webhouse triggers run`) and kill it too; "
         "default: in the worker's App, as the demo runs them",
+    )
+    p.add_argument(
+        "--now",
+        type=_instant,
+        default=None,
+        help="the simulated 'now' (ISO 8601, UTC); with --seed it fixes the traffic, so a report's "
+        "seed and now replay it (default: the wall clock)",
     )
     p.add_argument("--workdir", type=Path, default=Path(".webhouse/chaos"), help="brokers, tables, logs")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object, last")

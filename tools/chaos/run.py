@@ -69,6 +69,7 @@ class ChaosOptions:
     timeout_s: float = 600.0
     max_retries: int = 60  # per batch: a client outlasting any planned fault
     separate_triggers: bool = False  # the demo's layout (triggers in the worker's App) by default
+    now: datetime | None = None  # the simulated "now" (with the seed, it fixes the traffic); None: now
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ class RunOutcome:
 @dataclass(frozen=True, slots=True)
 class ChaosReport:
     options: ChaosOptions
+    now: datetime
     faults: list[Fault]
     baseline: RunOutcome
     chaos: RunOutcome
@@ -109,6 +111,7 @@ class ChaosReport:
         opts = self.options
         return {
             "seed": opts.seed,
+            "now": self.now.isoformat(),  # replay: --seed S --now NOW --kills N
             "kills_requested": opts.kills,
             "dedupe": opts.dedupe,
             "triggers": "separate" if opts.separate_triggers else "in the worker",
@@ -232,7 +235,7 @@ def run_once(
 
 
 def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = opts.now or datetime.now(UTC).replace(microsecond=0)
     simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
     send_s = len(simulation.events) / opts.rate if opts.rate > 0 else 5.0
     targets = tuple(t for t in (*SERVICES, BROKER) if t != "triggers" or opts.separate_triggers)
@@ -251,4 +254,4 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
     for label in (*targets, "broker_pause", "broker_kill"):
         if label != BROKER:
             chaos.faults.setdefault(label, 0)
-    return ChaosReport(opts, faults, baseline, chaos, expected, differing)
+    return ChaosReport(opts, now, faults, baseline, chaos, expected, differing)
