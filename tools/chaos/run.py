@@ -116,7 +116,7 @@ class ChaosReport:
             "dedupe": opts.dedupe,
             "triggers": "separate" if opts.separate_triggers else "in the worker",
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
-            "kills_skipped": dict(self.chaos.skipped),  # the target was down already
+            "kills_skipped": dict(self.chaos.skipped),  # the target did not come back in time
             "unexpected_exits": dict(self.chaos.unexpected_exits),
             "faults": [f.to_json() for f in self.faults],
             "acknowledged": self.chaos.send.accepted,

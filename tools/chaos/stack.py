@@ -25,6 +25,7 @@ from tools.demo.services import Service, ServiceError, ServiceGroup
 
 log = logging.getLogger(__name__)
 
+WAIT_UP_S = 30.0  # a kill waits this long for its target to be back from the last one
 CRASH_LOOP = 12  # exits of one service we did not cause before the run is given up
 
 
@@ -35,7 +36,7 @@ class Stack:
         self.collector_port = free_port()
         self.group: ServiceGroup | None = None
         self.faults: Counter[str] = Counter()  # faults done, by label
-        self.skipped: Counter[str] = Counter()  # kills of a service that was down already
+        self.skipped: Counter[str] = Counter()  # kills whose target did not come back in time
         self.unexpected: Counter[str] = Counter()  # exits we did not cause (code != 0 or crash)
         self.exit_codes: dict[str, list[int]] = {}
         self._held: dict[str, float] = {}  # service -> not before (monotonic), after our kill
@@ -69,18 +70,23 @@ class Stack:
             self._broker_fault(fault)
             return
         assert self.group is not None
-        with self._lock:
-            service = self.group.named(fault.target)
-            proc = service.process
-            if proc is None or proc.poll() is not None:
-                log.info("%s was down already: nothing to kill", fault.target)
+        deadline = time.monotonic() + WAIT_UP_S
+        while True:
+            with self._lock:
+                service = self.group.named(fault.target)
+                proc = service.process
+                if proc is not None and proc.poll() is None:
+                    self.faults[fault.label] += 1
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+                    self._killed.add(service.name)
+                    self._held[service.name] = time.monotonic() + fault.hold_s
+                    return
+            if time.monotonic() >= deadline:
+                log.info("%s did not come back within %.0fs: nothing to kill", fault.target, WAIT_UP_S)
                 self.skipped[fault.label] += 1
                 return
-            self.faults[fault.label] += 1
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            self._killed.add(service.name)
-            self._held[service.name] = time.monotonic() + fault.hold_s
+            time.sleep(0.1)  # down from the last fault: kill it once it is back
 
     def _broker_fault(self, fault: Fault) -> None:
         pid = self.broker.pid()
