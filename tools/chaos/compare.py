@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from pipeline.errors import WebhouseError
+from pipeline.runtime.control import is_control
+from pipeline.serde import make_serde
 from sinks.tables import default_specs
 
 # Columns that record the wall clock of one run, not what happened.
@@ -29,6 +34,10 @@ WALL_CLOCK: dict[str, tuple[str, ...]] = {
     "dead_letters": ("failed_at", "failed_date"),
 }
 SAMPLES = 3
+
+
+class ChaosError(WebhouseError):
+    """A chaos run could not read what it compares."""
 
 
 def compared_tables() -> dict[str, tuple[str, ...]]:
@@ -122,3 +131,37 @@ def landed_ids(root: Path) -> Counter[str]:
     except TableNotFoundError:
         return Counter()
     return Counter(data.column("message_id").to_pylist())
+
+
+def raw_copies(bootstrap: str, topic: str, schema_registry_url: str | None = None) -> int:
+    """Records on the raw topic beyond one per message id: the copies a client's retries after a
+    collector kill put there (at least once by design; the stages downstream must absorb them)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"webhouse-chaos-probe-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    serde = make_serde("customer_event", schema_registry_url)
+    ids: Counter[str] = Counter()
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions if ends[p] > 0])
+        done = {p for p, end in ends.items() if end <= 0}
+        while len(done) < len(partitions):
+            for msg in consumer.consume(500, timeout=1.0):
+                if msg.error() is not None:
+                    raise ChaosError(f"reading {topic}: {msg.error()}")
+                partition, offset = msg.partition(), msg.offset()
+                assert partition is not None and offset is not None
+                if offset + 1 >= ends[partition]:
+                    done.add(partition)
+                if not is_control(msg.headers()):
+                    ids[serde.decode(msg.value() or b"", topic)["message_id"]] += 1
+    finally:
+        consumer.close()
+    return sum(ids.values()) - len(ids)

@@ -31,7 +31,7 @@ from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from sinks.duck import connect
-from tools.chaos.compare import Snapshot, TableDiff, diff, landed_ids, snapshots
+from tools.chaos.compare import Snapshot, TableDiff, diff, landed_ids, raw_copies, snapshots
 from tools.chaos.plan import BROKER, SERVICES, Fault, plan_faults
 from tools.chaos.stack import Stack
 from tools.demo.alert_truth import compare as alert_verdict
@@ -82,6 +82,7 @@ class RunOutcome:
     faults: Counter[str] = field(default_factory=Counter)
     unexpected_exits: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    raw_copies: int = 0  # records on the raw topic beyond one per message id (client retries)
     wall_s: float = 0.0
 
 
@@ -122,6 +123,7 @@ class ChaosReport:
             "acknowledged": self.chaos.send.accepted,
             "acknowledged_baseline": self.baseline.send.accepted,
             "client_retries": self.chaos.send.retries,
+            "raw_copies": self.chaos.raw_copies,  # duplicates the collector took in (client retries)
             "lost": self.lost,
             "lost_baseline": len(self.expected_ids - set(self.baseline.landed)),
             "duplicated": self.duplicated,
@@ -196,6 +198,7 @@ def _traffic(
     return RunOutcome(
         name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
+        raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url),
     )  # fmt: skip
 
 

@@ -6,9 +6,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
+from confluent_kafka import Producer
 from deltalake import write_deltalake
 
-from tools.chaos.compare import diff, snapshot
+from pipeline.runtime.control import send_end_of_input
+from pipeline.serde import make_serde
+from pipeline.settings import KafkaSettings
+from pipeline.topics import Topics
+from tools.chaos.compare import diff, raw_copies, snapshot
+from tools.records import event
 
 
 def _events(root: Path, rows: list[tuple[str, str, datetime]]) -> None:
@@ -50,3 +57,16 @@ def test_a_lost_row_a_changed_row_and_a_copy_are_differences(tmp_path: Path) -> 
 def test_a_missing_table_is_an_empty_one(tmp_path: Path) -> None:
     empty = snapshot(tmp_path, "alerts", ("alert_id",))
     assert empty.count == 0 and empty.duplicated == 0
+
+
+@pytest.mark.kafka
+def test_raw_copies_counts_records_beyond_one_per_message_id(kafka_settings: KafkaSettings) -> None:
+    topics = Topics.from_settings(kafka_settings)
+    serde = make_serde("customer_event")
+    producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    for message_id in ("m1", "m2", "m2", "m3", "m3", "m3"):
+        record = event(message_id, name="Product Viewed")
+        producer.produce(topics.raw_events, serde.encode(record, topics.raw_events), key=message_id.encode())
+    assert producer.flush(30) == 0
+    send_end_of_input(kafka_settings.bootstrap_servers, topics.raw_events)  # control records: not counted
+    assert raw_copies(kafka_settings.bootstrap_servers, topics.raw_events) == 3
