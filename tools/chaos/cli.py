@@ -25,7 +25,8 @@ def _instant(text: str) -> datetime:
 def _summary(report: dict[str, Any]) -> str:
     kills = ", ".join(f"{k} {n}" for k, n in report["kills"].items() if n) or "none"
     lines = [
-        f"faults: {kills}; exits the supervisor restarted: {report['unexpected_exits'] or 'none'}",
+        f"faults: {kills}; exits the supervisor restarted: {report['unexpected_exits'] or 'none'}; "
+        f"copies on the raw topic from client retries: {report['raw_copies']}",
         f"acknowledged {report['acknowledged']:,}, lost {report['lost']}, duplicated {report['duplicated']} "
         f"(by table: {report['duplicated_by_table'] or 'none'})",
         f"tables differing from the undisturbed run: {', '.join(report['tables_differing']) or 'none'}",

@@ -45,7 +45,7 @@ from tools.demo.run import (
     start_services,
     wait_queryable,
 )
-from tools.demo.services import ServiceGroup
+from tools.demo.services import ServiceError, ServiceGroup
 from tools.simulate.generate import Simulation, generate
 from tools.simulate.sender import SendReport
 
@@ -66,7 +66,7 @@ class ChaosOptions:
     tail_s: float = 10.0  # faults keep coming this long after the last batch is sent
     max_pause_s: float = 8.0
     settle_s: float = 8.0
-    timeout_s: float = 600.0
+    timeout_s: float = 240.0  # a stack that has not settled by then is stuck: reported, not waited for
     max_retries: int = 60  # per batch: a client outlasting any planned fault
     separate_triggers: bool = False  # the demo's layout (triggers in the worker's App) by default
     now: datetime | None = None  # the simulated "now" (with the seed, it fixes the traffic); None: now
@@ -83,6 +83,7 @@ class RunOutcome:
     unexpected_exits: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     raw_copies: int = 0  # records on the raw topic beyond one per message id (client retries)
+    unsettled: str | None = None  # why the run never settled (a stuck stage); its tables are compared anyway
     wall_s: float = 0.0
 
 
@@ -106,7 +107,8 @@ class ChaosReport:
 
     @property
     def passed(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and not self.differing
+        settled = self.baseline.unsettled is None and self.chaos.unsettled is None
+        return settled and self.lost == 0 and self.duplicated == 0 and not self.differing
 
     def to_json(self) -> dict[str, Any]:
         opts = self.options
@@ -134,6 +136,7 @@ class ChaosReport:
             "rows": {n: [self.baseline.tables[n].count, s.count] for n, s in self.chaos.tables.items()},
             "truth": {"baseline": self.baseline.truth, "chaos": self.chaos.truth},
             "wall_s": {"baseline": round(self.baseline.wall_s, 1), "chaos": round(self.chaos.wall_s, 1)},
+            "unsettled": {r.name: r.unsettled for r in (self.baseline, self.chaos) if r.unsettled},
             "passed": self.passed,
         }
 
@@ -193,12 +196,17 @@ def _traffic(
     topics = Topics.from_settings(run.kafka)
     send_end_of_input(stack.bootstrap, topics.raw_events)
     groups = consumer_groups(run, separate_triggers=opts.separate_triggers)
-    wait_queryable(run, report.accepted, groups, stack.check, opts.settle_s, opts.timeout_s)
+    unsettled = None
+    try:
+        wait_queryable(run, report.accepted, groups, stack.check, opts.settle_s, opts.timeout_s)
+    except ServiceError as exc:  # a stage stuck (or crash-looping) is a finding, not the end of the report
+        unsettled = str(exc)
+        log.error("%s did not settle: %s", name, exc)
     tables = Path(run.webhouse.root)
     return RunOutcome(
         name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
-        raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url),
+        raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url), unsettled,
     )  # fmt: skip
 
 
