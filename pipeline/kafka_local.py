@@ -360,6 +360,10 @@ class LocalKafka:
                 lines += path.read_text(errors="replace").splitlines()[-15:]
         return "\n".join(lines) or "(no log)"
 
+    def pid(self) -> int | None:
+        """The running broker's process id (from its pid file), or None."""
+        return self._read_pid()
+
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker; SIGTERM first (clean shutdown), SIGKILL if it hangs. True if one ran."""
         pid = self._read_pid()

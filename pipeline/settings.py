@@ -398,6 +398,11 @@ class WebhouseSettings(_Section):
     pii_hmac_secret: str = Field(
         "change-me-pii-secret", description="Key for hashing e-mail, phone and IP before they land."
     )
+    dedupe_ids: bool = Field(
+        True,
+        description="Drop rows whose natural id already landed; off only to test that offsets alone "
+        "land each record once (`webhouse chaos --no-dedupe`).",
+    )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="deltalake object-store options for an s3:// root (AWS_ENDPOINT_URL, AWS_REGION, ...).",
@@ -478,6 +483,18 @@ class MetricsSettings(_Section):
     port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint of workers and sinks; 0: none.")
 
 
+class HealthSettings(_Section):
+    """Liveness of the services (pipeline/health.py): /health and /health/ready ride on the metrics
+    endpoint of the sink and of the worker (every stage), the collector serves its own."""
+
+    stall_after_s: float = Field(
+        120.0, gt=0, description="No progress this long while there is work: error, exit 3 (restart me)."
+    )
+    stop_within_s: float = Field(
+        25.0, gt=0, description="SIGTERM/SIGINT: a stop still running after this exits 4 anyway."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -492,6 +509,7 @@ class Settings(BaseSettings):
     triggers: TriggerSettings = TriggerSettings()
     webhouse: WebhouseSettings = WebhouseSettings()
     metrics: MetricsSettings = MetricsSettings()
+    health: HealthSettings = HealthSettings()
     simulate: SimulateSettings = SimulateSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

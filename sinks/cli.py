@@ -28,6 +28,9 @@ def _tables(settings: Settings, names: str | None) -> list[Any]:
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    """Land until SIGTERM/SIGINT (stopped within ``health.stop_within_s``); exit 3 when the
+    watchdog finds no progress while there is work, so that a supervisor restarts the sink."""
+    from pipeline.health import EXIT_STALLED, Health, StallExit, Watchdog, stop_on_signals
     from pipeline.metrics_http import serve_metrics
     from sinks.metrics import SinkMetrics
     from sinks.runner import SinkRunner
@@ -37,14 +40,18 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"metrics": settings.metrics.model_copy(update={"port": args.metrics_port})}
         )
-    serve_metrics(settings, "sink", metrics.registry)
-    runner = SinkRunner(settings, _tables(settings, args.tables), metrics=metrics)
+    health = Health("sink", settings.health.stall_after_s)
+    serve_metrics(settings, "sink", metrics.registry, health)
+    runner = SinkRunner(settings, _tables(settings, args.tables), metrics=metrics, health=health)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    landed = runner.run(stop, exit_when_idle=args.exit_when_idle, assign_all=args.assign_all)
+    stop_on_signals(stop.set, "sink", settings.health.stop_within_s)
+    watchdog = Watchdog(health, StallExit(stop, grace_s=settings.health.stop_within_s)).start()
+    try:
+        landed = runner.run(stop, exit_when_idle=args.exit_when_idle, assign_all=args.assign_all)
+    finally:
+        watchdog.close()
     print(f"landed {landed} rows")
-    return 0
+    return EXIT_STALLED if health.stalled else 0
 
 
 def register(sub: Any) -> None:

@@ -12,6 +12,10 @@ The hot path on one screen:
 4. only then commit the Kafka offsets (for lag dashboards; nothing reads them back);
 5. between batches, compact the tables' small files and vacuum old ones when due
    (``sinks.maintenance.Upkeep``); a run that exits when idle (a backfill) compacts last.
+
+Each turn of the loop reports to a ``pipeline.health.Health``: whether work is waiting (no
+partitions assigned, rows buffered, a partition not read to its end) and whether a message
+was handled or a batch landed; the sink's watchdog acts when work waits without progress.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from confluent_kafka import (
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
+from pipeline.health import Health
 from pipeline.kafka_admin import require_topics
 from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
@@ -58,8 +63,10 @@ class SinkRunner:
         tables: list[Table],
         store: DeltaStore | None = None,
         metrics: SinkMetrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health or Health("sink", settings.health.stall_after_s)
         self.cfg = settings.webhouse
         self.topics = Topics.from_settings(settings.kafka)
         self.store = store or DeltaStore(settings.webhouse)
@@ -187,12 +194,36 @@ class SinkRunner:
             messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
             for msg in messages:
                 self._handle(msg)
+            if messages:
+                self.health.progressed()
             if self._due():
                 self.flush()
             self.upkeep.run_due()
+            self._report_health()
             if exit_when_idle and not messages and self.assigned and self.update_lag():
                 return True
         return False
+
+    def _report_health(self) -> None:
+        """Work waits when nothing is assigned, rows are buffered, or a partition has messages
+        past what we read. Read: the consumer's position once it delivered a message there (it
+        steps over transaction markers), else where the tables say we resume. The watermark is
+        the cached one of the last fetch, so this costs no broker round trip; unknown (no fetch
+        answered yet) counts as work, as a fetch is answered within a second."""
+        assigned = bool(self.assigned)
+        self.health.set_ready(assigned, "no partitions assigned")
+        if not assigned or self.offsets:
+            self.health.beat(has_work=True)
+            return
+        resume = self._positions()
+        behind = False
+        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.assigned]):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if (tp.topic, tp.partition) in self.at_end:  # read to its end (past any commit marker)
+                continue
+            read = tp.offset if tp.offset >= 0 else resume.get((tp.topic, tp.partition), 0)
+            behind = behind or high < 0 or read < high
+        self.health.beat(has_work=behind)
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()
@@ -303,6 +334,7 @@ class SinkRunner:
         self.buffered = 0
         self.oldest = None
         self._commit_kafka()
+        self.health.progressed()
         self.update_lag()
 
     def _positions(self) -> dict[TP, int]:

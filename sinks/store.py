@@ -10,7 +10,9 @@ Kafka's committed offset, is the source of truth.
 
 Upstream duplicates (the same natural id at another offset) are dropped twice:
 within the batch (first wins) and against the table, reading only the id columns
-of the date partitions the batch touches.
+of the date partitions the batch touches. ``webhouse.dedupe_ids = false`` turns both
+off, so that a test (``webhouse chaos --no-dedupe``) sees whether offsets alone land
+each record once.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class DeltaStore:
         spec = table.spec
         started = time.perf_counter()
         received = data.num_rows
-        data = dedupe_batch(data, spec.id_columns)
+        keys = spec.id_columns if self.settings.dedupe_ids else ()
+        data = dedupe_batch(data, keys)
         retries = self.settings.commit_retries
         try:
             for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
@@ -152,8 +155,8 @@ class DeltaStore:
                     txns = advancing(dt, offsets)
                     dedupe_started = time.perf_counter()
                     fresh = data
-                    if dt is not None and spec.id_columns and data.num_rows:
-                        fresh = anti_join(data, self.existing_ids(dt, spec, data), spec.id_columns)
+                    if dt is not None and keys and data.num_rows:
+                        fresh = anti_join(data, self.existing_ids(dt, spec, data), keys)
                     dedupe_s = time.perf_counter() - dedupe_started
                     self._write(spec, dt, fresh, txns)
         except CommitFailedError as exc:

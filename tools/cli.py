@@ -17,6 +17,7 @@ from pipeline.settings import describe_defaults, load_settings
 
 COMMAND_MODULES = [
     "tools.demo.cli",
+    "tools.chaos.cli",
     "pipeline.init_cli",
     "pipeline.kafka_cli",
     "pipeline.collector.cli",

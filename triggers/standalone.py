@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
-from pipeline.runtime.host import prepare_changelogs, run_stages, runner_for
+from pipeline.runtime.host import prepare_changelogs, process_health, run_stages, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -26,14 +26,14 @@ def run(settings: Settings) -> int:
     """Serve metrics (refusing default secrets first), create (or require) the topics, run the
     trigger stages until stopped (blocks)."""
     registry = CollectorRegistry()
-    serve_metrics(settings, "triggers", registry)
     require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
     specs = stages_for(settings, registry)
     prepare_changelogs(settings, specs)
     metrics = RuntimeMetrics(registry)
     runners = [runner_for(spec, settings, metrics) for spec in specs]
+    serve_metrics(settings, "triggers", registry, process_health(runners))
     log.info("triggers starting: %s", [s.stage.name for s in specs])
-    code = run_stages(runners)
+    code = run_stages(runners, settings.health.stop_within_s)
     for spec in specs:
         close = getattr(spec.stage, "close", None)
         if close is not None:

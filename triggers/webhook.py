@@ -4,7 +4,8 @@ The request, for receivers::
 
     POST <url>
     Content-Type: application/json
-    X-Webhouse-Alert-Id: <alert id>          deduplicate by it: delivery is at least once
+    Idempotency-Key: <alert id>              deduplicate by it: delivery is at least once
+    X-Webhouse-Alert-Id: <alert id>          the same, under the project's own name
     X-Webhouse-Timestamp: <unix seconds>     when this attempt was signed
     X-Webhouse-Signature: v1=<hex>           HMAC-SHA256(secret, "<timestamp>." + body)
 
@@ -17,6 +18,12 @@ stops a captured request from being replayed later. Any 2xx is success. Timeouts
 connection errors, 429 and 5xx are retried (exponential backoff, "equal jitter");
 other 4xx are final. What still fails goes to the dead-letter topic (stage
 ``delivery``), never silently dropped.
+
+Delivery is at least once: a retry after a lost answer, a replay after a crash (the alerts
+topic's offset is committed after the delivery), a redelivered dead letter all POST the same
+alert again. Every copy carries the same ``Idempotency-Key``, the alert id, which is
+deterministic (a hash of the rule and the triggering event ids: ``triggers.alerts``), so a
+receiver that keeps the keys it has handled acts once per alert.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from triggers.alerts import Alert
 SIGNATURE_HEADER = "X-Webhouse-Signature"
 TIMESTAMP_HEADER = "X-Webhouse-Timestamp"
 ALERT_ID_HEADER = "X-Webhouse-Alert-Id"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 SCHEME = "v1"
 
 
@@ -149,6 +157,7 @@ class WebhookSender:
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
+            IDEMPOTENCY_KEY_HEADER: alert_id,
             ALERT_ID_HEADER: alert_id,
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self.secret, timestamp, body),

@@ -1,4 +1,9 @@
-"""``webhouse collector``: serve the Segment-compatible HTTP API until SIGTERM or SIGINT."""
+"""``webhouse collector``: serve the Segment-compatible HTTP API until SIGTERM or SIGINT.
+
+A stop finishes open requests and flushes the producer, each within
+``collector.shutdown_timeout_s``; past ``health.stop_within_s`` (a broker that does not
+answer) the process exits anyway (``pipeline.health.arm_stop_deadline``): what it had not
+acknowledged, its clients send again."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import signal
 from prometheus_client import REGISTRY
 
 from pipeline.collector.server import CollectorServer
+from pipeline.health import arm_stop_deadline
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,8 +43,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        if not stop.is_set():
+            arm_stop_deadline("collector", settings.health.stop_within_s)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping)
     server = CollectorServer(settings, registry=REGISTRY)
     url = await server.start()
     print(f"webhouse collector listening on {url} (raw events -> {server.topics.raw_events})", flush=True)

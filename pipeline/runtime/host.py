@@ -2,22 +2,24 @@
 
 confluent-kafka's consume, produce and commit release the GIL while they wait, so the
 stages' I/O overlaps; their Python work shares one core, as faust's agents did. A
-stage that fails stops the process (exit code 1) so that a supervisor restarts it:
+stage that fails stops the process (exit code 1), and one that makes no progress while
+it has work (``pipeline.health``: no partitions assigned, or stuck in a commit, for
+``health.stall_after_s``) stops it with exit code 3, so that a supervisor restarts it:
 nothing is lost, since uncommitted work is read again. SIGTERM and SIGINT stop every
-stage at its next batch boundary; each leaves its group, so partitions move at once.
+stage at its next batch boundary, within ``health.stop_within_s``; each leaves its
+group, so partitions move at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 
+from pipeline.health import EXIT_STALLED, AllHealth, Health, StallExit, Watchdog, stop_on_signals
 from pipeline.kafka_admin import ensure_topics, may_create_topics
 from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
 from pipeline.runtime.metrics import RuntimeMetrics
@@ -36,6 +38,7 @@ class StageSpec:
 
 
 def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> KafkaRunner:
+    """The stage's runner, with a ``Health`` of its own (``settings.health.stall_after_s``)."""
     topics = Topics.from_settings(settings.kafka)
     w = settings.worker
     config = RunnerConfig(
@@ -49,7 +52,7 @@ def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> 
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
         transactional=spec.transactional,
     )
-    return KafkaRunner(spec.stage, config, metrics)
+    return KafkaRunner(spec.stage, config, metrics, Health(spec.stage.name, settings.health.stall_after_s))
 
 
 def prepare_changelogs(settings: Settings, specs: list[StageSpec]) -> None:
@@ -60,10 +63,19 @@ def prepare_changelogs(settings: Settings, specs: list[StageSpec]) -> None:
         ensure_topics(settings.kafka.bootstrap_servers, wanted, settings.kafka.replication_factor)
 
 
+def process_health(runners: list[KafkaRunner]) -> AllHealth:
+    """What the process's ``/health`` and ``/health/ready`` answer: every stage's health."""
+    return AllHealth([r.health for r in runners])
+
+
 def run_stages(
-    runners: list[KafkaRunner], stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None
+    runners: list[KafkaRunner],
+    stop_within_s: float = 25.0,
+    stop: threading.Event | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> int:
-    """Run until stopped (signal or ``stop``); 0 after a clean stop, 1 when a stage failed."""
+    """Run until stopped: 0 after a clean stop (SIGTERM/SIGINT, bounded by ``stop_within_s``), 1 when
+    a stage failed, ``EXIT_STALLED`` when a stage made no progress while it had work."""
     stop = stop or threading.Event()
     failed: list[str] = []
 
@@ -75,19 +87,19 @@ def run_stages(
             failed.append(runner.stage.name)
             stop.set()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping the stages", signal.Signals(signum).name)
-        stop.set()
-
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop_on_signals(stop.set, "worker", stop_within_s)
+    watchdogs = [Watchdog(r.health, StallExit(stop, grace_s=stop_within_s)).start() for r in runners]
     threads = [threading.Thread(target=run, args=(r,), name=r.stage.name, daemon=True) for r in runners]
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads):
         for thread in threads:
             thread.join(0.2)
+    for watchdog in watchdogs:
+        watchdog.close()
     if on_stop is not None:
         on_stop()
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return EXIT_STALLED if process_health(runners).stalled else 0

@@ -41,6 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from pipeline.errors import ProcessingError
+from pipeline.health import Health
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Record, Stage, Step
@@ -66,8 +67,11 @@ class RunnerConfig:
 class KafkaRunner:
     """Runs a stage as a member of its consumer group until ``stop`` is set (see module docstring)."""
 
-    def __init__(self, stage: Stage, config: RunnerConfig, metrics: RuntimeMetrics) -> None:
+    def __init__(
+        self, stage: Stage, config: RunnerConfig, metrics: RuntimeMetrics, health: Health | None = None
+    ) -> None:
         self.stage = stage
+        self.health = health or Health(stage.name, float("inf"))
         self.config = config
         self.metrics = metrics
         self.stores = {name: StateStore() for name in stage.store_names}
@@ -130,6 +134,10 @@ class KafkaRunner:
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.config.batch_max_events, self.config.batch_within_s)
+                # Work waits when nothing is assigned (an empty group) or records came; the loop
+                # coming round and each commit are what the watchdog watches (pipeline.health).
+                self.health.beat(has_work=not self.owned or bool(messages))
+                self.health.set_ready(bool(self.owned), "no partitions assigned")
                 self._apply_broadcasts(self.broadcasts.poll())
                 if self._reapply:
                     self._reapply = False
@@ -195,6 +203,7 @@ class KafkaRunner:
             self.producer.flush()
             if offsets:
                 self.consumer.store_offsets(offsets=offsets)
+            self.health.progressed()
             return
         try:
             self.producer.begin_transaction()
@@ -207,6 +216,7 @@ class KafkaRunner:
             self._failed_transaction(exc)
             return
         self.metrics.transactions.labels(self.stage.name, "committed").inc()
+        self.health.progressed()
 
     def _send(self, step: Step) -> None:
         for record in step.outputs:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.errors import SettingsError
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
-from pipeline.runtime.host import StageSpec, prepare_changelogs, run_stages, runner_for
+from pipeline.runtime.host import StageSpec, prepare_changelogs, process_health, run_stages, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
@@ -63,7 +63,6 @@ def run_worker(settings: Settings) -> int:
     """Serve metrics (refusing default secrets first), create (or require) the project topics,
     run the stages until stopped (blocks)."""
     registry = CollectorRegistry()
-    serve_metrics(settings, "worker", registry)
     topics = Topics.from_settings(settings.kafka)
     require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
@@ -71,8 +70,9 @@ def run_worker(settings: Settings) -> int:
     prepare_changelogs(settings, specs)
     runtime_metrics = RuntimeMetrics(registry)
     runners = [runner_for(spec, settings, runtime_metrics) for spec in specs]
+    serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
-    return run_stages(runners, on_stop=lambda: close_stages(specs))
+    return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))
 
 
 def close_stages(specs: list[StageSpec]) -> None:

@@ -31,3 +31,10 @@ def test_services_are_scrapeable_from_other_containers() -> None:
     assert services["collector"]["environment"]["WEBHOUSE_COLLECTOR__HOST"] == "0.0.0.0"
     for name in ("worker", "sink"):
         assert services[name]["environment"]["WEBHOUSE_METRICS__HOST"] == "0.0.0.0"
+
+
+def test_the_services_are_restarted_when_they_exit() -> None:
+    """A service that finds itself stuck exits non-zero (pipeline/health.py) for this restart."""
+    services = _services()
+    for name in ("collector", "worker", "sink"):
+        assert services[name]["restart"] == "unless-stopped", name

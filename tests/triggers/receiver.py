@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.errors import SignatureError
-from triggers.webhook import ALERT_ID_HEADER, verify
+from triggers.webhook import ALERT_ID_HEADER, IDEMPOTENCY_KEY_HEADER, verify
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Receiver:
     hang_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0
+    keys: list[str | None] = field(default_factory=list)  # Idempotency-Key of every attempt
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -40,6 +41,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
+        self.keys.append(request.headers.get(IDEMPOTENCY_KEY_HEADER))
         if self.attempts <= self.fail_first:
             if self.fail_status == 0:
                 await asyncio.sleep(self.hang_s)

@@ -144,3 +144,13 @@ def test_connection_refused_is_retried_then_reported(alert: Alert) -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
     [result], _, _ = deliver(alert, [url], RetryPolicy(max_attempts=2))
     assert (result.ok, result.attempts, result.error) == (False, 2, "connect")
+
+
+def test_every_attempt_carries_the_alert_id_as_idempotency_key(alert: Alert, receiver: Receiver) -> None:
+    """At least once: a retried POST and a second delivery of the same alert (a replay after a
+    crash) carry the same key, so the receiver can act once."""
+    receiver.fail_first = 2
+    deliver(alert, [receiver.url], RetryPolicy(max_attempts=5, base_s=0.01))
+    deliver(alert, [receiver.url], RetryPolicy(max_attempts=5, base_s=0.01))
+    assert receiver.keys == [alert.alert_id] * 4
+    assert [r.alert_id for r in receiver.requests] == [alert.alert_id] * 2

@@ -17,6 +17,7 @@ import logging
 import shutil
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,7 +119,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _child_env(settings: Settings, prefix: str, tables: Path, collector_port: int) -> dict[str, str]:
+def child_env(settings: Settings, prefix: str, tables: Path, collector_port: int) -> dict[str, str]:
     return {
         "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
@@ -146,24 +147,39 @@ def _count(settings: Settings, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _wait_queryable(
-    settings: Settings, group: ServiceGroup, expected_events: int, opts: DemoOptions
-) -> dict[str, int]:
-    """Until every valid event is landed, the worker's and the sink's consumer groups have no lag
-    left (so triggers and sessions are through too), and the tables have stopped growing."""
+def consumer_groups(settings: Settings, separate_triggers: bool = False) -> dict[str, list[str]]:
+    """Each consumer group of the stack and the topics it consumes: the worker's stage, the trigger
+    stages (the same groups whether they run in the worker's process or on their own) and the sink.
+    ``separate_triggers`` changes nothing here; it is kept for callers that name the layout."""
     topics = Topics.from_settings(settings.kafka)
-    bootstrap = settings.kafka.bootstrap_servers
-    # What each group consumes: the worker's stages (processors, then the triggers) and the sink.
-    stage_groups = {worker_app_id(settings): [topics.raw_events], **trigger_groups(settings)}
     sink_topics = sorted(
         {source_topic(spec, topics) for spec in default_specs(settings.webhouse.events_source)}
     )
-    deadline = time.monotonic() + opts.timeout_s
+    return {
+        settings.webhouse.consumer_group: sink_topics,
+        worker_app_id(settings): [topics.raw_events],
+        **trigger_groups(settings),
+    }
+
+
+def wait_queryable(
+    settings: Settings,
+    expected_events: int,
+    groups: dict[str, list[str]],
+    check: Callable[[], None],
+    settle_s: float,
+    timeout_s: float,
+) -> dict[str, int]:
+    """Until every valid event is landed, no consumer group of ``groups`` has lag left (so triggers
+    and sessions are through too), and the tables have stopped growing. ``check`` raises when a
+    service the wait depends on is gone."""
+    bootstrap = settings.kafka.bootstrap_servers
+    deadline = time.monotonic() + timeout_s
     watched = ("events", "sessions", "alerts", "dead_letters")
     last: dict[str, int] = {}
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
-        group.check_alive()
+        check()
         counts = {t: _count(settings, t) for t in watched}
         if counts != last:
             last, stable_since = counts, time.monotonic()
@@ -174,13 +190,56 @@ def _wait_queryable(
             )
         elif (
             counts["events"] >= expected_events
-            and time.monotonic() - stable_since >= opts.settle_s
-            and all(unprocessed(bootstrap, g, inputs) == 0 for g, inputs in stage_groups.items())
-            and unprocessed(bootstrap, settings.webhouse.consumer_group, sink_topics) == 0
+            and time.monotonic() - stable_since >= settle_s
+            and all(unprocessed(bootstrap, group, topics) == 0 for group, topics in groups.items())
         ):
             return counts
         time.sleep(1.0)
-    raise ServiceError(f"the webhouse did not settle within {opts.timeout_s:.0f}s; last counts {last}")
+    raise ServiceError(f"the webhouse did not settle within {timeout_s:.0f}s; last counts {last}")
+
+
+def start_services(group: ServiceGroup, collector_url: str, separate_triggers: bool = False) -> None:
+    """The stack's processes, each by its real command: collector (waited for), worker, triggers
+    (in the worker's App unless ``separate_triggers``), sink. A supervisor restarts one with
+    ``group.restart``: the same command and environment."""
+    collector = group.start("collector", "collector")
+    group.wait_until(collector, lambda: _http_ok(f"{collector_url}/health"), 60, "answering")
+    worker_env = {"WEBHOUSE_METRICS__PORT": str(free_port())}
+    if separate_triggers:
+        worker_env["WEBHOUSE_WORKER__EXTENSIONS"] = "[]"
+    group.start("worker", "worker", extra_env=worker_env)
+    if separate_triggers:
+        group.start("triggers", "triggers", "run", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
+    group.start("sink", "sink", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
+
+
+def run_settings(settings: Settings, prefix: str, env: dict[str, str]) -> Settings:
+    """The parent's view of the settings its children get through ``env`` (topics, tables, group)."""
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
+            "webhouse": settings.webhouse.model_copy(
+                update={
+                    "root": env["WEBHOUSE_WEBHOUSE__ROOT"],
+                    "consumer_group": env["WEBHOUSE_WEBHOUSE__CONSUMER_GROUP"],
+                }
+            ),
+        }
+    )
+
+
+def simulation_config(
+    settings: Settings, seed: int, customers: int, days: float, now: datetime
+) -> SimulationConfig:
+    """The simulator's configuration for the triggers' settings (tiers, cross-sell)."""
+    return SimulationConfig(
+        seed=seed,
+        now=now,
+        days=days,
+        customers=customers,
+        value_tiers=tuple((t.name, t.min_revenue, t.min_orders) for t in settings.triggers.value_tiers),
+        cross_sell={k: tuple(v) for k, v in settings.triggers.cross_sell.items()},
+    )
 
 
 def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
@@ -191,38 +250,19 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
         prefix = _run_prefix(opts, settings.kafka.bootstrap_servers)
         tables = (opts.workdir / "tables").resolve()
         collector_port = free_port()
-        env = _child_env(settings, prefix, tables, collector_port)
-        run_settings = settings.model_copy(
-            update={
-                "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
-                "webhouse": settings.webhouse.model_copy(
-                    update={"root": str(tables), "consumer_group": env["WEBHOUSE_WEBHOUSE__CONSUMER_GROUP"]}
-                ),
-            }
-        )
-        topics = Topics.from_settings(run_settings.kafka)
+        env = child_env(settings, prefix, tables, collector_port)
+        settings_of_run = run_settings(settings, prefix, env)
+        topics = Topics.from_settings(settings_of_run.kafka)
         ensure_topics(settings.kafka.bootstrap_servers, topics.specs(), settings.kafka.replication_factor)
         say(f"topics ready under prefix {prefix}")
 
         with ServiceGroup(env=env, log_dir=opts.workdir / "logs") as group:
-            collector = group.start("collector", "collector")
             url = f"http://127.0.0.1:{collector_port}"
-            group.wait_until(collector, lambda: _http_ok(f"{url}/health"), 60, "answering")
-            group.start("worker", "worker", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
-            group.start("sink", "sink", extra_env={"WEBHOUSE_METRICS__PORT": str(free_port())})
+            start_services(group, url)
             say(f"collector at {url}; worker and sink started (logs in {group.log_dir})")
 
-            config = SimulationConfig(
-                seed=opts.seed,
-                now=datetime.now(UTC).replace(microsecond=0),
-                days=opts.days,
-                customers=opts.customers,
-                value_tiers=tuple(
-                    (t.name, t.min_revenue, t.min_orders) for t in settings.triggers.value_tiers
-                ),
-                cross_sell={k: tuple(v) for k, v in settings.triggers.cross_sell.items()},
-            )
-            simulation = generate(config)
+            now = datetime.now(UTC).replace(microsecond=0)
+            simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
             truth_path = opts.workdir / "ground-truth.json"
             simulation.truth.write(truth_path)
             truth = simulation.truth
@@ -230,7 +270,7 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
                 f"simulated {truth.customers_simulated:,} people, {len(simulation.events):,} events over "
                 f"{opts.days:g} days (ground truth: {truth_path}); sending at {opts.rate:g}/s"
             )
-            report = asyncio.run(_send(simulation, url, settings, opts.rate))
+            report = asyncio.run(send(simulation, url, settings, opts.rate))
             say(
                 f"sent {report.events:,} events in {report.elapsed_s:.1f}s ({report.rate:,.0f}/s): "
                 f"collector accepted {report.accepted:,}, refused {report.refused:,}"
@@ -239,10 +279,13 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
             # instead of waiting for traffic (pipeline.runtime.control).
             partitions = send_end_of_input(settings.kafka.bootstrap_servers, topics.raw_events)
             say(f"end of input written to the {partitions} raw partitions")
-            counts = _wait_queryable(run_settings, group, report.accepted, opts)
+            counts = wait_queryable(
+                settings_of_run, report.accepted, consumer_groups(settings_of_run), group.check_alive,
+                opts.settle_s, opts.timeout_s,
+            )  # fmt: skip
             say("webhouse settled: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
-            con = connect(run_settings)
+            con = connect(settings_of_run)
             try:
                 figures = read_figures(con)
                 verdict = compare(con, simulation.truth, simulation.events, settings.triggers.absence_grace_s)
@@ -254,7 +297,7 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
             say(f"report: {report_path}")
             say("stopping services")
         return DemoResult(
-            simulation, report, figures, run_settings, tables, report_path, time.monotonic() - started,
+            simulation, report, figures, settings_of_run, tables, report_path, time.monotonic() - started,
             verdict,
         )  # fmt: skip
     finally:
@@ -262,7 +305,15 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
             say("the local Kafka broker keeps running (stop it with `webhouse kafka down`)")
 
 
-async def _send(simulation: Simulation, url: str, settings: Settings, rate: float) -> SendReport:
+async def send(
+    simulation: Simulation,
+    url: str,
+    settings: Settings,
+    rate: float,
+    max_retries: int | None = None,
+    sent_at: bool = True,
+) -> SendReport:
+    """The simulation through the collector as an SDK sends it: batches, retried until answered."""
     sim = settings.simulate
     policy = SendPolicy(
         url=url,
@@ -271,7 +322,8 @@ async def _send(simulation: Simulation, url: str, settings: Settings, rate: floa
         batch_size=sim.batch_size,
         concurrency=sim.concurrency,
         timeout_s=sim.request_timeout_s,
-        max_retries=sim.max_retries,
+        max_retries=sim.max_retries if max_retries is None else max_retries,
+        sent_at=sent_at,
     )
     last = [0.0]
 

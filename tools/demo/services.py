@@ -33,7 +33,9 @@ class Service:
     name: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
@@ -51,19 +53,37 @@ class ServiceGroup:
 
     def start(self, name: str, *args: str, extra_env: Mapping[str, str] | None = None) -> Service:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        service = Service(name, [sys.executable, "-m", "tools.cli", *args], self.log_dir / f"{name}.log")
+        argv = [sys.executable, "-m", "tools.cli", *args]
+        service = Service(name, argv, self.log_dir / f"{name}.log", {**self.env, **(extra_env or {})})
+        self._spawn(service)
+        self.services.append(service)
+        return service
+
+    def restart(self, service: Service) -> None:
+        """Start ``service`` again, same command and environment (a supervisor's restart); the
+        previous process must have exited."""
+        if service.process is not None and service.process.poll() is None:
+            raise ServiceError(f"{service.name} (pid {service.process.pid}) is still running")
+        self._spawn(service)
+
+    def _spawn(self, service: Service) -> None:
         with open(service.log_path, "ab") as out:
             service.process = subprocess.Popen(
                 service.argv,
-                env={**os.environ, **self.env, **(extra_env or {})},
+                env={**os.environ, **service.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
             )
-        self.services.append(service)
-        log.info("started %s (pid %d), log %s", name, service.process.pid, service.log_path)
-        return service
+        service.starts += 1
+        log.info("started %s (pid %d), log %s", service.name, service.process.pid, service.log_path)
+
+    def named(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise ServiceError(f"no service named {name!r}")
 
     def wait_until(self, service: Service, ready: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

@@ -1,19 +1,26 @@
-"""`webhouse collector` as its own process: serves, stops cleanly on SIGTERM, and an event it
+"""`webhouse collector` as its own process: serves, stops cleanly on SIGTERM, stops within 30 s
+on SIGTERM or SIGINT even with the broker paused and a request waiting on it, and an event it
 acknowledged survives the process being killed outright right after."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 
+from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_local import LocalKafka
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
@@ -50,6 +57,37 @@ def test_sigterm_stops_cleanly(kafka_settings: KafkaSettings) -> None:
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_it_within_30s_with_the_broker_paused(tmp_path: Path, signum: signal.Signals) -> None:
+    broker = LocalKafka.ephemeral(tmp_path / "kafka")  # its own: this test freezes it
+    broker.up()
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix="stop", default_partitions=2)
+        ensure_topics(broker.bootstrap, Topics.from_settings(kafka).specs())
+        with collector_process(kafka) as (process, url):
+            pid = broker.pid()
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            event = {"type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "stuck"}
+            waiting = threading.Thread(  # a request that waits for an acknowledgement that never comes
+                target=lambda: _post_ignoring_errors(f"{url}/v1/track", event), daemon=True
+            )
+            waiting.start()
+            time.sleep(1.0)
+            process.send_signal(signum)
+            assert process.wait(timeout=30) in (0, 4)  # clean, or cut off by the stop deadline
+    finally:
+        pid = broker.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        broker.down()
+
+
+def _post_ignoring_errors(url: str, event: dict[str, str]) -> None:
+    with contextlib.suppress(requests.RequestException):  # it went away mid-request: a client retries
+        requests.post(url, json=event, auth=("cli-key", ""), timeout=60)
 
 
 def test_an_acknowledged_event_survives_kill_9(kafka_settings: KafkaSettings) -> None:

@@ -1,0 +1,101 @@
+"""The liveness base: stalls are "no progress while there is work", endpoints say so."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from pipeline.health import EXIT_STALLED, Health, StallExit, Watchdog, health_routes
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_work_without_progress_past_the_bound_is_a_stall() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=30, clock=clock)
+    health.beat(has_work=True)
+    clock.now += 29
+    health.beat(has_work=True)
+    assert health.stall() is None
+    clock.now += 1
+    health.beat(has_work=True)
+    assert health.stall() == "sink: no progress for 30s while there is work"
+
+
+def test_progress_or_no_work_is_not_a_stall() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=30, clock=clock)
+    for _ in range(10):  # busy and moving
+        clock.now += 10
+        health.progressed()
+        health.beat(has_work=True)
+    assert health.stall() is None
+    for _ in range(10):  # idle: nothing to do is not a stall
+        clock.now += 10
+        health.beat(has_work=False)
+    assert health.stall() is None
+
+
+def test_work_counts_from_when_it_appeared_not_from_the_last_progress() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=30, clock=clock)
+    clock.now += 1000  # long idle, no progress
+    health.beat(has_work=True)
+    assert health.stall() is None
+
+
+def test_a_loop_that_does_not_come_round_is_a_stall() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=30, clock=clock)
+    health.beat(has_work=False)
+    clock.now += 31  # stuck in a flush: no beat at all
+    assert health.stall() == "sink: the loop has not come round for 31s"
+
+
+def test_the_watchdog_acts_once_and_stops_the_loop() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=5, clock=clock)
+    stop = threading.Event()
+    exits: list[int] = []
+    watchdog = Watchdog(health, StallExit(stop, grace_s=0.05, exit=exits.append))
+    assert not watchdog.check()
+    clock.now += 6
+    assert watchdog.check()
+    assert stop.is_set() and health.stalled is not None
+    threading.Event().wait(0.3)
+    assert exits == [EXIT_STALLED]  # the loop did not end within the grace: the process exits
+
+
+def _get(app: Any, path: str) -> tuple[str, dict[str, Any]]:
+    got: list[str] = []
+    body = b"".join(app({"PATH_INFO": path}, lambda status, headers: got.append(status)))
+    return got[0], json.loads(body) if body.startswith(b"{") else {"raw": body.decode()}
+
+
+def test_health_endpoints() -> None:
+    clock = Clock()
+    health = Health("sink", stall_after_s=5, clock=clock)
+
+    def metrics(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"metrics"]
+
+    app = health_routes(health, metrics)
+    assert _get(app, "/metrics") == ("200 OK", {"raw": "metrics"})
+    assert _get(app, "/health")[0] == "200 OK"
+    status, body = _get(app, "/health/ready")
+    assert status.startswith("503") and body["detail"] == "starting"
+    health.set_ready(True)
+    assert _get(app, "/health/ready")[0] == "200 OK"
+    health.beat(has_work=True)
+    clock.now += 6
+    status, body = _get(app, "/health")
+    assert status.startswith("503") and body["status"] == "stalled"
+    assert _get(app, "/health/ready")[0].startswith("503")
