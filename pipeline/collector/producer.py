@@ -4,8 +4,9 @@ Why not ``confluent_kafka.aio.AIOProducer`` (2.16): it adds its own batching lay
 thread pool between our call and librdkafka (a second buffer, a second timeout) and its
 close does not yet close the underlying client. Here librdkafka is the only buffer: a
 ``produce`` call queues the message at once (non-blocking), one daemon thread polls for
-delivery reports and resolves each message's future on the event loop with
-``call_soon_threadsafe``.
+delivery reports. A request's messages share one counter (``_Acks``): the last report
+resolves the request's one future on the event loop with ``call_soon_threadsafe``, so a
+batch of 100 events wakes the loop once, not 100 times.
 
 Bounds: ``message.timeout.ms`` equals ``collector.produce_timeout_s``, so librdkafka gives
 a message up in the same time the request waits for it; the await is bounded by the same
@@ -110,15 +111,6 @@ class AsyncProducer:
         self._last_error = err.code()
         log.log(level, "Kafka producer: %s", err)
 
-    def _delivered(self, future: asyncio.Future[None], err: KafkaError | None, msg: Message) -> None:
-        loop = self._loop
-        assert loop is not None
-        reason = None if err is None else describe_failure(err, msg.topic())
-        if err is not None and err.code() in MISSING_TOPIC_CODES:
-            self._report_missing(msg.topic() or "?", reason or "")
-        with contextlib.suppress(RuntimeError):  # the loop closed while a report was pending
-            loop.call_soon_threadsafe(_settle, future, reason)
-
     def _report_missing(self, topic: str, reason: str) -> None:
         """One error line per missing topic (each of its messages fails the same way)."""
         if topic not in self._missing_reported:
@@ -131,19 +123,15 @@ class AsyncProducer:
             raise ProduceError("the producer is not started")
         return self._producer
 
-    def send(self, message: OutgoingMessage) -> asyncio.Future[None]:
-        """Queue one message; the future completes when the broker acknowledged it."""
-        if self.fatal_error is not None:
-            raise ProduceError(f"the producer failed fatally: {self.fatal_error}")
-        assert self._loop is not None
-        future: asyncio.Future[None] = self._loop.create_future()
+    def _queue(self, message: OutgoingMessage, on_delivery: Any) -> None:
+        """Hand one message to librdkafka (non-blocking); ``on_delivery`` gets its report."""
         try:
             self.producer.produce(
                 message.topic,
                 value=message.value,
                 key=message.key,
                 headers=list(message.headers) or None,
-                on_delivery=partial(self._delivered, future),
+                on_delivery=on_delivery,
             )
         except BufferError as exc:
             raise ProduceError("the producer's local queue is full") from exc
@@ -154,23 +142,29 @@ class AsyncProducer:
                 self._report_missing(message.topic, reason)
                 raise ProduceError(f"produce failed: {reason}") from exc
             raise ProduceError(f"produce failed: {exc}") from exc
-        return future
+
+    def _queue_all(self, messages: Sequence[OutgoingMessage]) -> _Acks:
+        """Queue all; their reports are counted by one ``_Acks`` (one loop wake-up per call)."""
+        if self.fatal_error is not None:
+            raise ProduceError(f"the producer failed fatally: {self.fatal_error}")
+        assert self._loop is not None
+        acks = _Acks(self, self._loop, len(messages))
+        for message in messages:
+            self._queue(message, acks.delivered)
+        return acks
 
     async def send_all(self, messages: Sequence[OutgoingMessage]) -> None:
         """Queue all, then wait until every one is acknowledged, at most ``timeout_s``."""
-        futures = [self.send(m) for m in messages]
-        if not futures:
+        if not messages:
             return
-        done, pending = await asyncio.wait(futures, timeout=self.timeout_s)
-        for future in pending:
-            future.cancel()  # a late report finds it done and is ignored
-        failures = [exc for exc in (f.exception() for f in done) if exc is not None]
-        if pending:
+        acks = self._queue_all(messages)
+        done, _ = await asyncio.wait([acks.future], timeout=self.timeout_s)
+        if not done:
+            acks.future.cancel()  # a late report finds it done and is ignored
             raise ProduceError(
-                f"{len(pending)} of {len(futures)} messages unacknowledged after {self.timeout_s:g} s"
+                f"{acks.pending} of {len(messages)} messages unacknowledged after {self.timeout_s:g} s"
             )
-        if failures:
-            raise ProduceError(f"{len(failures)} of {len(futures)} messages failed: {failures[0]}")
+        acks.future.result()  # raises the ProduceError of a failed delivery
 
     async def ready(self, topic: str, timeout_s: float) -> str | None:
         """None when the broker answers and knows ``topic``; else why not."""
@@ -203,10 +197,40 @@ class AsyncProducer:
         return left
 
 
+class _Acks:
+    """The delivery reports of one ``send_all``: counted on the poll thread, settled on the loop once."""
+
+    __slots__ = ("_loop", "_owner", "failures", "future", "pending", "total")
+
+    def __init__(self, owner: AsyncProducer, loop: asyncio.AbstractEventLoop, total: int) -> None:
+        self._owner, self._loop, self.total = owner, loop, total
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.pending = total
+        self.failures: list[str] = []
+
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's report for one message (poll thread): the last one settles the future."""
+        if err is not None:
+            reason = describe_failure(err, msg.topic())
+            if err.code() in MISSING_TOPIC_CODES:
+                self._owner._report_missing(msg.topic() or "?", reason)
+            self.failures.append(reason)
+        self.pending -= 1
+        if self.pending:
+            return
+        failure = None
+        if self.failures:
+            failure = (
+                f"{len(self.failures)} of {self.total} messages failed: delivery failed: {self.failures[0]}"
+            )
+        with contextlib.suppress(RuntimeError):  # the loop closed while a report was pending
+            self._loop.call_soon_threadsafe(_settle, self.future, failure)
+
+
 def _settle(future: asyncio.Future[None], failure: str | None) -> None:
     if future.done():  # the request already gave up waiting
         return
     if failure is None:
         future.set_result(None)
     else:
-        future.set_exception(ProduceError(f"delivery failed: {failure}"))
+        future.set_exception(ProduceError(failure))
