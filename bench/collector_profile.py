@@ -41,7 +41,7 @@ BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("request JSON parse", r"parse_json|orjson|json/decoder"),
         ("request parse (other)", r"collector/request\.py"),
         ("produce calls (queue into librdkafka)", r"AsyncProducer\.send|produce_all|\.produce "),
-        ("delivery reports (callbacks, wake-ups)", r"_delivered|_settle|_poll_loop|_Delivery"),
+        ("delivery reports (callbacks, polling)", r"_Acks\.delivered|_settle|_poll_loop|_delivered"),
         ("metrics (prometheus_client)", r"prometheus_client/"),
         ("response JSON", r"json_response|outcome_response|/json/encoder"),
         ("aiohttp (HTTP parse, write)", r"aiohttp/"),

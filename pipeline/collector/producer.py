@@ -3,10 +3,12 @@
 Why not ``confluent_kafka.aio.AIOProducer`` (2.16): it adds its own batching layer and
 thread pool between our call and librdkafka (a second buffer, a second timeout) and its
 close does not yet close the underlying client. Here librdkafka is the only buffer: a
-``produce`` call queues the message at once (non-blocking), one daemon thread polls for
-delivery reports. A request's messages share one counter (``_Acks``): the last report
-resolves the request's one future on the event loop with ``call_soon_threadsafe``, so a
-batch of 100 events wakes the loop once, not 100 times.
+``produce`` call queues the message at once (non-blocking), and the event loop itself
+polls for delivery reports: every ``POLL_BUSY_S`` while messages await theirs, every
+``POLL_IDLE_S`` otherwise (librdkafka's error and log callbacks). Polling from a thread of
+its own made librdkafka take and drop the GIL for each report, against the loop thread that
+does all the other work. A request's messages share one counter (``_Acks``): the last
+report resolves the request's one future.
 
 Bounds: ``message.timeout.ms`` equals ``collector.produce_timeout_s``, so librdkafka gives
 a message up in the same time the request waits for it; the await is bounded by the same
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # (topic.metadata.propagation.max.ms): long enough for a just-created topic on one cluster.
 MISSING_TOPIC_MS = 1000
 MISSING_TOPIC_CODES = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+POLL_BUSY_S = 0.001  # how often the loop serves delivery reports while messages await theirs
+POLL_IDLE_S = 0.1  # and otherwise (error and log callbacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ def describe_failure(err: KafkaError, topic: str | None) -> str:
 
 
 class AsyncProducer:
-    """Start with ``start()`` inside the running loop; ``close()`` flushes and stops the poller."""
+    """Start with ``start()`` inside the running loop; ``close()`` stops the poller and flushes."""
 
     def __init__(self, config: dict[str, Any], timeout_s: float) -> None:
         # librdkafka's own log lines go through logging (delivered by poll) instead of stderr.
@@ -79,8 +82,9 @@ class AsyncProducer:
         self.timeout_s = timeout_s
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.in_flight = 0  # messages queued and not yet reported
         self.fatal_error: KafkaError | None = None
         self._missing_reported: set[str] = set()
 
@@ -91,13 +95,19 @@ class AsyncProducer:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
-        self._poller = threading.Thread(target=self._poll_loop, name="collector-producer-poll", daemon=True)
-        self._poller.start()
+        self._wake = asyncio.Event()
+        self._poller = self._loop.create_task(self._poll_loop(self._producer, self._wake))
 
-    def _poll_loop(self) -> None:
-        assert self._producer is not None
-        while not self._stop.is_set():
-            self._producer.poll(0.1)
+    async def _poll_loop(self, producer: Producer, wake: asyncio.Event) -> None:
+        """Serve librdkafka's callbacks on the loop: often while reports are due, else seldom."""
+        while True:
+            producer.poll(0)
+            if self.in_flight > 0:
+                await asyncio.sleep(POLL_BUSY_S)
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), POLL_IDLE_S)
 
     def _on_error(self, err: KafkaError) -> None:
         # Broker-down errors (_TRANSPORT, _ALL_BROKERS_DOWN) are transient and show up as
@@ -151,6 +161,9 @@ class AsyncProducer:
         acks = _Acks(self, self._loop, len(messages))
         for message in messages:
             self._queue(message, acks.delivered)
+            self.in_flight += 1
+        if self._wake is not None:
+            self._wake.set()  # the poller may be in its idle wait
         return acks
 
     async def send_all(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -187,9 +200,12 @@ class AsyncProducer:
         if self._producer is None:
             return 0
         producer = self._producer
-        self._stop.set()
         if self._poller is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        # flush serves the last reports (on an executor thread: _Acks settles thread-safely).
         left: int = await asyncio.get_running_loop().run_in_executor(None, producer.flush, timeout_s)
         if left:
             log.error("%d messages not delivered at shutdown", left)
@@ -209,13 +225,15 @@ class _Acks:
         self.failures: list[str] = []
 
     def delivered(self, err: KafkaError | None, msg: Message) -> None:
-        """librdkafka's report for one message (poll thread): the last one settles the future."""
+        """librdkafka's report for one message (from poll, or flush at close): the last one
+        settles the future."""
         if err is not None:
             reason = describe_failure(err, msg.topic())
             if err.code() in MISSING_TOPIC_CODES:
                 self._owner._report_missing(msg.topic() or "?", reason)
             self.failures.append(reason)
         self.pending -= 1
+        self._owner.in_flight -= 1
         if self.pending:
             return
         failure = None
