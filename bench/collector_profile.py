@@ -4,9 +4,10 @@ process while collector_throughput.py's clients post Segment batches, summed int
     .venv/bin/python bench/collector_profile.py --batches 600 [--bootstrap HOST:PORT] [--raw out.txt]
 
 The clients run in processes of their own (not sampled), so every sample is the server's: the
-event loop thread (HTTP, JSON, validation, PII hashing, Avro, produce calls) or the producer's
-delivery-report thread. py-spy leaves idle threads out. Buckets are matched from the innermost
-frame outwards, so a helper's time lands on the first frame that names a piece of work.
+event loop thread (HTTP, JSON, validation, PII hashing, Avro, produce calls, delivery reports;
+before the loop served those, a poll thread of their own). py-spy leaves idle threads out.
+Buckets are matched from the innermost frame outwards, so a helper's time lands on the first
+frame that names a piece of work.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
          r"collector/(segment|fields|coerce|semantic)\.py"),
         ("request JSON parse", r"parse_json|orjson|json/decoder"),
         ("request parse (other)", r"collector/request\.py"),
-        ("produce calls (queue into librdkafka)", r"AsyncProducer\.send|produce_all|\.produce "),
+        ("produce calls (queue into librdkafka)", r"AsyncProducer\.(send|_queue)|\.produce "),
         ("delivery reports (callbacks, polling)", r"_Acks\.delivered|_settle|_poll_loop|_delivered"),
         ("metrics (prometheus_client)", r"prometheus_client/"),
         ("response JSON", r"json_response|outcome_response|/json/encoder"),
