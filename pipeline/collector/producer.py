@@ -85,6 +85,7 @@ class AsyncProducer:
         self._poller: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self.in_flight = 0  # messages queued and not yet reported
+        self.poller_error: BaseException | None = None
         self.fatal_error: KafkaError | None = None
         self._missing_reported: set[str] = set()
 
@@ -97,6 +98,15 @@ class AsyncProducer:
         self._producer = Producer(self._config)
         self._wake = asyncio.Event()
         self._poller = self._loop.create_task(self._poll_loop(self._producer, self._wake))
+        self._poller.add_done_callback(self._poller_ended)
+
+    def _poller_ended(self, task: asyncio.Task[None]) -> None:
+        """A poller that died (a callback raised) leaves no one to serve the reports: say so,
+        and refuse new sends with that reason (503) instead of letting each time out."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.poller_error = task.exception()
+        log.error("the producer's poller stopped", exc_info=self.poller_error)
 
     async def _poll_loop(self, producer: Producer, wake: asyncio.Event) -> None:
         """Serve librdkafka's callbacks on the loop: often while reports are due, else seldom."""
@@ -157,6 +167,8 @@ class AsyncProducer:
         """Queue all; their reports are counted by one ``_Acks`` (one loop wake-up per call)."""
         if self.fatal_error is not None:
             raise ProduceError(f"the producer failed fatally: {self.fatal_error}")
+        if self.poller_error is not None:
+            raise ProduceError(f"the producer's poller stopped: {self.poller_error!r}")
         assert self._loop is not None
         acks = _Acks(self, self._loop, len(messages))
         for message in messages:
@@ -214,7 +226,8 @@ class AsyncProducer:
 
 
 class _Acks:
-    """The delivery reports of one ``send_all``: counted on the poll thread, settled on the loop once."""
+    """The delivery reports of one ``send_all``: counted where librdkafka hands them over (the
+    loop's poll, or flush at close), settled on the loop once."""
 
     __slots__ = ("_loop", "_owner", "failures", "future", "pending", "total")
 
