@@ -19,9 +19,11 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import Any
 
 import requests
@@ -89,19 +91,28 @@ class Load:
         return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
 
 
-def post_load(url: str, batches: int, batch_size: int, clients: int) -> Load:
-    """``batches`` Segment batches from ``clients`` client processes against a server in this process."""
-    requests.post(url, json=batch(batch_size, 0), auth=("bench", ""), timeout=30)  # warm-up
+def post_load(
+    url: str | list[str],
+    batches: int,
+    batch_size: int,
+    clients: int,
+    cpu: Callable[[], float] = time.process_time,
+) -> Load:
+    """``batches`` Segment batches from ``clients`` client processes against a server in this process
+    (or, given several URLs, client n posting to ``url[n % len(url)]`` and ``cpu`` the servers' CPU)."""
+    urls = [url] if isinstance(url, str) else url
+    for u in urls:
+        requests.post(u, json=batch(batch_size, 0), auth=("bench", ""), timeout=30)  # warm-up
     per_client = batches // clients
     # Clients in processes of their own: in-process threads would share the server's GIL.
     with ProcessPoolExecutor(clients, mp_context=get_context("spawn")) as pool:
         for ready in [pool.submit(time.sleep, 0.3) for _ in range(clients)]:
             ready.result()  # the pool's processes are up (imports done) before the clock starts
-        started, cpu = time.perf_counter(), time.process_time()
-        jobs = [pool.submit(client, url, n, per_client, batch_size) for n in range(clients)]
+        started, cpu_s = time.perf_counter(), cpu()
+        jobs = [pool.submit(client, urls[n % len(urls)], n, per_client, batch_size) for n in range(clients)]
         latencies = [x for job in jobs for x in job.result()]
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return Load(per_client * clients * batch_size, wall, latencies, cpu)
+        wall, cpu_s = time.perf_counter() - started, cpu() - cpu_s
+    return Load(per_client * clients * batch_size, wall, latencies, cpu_s)
 
 
 def collector_settings(bootstrap: str) -> Settings:
@@ -118,6 +129,46 @@ def measure_collector(bootstrap: str, batches: int, batch_size: int, clients: in
         produce_sum = registry.get_sample_value("webhouse_collector_produce_seconds_sum") or 0.0
         produce_count = registry.get_sample_value("webhouse_collector_produce_seconds_count") or 1.0
     return load, produce_sum / produce_count
+
+
+def _serve(bootstrap: str, prefix: str, conn: Connection) -> None:
+    """One collector process of ``measure_collector_processes``: reports its URL, then its CPU."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+    settings = Settings(kafka=kafka, collector=CollectorSettings(port=0, write_keys={"bench": "bench"}))
+    with ThreadedCollector(settings) as collector:
+        conn.send(collector.url)
+        while conn.recv() == "cpu":
+            conn.send(time.process_time())
+
+
+def measure_collector_processes(
+    bootstrap: str, processes: int, batches: int, batch_size: int, clients: int
+) -> Load:
+    """``processes`` collector processes (as SO_REUSEPORT would run them, each on a port of its own
+    here so that the clients spread evenly); ``cpu_s`` is their CPU together."""
+    prefix = collector_settings(bootstrap).kafka.topic_prefix
+    context = get_context("spawn")
+    pipes, children = [], []
+    for _ in range(processes):
+        parent, child = context.Pipe()
+        proc = context.Process(target=_serve, args=(bootstrap, prefix, child), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        children.append(proc)
+    try:
+        urls = [f"{pipe.recv()}/v1/batch" for pipe in pipes]
+
+        def cpu() -> float:
+            for pipe in pipes:
+                pipe.send("cpu")
+            return sum(float(pipe.recv()) for pipe in pipes)
+
+        return post_load(urls, batches, batch_size, clients, cpu)
+    finally:
+        for pipe in pipes:
+            pipe.send("stop")
+        for proc in children:
+            proc.join(30)
 
 
 class BareServer:
@@ -162,6 +213,13 @@ def measure_bare(batches: int, batch_size: int, clients: int) -> Load:
 
 
 def run(bootstrap: str, args: argparse.Namespace) -> None:
+    if args.processes > 1:
+        load = measure_collector_processes(
+            bootstrap, args.processes, args.batches, args.batch_size, args.clients
+        )
+        cpu_us = load.cpu_s / load.events * 1e6
+        print(f"{args.processes} collector processes: {load.events_per_s:,.0f} events/s, "
+              f"p99 {load.percentile_ms(99):.1f} ms, {cpu_us:.0f} us CPU per event")  # fmt: skip
     load, ack_wait = measure_collector(bootstrap, args.batches, args.batch_size, args.clients)
     print(f"{load.events} events in batches of {args.batch_size}, {args.clients} clients")
     print(f"throughput: {load.events_per_s:,.0f} events/s ({load.seconds:.1f} s)")
@@ -178,6 +236,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=1, help="also measure this many collector processes")
     args = parser.parse_args()
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         run(bootstrap, args)

@@ -150,19 +150,30 @@ def stream_rounds(bench: StreamBench, contenders: list[str], rounds: int) -> dic
     return runs
 
 
+def collector_names(args: argparse.Namespace) -> tuple[str, ...]:
+    extra = (f"collector-{args.collector_processes}p",) if args.collector_processes > 1 else ()
+    return ("collector", *extra, "collector-floor")
+
+
+def collector_load(bootstrap: str, name: str, args: argparse.Namespace) -> tuple[Any, float]:
+    """One measurement of one HTTP contender: (load, mean broker-ack wait in s, NaN if none)."""
+    batches, size, clients = args.collector_batches, args.batch_size, args.clients
+    if name == "collector":
+        return collector_throughput.measure_collector(bootstrap, batches, size, clients)
+    if name == "collector-floor":
+        return collector_throughput.measure_bare(batches, size, clients), math.nan
+    processes = args.collector_processes
+    return collector_throughput.measure_collector_processes(
+        bootstrap, processes, batches, size, clients
+    ), math.nan
+
+
 def collector_rounds(bootstrap: str, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    out: dict[str, list[dict[str, float]]] = {"collector": [], "collector-floor": []}
+    names = collector_names(args)
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
-        for name in ("collector", "collector-floor") if r % 2 == 0 else ("collector-floor", "collector"):
-            if name == "collector":
-                load, ack = collector_throughput.measure_collector(
-                    bootstrap, args.collector_batches, args.batch_size, args.clients
-                )
-            else:
-                load, ack = (
-                    collector_throughput.measure_bare(args.collector_batches, args.batch_size, args.clients),
-                    math.nan,
-                )
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            load, ack = collector_load(bootstrap, name, args)
             row = {
                 "events_per_s": load.events_per_s,
                 "p50_ms": load.percentile_ms(50),
@@ -279,6 +290,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--collector-batches", type=int, default=200, help="Segment batches per collector run"
     )
     parser.add_argument("--batch-size", type=int, default=100, help="events per Segment batch")
+    parser.add_argument(
+        "--collector-processes", type=int, default=1, help="also run this many collector processes"
+    )
     parser.add_argument("--clients", type=int, default=4, help="client processes posting batches")
     parser.add_argument("--sink-rows", type=int, default=100_000)
     parser.add_argument("--sink-batch", type=int, default=20_000)

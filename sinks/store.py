@@ -82,7 +82,10 @@ def dedupe_batch(data: pa.Table, keys: tuple[str, ...]) -> pa.Table:
     """Keep the first row of each natural id within one batch."""
     if not keys or data.num_rows < 2:
         return data
-    ids = pa.table({"k": _key(data, keys), _ROW: pa.array(range(data.num_rows), pa.int64())})
+    key = _key(data, keys)
+    if pc.count_distinct(key, mode="all").as_py() == data.num_rows:
+        return data  # the common case: no repeat, so no copy of every column
+    ids = pa.table({"k": key, _ROW: pa.array(range(data.num_rows), pa.int64())})
     first = ids.group_by("k", use_threads=False).aggregate([(_ROW, "min")])[f"{_ROW}_min"]
     return data.take(pc.take(first, pc.sort_indices(first)))
 
@@ -92,6 +95,8 @@ def anti_join(data: pa.Table, existing: pa.Table, keys: tuple[str, ...]) -> pa.T
     if existing.num_rows == 0 or data.num_rows == 0:
         return data
     seen = pc.is_in(_key(data, keys), value_set=_key(existing, keys))
+    if not pc.any(seen).as_py():
+        return data  # the common case: nothing seen before, so no copy of every column
     return data.filter(pc.invert(seen))
 
 

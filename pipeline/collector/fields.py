@@ -121,16 +121,40 @@ def convert(value: Any, kind: str, path: str) -> Any:
     raise ValueError(f"no conversion for kind {kind!r}")  # a schema field this module does not fill
 
 
-def fill(record_name: str, source: Source, skip: Iterable[str] = (), prefix: str = "") -> dict[str, Any]:
-    """Every field of ``record_name``: scalars taken from ``source`` (key ``prefix + name``),
-    the rest (arrays, maps, sub-records, ``skip``) left at their empty default for the caller."""
+@dataclass(frozen=True, slots=True)
+class _FillPlan:
+    names: tuple[str, ...]  # every field, schema order
+    scalars: tuple[FieldSpec, ...]  # the fields ``fill`` takes from the source
+    by_key: dict[str, tuple[int, ...]]  # a source key (name or camelCase alias) -> indexes in scalars
+
+
+@cache
+def _fill_plan(record_name: str) -> _FillPlan:
+    fields = record_fields(record_name)
+    scalars = tuple(spec for spec in fields if spec.kind != "other")
+    by_key: dict[str, tuple[int, ...]] = {}
+    for i, spec in enumerate(scalars):
+        for key in {spec.name, camel(spec.name)}:
+            by_key[key] = (*by_key.get(key, ()), i)
+    return _FillPlan(tuple(spec.name for spec in fields), scalars, by_key)
+
+
+def fill(record_name: str, source: Source, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Every field of ``record_name``: scalars taken from ``source``, the rest (arrays, maps,
+    sub-records, ``skip``) left at their empty default for the caller.
+
+    Only the fields with a candidate key in the source are looked at (a source has a few keys,
+    a record up to dozens of fields), in schema order, so which field takes a key and which
+    error is raised first are as if every field were tried in turn."""
+    plan = _fill_plan(record_name)
+    record: dict[str, Any] = dict.fromkeys(plan.names)
+    by_key, taken = plan.by_key, source.taken
+    wanted = sorted({i for key in source.data if key not in taken for i in by_key.get(key, ())})
     skipped = set(skip)
-    record: dict[str, Any] = {}
-    for spec in record_fields(record_name):
-        if spec.kind == "other" or spec.name in skipped:
-            record[spec.name] = None
-        else:
-            record[spec.name] = source.take(prefix + spec.name, spec.kind)
+    for i in wanted:
+        spec = plan.scalars[i]
+        if spec.name not in skipped:
+            record[spec.name] = source.take(spec.name, spec.kind)
     return record
 
 

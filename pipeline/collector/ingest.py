@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,8 +152,8 @@ class Ingestor:
     async def send(self, prepared: Prepared) -> Outcome:
         """Produce what ``prepare`` made; returns once the broker acknowledged all."""
         await self._send(prepared.messages)
-        for source, call in prepared.accepted:
-            self.metrics.events_accepted.labels(source=source, type=call).inc()
+        for (source, call), n in Counter(prepared.accepted).items():  # one inc per label set
+            self.metrics.events_accepted.labels(source=source, type=call).inc(n)
         for error in prepared.errors:
             self.metrics.events_rejected.labels(reason=error.reason).inc()
             self.metrics.dead_letters.labels(reason=error.reason).inc()

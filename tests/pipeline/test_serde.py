@@ -1,7 +1,9 @@
 import copy
+import io
 import json
 from pathlib import Path
 
+import fastavro
 import pytest
 
 from pipeline.errors import SerdeError, UnknownSchemaError
@@ -50,6 +52,26 @@ def test_confluent_wire_format_round_trip_with_mock_registry(event: str) -> None
     decoded = serde.decode(data, "webhouse.events.raw")
     assert decoded["event"] == event
     assert decoded["message_id"] == make_event(event)["message_id"]
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS)
+def test_encode_naming_the_union_branches_writes_fastavros_own_bytes(event: str) -> None:
+    """The tuple notation only saves fastavro the search: bytes equal its own branch resolution,
+    and the caller's record is not changed."""
+    serde = SingleObjectSerde("customer_event")
+    original = make_event(event)
+    before = copy.deepcopy(original)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, serde.schema.parsed, original, strict_allow_default=True)
+    assert serde.encode(original) == serde._header + buf.getvalue()
+    assert original == before
+
+
+def test_encode_still_refuses_an_unknown_key_inside_a_named_sub_record() -> None:
+    record = make_event("Product Viewed")
+    record["context"]["page"] = {**(record["context"]["page"] or {}), "not_in_the_schema": "x"}
+    with pytest.raises(SerdeError, match="more fields than the schema specifies: not_in_the_schema"):
+        SingleObjectSerde("customer_event").encode(record)
 
 
 def test_decode_rejects_foreign_bytes_with_serde_error() -> None:
