@@ -194,8 +194,8 @@ class SinkRunner:
             messages = self.consumer.consume(num_messages=self._poll_size, timeout=0.2)
             for msg in messages:
                 self._handle(msg)
-            if messages:
-                self.health.progressed()
+            if any(m.error() is None for m in messages):  # errors and end-of-partition events are not
+                self.health.progressed()  # progress: a sink refused by its group gets nothing else
             if self._due():
                 self.flush()
             self.upkeep.run_due()
