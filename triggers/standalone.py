@@ -15,6 +15,7 @@ from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
 from pipeline.runtime.host import prepare_changelogs, process_health, run_stages, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
+from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.stages import stages_for
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 def run(settings: Settings) -> int:
     """Serve metrics (refusing default secrets first), create (or require) the topics, run the
     trigger stages until stopped (blocks)."""
+    if settings.metrics.port:  # before touching Kafka: a default secret on a reachable bind stops the start
+        refuse_default_secrets(settings, "triggers", settings.metrics.host)
     registry = CollectorRegistry()
     require_topics(settings.kafka, Topics.from_settings(settings.kafka).specs())
     specs = stages_for(settings, registry)

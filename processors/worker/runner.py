@@ -21,6 +21,7 @@ from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
 from pipeline.runtime.host import StageSpec, prepare_changelogs, process_health, run_stages, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
+from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.topics import Topics
 from processors.worker.metrics import WorkerMetrics
@@ -62,6 +63,8 @@ def extension_stages(settings: Settings, registry: CollectorRegistry) -> list[St
 def run_worker(settings: Settings) -> int:
     """Serve metrics (refusing default secrets first), create (or require) the project topics,
     run the stages until stopped (blocks)."""
+    if settings.metrics.port:  # before touching Kafka: a default secret on a reachable bind stops the start
+        refuse_default_secrets(settings, "worker", settings.metrics.host)
     registry = CollectorRegistry()
     topics = Topics.from_settings(settings.kafka)
     require_topics(settings.kafka, topics.specs())

@@ -18,7 +18,7 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from tools.demo.alert_truth import AlertVerdict, compare
 from tools.demo.report import write_report
 from tools.demo.services import ServiceError, ServiceGroup
 from tools.demo.summary import format_summary
-from tools.simulate.config import SimulationConfig
+from tools.simulate.config import Mix, SimulationConfig
 from tools.simulate.generate import Simulation, generate
 from tools.simulate.sender import SendPolicy, SendReport, send_events
 from triggers.stages import consumer_groups as trigger_groups
@@ -58,6 +58,7 @@ class DemoOptions:
     append: bool
     settle_s: float = 12.0
     timeout_s: float = 600.0
+    mix: Mix = field(default_factory=Mix)  # the simulated behaviour (tests raise rare events' rates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ def run_settings(settings: Settings, prefix: str, env: dict[str, str]) -> Settin
 
 
 def simulation_config(
-    settings: Settings, seed: int, customers: int, days: float, now: datetime
+    settings: Settings, seed: int, customers: int, days: float, now: datetime, mix: Mix | None = None
 ) -> SimulationConfig:
     """The simulator's configuration for the triggers' settings (tiers, cross-sell)."""
     return SimulationConfig(
@@ -237,6 +238,7 @@ def simulation_config(
         now=now,
         days=days,
         customers=customers,
+        mix=mix or Mix(),
         value_tiers=tuple((t.name, t.min_revenue, t.min_orders) for t in settings.triggers.value_tiers),
         cross_sell={k: tuple(v) for k, v in settings.triggers.cross_sell.items()},
     )
@@ -262,7 +264,8 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
             say(f"collector at {url}; worker and sink started (logs in {group.log_dir})")
 
             now = datetime.now(UTC).replace(microsecond=0)
-            simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
+            config = simulation_config(settings, opts.seed, opts.customers, opts.days, now, opts.mix)
+            simulation = generate(config)
             truth_path = opts.workdir / "ground-truth.json"
             simulation.truth.write(truth_path)
             truth = simulation.truth

@@ -14,6 +14,7 @@ from pipeline.kafka_local import LocalKafka
 from pipeline.settings import load_settings
 from sinks.duck import connect
 from tools.demo.run import DemoOptions, DemoResult, run_demo
+from tools.simulate.config import Mix
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -26,6 +27,9 @@ def demo(kafka_broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> 
     opts = DemoOptions(
         workdir=tmp_path_factory.mktemp("demo"), customers=120, days=30, rate=settings.simulate.rate,
         seed=7, append=False, settle_s=8, timeout_s=300,
+        # Withdrawals are what the consent test is about: at the default rate (14% of opt-ins) 120
+        # customers withdraw none on about one day in five (the traffic follows the clock).
+        mix=Mix(withdraw_rate=0.6),
     )  # fmt: skip
     return run_demo(opts, settings)
 
