@@ -94,32 +94,11 @@ def _at_end(msg: Message, ends: dict[int, int]) -> bool:
 
 
 def _keys_to_tombstone(consumer: Consumer, topic: str, ids: frozenset[str]) -> set[tuple[int, bytes]]:
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    ends: dict[int, int] = {}
-    assignment = []
-    for partition in metadata.partitions:
-        low, high = _offsets(consumer, TopicPartition(topic, partition))
-        if high > low:
-            ends[partition] = high
-            assignment.append(TopicPartition(topic, partition, low))
-    found: set[tuple[int, bytes]] = set()
-    if not assignment:
-        return found
-    consumer.assign(assignment)
-    deadline = time.monotonic() + 120
-    while ends and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or _at_end(msg, ends):
-            continue
-        partition, offset, key = msg.partition() or 0, msg.offset() or 0, msg.key()
-        if key is not None and msg.value() is not None and is_customer_key(key, ids):
-            found.add((partition, key))
-        if offset >= ends.get(partition, 0) - 1:
-            ends.pop(partition, None)
-    consumer.unassign()
-    if ends:
-        raise ProduceError(f"{topic}: could not read to the end of partitions {sorted(ends)}")
-    return found
+    return {
+        (partition, key)
+        for partition, _, key, _ in _read_to_end(consumer, topic)
+        if key is not None and is_customer_key(key, ids)
+    }
 
 
 def tombstone_customer(
@@ -181,7 +160,7 @@ def read_erasures(bootstrap: str, topics: Topics) -> list[Erasure]:
                          "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
     erasures: list[Erasure] = []
     try:
-        for partition, offset, value in _read_to_end(consumer, topics.erasures):
+        for partition, offset, _, value in _read_to_end(consumer, topics.erasures):
             try:
                 erasures.append(Erasure.from_bytes(value))
             except SerdeError as exc:
@@ -191,8 +170,8 @@ def read_erasures(bootstrap: str, topics: Topics) -> list[Erasure]:
     return erasures
 
 
-def _read_to_end(consumer: Consumer, topic: str) -> Iterator[tuple[int, int, bytes]]:
-    """(partition, offset, value) of every message with a value, up to the ends seen at the start."""
+def _read_to_end(consumer: Consumer, topic: str) -> Iterator[tuple[int, int, bytes | None, bytes]]:
+    """(partition, offset, key, value) of every message with a value, up to the ends seen at the start."""
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends: dict[int, int] = {}
     assignment = []
@@ -211,7 +190,7 @@ def _read_to_end(consumer: Consumer, topic: str) -> Iterator[tuple[int, int, byt
             continue
         partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value()
         if value is not None and offset < ends.get(partition, 0):
-            yield partition, offset, value
+            yield partition, offset, msg.key(), value
         if offset >= ends.get(partition, 0) - 1:
             ends.pop(partition, None)
     consumer.unassign()
