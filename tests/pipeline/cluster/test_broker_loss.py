@@ -147,6 +147,9 @@ def test_one_broker_lost_and_back_loses_and_duplicates_nothing(kafka_cluster: Lo
             killed_at = time.monotonic()
             time.sleep(6)  # fenced after 5 s: leaders move, the ISRs shrink to two
             status = cli_status(kafka_cluster)
+            # Traffic goes on while the node is down: on a loaded machine the failover can take longer
+            # than the 6 s above, so wait (bounded) for acknowledgements made with two brokers.
+            wait_for(lambda: len(traffic.acknowledged) > before + SENDERS, timeout_s=60)
             during = len(traffic.acknowledged)
             kafka_cluster.start_node(victim)
             back_at = time.monotonic()
