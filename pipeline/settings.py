@@ -210,7 +210,10 @@ class SessionPolicySettings(_Section):
         64, ge=0, description="Event ids remembered per device so a redelivered event changes nothing."
     )
     idle_close_interval_s: float = Field(
-        5.0, gt=0, description="Wall-clock period of the sweep that closes sessions on quiet partitions."
+        5.0,
+        gt=0,
+        description="Wall-clock quiet after which a caught-up partition's event clock moves on with the "
+        "wall clock (so its visits close by inactivity, never early).",
     )
 
     @field_validator("midnight_timezone")

@@ -15,7 +15,8 @@ Rules (each event is compared with the visit it would extend, events ordered by 
 
 A visit's closing rule is the first time boundary it meets (inactivity, max duration or midnight,
 in that order on a tie), or ``campaign_change`` when the next event falls inside every time
-boundary but brings another campaign, or ``idle_sweep`` when a flush closes it before any boundary.
+boundary but brings another campaign, or ``idle_sweep`` when an end of input closes it before any
+boundary.
 """
 
 from __future__ import annotations

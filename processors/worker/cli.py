@@ -17,7 +17,8 @@ def _help_text() -> str:
         "Session policy (defaults; set with WEBHOUSE_WORKER__SESSION__* or [worker.session]):\n"
         + policy.describe()
         + "\n\nKeys: inactivity_gap_s, max_duration_s, allowed_lateness_s, split_at_midnight, "
-        "midnight_timezone, split_on_campaign_change, idle_close_interval_s (wall-clock sweep period)."
+        "midnight_timezone, split_on_campaign_change, idle_close_interval_s (quiet time after which a "
+        "caught-up partition's clock follows the wall clock)."
     )
 
 

@@ -323,8 +323,7 @@ class WorkerCore:
             self._advance_partition(partition, result, dirty)
             self.metrics.watermark.labels(str(partition)).set(self.watermark(partition) / 1000)
         for partition in seen:
-            clock = {"max_ms": self.max_event_ms.get(partition), "next_offset": self.next_offset[partition]}
-            result.clocks[partition] = json.dumps(clock).encode()
+            result.clocks[partition] = self._clock(partition)
             if partition in ended:
                 continue
             if partition in touched or partition not in self.reported or not self._ended(partition):
@@ -337,11 +336,39 @@ class WorkerCore:
         return result
 
     def sweep(self, partitions: Iterable[int]) -> BatchResult:
-        """Close everything open on quiet, caught-up partitions: release waiting events, close visits."""
+        """Close everything open on ``partitions`` as an end of input does: release waiting events,
+        close visits (``idle_sweep``). Quiet partitions are not swept; their clocks move on
+        (``advance_quiet``)."""
         result = BatchResult()
         dirty: set[str] = set()
         for partition in partitions:
             self._flush_partition(partition, result, dirty)
+        self._collect(result, dirty)
+        self._update_open_gauge()
+        return result
+
+    def advance_quiet(self, elapsed_ms: Mapping[int, int]) -> BatchResult:
+        """Move the event clock of quiet, caught-up partitions on by the wall time they stayed quiet.
+
+        Nothing arrives, so the clock would stand still and a visit would stay open until the
+        partition's next event, maybe hours away. Moving it with the wall clock closes visits by
+        their own rules (inactivity, longest duration) once that much time has really passed. It
+        never closes a visit early: a pause of seconds moves the clock seconds, far from a gap of
+        minutes, so a visit cut by a pause (a killed collector, a quiet night) is cut exactly where
+        the undisturbed stream cuts it. Only an explicit end of input closes visits at once.
+        """
+        result = BatchResult()
+        dirty: set[str] = set()
+        for partition, elapsed in sorted(elapsed_ms.items()):
+            top = self.max_event_ms.get(partition)
+            if top is None or elapsed <= 0:
+                continue
+            self.max_event_ms[partition] = top + elapsed
+            self._advance_partition(partition, result, dirty)
+            result.clocks[partition] = self._clock(partition)
+            current = self.reported.get(partition)
+            if current is not None and current.state is SourceState.ACTIVE:
+                self._report(result, partition, Progress(SourceState.ACTIVE, self._mark(partition)))
         self._collect(result, dirty)
         self._update_open_gauge()
         return result
@@ -383,6 +410,11 @@ class WorkerCore:
         """An explicit end of input: release and close everything, and pass the end on."""
         self._flush_partition(partition, result, dirty)
         self._report(result, partition, Progress(SourceState.ENDED, self.max_event_ms.get(partition)))
+
+    def _clock(self, partition: int) -> bytes:
+        """The partition's stored clock: its event clock (``max_ms``) and the first offset not in state."""
+        top, offset = self.max_event_ms.get(partition), self.next_offset.get(partition, 0)
+        return json.dumps({"max_ms": top, "next_offset": offset}).encode()
 
     def _ended(self, partition: int) -> bool:
         return self.reported[partition].state is SourceState.ENDED

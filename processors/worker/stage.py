@@ -2,7 +2,7 @@
 
 ``WorkerCore`` decides; this adapter turns its batch results into a ``Step`` the runtime
 commits with the consumed offsets in one transaction (``pipeline.runtime.kafka``), and
-runs the timer that closes visits on quiet partitions and reports idle ones.
+runs the timer that moves quiet partitions' event clocks with the wall clock and reports idle ones.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class WorkerStage:
         self.owned: frozenset[int] = frozenset()
         self.ttl_ms = int(settings.worker.device_ttl_s * 1000)
         self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+        # Per partition: the wall time up to which its event clock already accounts for (its last
+        # record, or the last quiet advance). ``now`` is the runtime's, so a test clock drives it.
+        self.accounted: dict[int, datetime] = {}
 
     def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
         """Erasures (``webhouse forget``): the customer's devices go, with a tombstone each."""
@@ -53,31 +56,43 @@ class WorkerStage:
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.core.load(stores[DEVICES].items(), stores[CLOCKS].items(), set(partitions))
         self.owned = partitions
+        self.accounted = {p: t for p, t in self.accounted.items() if p in partitions}
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        for message in batch:
+            self.accounted[message.partition] = now
         return to_step(self.core.process(batch, now))
 
     def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
         """Quiet = nothing new for a whole interval AND nothing left to read: a partition waiting
-        behind another one's backlog is not quiet, only not yet served. Quiet partitions with open
-        visits are closed; those quiet for ``worker.idle_after_s`` are reported idle
+        behind another one's backlog is not quiet, only not yet served. A quiet partition's event
+        clock moves on by the wall time it stayed quiet (``WorkerCore.advance_quiet``), so visits
+        close by their own rules; those quiet for ``worker.idle_after_s`` are reported idle
         (``pipeline.runtime.control``), so no stage's clock waits on them."""
-        interval = self.tick_interval_s
-        flush = {p for p in self.core.pending_partitions() if view.quiet_for(p) >= interval}
+        quiet = {p for p in self.core.pending_partitions() if view.quiet_for(p) >= self.tick_interval_s}
         idle_after = self.settings.worker.idle_after_s
         idle = {p for p in self.core.unreported_partitions(self.owned) if view.quiet_for(p) >= idle_after}
-        caught: Collection[int] = view.caught_up(flush | idle) if flush or idle else set()
+        caught: Collection[int] = view.caught_up(quiet | idle) if quiet or idle else set()
         step = Step()
         if self.ttl_ms and time.monotonic() >= self.next_expiry:
             self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
             result = self.core.expire(self.ttl_ms)
             step.extend(to_step(result))
             step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
-        if flush & set(caught):
-            step.extend(to_step(self.core.sweep(sorted(flush & set(caught)))))
+        if quiet & set(caught):
+            step.extend(to_step(self.core.advance_quiet(self._quiet_time(sorted(quiet & set(caught)), now))))
         if idle & set(caught):
             step.extend(to_step(self.core.idle(sorted(idle & set(caught)))))
         return step
+
+    def _quiet_time(self, partitions: list[int], now: datetime) -> dict[int, int]:
+        """Milliseconds of wall time each partition stayed quiet since last accounted for."""
+        elapsed: dict[int, int] = {}
+        for partition in partitions:
+            since = self.accounted.get(partition, now)
+            elapsed[partition] = max(0, int((now - since).total_seconds() * 1000))
+            self.accounted[partition] = now
+        return elapsed
 
 
 def to_step(result: BatchResult) -> Step:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import KafkaSettings, MetricsSettings
 from pipeline.topics import Topics
 from processors.sessions.events import SessionEvent
@@ -68,6 +69,7 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
                       channel="server", context={})),
     ]  # fmt: skip
     produce(kafka_settings.bootstrap_servers, topics.raw_events, events, extra=[(1, b"not avro at all")])
+    send_end_of_input(kafka_settings.bootstrap_servers, topics.raw_events)  # the open visits close at once
     outputs = Outputs(kafka_settings.bootstrap_servers, topics)
     worker = start_worker_process(settings, tmp_path / "worker.log")
     try:
@@ -97,7 +99,7 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     first = sessions[session_of["a1"]]
     assert (first["event_count"], first["closed_by"], first["customer_id"]) == (3, "inactivity", "ada")
     assert (first["utm_campaign"], first["referrer_class"]) == ("spring", "email")
-    assert sessions[session_of["a4"]]["closed_by"] == "idle_sweep"  # the quiet partition's sweep
+    assert sessions[session_of["a4"]]["closed_by"] == "idle_sweep"  # closed by the end of input
     assert sessions[session_of["b1"]]["event_count"] == 2
     carl = sessions[session_of["s1"]]  # user id only, no device of carl's open: carl's own visit
     assert (carl["anonymous_id"], carl["customer_id"], carl["converted"]) == ("carl", "carl", True)
@@ -175,6 +177,7 @@ def test_sigkill_mid_stream_loses_nothing(
     assert (
         message_count(kafka_settings.bootstrap_servers, Topics.from_settings(clean.kafka).raw_events) == total
     )
+    send_end_of_input(kafka_settings.bootstrap_servers, Topics.from_settings(clean.kafka).raw_events)
     baseline = _run_to_completion(clean, total, tmp_path / "clean.log", kill_after=None)
     # Same events, same policy, fresh topics; SIGKILL once a third has come out.
     other = topics_factory(partitions=2)
@@ -182,6 +185,7 @@ def test_sigkill_mid_stream_loses_nothing(
     killed = worker_settings(killed_kafka, tmp_path / "killed", batch=50)
     produce(kafka_settings.bootstrap_servers, other.raw_events, events)
     assert message_count(kafka_settings.bootstrap_servers, other.raw_events) == total
+    send_end_of_input(kafka_settings.bootstrap_servers, other.raw_events)  # the last visits close at once
     restarted = _run_to_completion(killed, total, tmp_path / "killed.log", kill_after=total // 4)
 
     assert _assignments(restarted) == _assignments(baseline)
