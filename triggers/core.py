@@ -110,7 +110,8 @@ class TriggerCore:
         self.due: dict[
             bytes, tuple[int, int]
         ] = {}  # key -> (watermark its first window closes at, partition)
-        self._last_full: int | None = None
+        self._last_hour: dict[int, int] = {}  # per partition: the event-time hour its last sweep reached
+        self._indexed = False  # the due index is built (a full pass after each (re)assignment)
         self._flushed_at_end = False
         self.erasures = Erasures()
         self._partitioner = DefaultPartitioner()
@@ -337,10 +338,14 @@ class TriggerCore:
         # key follows it there (``_forward``).
         result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
 
-    def reset_index(self) -> None:
-        """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding it."""
+    def reset_index(self, clocks: Mapping[int, StageClock] | None = None) -> None:
+        """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding it.
+        ``clocks`` are the owned partitions' stored clocks: the hours they had crossed were decided
+        in the transactions that moved them, so scheduled passes go on from there."""
         self.due.clear()
-        self._last_full = None
+        times = {p: c.event_time() for p, c in (clocks or {}).items()}
+        self._last_hour = {p: now // HOUR_MS * HOUR_MS for p, now in times.items() if now is not None}
+        self._indexed = False
         self._flushed_at_end = False
 
     # -- erasures -------------------------------------------------------------------------
@@ -398,23 +403,30 @@ class TriggerCore:
 
     def sweep(self, table: Mapping[bytes, bytes], clocks: Mapping[int, StageClock]) -> Result:
         """Per triggers partition, at its own watermark: due absence windows every time (from
-        the index); scheduled rules for every customer once per event-time hour (a full pass,
-        which also rebuilds the index after a restart). Partitions without a watermark wait.
-        At the end of input every pending profile change is published: the latest version is
-        then the final profile, whatever order the inputs were read in."""
+        the index); scheduled rules for every customer at each event-time hour its clock crossed,
+        decided *at* that hour (so how far one batch moved the clock changes nothing), with any
+        profile change not yet published. Partitions without a watermark wait. After a restart the
+        first sweep rebuilds the index only: the hours the stored clock had crossed were decided
+        in the transaction that moved it. At the end of input every pending profile change is
+        published: the latest version is then the final profile, whatever the read order."""
         result = Result()
         marks = {p: c.watermark for p, c in clocks.items() if c.watermark is not None}
         if not marks:
             return result
-        latest, full, every = self._pass_kind(clocks)
+        hours = self._hours_crossed(clocks)
+        every = self._every(clocks, hours)
         for key, raw in self._sweep_items(table, marks, every):
             state = CustomerState.from_dict(json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
             elif state.partition is not None and state.partition in marks:
-                at = clocks[state.partition].event_time() or latest
-                outcome = self.engine.sweep(state, marks[state.partition], scheduled=full, at=at)
-                if every and outcome.state.unpublished:
+                alerts: list[Alert] = []
+                for hour in hours.get(state.partition, ()):
+                    outcome = self.engine.sweep(state, min(hour, marks[state.partition]), at=hour)
+                    state, alerts = outcome.state, [*alerts, *outcome.alerts]
+                outcome = self.engine.sweep(state, marks[state.partition], scheduled=False)
+                outcome = replace(outcome, alerts=(*alerts, *outcome.alerts))
+                if (hours.get(state.partition) or self._ended(clocks)) and outcome.state.unpublished:
                     outcome = replace(outcome, profile_changed=True)
                 self._apply(result, state.partition, outcome)
                 result.seal(self._index)
@@ -422,19 +434,33 @@ class TriggerCore:
                     del result.states[key]  # nothing changed: no changelog write
         return result
 
-    def _pass_kind(self, clocks: Mapping[int, StageClock]) -> tuple[int | None, bool, bool]:
-        """The latest event time; whether this is the hourly full pass (scheduled rules, at a real
-        time, none without one); whether every state is visited (full, or the end of input)."""
-        latest = max((t for c in clocks.values() if (t := c.event_time()) is not None), default=None)
-        full = latest is not None and (
-            self._last_full is None or latest // HOUR_MS > self._last_full // HOUR_MS
-        )
-        if full:
-            self._last_full = latest
-        ended = all(c.watermark == END_MS for c in clocks.values())
-        every = full or (ended and not self._flushed_at_end)
+    def _hours_crossed(self, clocks: Mapping[int, StageClock]) -> dict[int, list[int]]:
+        """Per partition, the event-time hours (ms, in order) its clock passed since the last sweep.
+        A partition whose clock was unknown at (re)assignment starts at its first clock's hour."""
+        crossed: dict[int, list[int]] = {}
+        for partition, clock in clocks.items():
+            now = clock.event_time()
+            if now is None:
+                continue
+            hour = now // HOUR_MS * HOUR_MS
+            last = self._last_hour.setdefault(partition, hour)  # first heard: nothing crossed yet
+            self._last_hour[partition] = max(last, hour)
+            if hour > last:
+                crossed[partition] = list(range(last + HOUR_MS, hour + 1, HOUR_MS))
+        return crossed
+
+    def _every(self, clocks: Mapping[int, StageClock], hours: Mapping[int, list[int]]) -> bool:
+        """Whether this sweep visits every state: an hour crossed, the index to rebuild, or the end."""
+        rebuild = not self._indexed
+        self._indexed = True
+        ended = self._ended(clocks)
+        every = bool(hours) or rebuild or (ended and not self._flushed_at_end)
         self._flushed_at_end = ended and (every or self._flushed_at_end)
-        return latest, full, every
+        return every
+
+    @staticmethod
+    def _ended(clocks: Mapping[int, StageClock]) -> bool:
+        return all(c.watermark == END_MS for c in clocks.values())
 
     def _sweep_items(
         self, table: Mapping[bytes, bytes], marks: Mapping[int, int], every: bool

@@ -38,7 +38,8 @@ class Profile:
     anonymous_ids: tuple[str, ...] = ()
     first_seen: int | None = None
     last_seen: int | None = None  # any channel but e-mail
-    last_event_id: str | None = None
+    last_event_id: str | None = None  # the latest event by (time, id), whatever order they came in
+    last_event_at: int | None = None
     event_count: int = 0
     sessions: int = 0
     orders: int = 0
@@ -91,8 +92,9 @@ def apply_event(profile: Profile, event: EventView, tiers: Sequence[ValueTierSet
         "event_count": profile.event_count + 1,
         "updated_at": max(profile.updated_at or event.time, event.time),
         "first_seen": min(profile.first_seen or event.time, event.time),
-        "last_event_id": event.message_id,
     }
+    if (event.time, event.message_id) > (_or(profile.last_event_at, -1), profile.last_event_id or ""):
+        changes.update(last_event_id=event.message_id, last_event_at=event.time)
     if event.anonymous_id and event.anonymous_id not in profile.anonymous_ids:
         changes["anonymous_ids"] = (*profile.anonymous_ids, event.anonymous_id)
     if event.channel != "email":
@@ -138,6 +140,10 @@ def apply_session(profile: Profile, session: SessionView) -> Profile:
     )
 
 
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _min(a: int | None, b: int | None) -> int | None:
     return min(x for x in (a, b) if x is not None) if a is not None or b is not None else None
 
@@ -156,14 +162,14 @@ def merge(into: Profile, other: Profile, tiers: Sequence[ValueTierSettings]) -> 
     orders = into.orders + other.orders
     revenue = round(into.lifetime_revenue + other.lifetime_revenue, 2)
     last_seen = _max(into.last_seen, other.last_seen)
+    latest = max(into, other, key=lambda p: (_or(p.last_event_at, -1), p.last_event_id or ""))
     return replace(
         into,
         anonymous_ids=tuple(dict.fromkeys((*into.anonymous_ids, *other.anonymous_ids, other.customer_id))),
         first_seen=_min(into.first_seen, other.first_seen),
         last_seen=last_seen,
-        last_event_id=into.last_event_id
-        if (into.last_seen or 0) >= (other.last_seen or 0)
-        else other.last_event_id,
+        last_event_id=latest.last_event_id,
+        last_event_at=latest.last_event_at,
         event_count=into.event_count + other.event_count,
         sessions=into.sessions + other.sessions,
         orders=orders,

@@ -109,7 +109,7 @@ class EvaluateStage:
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.owned = partitions
-        self.core.reset_index()
+        self.core.reset_index(self._clocks(dict(stores[CLOCKS])))
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
         result = self.core.evaluate(batch, stores[STATES].get, now)
@@ -126,10 +126,12 @@ class EvaluateStage:
         self.maybe_reload()
         return self._sweep(stores[STATES], dict(stores[CLOCKS]))
 
-    def _sweep(self, states: Mapping[bytes, bytes], clocks: dict[bytes, bytes]) -> Step:
+    def _clocks(self, clocks: Mapping[bytes, bytes]) -> dict[int, StageClock]:
         sources = self.core.clock_sources()
-        marks = {p: StageClock.from_bytes(clocks.get(str(p).encode()), sources) for p in self.owned}
-        result = self.core.sweep(states, marks)
+        return {p: StageClock.from_bytes(clocks.get(str(p).encode()), sources) for p in self.owned}
+
+    def _sweep(self, states: Mapping[bytes, bytes], clocks: dict[bytes, bytes]) -> Step:
+        result = self.core.sweep(states, self._clocks(clocks))
         self._count(result)
         return to_step(result)
 

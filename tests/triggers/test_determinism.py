@@ -33,7 +33,7 @@ PARTITIONS = 2
 HEADERS = tuple(watermark_headers())
 DEVICE_PARTITION = {
     "dev-a": 0, "dev-b": 1, "dev-b2": 0, "dev-c": 0, "dev-d": 1, "dev-d2": 0, "dev-e": 1, "dev-e2": 0,
-    "dev-x": 0, "dev-y": 1,
+    "dev-x": 0, "dev-y": 1, "dev-f": 1,
 }  # fmt: skip
 
 
@@ -54,6 +54,10 @@ def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         event("Page Viewed", at(0, hours=3), customer="c-e", anon="dev-e", call="page"),  # linked late
         *(event("Page Viewed", at(15 * i), customer=None, anon=d, call="page") for i in range(20)
           for d in ("dev-x", "dev-y")),
+        consent(at(0), customer="c-f", anon="dev-f"),
+        order(at(40), customer="c-f", anon="dev-f"),  # then silent: churn_risk at a scheduled hour
+        *(event("Page Viewed", at(0, days=59 + i / 4), customer=None, anon=d, call="page") for i in range(16)
+          for d in ("dev-x", "dev-y")),  # the clock walks past 60 days in steps of hours
     ]  # fmt: skip
     sessions = [
         session(at(0), at(5), customer="c-a", anon="dev-a", added=["p-1"], session_id="s-a"),
@@ -99,13 +103,15 @@ class Pipeline:
             for s in (s for s in sessions if DEVICE_PARTITION[s["anonymous_id"]] == p):
                 self._append(self.topics.sessions, p, s["anonymous_id"].encode(), SESSIONS.encode(s))
 
-    def run(self) -> dict[str, tuple[str, str, str | None]]:
+    def run(self) -> dict[str, tuple[str, str, str | None, Any]]:
         self.pipeline.run(self.restart_chance)
-        alerts: dict[str, tuple[str, str, str | None]] = {}
+        alerts: dict[str, tuple[str, str, str | None, Any]] = {}
         for message in self.broker.records(self.topics.alerts):
             alert = ALERTS.decode(message.value)
             assert alert["alert_id"] not in alerts, "an alert decided twice"
-            alerts[alert["alert_id"]] = (alert["rule_id"], alert["status"], alert["suppression_reason"])
+            alerts[alert["alert_id"]] = (
+                alert["rule_id"], alert["status"], alert["suppression_reason"], alert["time"]
+            )  # fmt: skip
         return alerts
 
 
@@ -113,16 +119,19 @@ NOW = at(0)
 SCENARIO = scenario()  # built once: the builders number message ids, and alert ids derive from them
 
 
-def reference() -> dict[str, tuple[str, str, str | None]]:
+def reference() -> dict[str, tuple[str, str, str | None, Any]]:
     return Pipeline(random.Random(0)).run()
 
 
 def test_the_scenario_alerts_as_the_clock_says() -> None:
-    outcome = sorted(reference().values())
+    outcome = sorted(o[:3] for o in reference().values())
     assert ("cart_abandonment", "fired", None) in outcome  # c: signed in within the hour, consented
     assert ("cart_abandonment", "suppressed", "consent_missing") in outcome  # b withdrew; e linked late
     assert ("first_purchase_welcome", "suppressed", "consent_missing") in outcome  # d withdrew before
     assert len([o for o in outcome if o[0] == "cart_abandonment"]) == 3  # a ordered: no alert
+    # Silent for 60 days after an order: decided at the first event-time hour past it, exactly.
+    churn = {o[3] for o in reference().values() if o[0] == "churn_risk"}
+    assert churn == {at(0, days=60, hours=1)}  # last seen at T0 + 40 min (on the hour): due the next hour
 
 
 @settings(max_examples=40, deadline=None)
