@@ -10,7 +10,8 @@ no provisional visit is ever published (``Session.merged_session_ids`` stays emp
 
 A visit closes when no future event can join it: when the next event has been released and
 starts another visit, or when W reaches the visit's first time boundary (inactivity, max duration,
-midnight). ``flush`` releases everything and closes the open visit as ``idle_sweep``.
+midnight). ``release_waiting`` releases everything now, keeping the open visit open (a quiet
+partition); ``flush`` also closes it, as ``idle_sweep`` (an end of input).
 
 Cost per event: a set lookup for duplicates, an append (in-order) or bisect insert into the small
 buffer, and a constant amount of aggregate work per released event.
@@ -94,6 +95,20 @@ def advance(state: DeviceState, watermark_ms: int, policy: SessionPolicy) -> tup
     return state, outputs
 
 
+def release_waiting(state: DeviceState, policy: SessionPolicy) -> tuple[DeviceState, list[Output]]:
+    """Release every waiting event into its visit now, leaving the open visit open (a quiet,
+    caught-up partition: nothing else is on its way, so waiting out the allowed lateness only
+    delays the rows). The device's own watermark moves just past the last released event: a
+    straggler older than that is reported late, since its place has been published."""
+    outputs: list[Output] = []
+    released, state.buffer = state.buffer, []
+    for event in released:
+        _release(state, event, policy, outputs)
+    if released:
+        state.watermark_ms = max(state.watermark_ms, released[-1].time_ms + 1)
+    return state, outputs
+
+
 def flush(state: DeviceState, policy: SessionPolicy) -> tuple[DeviceState, list[Output]]:
     """Release every waiting event and close the open visit as ``idle_sweep`` (end of stream).
 
@@ -102,12 +117,7 @@ def flush(state: DeviceState, policy: SessionPolicy) -> tuple[DeviceState, list[
     released event: a straggler for this device older than that is reported late, since its
     visit has already been published.
     """
-    outputs: list[Output] = []
-    released, state.buffer = state.buffer, []
-    for event in released:
-        _release(state, event, policy, outputs)
-    if released:
-        state.watermark_ms = max(state.watermark_ms, released[-1].time_ms + 1)
+    state, outputs = release_waiting(state, policy)
     if state.current is not None:
         outputs.append(_close(state.current, state.device_id, CloseRule.IDLE_SWEEP))
         state.current = None

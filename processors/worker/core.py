@@ -51,7 +51,15 @@ from processors.sessions.partition import WakeupSchedule
 from processors.sessions.policy import SessionPolicy, to_ms
 from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
 from processors.sessions.state import NO_WATERMARK, DeviceState
-from processors.sessions.stream import add_event, advance, flush, is_open, last_event_ms, next_wakeup
+from processors.sessions.stream import (
+    add_event,
+    advance,
+    flush,
+    is_open,
+    last_event_ms,
+    next_wakeup,
+    release_waiting,
+)
 from processors.worker.codec import EventCodec
 from processors.worker.metrics import WorkerMetrics
 
@@ -348,14 +356,17 @@ class WorkerCore:
         return result
 
     def advance_quiet(self, elapsed_ms: Mapping[int, int]) -> BatchResult:
-        """Move the event clock of quiet, caught-up partitions on by the wall time they stayed quiet.
+        """Quiet, caught-up partitions: release their waiting events now, and move their event
+        clocks on by the wall time they stayed quiet.
 
-        Nothing arrives, so the clock would stand still and a visit would stay open until the
-        partition's next event, maybe hours away. Moving it with the wall clock closes visits by
-        their own rules (inactivity, longest duration) once that much time has really passed. It
-        never closes a visit early: a pause of seconds moves the clock seconds, far from a gap of
-        minutes, so a visit cut by a pause (a killed collector, a quiet night) is cut exactly where
-        the undisturbed stream cuts it. Only an explicit end of input closes visits at once.
+        Nothing else is on its way, so waiting out the allowed lateness would only hold the rows
+        back: the events go out at once, into their visits, which stay open. The clock would
+        otherwise stand still and a visit stay open until the partition's next event, maybe hours
+        away; moving it with the wall clock closes visits by their own rules (inactivity, longest
+        duration) once that much time has really passed. A visit is never closed early: a pause of
+        seconds moves the clock seconds, far from a gap of minutes, so a pause (a killed collector,
+        a lull) never cuts a visit the undisturbed stream keeps whole. Only an explicit end of
+        input closes visits at once.
         """
         result = BatchResult()
         dirty: set[str] = set()
@@ -364,6 +375,7 @@ class WorkerCore:
             if top is None or elapsed <= 0:
                 continue
             self.max_event_ms[partition] = top + elapsed
+            self._release_partition(partition, result, dirty)
             self._advance_partition(partition, result, dirty)
             result.clocks[partition] = self._clock(partition)
             current = self.reported.get(partition)
@@ -402,6 +414,20 @@ class WorkerCore:
             if device is None or device.session is None:
                 continue
             device.session, outputs = flush(device.session, self.policy)
+            self._emit(outputs, device_id, partition, result)
+            wakeups.set(device_id, next_wakeup(device.session, self.policy))
+            dirty.add(device_id)
+
+    def _release_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
+        """Every waiting event of the partition into its visit, now; open visits stay open."""
+        wakeups = self.wakeups.get(partition)
+        if wakeups is None:
+            return
+        for device_id in wakeups.devices():
+            device = self.devices.get(device_id)
+            if device is None or device.session is None or not device.session.buffer:
+                continue
+            device.session, outputs = release_waiting(device.session, self.policy)
             self._emit(outputs, device_id, partition, result)
             wakeups.set(device_id, next_wakeup(device.session, self.policy))
             dirty.add(device_id)

@@ -98,3 +98,22 @@ def test_the_quiet_clock_survives_a_restart() -> None:
     runner.restart()  # the moved clock is in the clocks store: the gap keeps counting from 40 s
     quiet(runner, wall, GAP_S + LATENESS_S - 40 + 2)
     assert sessions(broker, topics) == [(1, "inactivity")]
+
+
+def enriched(broker: MemoryBroker, topics: Topics) -> dict[str, str | None]:
+    """message id -> session id of the enriched events out so far."""
+    events = [EVENTS.decode(m.value) for m in broker.records(topics.enriched_events) if m.key is not None]
+    return {e["message_id"]: e["enrichment"]["session_id"] for e in events}
+
+
+def test_waiting_events_go_out_once_the_partition_is_quiet_and_their_visit_stays_open() -> None:
+    wall = Wall()
+    runner, broker, topics = make_runner(wall)
+    send(runner, broker, topics, "a1", 0)
+    assert enriched(broker, topics) == {}  # waiting for the watermark (10 s of lateness)
+    quiet(runner, wall, 2)  # caught up and quiet: nothing else is coming, the row goes out now
+    assert list(enriched(broker, topics)) == ["a1"] and sessions(broker, topics) == []
+    send(runner, broker, topics, "a2", 20)
+    quiet(runner, wall, 2)
+    out = enriched(broker, topics)
+    assert out["a1"] == out["a2"]  # the same visit, not one cut at the pause
