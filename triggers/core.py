@@ -415,24 +415,33 @@ class TriggerCore:
             return result
         hours = self._hours_crossed(clocks)
         every = self._every(clocks, hours)
+        ended = self._ended(clocks)
         for key, raw in self._sweep_items(table, marks, every):
             state = CustomerState.from_dict(json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
             elif state.partition is not None and state.partition in marks:
-                alerts: list[Alert] = []
-                for hour in hours.get(state.partition, ()):
-                    outcome = self.engine.sweep(state, min(hour, marks[state.partition]), at=hour)
-                    state, alerts = outcome.state, [*alerts, *outcome.alerts]
-                outcome = self.engine.sweep(state, marks[state.partition], scheduled=False)
-                outcome = replace(outcome, alerts=(*alerts, *outcome.alerts))
-                if (hours.get(state.partition) or self._ended(clocks)) and outcome.state.unpublished:
-                    outcome = replace(outcome, profile_changed=True)
-                self._apply(result, state.partition, outcome)
+                partition = state.partition
+                crossed = hours.get(partition, [])
+                outcome = self._sweep_state(state, marks[partition], crossed, bool(crossed) or ended)
+                self._apply(result, partition, outcome)
                 result.seal(self._index)
                 if result.states[key][1] == raw and not outcome.alerts:
                     del result.states[key]  # nothing changed: no changelog write
         return result
+
+    def _sweep_state(self, state: CustomerState, mark: int, hours: list[int], publish: bool) -> Outcome:
+        """One customer at a sweep: the scheduled rules at each hour crossed (windows due by then
+        first), the windows due at ``mark``; a pending profile change published if ``publish``."""
+        alerts: list[Alert] = []
+        for hour in hours:
+            outcome = self.engine.sweep(state, min(hour, mark), at=hour)
+            state, alerts = outcome.state, [*alerts, *outcome.alerts]
+        outcome = self.engine.sweep(state, mark, scheduled=False)
+        outcome = replace(outcome, alerts=(*alerts, *outcome.alerts))
+        if publish and outcome.state.unpublished:
+            outcome = replace(outcome, profile_changed=True)
+        return outcome
 
     def _hours_crossed(self, clocks: Mapping[int, StageClock]) -> dict[int, list[int]]:
         """Per partition, the event-time hours (ms, in order) its clock passed since the last sweep.
