@@ -1,6 +1,6 @@
 """Bytes in, bytes out: the trigger stage between Kafka records and the pure engine.
 
-Three steps, each a method over a batch, none touching Kafka (agents.py moves the
+Three steps, each a method over a batch, none touching Kafka (stages.py moves the
 bytes; tests call these directly):
 
 1. ``route``: enriched events and closed sessions (Avro) -> small JSON messages on the
