@@ -1,4 +1,4 @@
-"""Sessions for every identity, through WorkerCore, equal the batch reference over the chosen keys.
+"""Sessions for every identity, through the worker stage, equal the batch reference over the chosen keys.
 
 Each example: one partition, three devices and two customers (two devices share one; a device
 signs in as its own customer only: shared devices are tests/processors/test_identity.py's matter);

@@ -1,4 +1,4 @@
-"""The worker's hot path without Kafka: WorkerCore over in-memory batches, and the codec."""
+"""The worker without Kafka: the worker stage on the in-memory runtime over given batches, and the codec."""
 
 from __future__ import annotations
 

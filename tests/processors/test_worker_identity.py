@@ -1,4 +1,4 @@
-"""Sessions for every identity and the identity guards, through WorkerCore (no Kafka).
+"""Sessions for every identity and the identity guards, through the worker stage on the in-memory runtime.
 
 Session key: the anonymous id, else the user id; a server-side event (user id only) joins the
 open visit of a device signed in as that customer on its partition, else starts its own.
