@@ -38,7 +38,8 @@ SEED = 0  # the order runners take turns in; any order gives the same alerts (te
 
 
 class LocalPipeline:
-    """See the module docstring. ``rules`` replaces the rules read from ``triggers.rules_dir``."""
+    """See the module docstring. ``rules`` replaces the rules read from ``triggers.rules_dir``;
+    ``partitions`` replaces ``kafka.default_partitions`` (one: every key in one log, in input order)."""
 
     def __init__(self, settings: Settings, rules: RuleSet | None = None, *, worker: bool = True,
                  partitions: int = 1, max_batch: int = 64) -> None:  # fmt: skip
