@@ -16,8 +16,9 @@ Input
 Per partition
     The worker (``processors.worker.core``) is the one sessionizer: it keeps the partition
     watermark (the largest event time seen, capped by the collector's clock, minus the allowed
-    lateness; ``NO_WATERMARK`` before any event), the device states and a ``WakeupSchedule`` per partition, and calls the building
-    blocks below. Tests run it on the in-memory runtime (tests/processors/sessions/helpers.py).
+    lateness; ``NO_WATERMARK`` before any event), the device states and a ``WakeupSchedule`` per
+    partition, and calls the building blocks below. Tests run it on the in-memory runtime
+    (tests/processors/sessions/helpers.py).
 
 Per device (the building blocks)
     ``add_event(state | None, event, watermark_ms, policy) -> (state, outputs)``
