@@ -27,7 +27,7 @@ COMMAND_MODULES = [
     "tools.simulate.cli",
     "tools.uci_cli",
     "tools.import_cli",
-    "triggers.cli",
+    "tools.rules_test",  # webhouse triggers: triggers.cli, plus test
 ]
 
 

@@ -15,8 +15,8 @@ Reading guide, in the order a record meets the modules:
 - ``triggers.webhook``    signed webhook delivery with retries; ``verify`` for receivers
 - ``triggers.stages``     route, evaluate and deliver as stages of ``pipeline.runtime``
 - ``triggers.standalone`` the same stages in a process of their own (``webhouse triggers run``)
-- ``triggers.harness``    the engine on a dict, for tests and ``webhouse triggers test``
-- ``triggers.cli``        ``webhouse triggers validate | list | test | run``
+- ``triggers.cli``        ``webhouse triggers validate | list | run`` (``test``: ``tools.rules_test``, which
+                          runs these stages with the worker's on the in-memory runtime)
 - ``triggers.metrics``    Prometheus counters and histograms
 - ``triggers/rules/``     the starter rule pack (YAML)
 """

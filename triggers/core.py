@@ -1,6 +1,6 @@
 """Bytes in, bytes out: the trigger stage between Kafka records and the pure engine.
 
-Three steps, each a method over a batch, none touching Kafka (agents.py moves the
+Three steps, each a method over a batch, none touching Kafka (stages.py moves the
 bytes; tests call these directly):
 
 1. ``route``: enriched events and closed sessions (Avro) -> small JSON messages on the
@@ -49,7 +49,7 @@ from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
-from triggers.engine import Engine, Outcome
+from triggers.engine import NOTHING, Engine, Outcome
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
 from triggers.metrics import TriggerMetrics
 from triggers.profile import Profile, to_record
@@ -482,12 +482,14 @@ class TriggerCore:
         return [(key, table.get(key)) for key in due]
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
-        """Remember when this state's earliest absence window can fire."""
+        """Remember when this state's earliest window can fire: an absence window at its deadline
+        plus the grace, a held marketing alert at its time (``Engine._close_windows``)."""
         if state is None or not state.windows or state.partition is None:
             self.due.pop(key, None)
             return
         grace_ms = self.settings.triggers.absence_grace_s * 1000
-        self.due[key] = (min(w.deadline for w in state.windows) + grace_ms, state.partition)
+        due = min(w.deadline + (0 if w.absent == NOTHING else grace_ms) for w in state.windows)
+        self.due[key] = (due, state.partition)
 
     # -- errors ---------------------------------------------------------------------------
 

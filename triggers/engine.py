@@ -172,8 +172,8 @@ class Engine:
         return self._outcome(state, previous, alerts)
 
     def close_due(self, state: CustomerState, now: int) -> Outcome:
-        """Absence windows due at ``now``, for callers whose input is one log in event-time order
-        (the in-memory harness); the stream stage closes them only at its watermark (``sweep``)."""
+        """Absence windows due at ``now``: for the stage, those of a device due before its link
+        (``TriggerCore``, hand-over and forward); otherwise windows close at the watermark (``sweep``)."""
         return Outcome(state, tuple(self._close_windows(state, now, None)))
 
     def sweep(self, state: CustomerState, now: int, scheduled: bool = True, at: int | None = None) -> Outcome:

@@ -4,7 +4,9 @@ Tests and tools run the production stages here (``processors.worker.stage``,
 ``triggers.stages``): topics are in-memory partition logs, a stage's changelogs are
 topics like any other, and each batch's step is applied as one unit (outputs appended,
 state written, offsets advanced), as a Kafka transaction is. ``restart`` throws a
-stage's memory away and rebuilds it from its changelogs, as a process restart does.
+stage's memory away and rebuilds it from its changelogs, as a process restart does. A stage's
+``broadcasts`` (erasures) are read whole, before the inputs that follow them, and all again
+after a restart, as ``KafkaRunner`` does.
 Which runner reads next and how much it takes is the caller's choice (``MemoryPipeline``
 draws it from a seeded random generator): a property test can try many interleavings.
 """
@@ -61,6 +63,7 @@ class MemoryRunner:
         self.committed: dict[tuple[str, int], int] = {}
         self.stage = make_stage()
         self.stores: dict[str, StateStore] = {}
+        self.broadcast_read: dict[str, int] = {}  # broadcast topic -> records applied
         self.restart()
 
     # -- the runtime's work ----------------------------------------------------------------
@@ -74,6 +77,8 @@ class MemoryRunner:
                 if message.key is not None:
                     store.put(message.partition, message.key, message.value or None)
         self.stage.assign(frozenset(range(self.broker.partitions)), self.stores)
+        self.broadcast_read = {}  # the restored state may predate them: every one applied again
+        self.apply_broadcasts()
 
     def unread(self) -> list[tuple[str, int]]:
         return [
@@ -87,17 +92,33 @@ class MemoryRunner:
         start = self.committed.get((topic, partition), 0)
         return self.broker.log(topic, partition)[start : start + count]
 
+    def apply_broadcasts(self) -> Step:
+        """Broadcast records not applied yet (``on_broadcast``), in one step."""
+        records: list[Incoming] = []
+        for topic in getattr(self.stage, "broadcasts", ()):
+            log = self.broker.records(topic)
+            records.extend(log[self.broadcast_read.get(topic, 0) :])
+            self.broadcast_read[topic] = len(log)
+        if not records:
+            return Step()
+        step: Step = self.stage.on_broadcast(records, self.stores, self.now())  # type: ignore[attr-defined]
+        self._checkpoint(step)
+        return step
+
     def process(self, batch: list[Incoming]) -> Step:
+        """One batch (after the broadcasts before it); the steps' outputs and writes, applied."""
+        applied = self.apply_broadcasts()
         step = self.stage.process(batch, self.stores, self.now())
         self._checkpoint(step)
         for message in batch:
             self.committed[(message.topic, message.partition)] = message.offset + 1
-        return step
+        return Step().extend(applied).extend(step)
 
     def tick(self) -> Step:
+        applied = self.apply_broadcasts()
         step = self.stage.tick(self.stores, self, self.now())
         self._checkpoint(step)
-        return step
+        return Step().extend(applied).extend(step)
 
     def _checkpoint(self, step: Step) -> None:
         for record in step.outputs:

@@ -13,11 +13,12 @@ Input
     docs/identity.md). ``payload`` (optional bytes) is handed back
     with the event's assignment.
 
-Per partition (the easy way)
-    ``PartitionSessionizer(policy, states=None, watermark_ms=NO_WATERMARK)`` with
-    ``.process(event) -> list[Output]``, ``.advance_to(watermark_ms)``, ``.flush(device_ids=None)``
-    (idle sweep / end of stream), ``.watermark_ms`` (persist it), ``.states`` (a dict or a state
-    table of ``DeviceState``).
+Per partition
+    The worker (``processors.worker.core``) is the one sessionizer: it keeps the partition
+    watermark (the largest event time seen, capped by the collector's clock, minus the allowed
+    lateness; ``NO_WATERMARK`` before any event), the device states and a ``WakeupSchedule`` per
+    partition, and calls the building blocks below. Tests run it on the in-memory runtime
+    (tests/processors/sessions/helpers.py).
 
 Per device (the building blocks)
     ``add_event(state | None, event, watermark_ms, policy) -> (state, outputs)``
@@ -26,8 +27,9 @@ Per device (the building blocks)
     first, so visits it already ended keep their real rule.
     ``next_wakeup(state, policy) -> int | None``: lowest watermark at which ``advance`` outputs.
     ``DeviceState``: mutable, mutated in place; ``to_bytes()``/``from_bytes()`` and
-    ``to_dict()``/``from_dict()`` for the table; ``is_idle``. ``WakeupSchedule``: the heap of
-    wake-ups behind ``PartitionSessionizer``.
+    ``to_dict()``/``from_dict()`` for the table; ``is_idle``. ``WakeupSchedule``: the devices of a
+    partition in a heap by their next wake-up (``set``, ``pop_due``), so a moving watermark visits
+    only the devices it concerns.
 
 Outputs, in event-time order per device
     ``Assignment(event, session_id)``: the event's FINAL session id (emit the enriched event now);
@@ -55,10 +57,10 @@ Helpers: ``session_id_for(device_id, first_time_ms, first_event_id)``, ``to_ms``
 """
 
 from processors.sessions.events import SessionEvent, session_id_for
-from processors.sessions.partition import PartitionSessionizer, WakeupSchedule
 from processors.sessions.policy import CloseRule, SessionPolicy, from_ms, to_ms
 from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
 from processors.sessions.reference import BatchResult, sessionize_batch
+from processors.sessions.schedule import WakeupSchedule
 from processors.sessions.state import NO_WATERMARK, DeviceState
 from processors.sessions.stream import add_event, advance, flush, next_wakeup
 
@@ -71,7 +73,6 @@ __all__ = [
     "DuplicateEvent",
     "LateEvent",
     "Output",
-    "PartitionSessionizer",
     "Session",
     "SessionEvent",
     "SessionPolicy",

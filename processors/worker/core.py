@@ -47,9 +47,9 @@ from pipeline.topics import Topics
 from processors.enrichment import Enricher
 from processors.identity import CustomerDevices, IdentityGuard, IdentityState, Stitched, stitch
 from processors.sessions.events import SessionEvent
-from processors.sessions.partition import WakeupSchedule
 from processors.sessions.policy import SessionPolicy, to_ms
 from processors.sessions.records import Assignment, DuplicateEvent, LateEvent, Output, Session
+from processors.sessions.schedule import WakeupSchedule
 from processors.sessions.state import NO_WATERMARK, DeviceState
 from processors.sessions.stream import (
     add_event,

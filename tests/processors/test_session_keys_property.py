@@ -1,4 +1,4 @@
-"""Sessions for every identity, through WorkerCore, equal the batch reference over the chosen keys.
+"""Sessions for every identity, through the worker stage, equal the batch reference over the chosen keys.
 
 Each example: one partition, three devices and two customers (two devices share one; a device
 signs in as its own customer only: shared devices are tests/processors/test_identity.py's matter);
@@ -29,8 +29,7 @@ from hypothesis import strategies as st
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
 from processors.sessions import SessionPolicy, from_ms, sessionize_batch, to_ms
-from processors.worker.core import WorkerCore, session_event
-from processors.worker.metrics import WorkerMetrics
+from processors.worker.core import session_event
 from tests.processors.test_worker_core import Harness
 from tests.processors.worker_support import raw_event
 
@@ -44,11 +43,11 @@ OWNER = {"d0": "c1", "d1": "c1", "d2": "c2"}
 SESSIONS = SingleObjectSerde("session")
 
 
-def core() -> WorkerCore:
+def config() -> Settings:
     policy = SessionPolicySettings(
         inactivity_gap_s=GAP_S, allowed_lateness_s=LATENESS_S, max_duration_s=86400
     )
-    return WorkerCore(Settings(worker=WorkerSettings(session=policy)), WorkerMetrics())
+    return Settings(worker=WorkerSettings(session=policy))
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class Model:
 @given(logs())
 def test_sessions_of_every_identity_equal_the_batch_reference(log: tuple[list[Planned], list[int]]) -> None:
     planned, sizes = log
-    h = Harness(core())
+    h = Harness(config())
     model = Model()
     position = 0
     for size in sizes:

@@ -1,4 +1,4 @@
-"""The worker's hot path without Kafka: WorkerCore over in-memory batches, and the codec."""
+"""The worker without Kafka: the worker stage on the in-memory runtime over given batches, and the codec."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pytest
 
 from pipeline.runtime.control import Progress, SourceState, end_headers
+from pipeline.runtime.memory import MemoryBroker, MemoryRunner
+from pipeline.runtime.stage import Record, Step
 from pipeline.serde import SingleObjectSerde, schema_fingerprint
 from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
+from pipeline.topics import Topics
 from processors.enrichment import Enricher
 from processors.worker.codec import EventCodec
-from processors.worker.core import BatchResult, Incoming, WorkerCore
+from processors.worker.core import WorkerCore
 from processors.worker.metrics import WorkerMetrics
+from processors.worker.stage import DEVICES, WorkerStage
 from tests.processors.worker_support import GOOGLEBOT, raw_event
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -25,6 +29,7 @@ EVENTS = SingleObjectSerde("customer_event")
 SESSIONS = SingleObjectSerde("session")
 LINKS = SingleObjectSerde("identity_link")
 DEAD = SingleObjectSerde("dead_letter")
+END_HEADERS = tuple((k, v if isinstance(v, bytes) else str(v).encode()) for k, v in end_headers())
 
 
 def at(seconds: float) -> datetime:
@@ -40,50 +45,74 @@ def settings() -> Settings:
     return Settings(worker=WorkerSettings(session=policy))
 
 
+END = object()  # in ``Harness.feed``: an end-of-input record (``webhouse kafka end-of-input``)
+
+
 class Harness:
-    """Feeds encoded raw events to a WorkerCore and keeps its writes, as the faust adapter does."""
+    """The worker stage on the in-memory runtime (``pipeline.runtime.memory``), two partitions: raw
+    records in, in the batches a test gives; every output kept; ``restarted`` is the runtime's
+    restart from the changelogs, ``sweep`` the stage's timer once nothing is left to read."""
 
-    def __init__(self, core: WorkerCore | None = None) -> None:
-        self.core = core or WorkerCore(settings(), WorkerMetrics())
-        self.devices: dict[bytes, bytes] = {}
-        self.clocks: dict[bytes, bytes] = {}
-        self.outputs: list[Any] = []
-        self.offset = 0
+    def __init__(self, config: Settings | None = None, runner: MemoryRunner | None = None) -> None:
+        self.settings = config or settings()
+        self.topics = Topics.from_settings(self.settings.kafka)
+        if runner is None:
+            metrics = WorkerMetrics()  # one set for every restart of the stage
+            runner = MemoryRunner(lambda: WorkerStage(self.settings, metrics), MemoryBroker(2), "worker")
+        self.runner = runner
+        self.outputs: list[Record] = []
 
-    def feed(self, *records: dict[str, Any] | bytes, partition: int = 0) -> BatchResult:
-        batch = []
+    @property
+    def core(self) -> WorkerCore:
+        return cast(WorkerStage, self.runner.stage).core
+
+    @property
+    def devices(self) -> dict[bytes, bytes]:
+        """The ``devices`` store as the runtime keeps it (what a restart reads back)."""
+        return dict(self.runner.stores[DEVICES])
+
+    def feed(self, *records: dict[str, Any] | bytes | object, partition: int = 0) -> Step:
+        """One batch of these raw records (appended to the raw topic) on ``partition``."""
         for record in records:
-            value = record if isinstance(record, bytes) else EVENTS.encode(record)
-            batch.append(Incoming("raw", partition, self.offset, b"k", value))
-            self.offset += 1
-        return self._keep(self.core.process(batch, at(3600)))
+            if record is END:
+                self.runner.broker.append(Record(self.topics.raw_events, None, b"", partition, END_HEADERS))
+                continue
+            value = record if isinstance(record, bytes) else EVENTS.encode(cast(dict[str, Any], record))
+            self.runner.broker.append(Record(self.topics.raw_events, b"k", value, partition))
+        return self._keep(
+            self.runner.process(self.runner.take(self.topics.raw_events, partition, len(records)))
+        )
 
-    def sweep(self, *partitions: int) -> BatchResult:
-        return self._keep(self.core.sweep(partitions or (0,)))
+    def redeliver(self, offset: int, count: int, partition: int = 0) -> Step:
+        """Raw records read again from ``offset`` (the consumer's last commit was older)."""
+        self.runner.committed[(self.topics.raw_events, partition)] = offset
+        return self._keep(self.runner.process(self.runner.take(self.topics.raw_events, partition, count)))
 
-    def _keep(self, result: BatchResult) -> BatchResult:
-        self.outputs.extend(result.outputs)
-        for key, (_, value) in result.devices.items():
-            self.devices[key] = value
-        for partition, value in result.clocks.items():
-            self.clocks[str(partition).encode()] = value
-        return result
+    def sweep(self) -> Step:
+        return self._keep(self.runner.tick())
+
+    def _keep(self, step: Step) -> Step:
+        self.outputs.extend(step.outputs)
+        return step
 
     def restarted(self) -> Harness:
-        """A new core rebuilt from the tables, as after a crash or rebalance."""
-        core = WorkerCore(settings(), WorkerMetrics())
-        core.load(self.devices.items(), self.clocks.items(), {0, 1})
-        twin = Harness(core)
-        twin.devices, twin.clocks, twin.offset = dict(self.devices), dict(self.clocks), self.offset
-        return twin
+        """The stage rebuilt from its changelogs, as after a crash; the twin keeps its own outputs."""
+        self.runner.restart()
+        return Harness(self.settings, self.runner)
 
     def decoded(self, kind: str) -> list[dict[str, Any]]:
         serde = {"enriched": EVENTS, "sessions": SESSIONS, "identity": LINKS, "deadletter": DEAD}[kind]
-        return [serde.decode(o.value) for o in self.outputs if o.topic.endswith(kind) and not o.headers]
+        return [
+            serde.decode(o.value or b"") for o in self.outputs if o.topic.endswith(kind) and not o.headers
+        ]
 
     def progress(self, partition: int = 0) -> list[Progress]:
         """The watermark records sent to the enriched partition, in order."""
-        return [Progress.from_bytes(o.value) for o in self.outputs if o.headers and o.partition == partition]
+        return [
+            Progress.from_bytes(o.value or b"")
+            for o in self.outputs
+            if o.headers and o.partition == partition
+        ]
 
     def sessions_of(self) -> dict[str, str | None]:
         return {r["message_id"]: r["enrichment"]["session_id"] for r in self.decoded("enriched")}
@@ -140,7 +169,7 @@ def test_identity_links_are_keyed_by_both_ids_on_the_device_partition() -> None:
     (link,) = [o for o in h.outputs if o.topic.endswith("identity")]
     assert json.loads(link.key) == ["dev-a", "ada"] and link.partition == 1
     h.feed(raw_event("p", "dev-a", at(5)), partition=1)
-    h.sweep(1)
+    h.sweep()
     assert {r["enrichment"]["customer_id"] for r in h.decoded("enriched")} == {"ada"}
     assert h.decoded("sessions")[0]["customer_id"] == "ada"
 
@@ -176,8 +205,7 @@ def test_a_restart_from_the_tables_gives_the_same_outputs() -> None:
     for event in stream[:6]:
         first.feed(event)
     second = first.restarted()
-    second.offset = 4  # Kafka redelivers from an older committed offset: already in the state
-    second.feed(*stream[4:6])
+    second.redeliver(4, 2)  # Kafka redelivers from an older committed offset: already in the state
     second.feed(stream[5])  # and a producer retry: the same event again at a new offset
     for event in stream[6:]:
         second.feed(event)
@@ -241,12 +269,10 @@ def test_progress_follows_what_was_released_then_idle_then_end() -> None:
     lateness = settings().worker.session.allowed_lateness_s * 1000
     assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
     released_before = len(h.decoded("enriched"))
-    h.sweep(0)  # quiet and caught up: everything released
-    h._keep(h.core.idle([0]))  # quiet for worker.idle_after_s: "idle", after what it released
+    h.sweep()  # quiet and caught up: everything released, then "idle", after what it released
     assert h.progress()[-1].state is SourceState.IDLE
     assert len(h.decoded("enriched")) == 3 > released_before
-    end = Incoming("raw", 0, h.offset, None, b"", None, tuple(end_headers()))
-    h._keep(h.core.process([end], at(3600)))
+    h.feed(END)
     assert h.progress()[-1] == Progress(SourceState.ENDED, at_ms(20))
     assert len(h.progress()) == 3  # nothing said twice
     assert not h.decoded("deadletter")  # the control record is not an event
@@ -254,10 +280,7 @@ def test_progress_follows_what_was_released_then_idle_then_end() -> None:
 
 def test_an_end_of_input_read_in_the_batch_of_the_last_events_stays_the_last_word() -> None:
     h = Harness()
-    events = [EVENTS.encode(r) for r in visit("a", "dev-a", 0, 3)]
-    batch = [Incoming("raw", 0, i, b"k", v) for i, v in enumerate(events)]
-    batch.append(Incoming("raw", 0, len(events), None, b"", None, tuple(end_headers())))
-    h._keep(h.core.process(batch, at(3600)))
+    h.feed(*visit("a", "dev-a", 0, 3), END)  # one batch
     assert h.progress()[-1].state is SourceState.ENDED
     assert len(h.decoded("enriched")) == 3  # everything released before the end is passed on
 

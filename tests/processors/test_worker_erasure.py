@@ -4,24 +4,35 @@ starts from nothing (pipeline/erasure.py, WorkerCore.apply_erasure)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.erasure import Erasure
-from processors.worker.core import BatchResult
+from pipeline.runtime.stage import Record, Step
+from processors.worker.stage import DEVICES
 from tests.processors.test_worker_core import EVENTS, Harness, at, visit
 from tests.processors.worker_support import raw_event
 
 
+@dataclass
+class Erased:
+    outputs: list[Record]
+    erased: dict[bytes, int]  # device key -> partition, tombstoned in the devices store
+
+
 class ErasingHarness(Harness):
-    """Also applies erasures as the adapter is to: outputs first, then tombstones in the table."""
+    """Also forgets customers: an erasure record on the erasures topic, which the runtime hands
+    to the stage before anything else (``on_broadcast``)."""
 
-    def erase(self, customer_id: str, *devices: str, seconds: float) -> BatchResult:
-        result = self.core.apply_erasure(Erasure(customer_id, devices, at(seconds)))
-        for key in result.erased:
-            self.devices.pop(key, None)
-        return self._keep(result)
+    def erase(self, customer_id: str, *devices: str, seconds: float) -> Erased:
+        """The erasure applied; its outputs and the device records it tombstoned."""
+        erasure = Erasure(customer_id, devices, at(seconds))
+        self.runner.broker.append(Record(self.topics.erasures, customer_id.encode(), erasure.to_bytes()))
+        step = self._keep(self.runner.apply_broadcasts())
+        erased = {w.key: w.partition for w in step.writes if w.store == DEVICES and w.value is None}
+        return Erased(step.outputs, erased)
 
-    def replay(self, *records: dict[str, Any], partition: int = 0) -> BatchResult:
+    def replay(self, *records: dict[str, Any], partition: int = 0) -> Step:
         """The same raw messages read again at new offsets (a replay of the raw topic)."""
         return self.feed(*records, partition=partition)
 

@@ -1,4 +1,4 @@
-"""Sessions for every identity and the identity guards, through WorkerCore (no Kafka).
+"""Sessions for every identity and the identity guards, through the worker stage on the in-memory runtime.
 
 Session key: the anonymous id, else the user id; a server-side event (user id only) joins the
 open visit of a device signed in as that customer on its partition, else starts its own.
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from processors.worker.core import WorkerCore
-from processors.worker.metrics import WorkerMetrics
 from tests.processors.test_worker_core import Harness, at, settings, visit
 from tests.processors.worker_support import raw_event
 
@@ -34,7 +32,7 @@ def order(order_id: str, revenue: float) -> dict[str, Any]:
 
 
 def closed(h: Harness) -> dict[str, dict[str, Any]]:
-    h.sweep(0, 1)
+    h.sweep()
     return {s["session_id"]: s for s in h.decoded("sessions")}
 
 
@@ -168,7 +166,7 @@ def test_guards_are_configurable() -> None:
     worker = base.worker.model_copy(
         update={"identity_blocked_values": ["house-test"], "identity_device_limit": 0}
     )
-    h = Harness(WorkerCore(base.model_copy(update={"worker": worker}), WorkerMetrics()))
+    h = Harness(base.model_copy(update={"worker": worker}))
     for d in range(8):
         h.feed(signed_in(f"i{d}", f"dev-{d}", "undefined", d))
     h.feed(signed_in("x", "dev-x", "House-Test", 9))

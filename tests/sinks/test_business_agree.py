@@ -1,8 +1,8 @@
 """One definition per business term: profiles, the VIP trigger and the webhouse's reports agree.
 
 The same simulated customers go through the trigger engine (profiles, `vip_tier_reached`
-alerts; ``triggers.harness.RawReplay`` stands in for the processors) and into the webhouse
-(events, identity links and the profiles the engine published). Every customer's value tier,
+alerts; the worker and trigger stages on the in-memory runtime, ``tools.local_pipeline``) and
+into the webhouse (events, identity links and the profiles the engine published). Every customer's value tier,
 order count and last order then read the same everywhere; the terms themselves are pinned
 in ``pipeline.business``.
 """
@@ -18,8 +18,8 @@ from pipeline import business
 from pipeline.settings import TriggerSettings, ValueTierSettings
 from tests.sinks.land import Webhouse
 from tests.sinks.simulated import land_simulation
+from tools.local_pipeline import LocalPipeline
 from triggers.alerts import Alert
-from triggers.harness import Harness
 from triggers.profile import Profile
 
 # Low thresholds, so a small simulation has customers in every tier.
@@ -45,23 +45,24 @@ def test_active_means_activity_within_the_days() -> None:
 
 
 @pytest.fixture(scope="module")
-def agreed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Harness, Webhouse, list[str]]:
+def agreed(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalPipeline, Webhouse, list[str]]:
     triggers = TriggerSettings(value_tiers=TIERS)
     landed = land_simulation(tmp_path_factory.mktemp("agree"), triggers, seed=11, customers=200, days=30)
-    return landed.harness, landed.webhouse, landed.customers
+    return landed.pipeline, landed.webhouse, landed.customers
 
 
-def _profiles(harness: Harness, customers: list[str]) -> dict[str, Profile]:
-    return {c: harness.states[c].profile for c in customers if c in harness.states}
+def _profiles(pipeline: LocalPipeline, customers: list[str]) -> dict[str, Profile]:
+    states = pipeline.states()
+    return {c: states[c].profile for c in customers if c in states}
 
 
 @pytest.mark.slow
 def test_value_tiers_agree_across_profiles_reports_and_alerts(
-    agreed: tuple[Harness, Webhouse, list[str]],
+    agreed: tuple[LocalPipeline, Webhouse, list[str]],
 ) -> None:
-    harness, wh, customers = agreed
+    pipeline, wh, customers = agreed
     con = wh.connect()
-    profiles = _profiles(harness, customers)
+    profiles = _profiles(pipeline, customers)
     from_engine = {c: p.value_tier or business.NO_TIER for c, p in profiles.items() if p.orders}
     report = dict(con.sql("SELECT customer_id, tier FROM customer_value WHERE orders > 0").fetchall())
     landed = dict(
@@ -72,7 +73,7 @@ def test_value_tiers_agree_across_profiles_reports_and_alerts(
     assert all(tiers[t.name] for t in TIERS), tiers  # every tier reached by someone
     # VIP: the report's count, the profiles' count and the customers the VIP alert named.
     vip = business.vip_tier(TIERS)
-    alerted = {a.customer_id for a in harness.alerts if _is_vip_alert(a, vip) and a.customer_id in profiles}
+    alerted = {a.customer_id for a in pipeline.alerts if _is_vip_alert(a, vip) and a.customer_id in profiles}
     by_tier = dict(con.sql("SELECT tier, customers FROM value_tiers").fetchall())
     assert by_tier[vip] == tiers[vip] == len(alerted)
     assert alerted == {c for c, t in report.items() if t == vip}
@@ -83,10 +84,10 @@ def _is_vip_alert(alert: Alert, vip: str) -> bool:
 
 
 @pytest.mark.slow
-def test_rfm_parts_agree_with_the_profiles(agreed: tuple[Harness, Webhouse, list[str]]) -> None:
-    harness, wh, customers = agreed
+def test_rfm_parts_agree_with_the_profiles(agreed: tuple[LocalPipeline, Webhouse, list[str]]) -> None:
+    pipeline, wh, customers = agreed
     con = wh.connect()
-    profiles = _profiles(harness, customers)
+    profiles = _profiles(pipeline, customers)
     rfm = {
         c: (f, t) for c, f, t in con.sql("SELECT customer_id, frequency, last_order_at FROM rfm").fetchall()
     }

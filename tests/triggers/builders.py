@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings import TriggerSettings
-from triggers.engine import Engine
-from triggers.harness import Harness
-from triggers.ruleset import load_rules
+from pipeline.settings import Settings, TriggerSettings
+from tools.local_pipeline import LocalPipeline
+from triggers.alerts import Alert
+from triggers.events import to_ms
+from triggers.ruleset import RuleSet, load_rules
+from triggers.state import CustomerState, Window
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 RULES_DIR = Path(__file__).resolve().parents[2] / "triggers" / "rules"
@@ -21,11 +23,66 @@ def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
     return T0 + timedelta(minutes=minutes, hours=hours, days=days)
 
 
-def harness(only: str | None = None, **settings: Any) -> Harness:
+class StageHarness:
+    """The trigger stages (route, evaluate) on the in-memory runtime (``tools.local_pipeline``), fed
+    enriched events and closed sessions in event-time order, as one enriched partition the worker
+    writes: before each input, its time becomes the stages' clock (the worker's progress report,
+    nothing older follows), so windows due by then are decided. Each call runs the stages until
+    everything is read and returns the alerts decided meanwhile."""
+
+    def __init__(self, rules: RuleSet, settings: TriggerSettings) -> None:
+        self.local = LocalPipeline(Settings(triggers=settings), rules, worker=False)
+        self.clock: int | None = None
+
+    def _at(self, ms: int | None) -> None:
+        if ms is not None and (self.clock is None or ms > self.clock):
+            self.local.advance(ms)
+            self.clock = ms
+
+    def event(self, record: dict[str, Any]) -> list[Alert]:
+        """One enriched event (Avro dict)."""
+        self._at(to_ms(record["enrichment"]["event_time"]))
+        self.local.enriched(record)
+        return self.local.run()
+
+    def session(self, record: dict[str, Any]) -> list[Alert]:
+        """One closed session (Avro dict)."""
+        self._at(to_ms(record["end"]))
+        self.local.session(record)
+        return self.local.run()
+
+    def sweep(self, now: int | None = None) -> list[Alert]:
+        """The clock moved to event time ``now`` (default: where it is) and the stages' timers."""
+        self._at(now)
+        return self.local.run()
+
+    def restart(self) -> None:
+        """Every stage rebuilt from its changelogs, as after a crash."""
+        for runner in self.local.runners:
+            runner.restart()
+
+    def reload(self, rules: RuleSet) -> None:
+        """New rules, as the evaluate stage's timer loads an edited rules directory; state is kept."""
+        self.local.rules = rules
+        self.local.evaluate.stage.core.engine.reload(rules)  # type: ignore[attr-defined]
+
+    @property
+    def states(self) -> dict[str, CustomerState]:
+        return self.local.states()
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.local.alerts
+
+    def pending(self) -> list[Window]:
+        return self.local.pending()
+
+
+def harness(only: str | None = None, **settings: Any) -> StageHarness:
     rules = load_rules(RULES_DIR)
     if only:
         rules = rules.only(only)
-    return Harness(Engine(rules, TriggerSettings(**settings)))
+    return StageHarness(rules, TriggerSettings(rules_dir=RULES_DIR, **settings))
 
 
 def event(

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from pipeline.erasure import Erasure
-from triggers.core import Incoming
+from pipeline.runtime.stage import Record
 from triggers.events import to_ms
 
 from .builders import at, consent, event, session
-from .test_core import NOW, PROFILES, Bus
+from .test_core import PROFILES, Bus
 
 
 def old_life(bus: Bus) -> list[dict]:
@@ -32,7 +32,10 @@ def profiles(bus: Bus) -> list[tuple[bytes | None, dict | None]]:
 
 
 def forget(bus: Bus, minutes: float, customer: str = "c-1", *devices: str) -> None:
-    bus._keep(bus.core.apply_erasure(Erasure(customer, devices or ("a-1",), at(minutes)), bus.table.get))
+    """An erasure record on the erasures topic, which both stages read whole (``on_broadcast``)."""
+    erasure = Erasure(customer, devices or ("a-1",), at(minutes))
+    bus.local.broker.append(Record(bus.topics.erasures, customer.encode(), erasure.to_bytes()))
+    bus.local.run()
 
 
 def test_forgetting_drops_the_states_and_their_open_windows_and_tombstones_the_profiles() -> None:
@@ -57,7 +60,6 @@ def test_replayed_and_late_inputs_from_before_the_erasure_rebuild_nothing() -> N
     records = old_life(bus)
     old_session = session(at(0), at(5), added=["p-1"], session_id="s-1")
     bus.session(old_session)
-    inputs = list(bus.log[bus.topics.triggers_input])
     forget(bus, 30)
     published, alerts = len(profiles(bus)), len(bus.alerts())
 
@@ -67,9 +69,9 @@ def test_replayed_and_late_inputs_from_before_the_erasure_rebuild_nothing() -> N
     late = event("Product Viewed", at(10), products=["p-1"])
     late["received_at"] = at(40)  # happened before the forget, arrived after
     bus.event(late)
-    for offset, out in enumerate(inputs):  # and a replay of the triggers topic itself
-        bus._keep(bus.core.evaluate([Incoming(out.topic, 0, 10_000 + offset, out.key, out.value or b"")],
-                                    bus.table.get, NOW))  # fmt: skip
+    for partition in range(bus.local.broker.partitions):  # and a replay of the triggers topic itself
+        bus.local.evaluate.committed[(bus.topics.triggers_input, partition)] = 0
+    bus.local.run()
     bus.sweep(to_ms(at(0, hours=3)))
 
     assert not {b"c-1", b"a-1"} & set(bus.table)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from processors.sessions import (
     Assignment,
     CloseRule,
-    PartitionSessionizer,
     SessionEvent,
     session_id_for,
     to_ms,
@@ -15,6 +14,7 @@ from processors.sessions import (
 from tests.processors.sessions.helpers import (
     MINUTE_MS,
     T0,
+    WorkerSessionizer,
     assignments,
     ev,
     late_ids,
@@ -47,7 +47,7 @@ def test_late_event_bridging_two_visits_merges_them_as_kafka_streams_does() -> N
     without = run([ev("a", 10), ev("b", 12), ev("c", 20)], policy())
     assert spans(without) == [(["a", "b"], CloseRule.INACTIVITY), (["c"], CloseRule.IDLE_SWEEP)]
 
-    sessionizer = PartitionSessionizer(policy())
+    sessionizer = WorkerSessionizer(policy())
     before = sessionizer.process_many([ev("a", 10), ev("b", 12), ev("c", 20)])
     after = sessionizer.process(ev("late", 16)) + sessionizer.flush()
     merged = sessions(after)
@@ -113,7 +113,7 @@ def test_campaign_change_starts_a_visit_but_direct_traffic_does_not() -> None:
 
 
 def test_event_behind_the_watermark_is_reported_late_and_left_out() -> None:
-    sessionizer = PartitionSessionizer(policy())
+    sessionizer = WorkerSessionizer(policy())
     outputs = sessionizer.process_many([ev("a", 0), ev("b", 20), ev("late", 14.99), ev("edge", 15)])
     assert late_ids(outputs) == ["late"]
     late = outputs[[type(o).__name__ for o in outputs].index("LateEvent")]
@@ -161,7 +161,7 @@ def test_tie_between_time_boundaries_is_named_inactivity() -> None:
 def test_event_exactly_at_the_watermark_still_takes_its_place() -> None:
     # After y (minute 10) the watermark is minute 5: x is released, b and c at minute 5 must wait,
     # since a at minute 5 may still come and sorts before them.
-    sessionizer = PartitionSessionizer(policy())
+    sessionizer = WorkerSessionizer(policy())
     outputs = sessionizer.process_many([ev("x", 4), ev("b", 5), ev("c", 5), ev("y", 10)])
     assert list(assignments(outputs)) == ["x"]
     outputs += sessionizer.process(ev("a", 5)) + sessionizer.flush()

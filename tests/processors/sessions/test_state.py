@@ -1,14 +1,14 @@
-"""The device state survives its trip through a faust table's changelog unchanged."""
+"""The device state survives its trip through the devices changelog unchanged."""
 
 from __future__ import annotations
 
-from processors.sessions import DeviceState, PartitionSessionizer
-from tests.processors.sessions.helpers import ev, policy
+from processors.sessions import DeviceState
+from tests.processors.sessions.helpers import WorkerSessionizer, ev, policy
 
 
 def test_state_round_trips_through_bytes_mid_visit() -> None:
     pol = policy(split_at_midnight=True, timezone="Europe/Berlin")
-    sessionizer = PartitionSessionizer(pol)
+    sessionizer = WorkerSessionizer(pol)
     events = [
         ev("a", 0, is_page_view=True, page="/", utm_source="news", utm_medium="email", utm_campaign="c1"),
         ev("b", 1, products_viewed=("p1", "p2"), customer_id="c-9", payload=b"\x00raw"),

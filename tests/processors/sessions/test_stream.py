@@ -14,7 +14,6 @@ from processors.sessions import (
     NO_WATERMARK,
     CloseRule,
     DeviceState,
-    PartitionSessionizer,
     SessionEvent,
     SessionPolicy,
     WakeupSchedule,
@@ -24,7 +23,16 @@ from processors.sessions import (
     next_wakeup,
     to_ms,
 )
-from tests.processors.sessions.helpers import MINUTE_MS, T0, ev, late_ids, policy, run, sessions
+from tests.processors.sessions.helpers import (
+    MINUTE_MS,
+    T0,
+    WorkerSessionizer,
+    ev,
+    late_ids,
+    policy,
+    run,
+    sessions,
+)
 
 START = to_ms(T0)
 
@@ -47,7 +55,7 @@ def test_visit_closes_exactly_when_the_watermark_reaches_its_boundary() -> None:
 
 def test_flush_closes_as_idle_sweep_and_later_stragglers_are_late() -> None:
     pol = policy()
-    sessionizer = PartitionSessionizer(pol)
+    sessionizer = WorkerSessionizer(pol)
     sessionizer.process_many([ev("a", 0), ev("b", 2)])
     closed = sessions(sessionizer.flush())
     assert [(s.closed_by, s.event_count) for s in closed] == [(CloseRule.IDLE_SWEEP, 2)]
@@ -62,9 +70,9 @@ def test_visit_aggregates() -> None:
         ev("v1", 0, customer_id="c-7", is_page_view=True, page="/", referrer_class="search",
            referrer_host="www.google.com", browser_family="Firefox", os_family="Linux",
            device_class="desktop", channel="web", utm_source="g", utm_medium="cpc", utm_campaign="s"),
-        ev("v2", 10, is_page_view=True, page="/shoes", products_viewed=("p1", "p2")),
+        ev("v2", 10, is_page_view=True, page="/shoes"),  # a page call carries no products
         ev("v3", 11, event_name="Product Added", products_added=("p2",)),
-        ev("v4", 12, event_name="Product Viewed", products_viewed=("p2", "p3")),
+        ev("v4", 12, event_name="Product Viewed", products_viewed=("p1", "p2", "p3", "p2")),
         ev("v5", 13, event_name="Order Completed", products_bought=("p2",), revenue=19.5),
         ev("v6", 14, event_name="Order Completed", products_bought=("p9",), revenue=0.5),
         ev("v7", 15, is_page_view=True, page=None),
@@ -145,10 +153,9 @@ def test_wakeup_schedule_pops_due_devices_once_in_order() -> None:
 
 def test_restarted_partition_rebuilds_its_schedule_from_the_states() -> None:
     pol = policy()
-    first = PartitionSessionizer(pol)
+    first = WorkerSessionizer(pol)
     first.process_many([ev("a", 0), ev("x", 1, device="d2"), ev("b", 2)])
-    states = {d: DeviceState.from_bytes(s.to_bytes()) for d, s in first.states.items()}
-    second = PartitionSessionizer(pol, states, first.watermark_ms)
+    second = first.restarted()  # a new stage, its state read back from the changelogs
     outputs = second.process(ev("c", 20))  # moves the watermark past both visits
     assert sorted(s.anonymous_id for s in sessions(outputs)) == ["d1", "d2"]
 
@@ -182,7 +189,7 @@ def test_package_docstring_lists_the_whole_public_api() -> None:
 
 def test_dedup_memory_bounds_what_a_device_remembers() -> None:
     pol = policy(dedup_memory=1)
-    sessionizer = PartitionSessionizer(pol)
+    sessionizer = WorkerSessionizer(pol)
     sessionizer.process_many([ev("a", 0), ev("b", 10), ev("c", 11)])  # "a" released, "b", "c" wait
     assert list(sessionizer.states["d1"].recent_ids) == ["c"]
     again = sessionizer.process(ev("b", 10)) + sessionizer.process(ev("a", 0))

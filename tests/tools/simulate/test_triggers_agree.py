@@ -1,5 +1,5 @@
-"""The trigger pack, replayed over the simulated stream (``triggers.harness.RawReplay``, the
-in-memory stand-in for the processors), finds the situations the ground truth lists."""
+"""The trigger pack, replayed over the simulated stream (the worker and trigger stages on the
+in-memory runtime, ``tools.local_pipeline``), finds the situations the ground truth lists."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import pytest
 from pipeline.collector.segment import map_event
 from pipeline.settings import Settings
 from tests.tools.simulate.conftest import NOW
+from tools.local_pipeline import LocalPipeline
 from tools.simulate import Simulation, SimulationConfig, generate
 from triggers.alerts import Alert
-from triggers.engine import Engine
-from triggers.harness import Harness, RawReplay
-from triggers.ruleset import load_rules
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +22,13 @@ def replayed() -> tuple[Simulation, list[Alert]]:
     tiers = tuple((t.name, t.min_revenue, t.min_orders) for t in settings.triggers.value_tiers)
     cross_sell = {k: tuple(v) for k, v in settings.triggers.cross_sell.items()}
     sim = generate(SimulationConfig(seed=5, now=NOW, customers=300, value_tiers=tiers, cross_sell=cross_sell))
-    harness = Harness(Engine(load_rules(settings.triggers.rules_dir), settings.triggers))
-    replay = RawReplay(harness, settings.worker.session.inactivity_gap_s)
+    local = LocalPipeline(settings, max_batch=500)
     received = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
     for event in sim.events:
         if event.malformed is None:
-            replay.event(map_event(event.body, received_at=received, source="simulator"))
-    replay.finish(sim.truth.now_ms)
-    return sim, harness.alerts
+            local.raw(map_event(event.body, received_at=received, source="simulator"))
+    local.finish(sim.truth.now_ms)
+    return sim, local.alerts
 
 
 def _count(alerts: list[Alert], rule: str) -> int:
