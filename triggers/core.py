@@ -420,7 +420,9 @@ class TriggerCore:
             state = CustomerState.from_dict(json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
-            elif state.partition is not None and state.partition in marks:
+            elif state.partition not in marks:
+                self._index(key, state)  # its partition has no watermark yet: indexed, decided later
+            elif state.partition is not None:
                 partition = state.partition
                 crossed = hours.get(partition, [])
                 outcome = self._sweep_state(state, marks[partition], crossed, bool(crossed) or ended)

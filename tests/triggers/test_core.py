@@ -6,8 +6,6 @@ import json
 from datetime import UTC, datetime
 from typing import cast
 
-import pytest
-
 from pipeline.runtime.clock import StageClock
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.runtime.stage import Record
@@ -113,12 +111,6 @@ def test_anonymous_cart_then_login_alerts_the_customer_and_merges_the_profile() 
     assert len(bus.alerts()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TriggerCore.sweep: the hourly full pass clears the due index, but re-indexes only the "
-    "states of triggers partitions that have a watermark; when one partition's clock moves before "
-    "another's (batches per partition), the other's windows wait for the next hourly pass",
-)
 def test_a_window_on_the_partition_whose_clock_moves_second_still_closes() -> None:
     bus = Bus(partitions=2)
     bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
