@@ -372,10 +372,12 @@ class WorkerCore:
         dirty: set[str] = set()
         for partition, elapsed in sorted(elapsed_ms.items()):
             top = self.max_event_ms.get(partition)
-            if top is None or elapsed <= 0:
+            if top is None:
+                continue
+            self._release_partition(partition, result, dirty)
+            if elapsed <= 0:
                 continue
             self.max_event_ms[partition] = top + elapsed
-            self._release_partition(partition, result, dirty)
             self._advance_partition(partition, result, dirty)
             result.clocks[partition] = self._clock(partition)
             current = self.reported.get(partition)

@@ -51,7 +51,8 @@ END = object()  # in ``Harness.feed``: an end-of-input record (``webhouse kafka 
 class Harness:
     """The worker stage on the in-memory runtime (``pipeline.runtime.memory``), two partitions: raw
     records in, in the batches a test gives; every output kept; ``restarted`` is the runtime's
-    restart from the changelogs, ``sweep`` the stage's timer once nothing is left to read."""
+    restart from the changelogs, ``quiet`` the stage's timer once nothing is left to read, ``sweep``
+    an end of input."""
 
     def __init__(self, config: Settings | None = None, runner: MemoryRunner | None = None) -> None:
         self.settings = config or settings()
@@ -88,8 +89,17 @@ class Harness:
         self.runner.committed[(self.topics.raw_events, partition)] = offset
         return self._keep(self.runner.process(self.runner.take(self.topics.raw_events, partition, count)))
 
-    def sweep(self) -> Step:
+    def quiet(self) -> Step:
+        """The stage's timer once nothing is left to read (no wall time passes in memory)."""
         return self._keep(self.runner.tick())
+
+    def sweep(self) -> Step:
+        """An end of input on every partition fed so far: all released, every visit closed."""
+        step = Step()
+        fed = {p for topic, p in self.runner.committed if topic == self.topics.raw_events}
+        for partition in sorted(fed or {0}):
+            step.extend(self.feed(END, partition=partition))
+        return step
 
     def _keep(self, step: Step) -> Step:
         self.outputs.extend(step.outputs)
@@ -263,18 +273,18 @@ def test_worker_help_documents_the_session_policy(capsys: pytest.CaptureFixture[
         assert phrase in text
 
 
-def test_progress_follows_what_was_released_then_idle_then_end() -> None:
+def test_progress_follows_what_was_released_then_end() -> None:
     h = Harness()
     h.feed(*visit("a", "dev-a", 0, 3))
     lateness = settings().worker.session.allowed_lateness_s * 1000
     assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
     released_before = len(h.decoded("enriched"))
-    h.sweep()  # quiet and caught up: everything released, then "idle", after what it released
-    assert h.progress()[-1].state is SourceState.IDLE
-    assert len(h.decoded("enriched")) == 3 > released_before
+    h.quiet()  # caught up and quiet: everything released at once, the visit stays open
+    assert len(h.decoded("enriched")) == 3 > released_before and h.decoded("sessions") == []
+    assert h.progress()[-1].state is SourceState.ACTIVE  # an open visit: not idle, its close is to come
     h.feed(END)
     assert h.progress()[-1] == Progress(SourceState.ENDED, at_ms(20))
-    assert len(h.progress()) == 3  # nothing said twice
+    assert len(h.progress()) == 2  # nothing said twice
     assert not h.decoded("deadletter")  # the control record is not an event
 
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
+from pipeline.runtime.control import end_headers
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record, Step
 from pipeline.serde import SingleObjectSerde
@@ -174,8 +175,10 @@ class WorkerSessionizer:
         return [out for event in events for out in self.process(event)]
 
     def flush(self) -> list[Output]:
-        """The stage's timer with nothing left to read: every open visit closes (idle sweep)."""
-        return self._outputs(self.runner.tick())
+        """An end of input on the partition: every waiting event goes out, every open visit closes
+        (``idle_sweep``). The end record is read as the worker reads it, then input may resume."""
+        self.broker.append(Record(self.topics.raw_events, None, b"", 0, tuple(end_headers())))
+        return self._outputs(self.runner.process(self.runner.take(self.topics.raw_events, 0, 1)))
 
     def restarted(self) -> WorkerSessionizer:
         """A new stage rebuilt from the changelogs, as after a crash (the runtime's restart)."""
