@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import KafkaSettings, Settings, WebhouseSettings
 from pipeline.topics import Topics
 from processors.worker.runner import start_worker_process
@@ -75,6 +76,7 @@ def test_identity_and_sessions_of_every_identity_land_in_the_webhouse(
     settings = worker_settings(kafka_settings, tmp_path)
     topics = Topics.from_settings(kafka_settings)
     produce(kafka_settings.bootstrap_servers, topics.raw_events, EVENTS)
+    send_end_of_input(kafka_settings.bootstrap_servers, topics.raw_events)  # the last visits close at once
     outputs = Outputs(kafka_settings.bootstrap_servers, topics)
     worker = start_worker_process(settings, tmp_path / "worker.log")
     try:
