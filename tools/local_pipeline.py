@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
-from pipeline.runtime.memory import MemoryBroker, MemoryPipeline, MemoryRunner
+from pipeline.runtime.memory import FIXED_NOW, MemoryBroker, MemoryPipeline, MemoryRunner
 from pipeline.runtime.stage import Record, Stage
 from pipeline.serde import make_serde
 from pipeline.settings import Settings
@@ -56,12 +57,17 @@ class LocalPipeline:
             stages.append((lambda: WorkerStage(self.settings, worker_metrics), group_id(self.settings)))
         stages.append((lambda: RouteStage(self.settings, trigger_metrics), "local-triggers-route"))
         stages.append((lambda: self._evaluate(trigger_metrics), "local-triggers-evaluate"))
-        self.runners = [MemoryRunner(make, self.broker, group) for make, group in stages]
+        self.wall = FIXED_NOW  # the runtime's wall clock; ``finish`` lets it run to the end time
+        self.runners = [MemoryRunner(make, self.broker, group, now=self._now) for make, group in stages]
+        self.worker = self.runners[0] if worker else None
         self.evaluate = self.runners[-1]
         self.pipeline = MemoryPipeline(self.broker, self.runners, random.Random(SEED), max_batch=max_batch)
         self.serdes = {name: make_serde(name, None) for name in ("customer_event", "session", "alert")}
         self.alerts: list[Alert] = []
         self._read = 0  # alerts-topic records already decoded into ``alerts``
+
+    def _now(self) -> datetime:
+        return self.wall
 
     def _evaluate(self, metrics: TriggerMetrics) -> EvaluateStage:
         stage = EvaluateStage(self.settings, metrics)
@@ -109,9 +115,17 @@ class LocalPipeline:
         return decided
 
     def finish(self, end_ms: int) -> list[Alert]:
-        """End of the input: every stage runs out (the worker's timer closes the last visits), then
-        the clock moves to event time ``end_ms``; returns the alerts decided meanwhile."""
+        """End of the input: every stage runs out, then nothing more comes until event time
+        ``end_ms``: the wall clock runs on as far, so the worker's quiet partitions move their
+        clocks there and close the visits that have ended by then, as a deployed worker would;
+        the triggers' clock moves to ``end_ms``. Returns the alerts decided meanwhile."""
         decided = self.run()
+        if self.worker is not None:
+            core = cast(WorkerStage, self.worker.stage).core
+            lateness_ms = core.policy.allowed_lateness_ms
+            behind = [end_ms + lateness_ms - top for top in core.max_event_ms.values()]
+            self.wall += timedelta(milliseconds=max([0, *behind]))
+            decided += self.run()
         self.advance(end_ms)
         return decided + self.run()
 

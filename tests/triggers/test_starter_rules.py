@@ -208,7 +208,10 @@ def test_churn_risk_found_by_the_sweep_once_per_silence() -> None:
     alerts = h.sweep(to_ms(at(2, days=61)))
     assert summary(alerts) == [("churn_risk", "fired", None)]
     assert alerts[0].customer_id == "c-1"
-    assert alerts[0].message == "c-1 has been inactive for 61 days after 1 orders"
+    # Decided at the first event-time hour the rule held (60 days after 09:01: 10:00), not at
+    # whatever time the sweep that crossed it ran.
+    assert alerts[0].message == "c-1 has been inactive for 60 days after 1 orders"
+    assert alerts[0].time == to_ms(at(0, days=60, hours=1))
     assert h.sweep(to_ms(at(0, days=75))) == []  # same silence: same alert id, dropped
     h.event(event("Page Viewed", at(0, days=80), call="page"))
     assert summary(h.sweep(to_ms(at(0, days=141)))) == [("churn_risk", "fired", None)]
