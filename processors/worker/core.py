@@ -435,7 +435,10 @@ class WorkerCore:
             dirty.add(device_id)
 
     def _end_of_input(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
-        """An explicit end of input: release and close everything, and pass the end on."""
+        """An explicit end of input: release and close everything, and pass the end on. Visits the
+        watermark has already ended close by their own rule first, whether the end came in the
+        batch of the last events or in one of its own (a restart changes the batches)."""
+        self._advance_partition(partition, result, dirty)
         self._flush_partition(partition, result, dirty)
         self._report(result, partition, Progress(SourceState.ENDED, self.max_event_ms.get(partition)))
 

@@ -295,6 +295,18 @@ def test_an_end_of_input_read_in_the_batch_of_the_last_events_stays_the_last_wor
     assert len(h.decoded("enriched")) == 3  # everything released before the end is passed on
 
 
+def test_a_visit_the_watermark_ended_closes_by_inactivity_whatever_batch_the_end_comes_in() -> None:
+    """A restart changes how records fall into batches; the closing rule must not follow them."""
+    rules = []
+    for batches in ([[*visit("a", "dev-a", 0, 2), raw_event("b0", "dev-b", at(200)), END]],
+                    [[*visit("a", "dev-a", 0, 2), raw_event("b0", "dev-b", at(200))], [END]]):  # fmt: skip
+        h = Harness()
+        for batch in batches:
+            h.feed(*batch)
+        rules.append({s["anonymous_id"]: s["closed_by"] for s in h.decoded("sessions")})
+    assert rules[0] == rules[1] == {"dev-a": "inactivity", "dev-b": "idle_sweep"}
+
+
 def test_idle_devices_expire_from_the_state_and_come_back_afresh() -> None:
     """State stays bounded: a device idle for the TTL (in its partition's event time) is dropped."""
     h = Harness()
