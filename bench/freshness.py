@@ -6,7 +6,8 @@ Starts the real stack as `webhouse chaos` does (``tools.chaos.stack.Stack``: a l
 its own; ``tools.demo.run.start_services``: `webhouse collector`, `webhouse worker` with the
 triggers in it, `webhouse sink`), with the settings' defaults, not the demo's quicker ones (the
 sink's batch window, the worker's idle intervals); ``--lateness`` sets the worker's allowed
-lateness. One probe event, landed before the traffic starts, shows every stage is up.
+lateness, ``--sink-window`` the sink's batch window (``webhouse.batch_max_seconds``). One probe
+event, landed before the traffic starts, shows every stage is up.
 
 Then it posts Segment ``/v1/batch`` requests at a fixed rate for a fixed time, every event stamped
 with the wall clock, and records per message id: when its request was acknowledged (200: the
@@ -56,6 +57,7 @@ from tools.demo.services import ServiceError, ServiceGroup
 
 PREFIX = "webhouse-fresh"
 LATENESS_ENV = "WEBHOUSE_WORKER__SESSION__ALLOWED_LATENESS_S"
+SINK_WINDOW_ENV = "WEBHOUSE_WEBHOUSE__BATCH_MAX_SECONDS"
 # The demo's quicker tunings (child_env): removed, so the services run the settings' defaults.
 DEMO_TUNINGS = (
     "WEBHOUSE_WEBHOUSE__BATCH_MAX_SECONDS",
@@ -65,6 +67,7 @@ DEMO_TUNINGS = (
 )
 STEADY_MARGIN_S = 30.0  # beyond the lateness: the sink's batch window and the worker's batch
 MAX_IN_FLIGHT = 64
+TIMELINE_STEP_S = 30.0
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
@@ -289,11 +292,40 @@ def split(
     }
 
 
+def timeline(acked: Sequence[str], sent: Sent, enriched: dict[str, float], table: dict[str, float],
+             step_s: float) -> list[dict[str, Any]]:  # fmt: skip
+    """Per ``step_s`` of acknowledgement time: how fresh those events were (the warm-up, the
+    steady state and the tail after the traffic stopped, told apart)."""
+    buckets: dict[int, list[str]] = {}
+    for i in acked:
+        if i in table:
+            buckets.setdefault(int((sent.acked[i] - sent.started) // step_s), []).append(i)
+    rows = []
+    for n, ids in sorted(buckets.items()):
+        fresh = Stats.of(table[i] - sent.acked[i] for i in ids)
+        staged = Stats.of(enriched[i] - sent.acked[i] for i in ids if i in enriched)
+        rows.append({"from_s": n * step_s, "count": fresh.count, "freshness_p50": fresh.p50,
+                     "freshness_max": fresh.max, "acked_to_enriched_p50": staged.p50})  # fmt: skip
+    return rows
+
+
+def dump(path: Path, sent: Sent, enriched: dict[str, float], table: dict[str, float]) -> None:
+    """Every acknowledged event's three wall times (seconds since the traffic started)."""
+    with path.open("w") as out:
+        out.write("message_id,acked_s,enriched_s,table_s\n")
+        for i, at in sorted(sent.acked.items(), key=lambda kv: kv[1]):
+            cells = [at, enriched.get(i), table.get(i)]
+            out.write(
+                i + "," + ",".join("" if c is None else f"{c - sent.started:.3f}" for c in cells) + "\n"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     rate: float
     seconds: float
     lateness: int | None
+    sink_window: float | None
     wait: float | None
     batch: int
     devices: int
@@ -301,14 +333,15 @@ class Options:
     workdir: Path
 
 
-def effective(settings: Settings, lateness: int | None) -> dict[str, Any]:
+def effective(settings: Settings, opts: Options) -> dict[str, Any]:
     """The settings that bound freshness, as the children run them."""
+    lateness, window = opts.lateness, opts.sink_window
     return {
         "allowed_lateness_s": settings.worker.session.allowed_lateness_s if lateness is None else lateness,
         "idle_close_interval_s": settings.worker.session.idle_close_interval_s,
         "worker_idle_after_s": settings.worker.idle_after_s,
         "worker_batch_within_s": settings.worker.batch_within_s,
-        "sink_batch_max_seconds": settings.webhouse.batch_max_seconds,
+        "sink_batch_max_seconds": settings.webhouse.batch_max_seconds if window is None else window,
         "sink_batch_max_rows": settings.webhouse.batch_max_rows,
         "partitions": settings.kafka.default_partitions,
     }
@@ -343,6 +376,8 @@ def report(
         "all": split(acked, sent, enriched, table),
         "steady": {"acknowledged": len(steady), **split(steady, sent, enriched, table)},
         "steady_rule": f"acknowledged >= {lateness + STEADY_MARGIN_S:.0f}s before the traffic stopped",
+        "timeline": timeline(acked, sent, enriched, table, TIMELINE_STEP_S),
+        "per_event_csv": str(opts.workdir / "events.csv"),
         "load_average_1m": [round(load[0], 2), round(load[1], 2)],
         "cpus": os.cpu_count(),
     }
@@ -351,12 +386,14 @@ def report(
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def stack_env(settings: Settings, stack: Stack, tables: Path, lateness: int | None) -> dict[str, str]:
+def stack_env(settings: Settings, stack: Stack, tables: Path, opts: Options) -> dict[str, str]:
     env = child_env(settings, PREFIX, tables, stack.collector_port)
     for name in DEMO_TUNINGS:
         env.pop(name, None)
-    if lateness is not None:
-        env[LATENESS_ENV] = str(lateness)
+    if opts.lateness is not None:
+        env[LATENESS_ENV] = str(opts.lateness)
+    if opts.sink_window is not None:
+        env[SINK_WINDOW_ENV] = str(opts.sink_window)
     return env
 
 
@@ -382,7 +419,7 @@ def measure(
     enriched.start()
     table.start()
     try:
-        knobs = effective(settings, opts.lateness)
+        knobs = effective(settings, opts)
         write_key = next(iter(settings.collector.write_keys))
         probe = asyncio.run(send_paced(stack.collector_url, write_key, ["probe-0"], 1.0, 1, 1))
         if not probe.acked:
@@ -408,6 +445,7 @@ def measure(
         log(f"sent {sent.sent:,}, acknowledged {len(sent.acked):,} ({sent.rate:,.1f}/s); waiting to land")
         wait_s = opts.wait if opts.wait is not None else float(knobs["allowed_lateness_s"]) + 120
         waited = wait_for([enriched, table], sorted(sent.acked), wait_s, group)
+        dump(opts.workdir / "events.csv", sent, enriched.seen, table.seen)
         return report(opts, knobs, sent, enriched.seen, table.seen, waited, (load_start, load_end))
     finally:
         enriched.close()
@@ -423,7 +461,7 @@ def run_bench(opts: Options) -> dict[str, Any]:
         base = settings.model_copy(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": stack.bootstrap})}
         )
-        env = stack_env(base, stack, (opts.workdir / "tables").resolve(), opts.lateness)
+        env = stack_env(base, stack, (opts.workdir / "tables").resolve(), opts)
         run = run_settings(base, PREFIX, env)
         ensure_topics(
             stack.bootstrap, Topics.from_settings(run.kafka).specs(), settings.kafka.replication_factor
@@ -456,6 +494,14 @@ def table_text(result: dict[str, Any]) -> str:
                 f"{'-' if s[k] is None else s[k]:>8}" for k in ("min", "p50", "p90", "p99", "max")
             )
             lines.append(f"{subset + ' ' + figure:<28}{s['count']:>8}{cells}")
+    lines.append(
+        "by acknowledgement time (s since the traffic started): count, freshness p50 / max, to enriched p50"
+    )
+    for row in result["timeline"]:
+        lines.append(
+            f"  {row['from_s']:>6g}  {row['count']:>6}  {row['freshness_p50']:>8} / {row['freshness_max']:<8}"
+            f"  {row['acked_to_enriched_p50']}"
+        )
     return "\n".join(lines)
 
 
@@ -466,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second sent")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the traffic lasts")
     parser.add_argument("--lateness", type=int, default=None, help="the worker's allowed lateness, seconds")
+    parser.add_argument("--sink-window", type=float, default=None, help="the sink's batch window, seconds")
     parser.add_argument(
         "--wait", type=float, default=None, help="after the traffic (default: lateness + 120 s)"
     )
@@ -475,8 +522,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".webhouse" / "bench" / "freshness")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    opts = Options(args.rate, args.seconds, args.lateness, args.wait, args.batch, args.devices, args.poll,
-                   args.workdir.resolve())  # fmt: skip
+    opts = Options(
+        rate=args.rate,
+        seconds=args.seconds,
+        lateness=args.lateness,
+        sink_window=args.sink_window,
+        wait=args.wait,
+        batch=args.batch,
+        devices=args.devices,
+        poll=args.poll,
+        workdir=args.workdir.resolve(),
+    )
     try:
         result = run_bench(opts)
     except (FreshnessError, ServiceError) as exc:
