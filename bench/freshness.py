@@ -68,6 +68,7 @@ DEMO_TUNINGS = (
 STEADY_MARGIN_S = 30.0  # beyond the lateness: the sink's batch window and the worker's batch
 MAX_IN_FLIGHT = 64
 TIMELINE_STEP_S = 30.0
+PROBE_TRIES = 10
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
@@ -410,6 +411,18 @@ def wait_for(watchers: Sequence[Watcher], ids: Sequence[str], timeout_s: float, 
     return time.monotonic() - started
 
 
+def send_probe(url: str, write_key: str) -> Sent:
+    """One event, retried as an SDK would until acknowledged (a collector just up, on a loaded
+    machine, may refuse or time out at first)."""
+    for _ in range(PROBE_TRIES):
+        probe = asyncio.run(send_paced(url, write_key, ["probe-0"], 1.0, 1, 1))
+        if probe.acked:
+            return probe
+        log(f"probe not acknowledged ({probe.refused} refused, {probe.failed} without answer); again")
+        time.sleep(2)
+    raise FreshnessError(f"the collector did not acknowledge the probe event in {PROBE_TRIES} tries")
+
+
 def measure(
     opts: Options, settings: Settings, stack: Stack, group: ServiceGroup, run: Settings
 ) -> dict[str, Any]:
@@ -421,9 +434,7 @@ def measure(
     try:
         knobs = effective(settings, opts)
         write_key = next(iter(settings.collector.write_keys))
-        probe = asyncio.run(send_paced(stack.collector_url, write_key, ["probe-0"], 1.0, 1, 1))
-        if not probe.acked:
-            raise FreshnessError("the collector did not acknowledge the probe event")
+        probe = send_probe(stack.collector_url, write_key)
         log(
             "probe sent; waiting until it lands (a quiet partition releases it after "
             f"{knobs['idle_close_interval_s']:g}s, then the sink's {knobs['sink_batch_max_seconds']:g}s "
