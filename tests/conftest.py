@@ -9,6 +9,7 @@ A 3-node cluster for the tests that need replication is in tests/pipeline/cluste
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,3 +72,17 @@ def topics_factory(kafka_bootstrap: str) -> Callable[..., Topics]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker for one test alone, which it may pause (SIGSTOP): resumed before it is stopped."""
+    broker = LocalKafka.ephemeral(tmp_path / "kafka")
+    broker.up()
+    try:
+        yield broker
+    finally:
+        pid = broker.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        broker.down()

@@ -355,8 +355,13 @@ class KafkaRunner:
 
 
 def _retriable(exc: BaseException) -> bool:
-    """A broker still settling (a topic just created, a leader moving): asking again will do."""
-    return isinstance(exc, KafkaException) and isinstance(exc.args[0], KafkaError) and exc.args[0].retriable()
+    """A broker still settling (a topic just created, a leader moving): asking again will do. A
+    fresh client's "Unknown partition" is one too, though not flagged retriable: right after a
+    paused broker resumes, its partitions have no leader for a moment (a rewind's changelog read
+    then failed the stage, exit 1, instead of waiting)."""
+    if not (isinstance(exc, KafkaException) and isinstance(exc.args[0], KafkaError)):
+        return False
+    return bool(exc.args[0].retriable() or exc.args[0].code() == KafkaError._UNKNOWN_PARTITION)
 
 
 # Metadata questions right after a topic was created or a broker restarted answer "not leader" for

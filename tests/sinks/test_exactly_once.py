@@ -16,10 +16,9 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
-from tools.records import T0, event, order
+from tests.sinks.raw_records import RawRecords, RawTopic
 
 ITERATIONS = 50
 
@@ -62,30 +61,15 @@ def test_kill_minus_nine_neither_loses_nor_duplicates(kafka_settings: KafkaSetti
     seed = int(os.environ.get("KILL_TEST_SEED", random.randrange(1 << 30)))
     rnd = random.Random(seed)
     topics = Topics.from_settings(kafka_settings)
-    serde = SingleObjectSerde("customer_event")
     producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers, "linger.ms": 2})
-    sent: list[dict[str, Any]] = []
-    expected_lines: set[tuple[str, str, int]] = set()
-
-    def produce(record: dict[str, Any]) -> None:
-        key = (record["anonymous_id"] or "").encode()
-        producer.produce(topics.raw_events, serde.encode(record, topics.raw_events), key=key)
+    raw = RawTopic(producer, topics.raw_events)
+    records = RawRecords(rnd, anonymous_ids=25, order_every=7)
 
     def produce_chunk(chunk: int, n: int) -> None:
         for i in range(n):
-            mid = f"m{chunk}-{i}"
-            anon = f"anon-{rnd.randrange(25)}"
-            at = T0.replace(day=1 + rnd.randrange(3), minute=rnd.randrange(60))
-            if i % 7 == 0:
-                lines = [(f"p{j}", 2.5, 1 + j) for j in range(1 + rnd.randrange(3))]
-                record = order(mid, f"o{chunk}-{i}", lines, anonymous_id=anon, at=at)
-                expected_lines.update((f"o{chunk}-{i}", "completed", j + 1) for j in range(len(lines)))
-            else:
-                record = event(mid, type="page", name="Home", anonymous_id=anon, at=at, path="/")
-            sent.append(record)
-            produce(record)
-            if sent and rnd.random() < 0.08:  # an upstream duplicate: same record, later offset
-                produce(rnd.choice(sent))
+            raw.produce(records.make(chunk, i))
+            if rnd.random() < 0.08:  # an upstream duplicate: same record, later offset
+                raw.produce(rnd.choice(records.sent))
         producer.flush(10)
 
     # One undecodable message: it must become exactly one dead letter, however often it is replayed.
@@ -122,9 +106,9 @@ def test_kill_minus_nine_neither_loses_nor_duplicates(kafka_settings: KafkaSetti
 
     events = _ids(tmp_path / "wh", "events", ["message_id"])
     assert len(events) == len(set(events)), f"duplicates (seed {seed})"
-    assert {e[0] for e in events} == {r["message_id"] for r in sent}, f"loss (seed {seed})"
+    assert {e[0] for e in events} == {r["message_id"] for r in records.sent}, f"loss (seed {seed})"
     lines = _ids(tmp_path / "wh", "orders", ["order_id", "kind", "line_no"])
-    assert len(lines) == len(set(lines)) and set(lines) == expected_lines, f"seed {seed}"
+    assert len(lines) == len(set(lines)) and set(lines) == records.expected_lines, f"seed {seed}"
     letters = _ids(tmp_path / "wh", "dead_letters", ["dead_letter_id", "reason"])
     assert [r[1] for r in letters] == ["undecodable"]
     assert kills["killed"] >= ITERATIONS // 2, kills  # most runs really were cut short

@@ -7,16 +7,11 @@ process of its own) against a broker of its own, which the SIGTERM test pauses (
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,68 +23,24 @@ from pipeline.kafka_local import LocalKafka, free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
 from sinks.tables import default_specs, source_topic
+from tests.liveness import STOP_BOUND_S, get, start_service, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-STOP_BOUND_S = 30  # the spec: SIGTERM/SIGINT stop a service within 30 s
 
 
 def start_sink(
     bootstrap: str, prefix: str, root: Path, group: str, **env: str
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    child = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOUSE_")}
-    child.update(
-        {
-            "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
-            "WEBHOUSE_WEBHOUSE__ROOT": str(root),
-            "WEBHOUSE_WEBHOUSE__CONSUMER_GROUP": group,
-            "WEBHOUSE_METRICS__PORT": str(port),
-            **env,
-        }
-    )
-    log = open(root.parent / f"sink-{port}.log", "ab")  # noqa: SIM115 - the child keeps it
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "sink"], env=child, stdout=log, stderr=log
-        )
-    finally:
-        log.close()
-    return proc, port
-
-
-def get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def wait_for(what: str, check: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not {what} within {timeout_s}s")
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    broker = LocalKafka.ephemeral(tmp_path / "kafka")
-    broker.up()
-    try:
-        yield broker
-    finally:
-        pid = broker.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGCONT)
-        broker.down()
+    settings = {
+        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
+        "WEBHOUSE_WEBHOUSE__ROOT": str(root),
+        "WEBHOUSE_WEBHOUSE__CONSUMER_GROUP": group,
+        "WEBHOUSE_METRICS__PORT": str(port),
+        **env,
+    }
+    return start_service(["sink"], settings, root.parent / f"sink-{port}.log"), port
 
 
 def test_an_empty_consumer_group_is_a_stall_reported_then_exited_on(

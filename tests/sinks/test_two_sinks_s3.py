@@ -19,7 +19,6 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -27,12 +26,11 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from pipeline.kafka_admin import ensure_topics
-from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, WebhouseSettings
 from pipeline.topics import Topics
 from sinks.duck import connect
+from tests.sinks.raw_records import RawRecords, RawTopic
 from tests.sinks.s3 import s3_bucket
-from tools.records import T0, event, order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 KILLS = 4
@@ -124,25 +122,15 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     ensure_topics(kafka_bootstrap, topics.specs())
     options = s3_bucket(s3_endpoint, "lake")
     root = "s3://lake/webhouse"
-    serde = SingleObjectSerde("customer_event")
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 2})
-    sent: list[dict[str, Any]] = []
-    expected_lines: set[tuple[str, str, int]] = set()
+    raw = RawTopic(producer, topics.raw_events)
+    records = RawRecords(rnd, anonymous_ids=40, order_every=9)
 
     def produce_chunk(chunk: int, n: int) -> None:
         for i in range(n):
-            mid, anon = f"m{chunk}-{i}", f"anon-{rnd.randrange(40)}"
-            at = T0.replace(day=1 + rnd.randrange(3), minute=rnd.randrange(60))
-            if i % 9 == 0:
-                lines = [(f"p{j}", 2.5, 1 + j) for j in range(1 + rnd.randrange(3))]
-                record = order(mid, f"o{chunk}-{i}", lines, anonymous_id=anon, at=at)
-                expected_lines.update((f"o{chunk}-{i}", "completed", j + 1) for j in range(len(lines)))
-            else:
-                record = event(mid, type="page", name="Home", anonymous_id=anon, at=at, path="/")
-            sent.append(record)
+            record = records.make(chunk, i)
             for _ in range(2 if rnd.random() < 0.05 else 1):  # an upstream duplicate now and then
-                key = record["anonymous_id"].encode()
-                producer.produce(topics.raw_events, serde.encode(record, topics.raw_events), key=key)
+                raw.produce(record)
         producer.flush(10)
 
     producer.produce(topics.raw_events, b"not avro at all", key=b"anon-0")  # one dead letter, once
@@ -167,7 +155,7 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
             killed[victim] += 1
             sinks.start(victim)
 
-        wanted = {r["message_id"] for r in sent}
+        wanted = {r["message_id"] for r in records.sent}
         deadline = time.monotonic() + 90
         while landed_events(root, options) < len(wanted) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -185,7 +173,7 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     assert len(events) == len(set(events)), f"duplicated events (seed {seed})"
     assert set(events) == wanted, f"lost {len(wanted - set(events))} events (seed {seed})"
     lines = con.sql("SELECT order_id, kind, line_no FROM orders").fetchall()
-    assert len(lines) == len(set(lines)) and set(lines) == expected_lines, f"seed {seed}"
+    assert len(lines) == len(set(lines)) and set(lines) == records.expected_lines, f"seed {seed}"
     assert con.sql("SELECT reason FROM dead_letters").fetchall() == [("undecodable",)]
     assert set(killed) == set(members), killed  # both were killed
     history = [
