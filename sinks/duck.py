@@ -70,7 +70,7 @@ PROFILES_SQL = """
 -- The latest profile per customer, from the history the sink keeps.
 CREATE OR REPLACE TEMP VIEW profiles AS
 SELECT * FROM profiles_history
-QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY updated_at DESC NULLS LAST,
+QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {version}updated_at DESC NULLS LAST,
                            last_seen DESC NULLS LAST) = 1;
 """
 
@@ -110,6 +110,8 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     con.execute(STITCHING_SQL)
     con.execute(IDENTITY_CONFLICTS_SQL)
     if "profiles_history" in names:
-        con.execute(PROFILES_SQL)
+        # Versions are numbered since profile schema v2; a table written before has no column yet.
+        columns = {row[0] for row in con.execute("DESCRIBE profiles_history").fetchall()}
+        con.execute(PROFILES_SQL.format(version="version DESC, " if "version" in columns else ""))
     install_analyses(con, settings.webhouse, settings.triggers.value_tiers, set(names))
     return con

@@ -186,7 +186,7 @@ def default_specs(events_source: str = "enriched", catalog: SchemaCatalog | None
         )
     if "profile" in catalog.current:
         raw = catalog.get("profile").raw
-        version = _first_present(raw, "last_event_id", "updated_at", "version")
+        version = _first_present(raw, "version", "last_event_id", "updated_at")
         ts = _first_present(raw, "updated_at", "last_seen", "computed_at")
         specs.append(
             TableSpec(

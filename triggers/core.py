@@ -52,7 +52,7 @@ from triggers.alerts import Alert
 from triggers.engine import NOTHING, Engine, Outcome
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
 from triggers.metrics import TriggerMetrics
-from triggers.profile import Profile, to_record
+from triggers.profile import to_record
 from triggers.ruleset import RuleSet
 from triggers.state import CustomerState
 
@@ -299,7 +299,7 @@ class TriggerCore:
         key = state.customer_id.encode()
         self._emit_alerts(result, key, outcome.alerts)
         if outcome.profile_changed and state.moved_to is None:
-            result.outputs.append(self._profile(state.profile))
+            result.outputs.append(self._publish(state))
             state.unpublished = False
         result.live[key] = (partition, state)
 
@@ -309,9 +309,11 @@ class TriggerCore:
             result.outputs.append(Output(self.topics.alerts, key, record))
             result.alerts.append(alert)
 
-    def _profile(self, profile: Profile, merged_into: str | None = None) -> Output:
-        record = self.serdes["profile"].encode(to_record(profile, merged_into), self.topics.profiles)
-        return Output(self.topics.profiles, profile.customer_id.encode(), record)
+    def _publish(self, state: CustomerState, merged_into: str | None = None) -> Output:
+        """The state's profile as its next numbered version (the number is kept in the state)."""
+        state.profile = replace(state.profile, version=state.profile.version + 1)
+        record = self.serdes["profile"].encode(to_record(state.profile, merged_into), self.topics.profiles)
+        return Output(self.topics.profiles, state.profile.customer_id.encode(), record)
 
     def _handover_state(
         self,
@@ -333,7 +335,7 @@ class TriggerCore:
                 self._apply(result, partition, self.engine.close_due(state, linked_at))
             body = {"to": customer_id, "state": state.to_dict(), "at": linked_at}
             result.outputs.append(self._input(customer_id, "absorb", body))
-            result.outputs.append(self._profile(state.profile, merged_into=customer_id))
+            result.outputs.append(self._publish(state, merged_into=customer_id))
         # The device's state now lives with the customer; what comes later under the device's
         # key follows it there (``_forward``).
         result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))

@@ -54,6 +54,7 @@ class Profile:
     consent_updated_at: int | None = None
     value_tier: str | None = None
     updated_at: int | None = None
+    version: int = 0  # versions of this key published so far; the record carries its own number
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-built: dataclasses.asdict deep-copies and was most of the per-event cost.
@@ -234,4 +235,5 @@ def to_record(profile: Profile, merged_into: str | None = None) -> dict[str, Any
         "consent_updated_at": from_ms(profile.consent_updated_at),
         "value_tier": profile.value_tier,
         "updated_at": from_ms(profile.updated_at),
+        "version": profile.version,
     }

@@ -120,6 +120,20 @@ def test_a_window_on_the_partition_whose_clock_moves_second_still_closes() -> No
     assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
 
 
+def test_profile_versions_are_numbered_per_customer_and_identify_the_version() -> None:
+    """(customer_id, version) is the row id of ``profiles_history``: unique, the highest the latest."""
+    bus = Bus()
+    bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
+    bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
+    bus.event(consent(at(20), customer="c-1", anon="dev-1"))
+    bus.event(event("Page Viewed", at(30), customer="c-1", anon="dev-1", call="page"))
+    numbers: dict[str, list[int]] = {}
+    for profile in bus.profiles():
+        numbers.setdefault(profile["customer_id"], []).append(profile["version"])
+    assert all(found == list(range(1, len(found) + 1)) for found in numbers.values()), numbers
+    assert set(numbers) == {"dev-1", "c-1"} and len(numbers["c-1"]) >= 2
+
+
 def test_undecodable_input_becomes_a_dead_letter() -> None:
     bus = Bus()
     bus.raw(bus.topics.enriched_events, b"not avro")
