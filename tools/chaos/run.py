@@ -11,6 +11,11 @@ The triggers ride in the worker's App as in the demo, so a worker kill kills the
 own. (The standalone App sometimes misses its own fresh changelog topic at first start,
 "Ignoring missing topic", and then evaluates nothing: seen in 2 of 3 fresh starts, not
 restarted by anything as it does not exit; a runtime matter, hence not the default.)
+
+Scaled out (``brokers`` > 1, ``workers`` > 1, ``sinks`` > 1): the run's Kafka is a
+``LocalCluster`` (replication 3, ``min.insync.replicas`` 2 from three nodes), a broker fault
+pauses or kills one node drawn from the schedule, and each worker and sink process is a target
+of its own. Rebalances are counted from the services' own counters (``tools.chaos.rebalances``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 from sinks.duck import connect
 from tools.chaos.compare import Snapshot, TableDiff, diff, landed_ids, raw_copies, snapshots
-from tools.chaos.plan import BROKER, SERVICES, Fault, plan_faults
-from tools.chaos.stack import Stack
+from tools.chaos.plan import BROKER, Fault, plan_faults, service_names
+from tools.chaos.stack import Stack, start_scaled_services
 from tools.demo.alert_truth import compare as alert_verdict
 from tools.demo.run import (
     child_env,
@@ -70,6 +75,13 @@ class ChaosOptions:
     max_retries: int = 60  # per batch: a client outlasting any planned fault
     separate_triggers: bool = False  # the demo's layout (triggers in the worker's App) by default
     now: datetime | None = None  # the simulated "now" (with the seed, it fixes the traffic); None: now
+    brokers: int = 1  # > 1: a local cluster of that many nodes
+    workers: int = 1  # worker processes in one consumer group
+    sinks: int = 1  # sink processes in one consumer group
+
+    @property
+    def scaled(self) -> bool:
+        return self.workers > 1 or self.sinks > 1
 
 
 @dataclass(slots=True)
@@ -84,6 +96,7 @@ class RunOutcome:
     skipped: Counter[str] = field(default_factory=Counter)
     raw_copies: int = 0  # records on the raw topic beyond one per message id (client retries)
     unsettled: str | None = None  # why the run never settled (a stuck stage); its tables are compared anyway
+    rebalances: Counter[str] = field(default_factory=Counter)  # members' revocations, by stage
     wall_s: float = 0.0
 
 
@@ -118,6 +131,9 @@ class ChaosReport:
             "kills_requested": opts.kills,
             "dedupe": opts.dedupe,
             "triggers": "separate" if opts.separate_triggers else "in the worker",
+            "brokers": opts.brokers,
+            "workers": opts.workers,
+            "sinks": opts.sinks,
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
             "kills_skipped": dict(self.chaos.skipped),  # the target did not come back in time
             "unexpected_exits": dict(self.chaos.unexpected_exits),
@@ -137,6 +153,9 @@ class ChaosReport:
             "truth": {"baseline": self.baseline.truth, "chaos": self.chaos.truth},
             "wall_s": {"baseline": round(self.baseline.wall_s, 1), "chaos": round(self.chaos.wall_s, 1)},
             "unsettled": {r.name: r.unsettled for r in (self.baseline, self.chaos) if r.unsettled},
+            "rebalances": sum(self.chaos.rebalances.values()),
+            "rebalances_by_stage": dict(sorted(self.chaos.rebalances.items())),
+            "rebalances_baseline": sum(self.baseline.rebalances.values()),
             "passed": self.passed,
         }
 
@@ -202,11 +221,13 @@ def _traffic(
     except ServiceError as exc:  # a stage stuck (or crash-looping) is a finding, not the end of the report
         unsettled = str(exc)
         log.error("%s did not settle: %s", name, exc)
+    stack.scrape()
     tables = Path(run.webhouse.root)
     return RunOutcome(
         name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
         raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url), unsettled,
+        stack.rebalances.by_stage(),
     )  # fmt: skip
 
 
@@ -217,7 +238,7 @@ def run_once(
     workdir = opts.workdir / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    with Stack(workdir) as stack:
+    with Stack(workdir, opts.brokers) as stack:
         stack.up()
         base = settings.model_copy(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": stack.bootstrap})}
@@ -235,7 +256,12 @@ def run_once(
         topics = Topics.from_settings(run.kafka)
         ensure_topics(stack.bootstrap, topics.specs(), settings.kafka.replication_factor)
         with ServiceGroup(env=env, log_dir=workdir / "logs") as group:
-            start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
+            if opts.scaled:
+                start_scaled_services(
+                    group, stack.collector_url, opts.workers, opts.sinks, opts.separate_triggers
+                )
+            else:
+                start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
             stack.supervise(group)
             try:
                 outcome = _traffic(name, opts, run, simulation, faults, stack)
@@ -249,10 +275,11 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
     now = opts.now or datetime.now(UTC).replace(microsecond=0)
     simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
     send_s = len(simulation.events) / opts.rate if opts.rate > 0 else 5.0
-    targets = tuple(t for t in (*SERVICES, BROKER) if t != "triggers" or opts.separate_triggers)
-    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, targets, opts.max_pause_s)
+    targets = (*service_names(opts.workers, opts.sinks, opts.separate_triggers), BROKER)
+    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, targets, opts.max_pause_s, opts.brokers)
+    layout = f"{opts.brokers} broker(s), {opts.workers} worker(s), {opts.sinks} sink(s)"
     say(
-        f"chaos: {len(simulation.events):,} events ({opts.customers} people, {opts.days:g} days), "
+        f"chaos: {layout}; {len(simulation.events):,} events ({opts.customers} people, {opts.days:g} days), "
         f"{len(faults)} faults over {send_s + opts.tail_s:.0f}s, seed {opts.seed}, "
         f"sink id-dedupe {'on' if opts.dedupe else 'OFF'}"
     )
