@@ -160,7 +160,7 @@ class ChaosReport:
         }
 
 
-def _truth(settings: Settings, simulation: Simulation) -> dict[str, Any]:
+def truth_verdict(settings: Settings, simulation: Simulation) -> dict[str, Any]:
     """The run's tables against the simulator's ground truth: orders, dead letters, alerts."""
     con = connect(settings)
     try:
@@ -224,7 +224,7 @@ def _traffic(
     stack.scrape()
     tables = Path(run.webhouse.root)
     return RunOutcome(
-        name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
+        name, report, snapshots(tables), landed_ids(tables), truth_verdict(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
         raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url), unsettled,
         stack.rebalances.by_stage(),
@@ -263,6 +263,8 @@ def run_once(
             else:
                 start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
             stack.supervise(group)
+            if opts.scaled:  # the groups formed first: a fault then moves partitions between members
+                stack.wait_ready()
             try:
                 outcome = _traffic(name, opts, run, simulation, faults, stack)
             finally:

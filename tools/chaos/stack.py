@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+from functools import partial
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,28 +39,40 @@ IN_SYNC_S = 60.0  # a restarted node gets this long to catch up before the next 
 SCRAPE_EVERY_S = 1.0
 
 
+def start_worker(group: ServiceGroup, name: str, separate_triggers: bool = False) -> Service:
+    """One more ``webhouse worker`` in the group's consumer groups, with a stable instance id of its
+    own (a restarted one fences its killed predecessor's open transaction at once), a data
+    directory and a metrics port of its own (its rebalance counter is read there)."""
+    env = {
+        "WEBHOUSE_METRICS__PORT": str(free_port()),
+        "WEBHOUSE_WORKER__INSTANCE_ID": name,
+        "WEBHOUSE_WORKER__DATA_DIR": str(Path(group.env["WEBHOUSE_WORKER__DATA_DIR"]) / name),
+    }
+    if separate_triggers:
+        env["WEBHOUSE_WORKER__EXTENSIONS"] = "[]"
+    return group.start(name, "worker", extra_env=env)
+
+
+def start_collector(group: ServiceGroup, collector_url: str) -> Service:
+    collector = group.start("collector", "collector")
+    group.wait_until(collector, lambda: http_ok(f"{collector_url}/health"), 60, "answering")
+    return collector
+
+
 def start_scaled_services(
     group: ServiceGroup, collector_url: str, workers: int, sinks: int, separate_triggers: bool = False
 ) -> None:
-    """The demo's services with ``workers`` worker and ``sinks`` sink processes, named as
-    ``plan.service_names`` names them. Each worker gets a stable instance id (a restarted one
-    fences its killed predecessor's open transaction at once) and a data directory of its own;
-    every worker and sink a metrics port of its own (its rebalance counter is read there)."""
-    collector = group.start("collector", "collector")
-    group.wait_until(collector, lambda: http_ok(f"{collector_url}/health"), 60, "answering")
-    data_dir = Path(group.env["WEBHOUSE_WORKER__DATA_DIR"])
+    """The demo's services with ``workers`` worker and ``sinks`` sink processes (one consumer group
+    each: Kafka's group protocol splits the partitions), named as ``plan.service_names`` does."""
+    start_collector(group, collector_url)
     for name in service_names(workers, sinks, separate_triggers)[1:]:
-        env = {"WEBHOUSE_METRICS__PORT": str(free_port())}
+        metrics = {"WEBHOUSE_METRICS__PORT": str(free_port())}
         if name.startswith("worker"):
-            env["WEBHOUSE_WORKER__INSTANCE_ID"] = name
-            env["WEBHOUSE_WORKER__DATA_DIR"] = str(data_dir / name)
-            if separate_triggers:
-                env["WEBHOUSE_WORKER__EXTENSIONS"] = "[]"
-            group.start(name, "worker", extra_env=env)
+            start_worker(group, name, separate_triggers)
         elif name == "triggers":
-            group.start(name, "triggers", "run", extra_env=env)
+            group.start(name, "triggers", "run", extra_env=metrics)
         else:
-            group.start(name, "sink", extra_env=env)
+            group.start(name, "sink", extra_env=metrics)
 
 
 class Stack:
@@ -172,6 +185,16 @@ class Stack:
             if time.monotonic() - scraped >= SCRAPE_EVERY_S:
                 self.scrape()
                 scraped = time.monotonic()
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        """Until every service that serves metrics answers ``/health/ready`` (a worker: each stage
+        owns partitions; a sink: it has partitions), so the faults hit formed consumer groups."""
+        assert self.group is not None
+        for service in self.group.services:
+            port = service.env.get("WEBHOUSE_METRICS__PORT")
+            if port:
+                ready = partial(http_ok, f"http://127.0.0.1:{port}/health/ready")
+                self.group.wait_until(service, ready, timeout_s, "ready")
 
     def scrape(self) -> None:
         """Read the rebalance counters of every live service that serves metrics."""
