@@ -18,9 +18,9 @@ import logging
 import os
 import signal
 import threading
-from functools import partial
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
