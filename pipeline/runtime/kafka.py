@@ -354,9 +354,16 @@ class KafkaRunner:
             self.producer.flush(10)
 
 
+# A request cut off because its broker went away (a node of a cluster died): another answers.
+BROKER_GONE = frozenset({KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT})
+
+
 def _retriable(exc: BaseException) -> bool:
-    """A broker still settling (a topic just created, a leader moving): asking again will do."""
-    return isinstance(exc, KafkaException) and isinstance(exc.args[0], KafkaError) and exc.args[0].retriable()
+    """A broker still settling (a topic just created, a leader moving) or gone: asking again will do."""
+    if not isinstance(exc, KafkaException) or not isinstance(exc.args[0], KafkaError):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable() or error.code() in BROKER_GONE)
 
 
 # Metadata questions right after a topic was created or a broker restarted answer "not leader" for

@@ -1,0 +1,19 @@
+"""Which client errors a stage asks again after, instead of failing (and restarting the process)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+
+from pipeline.runtime.kafka import _retriable
+
+
+def test_a_request_cut_off_by_a_dying_broker_is_asked_again() -> None:
+    # Seen in the cluster chaos run: a node SIGKILLed while a changelog restore asked for watermarks.
+    assert _retriable(KafkaException(KafkaError(KafkaError._DESTROY_BROKER)))
+    assert _retriable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    assert _retriable(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION, retriable=True)))
+
+
+def test_other_errors_fail_the_stage() -> None:
+    assert not _retriable(KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)))
+    assert not _retriable(ValueError("not Kafka"))
