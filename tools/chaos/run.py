@@ -13,9 +13,11 @@ own. (The standalone App sometimes misses its own fresh changelog topic at first
 restarted by anything as it does not exit; a runtime matter, hence not the default.)
 
 Scaled out (``brokers`` > 1, ``workers`` > 1, ``sinks`` > 1): the run's Kafka is a
-``LocalCluster`` (replication 3, ``min.insync.replicas`` 2 from three nodes), a broker fault
-pauses or kills one node drawn from the schedule, and each worker and sink process is a target
-of its own. Rebalances are counted from the services' own counters (``tools.chaos.rebalances``).
+``LocalCluster`` (replication 3, ``min.insync.replicas`` 2 from three nodes), shared by both
+runs under topic prefixes of their own (the undisturbed run is over before a node dies); a
+broker fault pauses or kills one node drawn from the schedule, and each worker and sink
+process is a target of its own. Rebalances are counted from the services' own counters
+(``tools.chaos.rebalances``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_cluster import LocalCluster
 from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -232,19 +235,26 @@ def _traffic(
 
 
 def run_once(
-    name: str, opts: ChaosOptions, settings: Settings, simulation: Simulation, faults: list[Fault]
+    name: str,
+    opts: ChaosOptions,
+    settings: Settings,
+    simulation: Simulation,
+    faults: list[Fault],
+    cluster: LocalCluster | None = None,
 ) -> RunOutcome:
+    """One run on a broker of its own, or on ``cluster`` under topics and groups of its own."""
     started = time.monotonic()
     workdir = opts.workdir / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    with Stack(workdir, opts.brokers) as stack:
+    prefix = PREFIX if cluster is None else f"{PREFIX}-{name}"
+    with Stack(workdir, cluster) as stack:
         stack.up()
         base = settings.model_copy(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": stack.bootstrap})}
         )
         tables = (workdir / "tables").resolve()
-        env = child_env(base, PREFIX, tables, stack.collector_port)
+        env = child_env(base, prefix, tables, stack.collector_port)
         env.update(
             {
                 # A killed worker's partitions move after this, not after the default 30 s.
@@ -252,7 +262,7 @@ def run_once(
                 "WEBHOUSE_WEBHOUSE__DEDUPE_IDS": "true" if opts.dedupe else "false",
             }
         )
-        run = run_settings(base, PREFIX, env)
+        run = run_settings(base, prefix, env)
         topics = Topics.from_settings(run.kafka)
         ensure_topics(stack.bootstrap, topics.specs(), settings.kafka.replication_factor)
         with ServiceGroup(env=env, log_dir=workdir / "logs") as group:
@@ -285,8 +295,18 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
         f"{len(faults)} faults over {send_s + opts.tail_s:.0f}s, seed {opts.seed}, "
         f"sink id-dedupe {'on' if opts.dedupe else 'OFF'}"
     )
-    baseline = run_once("baseline", opts, settings, simulation, [])
-    chaos = run_once("chaos", opts, settings, simulation, faults)
+    cluster = None  # one for both runs: the undisturbed one is over before a node dies
+    if opts.brokers > 1:
+        shutil.rmtree(opts.workdir / "kafka", ignore_errors=True)  # a last run's layout and ports
+        cluster = LocalCluster.ephemeral(opts.workdir / "kafka", opts.brokers)
+    try:
+        if cluster is not None:
+            cluster.up()
+        baseline = run_once("baseline", opts, settings, simulation, [], cluster)
+        chaos = run_once("chaos", opts, settings, simulation, faults, cluster)
+    finally:
+        if cluster is not None:
+            cluster.down()
     differing = [
         d for name in baseline.tables if (d := diff(baseline.tables[name], chaos.tables[name])) is not None
     ]

@@ -5,7 +5,7 @@ With one worker and one sink the services are started by ``tools.demo.run.start_
 with more, ``start_scaled_services`` starts N ``webhouse worker`` and M ``webhouse sink``
 processes in the same consumer groups (Kafka's group protocol splits the partitions), each
 worker with an instance id of its own (its transactional ids derive from it). The broker is a
-local one of its own in the run's directory, or a ``LocalCluster`` of several nodes, so that
+local one of its own in the run's directory, or the ``LocalCluster`` the caller gives, so that
 killing it touches nothing else. A supervisor thread restarts any service that is gone (after
 the fault's hold time when we killed it, at once when it exited by itself: a liveness exit is
 a restart request), as systemd or Kubernetes would, counts the exits it did not cause, and
@@ -76,10 +76,12 @@ def start_scaled_services(
 
 
 class Stack:
-    def __init__(self, workdir: Path, brokers: int = 1) -> None:
+    def __init__(self, workdir: Path, cluster: LocalCluster | None = None) -> None:
+        """``cluster``: run on these nodes (started and stopped by the caller); none: on a broker
+        of the stack's own."""
         self.workdir = workdir
-        self.cluster = LocalCluster.ephemeral(workdir / "kafka", brokers) if brokers > 1 else None
-        self.broker = LocalKafka.ephemeral(workdir / "kafka") if self.cluster is None else None
+        self.cluster = cluster
+        self.broker = LocalKafka.ephemeral(workdir / "kafka") if cluster is None else None
         self.rebalances = RebalanceCount()
         self.collector_port = free_port()
         self.group: ServiceGroup | None = None
@@ -105,10 +107,7 @@ class Stack:
         return f"http://127.0.0.1:{self.collector_port}"
 
     def up(self) -> None:
-        if self.cluster is not None:
-            self.cluster.up()
-        else:
-            assert self.broker is not None
+        if self.broker is not None:
             self.broker.up()
 
     def supervise(self, group: ServiceGroup) -> None:
@@ -246,9 +245,7 @@ class Stack:
             if self.group is not None:
                 self.group.stop_all()
         finally:
-            if self.cluster is not None:
-                self.cluster.down()
-            elif self.broker is not None:
+            if self.broker is not None:
                 self.broker.down()
 
     def __enter__(self) -> Stack:
