@@ -354,8 +354,9 @@ class KafkaRunner:
             self.producer.flush(10)
 
 
-# A request cut off because its broker went away (a node of a cluster died): another answers.
-BROKER_GONE = frozenset({KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT})
+# A request cut off or unanswered because its broker went away (a node of a cluster died, its
+# partitions' leadership not yet moved): asked again, another node answers.
+BROKER_GONE = frozenset({KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT})
 
 
 def _retriable(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ def test_a_request_cut_off_by_a_dying_broker_is_asked_again() -> None:
     # Seen in the cluster chaos run: a node SIGKILLed while a changelog restore asked for watermarks.
     assert _retriable(KafkaException(KafkaError(KafkaError._DESTROY_BROKER)))
     assert _retriable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    assert _retriable(KafkaException(KafkaError(KafkaError._TIMED_OUT)))  # "Failed to get watermark offsets"
     assert _retriable(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION, retriable=True)))
 
 
