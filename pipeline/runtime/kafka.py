@@ -354,9 +354,13 @@ class KafkaRunner:
             self.producer.flush(10)
 
 
-# A request cut off or unanswered because its broker went away (a node of a cluster died, its
-# partitions' leadership not yet moved): asked again, another node answers.
-BROKER_GONE = frozenset({KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT})
+# Errors the client does not flag retriable (a watermark query's error carries only its code) that
+# pass: a request cut off or unanswered because its broker went away (a node of a cluster died), a
+# leader not yet moved or elected.
+BROKER_GONE = frozenset({
+    KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+})  # fmt: skip
 
 
 def _retriable(exc: BaseException) -> bool:

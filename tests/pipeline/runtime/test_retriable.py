@@ -12,7 +12,9 @@ def test_a_request_cut_off_by_a_dying_broker_is_asked_again() -> None:
     assert _retriable(KafkaException(KafkaError(KafkaError._DESTROY_BROKER)))
     assert _retriable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
     assert _retriable(KafkaException(KafkaError(KafkaError._TIMED_OUT)))  # "Failed to get watermark offsets"
-    assert _retriable(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION, retriable=True)))
+    # "Failed to get watermark offsets: Broker: Not leader for partition", not flagged retriable
+    assert _retriable(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)))
+    assert _retriable(KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE)))
 
 
 def test_other_errors_fail_the_stage() -> None:
