@@ -355,10 +355,11 @@ class KafkaRunner:
 
 
 # Errors the client does not flag retriable (a watermark query's error carries only its code) that
-# pass: a request cut off or unanswered because its broker went away (a node of a cluster died), a
-# leader not yet moved or elected.
+# pass: a request cut off because its broker went away (a node of a cluster died), a leader not yet
+# moved or elected. Not timeouts: a transaction's "message(s) timed out" must be aborted at once
+# (asking again outlasts the transaction timeout, and the coordinator then fences the producer).
 BROKER_GONE = frozenset({
-    KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT,
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
 })  # fmt: skip
 
@@ -368,6 +369,8 @@ def _retriable(exc: BaseException) -> bool:
     if not isinstance(exc, KafkaException) or not isinstance(exc.args[0], KafkaError):
         return False
     error = exc.args[0]
+    if error.fatal() or error.txn_requires_abort():
+        return False
     return bool(error.retriable() or error.code() in BROKER_GONE)
 
 
