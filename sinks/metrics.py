@@ -35,6 +35,9 @@ class SinkMetrics:
             ["table", "partition"],
             registry=self.registry,
         )
+        self.rebalances = Counter(
+            "webhouse_sink_rebalances", "Partitions revoked or lost in a rebalance", registry=self.registry
+        )
         self.dead_letters = Counter(
             "webhouse_sink_dead_letters",
             "Records the sink sent to the dead-letter topic",

@@ -129,6 +129,7 @@ class SinkRunner:
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.inc()
         self.flush()
         for tp in partitions:
             self.assigned.discard((tp.topic, tp.partition))
@@ -136,6 +137,7 @@ class SinkRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another member owns them now: whatever we buffered for them is theirs to land."""
+        self.metrics.rebalances.inc()
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self.at_end -= lost
         for key in [k for k in self.records if k[1] in lost]:

@@ -354,14 +354,27 @@ class KafkaRunner:
             self.producer.flush(10)
 
 
+# Errors the client does not flag retriable (a watermark query's error carries only its code) that
+# pass: a request cut off because its broker went away (a node of a cluster died), a leader not yet
+# moved or elected. Not timeouts: a transaction's "message(s) timed out" must be aborted at once
+# (asking again outlasts the transaction timeout, and the coordinator then fences the producer).
+BROKER_GONE = frozenset({
+    KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._UNKNOWN_PARTITION,
+})  # fmt: skip
+
+
 def _retriable(exc: BaseException) -> bool:
-    """A broker still settling (a topic just created, a leader moving): asking again will do. A
-    fresh client's "Unknown partition" is one too, though not flagged retriable: right after a
+    """A broker still settling (a topic just created, a leader moving) or gone: asking again will do.
+    A fresh client's "Unknown partition" is one too, though not flagged retriable: right after a
     paused broker resumes, its partitions have no leader for a moment (a rewind's changelog read
     then failed the stage, exit 1, instead of waiting)."""
-    if not (isinstance(exc, KafkaException) and isinstance(exc.args[0], KafkaError)):
+    if not isinstance(exc, KafkaException) or not isinstance(exc.args[0], KafkaError):
         return False
-    return bool(exc.args[0].retriable() or exc.args[0].code() == KafkaError._UNKNOWN_PARTITION)
+    error = exc.args[0]
+    if error.fatal() or error.txn_requires_abort():
+        return False
+    return bool(error.retriable() or error.code() in BROKER_GONE)
 
 
 # Metadata questions right after a topic was created or a broker restarted answer "not leader" for

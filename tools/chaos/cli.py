@@ -22,6 +22,13 @@ def _instant(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
+
+
 def _summary(report: dict[str, Any]) -> str:
     kills = ", ".join(f"{k} {n}" for k, n in report["kills"].items() if n) or "none"
     lines = [
@@ -30,6 +37,8 @@ def _summary(report: dict[str, Any]) -> str:
         f"acknowledged {report['acknowledged']:,}, lost {report['lost']}, duplicated {report['duplicated']} "
         f"(by table: {report['duplicated_by_table'] or 'none'})",
         f"tables differing from the undisturbed run: {', '.join(report['tables_differing']) or 'none'}",
+        f"rebalances seen under chaos: {report['rebalances']} (undisturbed: {report['rebalances_baseline']}; "
+        f"by stage: {report['rebalances_by_stage'] or 'none'})",
     ]
     for table, d in report["table_diffs"].items():
         lines.append(
@@ -59,6 +68,9 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         max_pause_s=args.max_pause,
         separate_triggers=args.separate_triggers,
         now=args.now,
+        brokers=args.brokers,
+        workers=args.workers,
+        sinks=args.sinks,
     )
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -79,7 +91,9 @@ def register(sub: Any) -> None:
         "sink, each on its own local broker) twice: undisturbed, then while SIGKILLing the services and "
         "pausing (SIGSTOP) or killing the broker at seeded moments; a supervisor restarts what died, the "
         "client retries unacknowledged batches. Then compares every table of the two runs, and with the "
-        "ground truth. Exit 0 only for 0 lost, 0 duplicated and no table differing.",
+        "ground truth. Exit 0 only for 0 lost, 0 duplicated and no table differing. With --brokers, "
+        "--workers, --sinks the stack is scaled out (a local cluster, processes sharing consumer "
+        "groups) and the report counts the rebalances the services saw.",
     )
     p.add_argument("--kills", type=int, default=10, help="faults to inject (kill points)")
     p.add_argument("--seed", type=int, default=1, help="seeds the traffic and the fault schedule")
@@ -106,6 +120,15 @@ def register(sub: Any) -> None:
         help="the simulated 'now' (ISO 8601, UTC); with --seed it fixes the traffic, so a report's "
         "seed and now replay it (default: the wall clock)",
     )
+    p.add_argument(
+        "--brokers",
+        type=_count,
+        default=1,
+        help="Kafka nodes: more than 1 runs a local cluster (3: "
+        "replication factor 3, min.insync.replicas 2); a broker fault hits one node",
+    )
+    p.add_argument("--workers", type=_count, default=1, help="worker processes in one consumer group")
+    p.add_argument("--sinks", type=_count, default=1, help="sink processes in one consumer group")
     p.add_argument("--workdir", type=Path, default=Path(".webhouse/chaos"), help="brokers, tables, logs")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object, last")
     p.set_defaults(func=_chaos)

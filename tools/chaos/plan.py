@@ -16,6 +16,7 @@ class Fault:
     target: str  # a service name, or "broker"
     action: str  # "kill" (SIGKILL, restarted after hold_s) or "pause" (SIGSTOP for hold_s, SIGCONT)
     hold_s: float
+    node: int | None = None  # which node of a cluster, for a broker fault; None: the only broker
 
     @property
     def label(self) -> str:
@@ -23,7 +24,25 @@ class Fault:
         return self.target if self.target != BROKER else f"{BROKER}_{self.action}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.node is None:
+            del data["node"]
+        return data
+
+
+def service_names(workers: int = 1, sinks: int = 1, separate_triggers: bool = False) -> tuple[str, ...]:
+    """The stack's services, as the supervisor names them: ``worker``/``sink`` when there is one of
+    each (the demo's names), ``worker-1``, ``worker-2``... when there are several."""
+
+    def several(name: str, count: int) -> tuple[str, ...]:
+        return (name,) if count == 1 else tuple(f"{name}-{i}" for i in range(1, count + 1))
+
+    return (
+        "collector",
+        *several("worker", workers),
+        *(("triggers",) if separate_triggers else ()),
+        *several("sink", sinks),
+    )
 
 
 def plan_faults(
@@ -32,19 +51,22 @@ def plan_faults(
     window_s: float,
     targets: tuple[str, ...] = (*SERVICES, BROKER),
     max_pause_s: float = 8.0,
+    nodes: int = 1,
 ) -> list[Fault]:
     """``kills`` faults at uniform moments of ``[1, window_s]`` on targets drawn uniformly; the
-    broker is paused or killed (even odds). Services come back after 0.5-3 s, as a supervisor
-    would restart them; a killed broker after 1-4 s."""
+    broker is paused or killed (even odds), on a cluster of ``nodes`` one node drawn uniformly.
+    Services come back after 0.5-3 s, as a supervisor would restart them; a killed broker after
+    1-4 s. (With one node the draws are those of the single-broker schedule: same seed, same plan.)"""
     rng = random.Random(seed)
     faults = []
     for _ in range(kills):
         at = rng.uniform(1.0, max(1.0, window_s))
         target = rng.choice(targets)
-        if target == BROKER and rng.random() < 0.5:
-            faults.append(Fault(at, target, "pause", rng.uniform(1.0, max_pause_s)))
-        elif target == BROKER:
-            faults.append(Fault(at, target, "kill", rng.uniform(1.0, 4.0)))
+        if target == BROKER:
+            action = "pause" if rng.random() < 0.5 else "kill"
+            hold = rng.uniform(1.0, max_pause_s) if action == "pause" else rng.uniform(1.0, 4.0)
+            node = rng.randint(1, nodes) if nodes > 1 else None
+            faults.append(Fault(at, target, action, hold, node))
         else:
             faults.append(Fault(at, target, "kill", rng.uniform(0.5, 3.0)))
     return sorted(faults, key=lambda f: f.at_s)

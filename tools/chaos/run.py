@@ -11,6 +11,13 @@ The triggers ride in the worker's App as in the demo, so a worker kill kills the
 own. (The standalone App sometimes misses its own fresh changelog topic at first start,
 "Ignoring missing topic", and then evaluates nothing: seen in 2 of 3 fresh starts, not
 restarted by anything as it does not exit; a runtime matter, hence not the default.)
+
+Scaled out (``brokers`` > 1, ``workers`` > 1, ``sinks`` > 1): the run's Kafka is a
+``LocalCluster`` (replication 3, ``min.insync.replicas`` 2 from three nodes), shared by both
+runs under topic prefixes of their own (the undisturbed run is over before a node dies); a
+broker fault pauses or kills one node drawn from the schedule, and each worker and sink
+process is a target of its own. Rebalances are counted from the services' own counters
+(``tools.chaos.rebalances``).
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_cluster import LocalCluster
 from pipeline.runtime.control import send_end_of_input
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from sinks.duck import connect
 from tools.chaos.compare import Snapshot, TableDiff, diff, landed_ids, raw_copies, snapshots
-from tools.chaos.plan import BROKER, SERVICES, Fault, plan_faults
-from tools.chaos.stack import Stack
+from tools.chaos.plan import BROKER, Fault, plan_faults, service_names
+from tools.chaos.stack import Stack, start_scaled_services
 from tools.demo.alert_truth import compare as alert_verdict
 from tools.demo.run import (
     child_env,
@@ -70,6 +78,13 @@ class ChaosOptions:
     max_retries: int = 60  # per batch: a client outlasting any planned fault
     separate_triggers: bool = False  # the demo's layout (triggers in the worker's App) by default
     now: datetime | None = None  # the simulated "now" (with the seed, it fixes the traffic); None: now
+    brokers: int = 1  # > 1: a local cluster of that many nodes
+    workers: int = 1  # worker processes in one consumer group
+    sinks: int = 1  # sink processes in one consumer group
+
+    @property
+    def scaled(self) -> bool:
+        return self.workers > 1 or self.sinks > 1
 
 
 @dataclass(slots=True)
@@ -84,6 +99,7 @@ class RunOutcome:
     skipped: Counter[str] = field(default_factory=Counter)
     raw_copies: int = 0  # records on the raw topic beyond one per message id (client retries)
     unsettled: str | None = None  # why the run never settled (a stuck stage); its tables are compared anyway
+    rebalances: Counter[str] = field(default_factory=Counter)  # members' revocations, by stage
     wall_s: float = 0.0
 
 
@@ -118,6 +134,9 @@ class ChaosReport:
             "kills_requested": opts.kills,
             "dedupe": opts.dedupe,
             "triggers": "separate" if opts.separate_triggers else "in the worker",
+            "brokers": opts.brokers,
+            "workers": opts.workers,
+            "sinks": opts.sinks,
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
             "kills_skipped": dict(self.chaos.skipped),  # the target did not come back in time
             "unexpected_exits": dict(self.chaos.unexpected_exits),
@@ -137,11 +156,14 @@ class ChaosReport:
             "truth": {"baseline": self.baseline.truth, "chaos": self.chaos.truth},
             "wall_s": {"baseline": round(self.baseline.wall_s, 1), "chaos": round(self.chaos.wall_s, 1)},
             "unsettled": {r.name: r.unsettled for r in (self.baseline, self.chaos) if r.unsettled},
+            "rebalances": sum(self.chaos.rebalances.values()),
+            "rebalances_by_stage": dict(sorted(self.chaos.rebalances.items())),
+            "rebalances_baseline": sum(self.baseline.rebalances.values()),
             "passed": self.passed,
         }
 
 
-def _truth(settings: Settings, simulation: Simulation) -> dict[str, Any]:
+def truth_verdict(settings: Settings, simulation: Simulation) -> dict[str, Any]:
     """The run's tables against the simulator's ground truth: orders, dead letters, alerts."""
     con = connect(settings)
     try:
@@ -202,28 +224,37 @@ def _traffic(
     except ServiceError as exc:  # a stage stuck (or crash-looping) is a finding, not the end of the report
         unsettled = str(exc)
         log.error("%s did not settle: %s", name, exc)
+    stack.scrape()
     tables = Path(run.webhouse.root)
     return RunOutcome(
-        name, report, snapshots(tables), landed_ids(tables), _truth(run, simulation),
+        name, report, snapshots(tables), landed_ids(tables), truth_verdict(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
         raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url), unsettled,
+        stack.rebalances.by_stage(),
     )  # fmt: skip
 
 
 def run_once(
-    name: str, opts: ChaosOptions, settings: Settings, simulation: Simulation, faults: list[Fault]
+    name: str,
+    opts: ChaosOptions,
+    settings: Settings,
+    simulation: Simulation,
+    faults: list[Fault],
+    cluster: LocalCluster | None = None,
 ) -> RunOutcome:
+    """One run on a broker of its own, or on ``cluster`` under topics and groups of its own."""
     started = time.monotonic()
     workdir = opts.workdir / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    with Stack(workdir) as stack:
+    prefix = PREFIX if cluster is None else f"{PREFIX}-{name}"
+    with Stack(workdir, cluster) as stack:
         stack.up()
         base = settings.model_copy(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": stack.bootstrap})}
         )
         tables = (workdir / "tables").resolve()
-        env = child_env(base, PREFIX, tables, stack.collector_port)
+        env = child_env(base, prefix, tables, stack.collector_port)
         env.update(
             {
                 # A killed worker's partitions move after this, not after the default 30 s.
@@ -231,12 +262,19 @@ def run_once(
                 "WEBHOUSE_WEBHOUSE__DEDUPE_IDS": "true" if opts.dedupe else "false",
             }
         )
-        run = run_settings(base, PREFIX, env)
+        run = run_settings(base, prefix, env)
         topics = Topics.from_settings(run.kafka)
         ensure_topics(stack.bootstrap, topics.specs(), settings.kafka.replication_factor)
         with ServiceGroup(env=env, log_dir=workdir / "logs") as group:
-            start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
+            if opts.scaled:
+                start_scaled_services(
+                    group, stack.collector_url, opts.workers, opts.sinks, opts.separate_triggers
+                )
+            else:
+                start_services(group, stack.collector_url, separate_triggers=opts.separate_triggers)
             stack.supervise(group)
+            if opts.scaled:  # the groups formed first: a fault then moves partitions between members
+                stack.wait_ready()
             try:
                 outcome = _traffic(name, opts, run, simulation, faults, stack)
             finally:
@@ -249,15 +287,26 @@ def run_chaos(opts: ChaosOptions, settings: Settings) -> ChaosReport:
     now = opts.now or datetime.now(UTC).replace(microsecond=0)
     simulation = generate(simulation_config(settings, opts.seed, opts.customers, opts.days, now))
     send_s = len(simulation.events) / opts.rate if opts.rate > 0 else 5.0
-    targets = tuple(t for t in (*SERVICES, BROKER) if t != "triggers" or opts.separate_triggers)
-    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, targets, opts.max_pause_s)
+    targets = (*service_names(opts.workers, opts.sinks, opts.separate_triggers), BROKER)
+    faults = plan_faults(opts.seed, opts.kills, send_s + opts.tail_s, targets, opts.max_pause_s, opts.brokers)
+    layout = f"{opts.brokers} broker(s), {opts.workers} worker(s), {opts.sinks} sink(s)"
     say(
-        f"chaos: {len(simulation.events):,} events ({opts.customers} people, {opts.days:g} days), "
+        f"chaos: {layout}; {len(simulation.events):,} events ({opts.customers} people, {opts.days:g} days), "
         f"{len(faults)} faults over {send_s + opts.tail_s:.0f}s, seed {opts.seed}, "
         f"sink id-dedupe {'on' if opts.dedupe else 'OFF'}"
     )
-    baseline = run_once("baseline", opts, settings, simulation, [])
-    chaos = run_once("chaos", opts, settings, simulation, faults)
+    cluster = None  # one for both runs: the undisturbed one is over before a node dies
+    if opts.brokers > 1:
+        shutil.rmtree(opts.workdir / "kafka", ignore_errors=True)  # a last run's layout and ports
+        cluster = LocalCluster.ephemeral(opts.workdir / "kafka", opts.brokers)
+    try:
+        if cluster is not None:
+            cluster.up()
+        baseline = run_once("baseline", opts, settings, simulation, [], cluster)
+        chaos = run_once("chaos", opts, settings, simulation, faults, cluster)
+    finally:
+        if cluster is not None:
+            cluster.down()
     differing = [
         d for name in baseline.tables if (d := diff(baseline.tables[name], chaos.tables[name])) is not None
     ]

@@ -1,11 +1,15 @@
-"""One run's stack: its own broker, the demo's services, and a supervisor that restarts them.
+"""One run's stack: its own broker (or cluster), the services, and a supervisor that restarts them.
 
-The services are started by ``tools.demo.run.start_services`` (the demo's own function, so a
-new runtime behind the same commands is tested unchanged) in a ``ServiceGroup``. The broker is
-a local one of its own in the run's directory, so that killing it touches nothing else. A
-supervisor thread restarts any service that is gone (after the fault's hold time when we
-killed it, at once when it exited by itself: a liveness exit is a restart request), as
-systemd or Kubernetes would, and counts the exits it did not cause.
+With one worker and one sink the services are started by ``tools.demo.run.start_services``
+(the demo's own function, so a new runtime behind the same commands is tested unchanged);
+with more, ``start_scaled_services`` starts N ``webhouse worker`` and M ``webhouse sink``
+processes in the same consumer groups (Kafka's group protocol splits the partitions), each
+worker with an instance id of its own (its transactional ids derive from it). The broker is a
+local one of its own in the run's directory, or the ``LocalCluster`` the caller gives, so that
+killing it touches nothing else. A supervisor thread restarts any service that is gone (after
+the fault's hold time when we killed it, at once when it exited by itself: a liveness exit is
+a restart request), as systemd or Kubernetes would, counts the exits it did not cause, and
+reads the services' rebalance counters (``tools.chaos.rebalances``).
 """
 
 from __future__ import annotations
@@ -16,23 +20,69 @@ import signal
 import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+from pipeline.kafka_cluster import LocalCluster
 from pipeline.kafka_local import LocalKafka, free_port
-from tools.chaos.plan import BROKER, Fault
+from tools.chaos.plan import BROKER, Fault, service_names
+from tools.chaos.rebalances import RebalanceCount
+from tools.demo.run import http_ok
 from tools.demo.services import Service, ServiceError, ServiceGroup
 
 log = logging.getLogger(__name__)
 
 WAIT_UP_S = 30.0  # a kill waits this long for its target to be back from the last one
 CRASH_LOOP = 12  # exits of one service we did not cause before the run is given up
+IN_SYNC_S = 60.0  # a restarted node gets this long to catch up before the next fault may come
+SCRAPE_EVERY_S = 1.0
+
+
+def start_worker(group: ServiceGroup, name: str, separate_triggers: bool = False) -> Service:
+    """One more ``webhouse worker`` in the group's consumer groups, with a stable instance id of its
+    own (a restarted one fences its killed predecessor's open transaction at once), a data
+    directory and a metrics port of its own (its rebalance counter is read there)."""
+    env = {
+        "WEBHOUSE_METRICS__PORT": str(free_port()),
+        "WEBHOUSE_WORKER__INSTANCE_ID": name,
+        "WEBHOUSE_WORKER__DATA_DIR": str(Path(group.env["WEBHOUSE_WORKER__DATA_DIR"]) / name),
+    }
+    if separate_triggers:
+        env["WEBHOUSE_WORKER__EXTENSIONS"] = "[]"
+    return group.start(name, "worker", extra_env=env)
+
+
+def start_collector(group: ServiceGroup, collector_url: str) -> Service:
+    collector = group.start("collector", "collector")
+    group.wait_until(collector, lambda: http_ok(f"{collector_url}/health"), 60, "answering")
+    return collector
+
+
+def start_scaled_services(
+    group: ServiceGroup, collector_url: str, workers: int, sinks: int, separate_triggers: bool = False
+) -> None:
+    """The demo's services with ``workers`` worker and ``sinks`` sink processes (one consumer group
+    each: Kafka's group protocol splits the partitions), named as ``plan.service_names`` does."""
+    start_collector(group, collector_url)
+    for name in service_names(workers, sinks, separate_triggers)[1:]:
+        metrics = {"WEBHOUSE_METRICS__PORT": str(free_port())}
+        if name.startswith("worker"):
+            start_worker(group, name, separate_triggers)
+        elif name == "triggers":
+            group.start(name, "triggers", "run", extra_env=metrics)
+        else:
+            group.start(name, "sink", extra_env=metrics)
 
 
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, cluster: LocalCluster | None = None) -> None:
+        """``cluster``: run on these nodes (started and stopped by the caller); none: on a broker
+        of the stack's own."""
         self.workdir = workdir
-        self.broker = LocalKafka.ephemeral(workdir / "kafka")
+        self.cluster = cluster
+        self.broker = LocalKafka.ephemeral(workdir / "kafka") if cluster is None else None
+        self.rebalances = RebalanceCount()
         self.collector_port = free_port()
         self.group: ServiceGroup | None = None
         self.faults: Counter[str] = Counter()  # faults done, by label
@@ -47,6 +97,9 @@ class Stack:
 
     @property
     def bootstrap(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.bootstrap
+        assert self.broker is not None
         return self.broker.bootstrap
 
     @property
@@ -54,7 +107,8 @@ class Stack:
         return f"http://127.0.0.1:{self.collector_port}"
 
     def up(self) -> None:
-        self.broker.up()
+        if self.broker is not None:
+            self.broker.up()
 
     def supervise(self, group: ServiceGroup) -> None:
         """Start restarting ``group``'s services when they are gone."""
@@ -89,27 +143,69 @@ class Stack:
             time.sleep(0.1)  # down from the last fault: kill it once it is back
 
     def _broker_fault(self, fault: Fault) -> None:
-        pid = self.broker.pid()
+        """Pause or kill the broker (on a cluster: node ``fault.node``); a killed one is started
+        again after the hold, and a cluster's node is given time to be back in every ISR, as an
+        operator would wait before touching the next node."""
+        broker = self.cluster.node(fault.node or 1) if self.cluster is not None else self.broker
+        assert broker is not None
+        pid = broker.pid()
         if pid is None:
-            raise ServiceError("the broker is not running")
+            raise ServiceError(f"the broker {broker.bootstrap} is not running")
         if fault.action == "pause":
             os.kill(pid, signal.SIGSTOP)
             try:
                 time.sleep(fault.hold_s)
             finally:
                 os.kill(pid, signal.SIGCONT)
-            return
-        self.broker.kill()
-        time.sleep(fault.hold_s)
-        self.broker.up()
+        else:
+            broker.kill()
+            time.sleep(fault.hold_s)
+            broker.up()
+        if self.cluster is not None:
+            self._wait_in_sync()
+
+    def _wait_in_sync(self) -> None:
+        assert self.cluster is not None
+        deadline = time.monotonic() + IN_SYNC_S
+        while time.monotonic() < deadline:
+            if self.cluster.under_replicated() == []:
+                return
+            time.sleep(0.5)
+        log.warning("partitions still under-replicated %.0fs after the node came back", IN_SYNC_S)
 
     # -- supervision -----------------------------------------------------------------------------
     def _supervise(self) -> None:
+        scraped = 0.0
         while not self._stop.wait(0.3):
             with self._lock:
                 assert self.group is not None
                 for service in self.group.services:
                     self._revive(service)
+            if time.monotonic() - scraped >= SCRAPE_EVERY_S:
+                self.scrape()
+                scraped = time.monotonic()
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        """Until every service that serves metrics answers ``/health/ready`` (a worker: each stage
+        owns partitions; a sink: it has partitions), so the faults hit formed consumer groups."""
+        assert self.group is not None
+        for service in self.group.services:
+            port = service.env.get("WEBHOUSE_METRICS__PORT")
+            if port:
+                ready = partial(http_ok, f"http://127.0.0.1:{port}/health/ready")
+                self.group.wait_until(service, ready, timeout_s, "ready")
+
+    def scrape(self) -> None:
+        """Read the rebalance counters of every live service that serves metrics."""
+        assert self.group is not None
+        with self._lock:
+            live = [
+                (s.name, s.starts, int(s.env["WEBHOUSE_METRICS__PORT"]))
+                for s in self.group.services
+                if s.env.get("WEBHOUSE_METRICS__PORT") and s.process is not None and s.process.poll() is None
+            ]
+        for name, start, port in live:
+            self.rebalances.scrape(name, start, port)
 
     def _revive(self, service: Service) -> None:
         proc = service.process
@@ -149,7 +245,8 @@ class Stack:
             if self.group is not None:
                 self.group.stop_all()
         finally:
-            self.broker.down()
+            if self.broker is not None:
+                self.broker.down()
 
     def __enter__(self) -> Stack:
         return self

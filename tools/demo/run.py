@@ -112,7 +112,7 @@ def _drop_old_demo_topics(bootstrap: str) -> None:
             future.result()
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             return bool(answer.status == 200)
@@ -204,7 +204,7 @@ def start_services(group: ServiceGroup, collector_url: str, separate_triggers: b
     (in the worker's App unless ``separate_triggers``), sink. A supervisor restarts one with
     ``group.restart``: the same command and environment."""
     collector = group.start("collector", "collector")
-    group.wait_until(collector, lambda: _http_ok(f"{collector_url}/health"), 60, "answering")
+    group.wait_until(collector, lambda: http_ok(f"{collector_url}/health"), 60, "answering")
     worker_env = {"WEBHOUSE_METRICS__PORT": str(free_port())}
     if separate_triggers:
         worker_env["WEBHOUSE_WORKER__EXTENSIONS"] = "[]"
