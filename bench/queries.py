@@ -7,9 +7,11 @@ campaigns, three channels; every completed order also lands one order line. Then
 ``sinks.connect()`` and each report's view, in interleaved rounds (every query once per round,
 so a noisy neighbour hits them alike): min and median of wall time and of process CPU time
 (all DuckDB threads), and the funnel also in its general fold shape (the shape before the
-fast one, same answers). Not a test: numbers depend on the machine.
+fast one, same answers). ``--one-file`` also times the funnel over the same events copied
+into a couple of Parquet files (what the day x channel partitions cost; answers checked equal).
+Not a test: numbers depend on the machine.
 
-    .venv/bin/python bench/queries.py [--events 10000000] [--days 365] [--runs 5] [--root DIR]
+    .venv/bin/python bench/queries.py [--events 10000000] [--days 365] [--runs 5] [--root DIR] [--one-file]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
@@ -179,6 +182,7 @@ def main() -> None:
         "--no-metadata-cache", action="store_true", help="re-read every Parquet footer per query (as before)"
     )
     parser.add_argument("--root", type=Path, help="reuse (or keep) the generated tables here")
+    parser.add_argument("--one-file", action="store_true", help="also the funnel over a one-file copy")
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
     if not (root / "events").exists():
@@ -197,17 +201,40 @@ def main() -> None:
     ((events,),) = con.sql("SELECT count(*) FROM events").fetchall()
     files = len(DeltaTable(str(root / "events")).file_uris())
     print(f"{events:,} events in {files:,} files; {args.runs} runs each, in-process")
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in QUERIES}
+    queries = [(name, con, sql) for name, sql in QUERIES.items()]
+    if args.one_file:
+        one = one_file_events(con, settings, root)
+        assert one.sql(QUERIES["funnel"]).fetchall() == con.sql(QUERIES["funnel"]).fetchall()
+        queries.append(("funnel (one-file copy)", one, QUERIES["funnel"]))
+    time_rounds(queries, args.runs)
+
+
+def one_file_events(
+    con: duckdb.DuckDBPyConnection, settings: Settings, root: Path
+) -> duckdb.DuckDBPyConnection:
+    """A second connection whose ``events`` are the same rows and types, in one file per thread."""
+    copy = root / "events-one-file"
+    if not copy.exists():
+        con.execute(f"COPY (SELECT * FROM events) TO '{copy}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+    one = connect(settings)
+    one.execute(f"CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM read_parquet('{copy}/*.parquet')")
+    one.sql("SELECT count(*) FROM events").fetchall()
+    return one
+
+
+def time_rounds(queries: list[tuple[str, duckdb.DuckDBPyConnection, str]], runs: int) -> None:
+    """Every query once per round, ``runs`` rounds; min and median of wall and CPU time."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in queries}
     rows: dict[str, int] = {}
-    for _ in range(args.runs):
-        for name, sql in QUERIES.items():
+    for _ in range(runs):
+        for name, con, sql in queries:
             wall, cpu = time.perf_counter(), time.process_time()
             rows[name] = len(con.sql(sql).fetchall())
             times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
-    for name, runs in times.items():
-        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+    for name, runs_ in times.items():
+        walls, cpus = [w for w, _ in runs_], [c for _, c in runs_]
         print(
-            f"{name:22} wall min {min(walls):6.2f}s median {statistics.median(walls):6.2f}s   "
+            f"{name:24} wall min {min(walls):6.2f}s median {statistics.median(walls):6.2f}s   "
             f"cpu min {min(cpus):6.2f}s median {statistics.median(cpus):6.2f}s  ({rows[name]} rows)"
         )
 
