@@ -454,10 +454,22 @@ def _next_offsets(batch: list[Incoming]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
+RESTORE_WAIT_S = 120.0  # longest wait for a changelog's open transaction (aborted by its timeout)
+
+
 def read_changelog(
     bootstrap: str, topic: str, partitions: Collection[int]
 ) -> Iterator[tuple[int, bytes, bytes | None]]:
-    """Every committed record of these changelog partitions, up to the last stable offset."""
+    """Every committed record of these changelog partitions, up to the end of the log.
+
+    The end is the log's, not the last stable offset: a read-committed reader stops at the LSO,
+    and right after the previous owner committed its last batch (a rebalance) the commit markers
+    may not be written yet, so the state read back would miss that batch while the committed
+    consumer offset is past it, and the events the batch left waiting in state would be lost. So
+    the read goes on until the stable offset reaches the end taken at the start (an open
+    transaction ends by commit, or by abort at its timeout); past ``RESTORE_WAIT_S`` it fails.
+    """
+    ends = _log_ends(bootstrap, topic, partitions)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -469,15 +481,12 @@ def read_changelog(
         }
     )
     try:
-        assign = []
-        for partition in partitions:
-            low, high = watermarks(consumer, TopicPartition(topic, partition))
-            if high > low:
-                assign.append(TopicPartition(topic, partition, low))
+        assign = [TopicPartition(topic, p, low) for p, (low, high) in ends.items() if high > low]
         if not assign:
             return
         consumer.assign(assign)
         remaining = {tp.partition for tp in assign}
+        deadline = time.monotonic() + RESTORE_WAIT_S
         while remaining:
             for m in consumer.consume(5000, 1.0):
                 error = m.error()
@@ -485,9 +494,24 @@ def read_changelog(
                     key = m.key()
                     if key is not None:
                         yield int(m.partition() or 0), key, m.value()
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(m.partition())
-                else:
+                elif error.code() != KafkaError._PARTITION_EOF:
                     raise ProcessingError("restore", f"{topic}: {error}")
+            for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
+                if tp.offset >= ends[tp.partition][1]:
+                    remaining.discard(tp.partition)
+            if remaining and time.monotonic() > deadline:
+                late = sorted(remaining)
+                raise ProcessingError("restore", f"{topic} {late}: transaction open past {RESTORE_WAIT_S} s")
+    finally:
+        consumer.close()
+
+
+def _log_ends(bootstrap: str, topic: str, partitions: Collection[int]) -> dict[int, tuple[int, int]]:
+    """(low, high) of each partition as the log holds it: a read-uncommitted client's watermarks
+    (a read-committed one answers the last stable offset instead)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex[:12]}",
+                         "isolation.level": "read_uncommitted"})  # fmt: skip
+    try:
+        return {p: watermarks(consumer, TopicPartition(topic, p)) for p in partitions}
     finally:
         consumer.close()
