@@ -38,7 +38,7 @@ from pipeline.settings import Settings, load_settings
 from pipeline.topics import Topics
 from tools.chaos.compare import landed_ids, snapshots
 from tools.chaos.plan import BROKER, Fault
-from tools.chaos.run import _truth as ground_truth
+from tools.chaos.run import truth_verdict as ground_truth
 from tools.chaos.stack import Stack
 from tools.demo.run import (
     child_env,
