@@ -356,11 +356,13 @@ class KafkaRunner:
 
 # Errors the client does not flag retriable (a watermark query's error carries only its code) that
 # pass: a request cut off because its broker went away (a node of a cluster died), a leader not yet
-# moved or elected. Not timeouts: a transaction's "message(s) timed out" must be aborted at once
+# moved or elected, a group coordinator still loading or moving (a committed-offsets query on a
+# broker just started). Not timeouts: a transaction's "message(s) timed out" must be aborted at once
 # (asking again outlasts the transaction timeout, and the coordinator then fences the producer).
 BROKER_GONE = frozenset({
     KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT,
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._UNKNOWN_PARTITION,
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
 })  # fmt: skip
 
 

@@ -128,7 +128,12 @@ def outcome(settings: Settings) -> tuple[list[tuple[Any, ...]], dict[str, dict[s
     alerts = committed_records(bootstrap, topics.alerts, ALERTS)
     ids = [a["alert_id"] for a in alerts]
     assert len(ids) == len(set(ids)), "an alert was produced twice"
-    latest = {p["customer_id"]: p for p in committed_records(bootstrap, topics.profiles, PROFILES)}
+    profiles = committed_records(bootstrap, topics.profiles, PROFILES)
+    numbers = [(p["customer_id"], p["version"]) for p in profiles]
+    assert len(numbers) == len(set(numbers)), "a profile version was produced twice"
+    # The final profile must be the same; its number counts the versions written on the way, and
+    # which minor changes were written apart follows how batches fell (issue 14, still open).
+    latest = {p["customer_id"]: {k: v for k, v in p.items() if k != "version"} for p in profiles}
     keys = ("alert_id", "customer_id", "rule_id", "status", "suppression_reason")
     return sorted(tuple(a[k] for k in keys) for a in alerts), latest
 
