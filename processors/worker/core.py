@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -408,28 +408,24 @@ class WorkerCore:
         return {p for p in partitions if p not in self.reported or self.reported[p].state not in quiet}
 
     def _flush_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
-        wakeups = self.wakeups.get(partition)
-        if wakeups is None:
-            return
-        for device_id in wakeups.devices():
-            device = self.devices.get(device_id)
-            if device is None or device.session is None:
-                continue
-            device.session, outputs = flush(device.session, self.policy)
-            self._emit(outputs, device_id, partition, result)
-            wakeups.set(device_id, next_wakeup(device.session, self.policy))
-            dirty.add(device_id)
+        """Every device of the partition: waiting events released, the open visit closed."""
+        self._each_device(partition, result, dirty, flush, waiting_only=False)
 
     def _release_partition(self, partition: int, result: BatchResult, dirty: set[str]) -> None:
         """Every waiting event of the partition into its visit, now; open visits stay open."""
+        self._each_device(partition, result, dirty, release_waiting, waiting_only=True)
+
+    def _each_device(self, partition: int, result: BatchResult, dirty: set[str],
+                     action: Callable[[DeviceState, SessionPolicy], tuple[DeviceState, list[Output]]],
+                     waiting_only: bool) -> None:  # fmt: skip
         wakeups = self.wakeups.get(partition)
         if wakeups is None:
             return
         for device_id in wakeups.devices():
             device = self.devices.get(device_id)
-            if device is None or device.session is None or not device.session.buffer:
+            if device is None or device.session is None or (waiting_only and not device.session.buffer):
                 continue
-            device.session, outputs = release_waiting(device.session, self.policy)
+            device.session, outputs = action(device.session, self.policy)
             self._emit(outputs, device_id, partition, result)
             wakeups.set(device_id, next_wakeup(device.session, self.policy))
             dirty.add(device_id)
