@@ -4,6 +4,12 @@ Stages commit offsets inside transactions, so a committed offset sits before the
 commit marker that follows the batch: "high watermark minus committed offset" is never
 zero on a transactional topic. What counts is whether a *committed record* lies at or
 after the group's offset; this reads (never commits) to find out.
+
+A heartbeat is not work left: the worker moves a quiet partition's event clock with the wall
+clock and says so downstream every few seconds (an ``active`` watermark record) for as long as
+a visit stays open, so a reader that counted those would never see a stage done. Every other
+record counts: data, ``end`` and the ``idle``/``ended`` watermarks that let stages close what
+they hold.
 """
 
 from __future__ import annotations
@@ -11,15 +17,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.errors import ProcessingError
+from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.kafka import settling, watermarks
 
 
 def unprocessed(bootstrap: str, group_id: str, topics: Iterable[str], limit: int = 1) -> int:
-    """Committed records on ``topics`` past ``group_id``'s committed offsets (counting stops at ``limit``
-    per partition: enough to tell "done" from "not yet")."""
+    """Committed records on ``topics`` past ``group_id``'s committed offsets, heartbeats aside
+    (counting stops at ``limit`` per partition: enough to tell "done" from "not yet")."""
     offsets = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
     try:
         metadata = offsets.list_topics(timeout=10).topics
@@ -63,8 +70,15 @@ def _count(reader: Consumer, start: list[TopicPartition], limit: int) -> int:
             error = m.error()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
                 raise ProcessingError("progress", f"{where}: {error}")
-            if error is None:
+            if error is None and not is_heartbeat(m):
                 found[where] = found.get(where, 0) + 1
             if error is not None or found.get(where, 0) >= limit:
                 open_parts.discard(where)
     return sum(found.values()) + (len(open_parts) if open_parts else 0)
+
+
+def is_heartbeat(message: Message) -> bool:
+    """An ``active`` watermark record: the clock moved on, nothing for a stage to finish."""
+    if control_kind(message.headers()) != WATERMARK:
+        return False
+    return Progress.from_bytes(message.value() or b"").state is SourceState.ACTIVE

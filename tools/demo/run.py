@@ -196,7 +196,13 @@ def wait_queryable(
         ):
             return counts
         time.sleep(1.0)
-    raise ServiceError(f"the webhouse did not settle within {timeout_s:.0f}s; last counts {last}")
+    behind = {
+        group: n for group, topics in groups.items() if (n := unprocessed(bootstrap, group, topics, 1000))
+    }
+    raise ServiceError(
+        f"the webhouse did not settle within {timeout_s:.0f}s; last counts {last}; "
+        f"groups behind (records left, up to 1,000 a partition): {behind or 'none'}"
+    )
 
 
 def start_services(group: ServiceGroup, collector_url: str, separate_triggers: bool = False) -> None:

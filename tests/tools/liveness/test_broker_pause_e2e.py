@@ -149,11 +149,6 @@ def _wait_landed(
         time.sleep(1.0)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fails since the worker's quiet clock (bc33775): the first half of the traffic does not settle "
-    "within 180 s (events 529, sessions 10 on the fresh-clone CI of d2cc7b0); not diagnosed, issue 14",
-)
 def test_every_service_lands_again_within_60s_of_a_20s_broker_pause(running: Running) -> None:
     stack, settings, simulation = running.stack, running.settings, running.simulation
     tables = Path(settings.webhouse.root)
