@@ -6,7 +6,12 @@ So a service's loop tells a ``Health`` two things, cheaply, on every turn:
 
 - ``beat(has_work)``: the loop came round, and whether work is waiting (messages buffered, lag,
   or no partitions assigned while it should consume);
-- ``progressed()``: work moved forward (a message handled, a batch landed).
+- ``progressed()``: work moved forward (a message handled, a batch landed);
+- ``within(what)``: the loop enters a call that must return within ``call_within_s`` (a
+  transaction commit): past that it is a stall at once, without waiting for ``stall_after_s``.
+  librdkafka's ``send_offsets_to_transaction`` can wait for ever once the group coordinator's
+  broker node is gone from the metadata (its issues #5456 and #5511, open): a stage stuck there
+  restarts after ``call_within_s`` instead of two minutes.
 
 ``Health.stall()`` names what is wrong: the loop has not come round for ``stall_after_s`` (stuck
 in a flush or a metadata wait), or it had work that long without progress (an empty consumer
@@ -36,7 +41,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -66,12 +72,14 @@ class Health:
     service: str
     stall_after_s: float
     clock: Clock = time.monotonic
+    call_within_s: float = float("inf")
     _beat_at: float = field(init=False)
     _progress_at: float = field(init=False)
     _work_since: float | None = field(init=False, default=None)
     _ready: bool = field(init=False, default=False)
     _ready_detail: str = field(init=False, default="starting")
     stalled: str | None = field(init=False, default=None)  # the first stall the watchdog acted on
+    _call: tuple[str, float] | None = field(init=False, default=None)  # in ``within``: what, since
 
     def __post_init__(self) -> None:
         now = self.clock()
@@ -89,12 +97,24 @@ class Health:
     def progressed(self) -> None:
         self._progress_at = self.clock()
 
+    @contextmanager
+    def within(self, what: str) -> Iterator[None]:
+        """The body is a call that must return within ``call_within_s``."""
+        self._call = (what, self.clock())
+        try:
+            yield
+        finally:
+            self._call = None
+
     def set_ready(self, ready: bool, detail: str = "") -> None:
         self._ready, self._ready_detail = ready, detail
 
     def stall(self) -> str | None:
         """Why the service is stalled, or None."""
         now = self.clock()
+        call = self._call
+        if call is not None and now - call[1] >= self.call_within_s:
+            return f"{self.service}: {call[0]} has not returned for {now - call[1]:.0f}s"
         quiet = now - self._beat_at
         if quiet >= self.stall_after_s:
             return f"{self.service}: the loop has not come round for {quiet:.0f}s"

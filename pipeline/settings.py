@@ -496,6 +496,12 @@ class HealthSettings(_Section):
     stop_within_s: float = Field(
         25.0, gt=0, description="SIGTERM/SIGINT: a stop still running after this exits 4 anyway."
     )
+    commit_within_s: float = Field(
+        30.0,
+        gt=0,
+        description="A stage's transaction commit (offsets and commit) not back after this is a stall: "
+        "librdkafka can wait for ever on a group coordinator whose broker node died.",
+    )
 
 
 class Settings(BaseSettings):

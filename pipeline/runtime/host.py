@@ -52,7 +52,10 @@ def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> 
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
         transactional=spec.transactional,
     )
-    return KafkaRunner(spec.stage, config, metrics, Health(spec.stage.name, settings.health.stall_after_s))
+    health = Health(
+        spec.stage.name, settings.health.stall_after_s, call_within_s=settings.health.commit_within_s
+    )
+    return KafkaRunner(spec.stage, config, metrics, health)
 
 
 def prepare_changelogs(settings: Settings, specs: list[StageSpec]) -> None:

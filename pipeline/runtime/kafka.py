@@ -208,10 +208,11 @@ class KafkaRunner:
         try:
             self.producer.begin_transaction()
             self._send(step)
-            if offsets:
-                metadata = self.consumer.consumer_group_metadata()
-                settling(self.producer.send_offsets_to_transaction)(offsets, metadata, 60)
-            settling(self.producer.commit_transaction)(60)
+            with self.health.within("the transaction commit"):  # a known librdkafka hang: pipeline.health
+                if offsets:
+                    metadata = self.consumer.consumer_group_metadata()
+                    settling(self.producer.send_offsets_to_transaction)(offsets, metadata, 60)
+                settling(self.producer.commit_transaction)(60)
         except KafkaException as exc:
             self._failed_transaction(exc)
             return

@@ -59,6 +59,21 @@ def test_a_loop_that_does_not_come_round_is_a_stall() -> None:
     assert health.stall() == "sink: the loop has not come round for 31s"
 
 
+def test_a_commit_not_back_within_its_bound_is_a_stall_long_before_the_loop_bound() -> None:
+    clock = Clock()
+    health = Health("worker", stall_after_s=120, clock=clock, call_within_s=30)
+    health.beat(has_work=True)
+    with health.within("the transaction commit"):
+        clock.now += 29
+        assert health.stall() is None
+        clock.now += 2
+        assert health.stall() == "worker: the transaction commit has not returned for 31s"
+    assert health.stall() is None  # it returned: the loop's own bound again
+    with health.within("the transaction commit"):
+        clock.now += 5  # a commit that returns in time is no stall, however often
+    assert health.stall() is None
+
+
 def test_the_watchdog_acts_once_and_stops_the_loop() -> None:
     clock = Clock()
     health = Health("sink", stall_after_s=5, clock=clock)
