@@ -5,6 +5,8 @@ in ``buffer`` only until the partition watermark passes them (about the allowed 
 time), and a visit is kept as running aggregates, never as its list of events.
 
 ``to_dict``/``from_dict`` give JSON-able dicts, ``to_bytes``/``from_bytes`` compact JSON bytes.
+The worker saves the buffer apart, an event a record (``processors.worker.waiting``), so a device
+record does not grow with the events waiting in it.
 The stream functions mutate a state in place and hand it back (no copy per event); treat a state
 passed to them as consumed.
 """
@@ -123,7 +125,7 @@ class OpenSession:
         )
 
 
-def _event_to_list(event: SessionEvent) -> list[Any]:
+def event_to_list(event: SessionEvent) -> list[Any]:
     return [
         event.event_id,
         event.time_ms,
@@ -152,7 +154,7 @@ def _event_to_list(event: SessionEvent) -> list[Any]:
     ]
 
 
-def _event_from_list(device_id: str, row: list[Any]) -> SessionEvent:
+def event_from_list(device_id: str, row: list[Any]) -> SessionEvent:
     return SessionEvent(
         event_id=row[0],
         device_id=device_id,
@@ -194,23 +196,27 @@ class DeviceState:
     recent_ids: deque[str] = field(default_factory=deque)  # last ids taken or reported late
     known_ids: set[str] = field(default_factory=set)  # the same ids, for O(1) lookups
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, with_buffer: bool = True) -> dict[str, Any]:
+        """``with_buffer=False``: the waiting events are saved apart, each once (the worker's
+        ``waiting`` store), so this record stays small however many events wait."""
+        data = {
             "v": STATE_VERSION,
             "device": self.device_id,
             "wm": self.watermark_ms,
-            "buf": [_event_to_list(event) for event in self.buffer],
             "cur": self.current.to_list() if self.current is not None else None,
             "cid": self.last_customer_id,
             "recent": list(self.recent_ids),
         }
+        if with_buffer:
+            data["buf"] = [event_to_list(event) for event in self.buffer]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceState:
         if data.get("v") != STATE_VERSION:
             raise ProcessingError("sessions", f"unknown session state version {data.get('v')!r}")
         device_id = data["device"]
-        buffer = [_event_from_list(device_id, row) for row in data["buf"]]
+        buffer = [event_from_list(device_id, row) for row in data.get("buf", ())]
         recent = deque(data["recent"])
         return cls(
             device_id=device_id,

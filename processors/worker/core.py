@@ -62,6 +62,7 @@ from processors.sessions.stream import (
 )
 from processors.worker.codec import EventCodec
 from processors.worker.metrics import WorkerMetrics
+from processors.worker.waiting import WaitingLedger, Writes, merge_waiting
 
 log = logging.getLogger(__name__)
 STAGE = "worker"
@@ -82,7 +83,8 @@ class Outgoing:
 
 @dataclass(slots=True)
 class Device:
-    """What the worker keeps per session key (anonymous id, else user id): session state and identity."""
+    """What the worker keeps per session key (anonymous id, else user id): session state and identity.
+    Its record leaves the waiting events out: they are saved apart (``processors.worker.waiting``)."""
 
     partition: int
     session: DeviceState | None = None
@@ -93,7 +95,7 @@ class Device:
         return json.dumps(
             {
                 "p": self.partition,
-                "s": self.session.to_dict() if self.session is not None else None,
+                "s": self.session.to_dict(with_buffer=False) if self.session is not None else None,
                 "i": self.identity.to_json() if not self.identity.is_empty else None,
                 "t": self.last_ms,
             },
@@ -120,6 +122,7 @@ class BatchResult:
     # Device records of forgotten customers: key -> partition, to tombstone in the devices changelog
     # (and remove from the table) after the outputs.
     erased: dict[bytes, int] = field(default_factory=dict)
+    waiting: Writes = field(default_factory=dict)  # the ``waiting`` store's writes (waiting events)
 
 
 def session_event(
@@ -189,13 +192,15 @@ class WorkerCore:
         self.wakeups: dict[int, WakeupSchedule] = {}
         self.reported: dict[int, Progress] = {}  # per partition: the last progress sent downstream
         self.erasures = Erasures()  # every erasure read so far (apply_erasure)
+        self.waiting = WaitingLedger()  # which waiting events the ``waiting`` store holds
         self._outcomes: Counter[str] = Counter()  # per batch, then added to the metrics at once
 
     # -- state ---------------------------------------------------------------------------
 
     def load(self, devices: Iterable[tuple[bytes, bytes]], clocks: Iterable[tuple[bytes, bytes]],
-             partitions: set[int]) -> None:  # fmt: skip
-        """Own exactly ``partitions``: forget revoked ones, read newly assigned ones from the tables.
+             partitions: set[int], waiting: Iterable[tuple[bytes, bytes]] = ()) -> None:  # fmt: skip
+        """Own exactly ``partitions``: forget revoked ones, read newly assigned ones from the tables
+        (``waiting``: the waiting events, put back into their devices' buffers).
 
         Partitions kept across a rebalance keep their live state (the tables may lag it while
         writes are in flight); only partitions new to this worker are read from the tables.
@@ -208,29 +213,44 @@ class WorkerCore:
             self.next_offset.pop(partition, None)
             self.customers.pop(partition, None)
         self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
+        self.waiting.keep_only(self.devices)
         for partition in added:
             self.wakeups[partition] = WakeupSchedule()
         if added:
-            for key, value in clocks:
-                partition = int(key)
-                if partition in added and value:
-                    clock = json.loads(value)
-                    if clock.get("max_ms") is not None:
-                        self.max_event_ms[partition] = int(clock["max_ms"])
-                    self.next_offset[partition] = int(clock.get("next_offset", 0))
-            for key, value in devices:
-                if not value:
-                    continue
-                device = Device.from_bytes(value)
-                if device.partition in added:
-                    device_id = key.decode()
-                    self.devices[device_id] = device
-                    self._customers(device.partition).add_state(device.identity)
-                    if device.session is not None:
-                        self.wakeups[device.partition].set(
-                            device_id, next_wakeup(device.session, self.policy)
-                        )
+            self._load_clocks(clocks, added)
+            self._load_devices(devices, waiting, added)
         self._update_open_gauge()
+
+    def _load_clocks(self, clocks: Iterable[tuple[bytes, bytes]], added: set[int]) -> None:
+        for key, value in clocks:
+            partition = int(key)
+            if partition in added and value:
+                clock = json.loads(value)
+                if clock.get("max_ms") is not None:
+                    self.max_event_ms[partition] = int(clock["max_ms"])
+                self.next_offset[partition] = int(clock.get("next_offset", 0))
+
+    def _load_devices(self, devices: Iterable[tuple[bytes, bytes]], waiting: Iterable[tuple[bytes, bytes]],
+                      added: set[int]) -> None:  # fmt: skip
+        loaded: list[str] = []
+        for key, value in devices:
+            if not value:
+                continue
+            device = Device.from_bytes(value)
+            if device.partition in added:
+                device_id = key.decode()
+                self.devices[device_id] = device
+                self._customers(device.partition).add_state(device.identity)
+                loaded.append(device_id)
+        for device_id, events in self.waiting.load(waiting, set(loaded)).items():
+            device = self.devices[device_id]
+            if device.session is None:
+                device.session = DeviceState(device_id)
+            device.session.buffer = merge_waiting(device.session.buffer, events)
+        for device_id in loaded:
+            device = self.devices[device_id]
+            if device.session is not None:
+                self.wakeups[device.partition].set(device_id, next_wakeup(device.session, self.policy))
 
     def apply_erasure(self, erasure: Erasure) -> BatchResult:
         """A customer was forgotten: drop its devices (those the record names and those linked to
@@ -250,6 +270,7 @@ class WorkerCore:
                 continue
             self._wakeups(device.partition).set(device_id, None)
             result.erased[device_id.encode()] = device.partition
+            self.waiting.drop(device_id, device.partition, result.waiting)
         self._update_open_gauge()
         return result
 
@@ -273,6 +294,7 @@ class WorkerCore:
             self._wakeups(device.partition).set(device_id, None)
             self._customers(device.partition).forget_device(device_id)
             result.erased[device_id.encode()] = device.partition
+            self.waiting.drop(device_id, device.partition, result.waiting)
         if result.erased:
             self.metrics.devices_expired.inc(len(result.erased))
             self._update_open_gauge()
@@ -649,6 +671,8 @@ class WorkerCore:
             if device is None:
                 continue
             result.devices[device_id.encode()] = (device.partition, device.to_bytes())
+            buffer = device.session.buffer if device.session is not None else ()
+            self.waiting.level(device_id, device.partition, buffer, result.waiting)
 
     def _update_open_gauge(self) -> None:
         self.metrics.open_sessions.set(sum(len(w) for w in self.wakeups.values()))

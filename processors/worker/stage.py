@@ -20,6 +20,7 @@ from processors.worker.core import BatchResult, WorkerCore
 from processors.worker.metrics import WorkerMetrics
 
 DEVICES = "devices"
+WAITING = "waiting"  # events waiting for the watermark, one record each (processors.worker.waiting)
 CLOCKS = "clocks"
 EXPIRY_INTERVAL_S = 60.0  # wall clock between scans for expired devices (a scan visits every device)
 
@@ -28,7 +29,7 @@ class WorkerStage:
     name = "worker"
     inputs: tuple[str, ...]
     broadcasts: tuple[str, ...]
-    store_names: tuple[str, ...] = (DEVICES, CLOCKS)
+    store_names: tuple[str, ...] = (DEVICES, CLOCKS, WAITING)
 
     def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
@@ -54,7 +55,9 @@ class WorkerStage:
         return step
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        self.core.load(stores[DEVICES].items(), stores[CLOCKS].items(), set(partitions))
+        self.core.load(
+            stores[DEVICES].items(), stores[CLOCKS].items(), set(partitions), stores[WAITING].items()
+        )
         self.owned = partitions
         self.accounted = {p: t for p, t in self.accounted.items() if p in partitions}
 
@@ -100,5 +103,6 @@ def to_step(result: BatchResult) -> Step:
     step.writes.extend(
         StoreWrite(DEVICES, p, key, value or None) for key, (p, value) in result.devices.items()
     )
+    step.writes.extend(StoreWrite(WAITING, p, key, value) for key, (p, value) in result.waiting.items())
     step.writes.extend(StoreWrite(CLOCKS, p, str(p).encode(), value) for p, value in result.clocks.items())
     return step
