@@ -386,6 +386,13 @@ class TriggerSettings(_Section):
     dedupe_retention_days: int = Field(
         60, ge=1, description="How long emitted alert ids are remembered to drop replays."
     )
+    state_ttl_days: int = Field(
+        400,
+        ge=0,
+        description="A customer's or device's trigger state with no event for this long (event time) "
+        "and no open window is dropped at an hourly pass; 0: kept for ever. Longer than every rule's "
+        "horizon (win-back looks 90 days back): a customer back after it starts a new state.",
+    )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook POST attempt.")
     webhook_max_attempts: int = Field(5, ge=1, description="Attempts before the alert is dead-lettered.")
     webhook_backoff_base_s: float = Field(0.5, gt=0, description="First retry delay; doubles each try.")

@@ -429,10 +429,25 @@ class TriggerCore:
                 crossed = hours.get(partition, [])
                 outcome = self._sweep_state(state, marks[partition], crossed, bool(crossed) or ended)
                 self._apply(result, partition, outcome)
+                if crossed and self._expired(outcome.state, crossed[-1]):
+                    result.live[key] = (partition, None)
+                    self.metrics.states_expired.inc()
                 result.seal(self._index)
                 if result.states[key][1] == raw and not outcome.alerts:
                     del result.states[key]  # nothing changed: no changelog write
         return result
+
+    def _expired(self, state: CustomerState, hour: int) -> bool:
+        """No event for ``triggers.state_ttl_days`` before this event-time hour, and no window open:
+        the state goes (decided at an hour, so the same whatever the batches). Its last profile
+        version stays on the profiles topic and in the webhouse; a later event starts a new state."""
+        ttl_days = self.settings.triggers.state_ttl_days
+        if not ttl_days or state.windows:
+            return False
+        last = state.linked_at if state.moved_to is not None else state.profile.last_event_at
+        if last is None:
+            last = state.profile.updated_at
+        return last is not None and last < hour - ttl_days * 24 * HOUR_MS
 
     def _sweep_state(self, state: CustomerState, mark: int, hours: list[int], publish: bool) -> Outcome:
         """One customer at a sweep: the scheduled rules at each hour crossed (windows due by then

@@ -32,6 +32,11 @@ class TriggerMetrics:
             ["kind"],
             registry=r,
         )
+        self.states_expired = Counter(
+            "webhouse_trigger_states_expired",
+            "Trigger states dropped after triggers.state_ttl_days without an event (event time).",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "webhouse_trigger_dead_letters", "Inputs or alerts dead-lettered, by stage and reason.",
             ["stage", "reason"], registry=r,
