@@ -242,12 +242,10 @@ BLOCKED_IDS = (
 
 
 class WorkerSettings(_Section):
-    """The faust stream worker (`webhouse worker`)."""
+    """The stream worker (`webhouse worker`): its stage and, in its process, the trigger stages."""
 
     app_id: str = "webhouse-worker"
     data_dir: Path = Path(".webhouse/worker")
-    store: str = Field("memory://", description="faust table store: memory:// or rocksdb://")
-    web_port: int = Field(6066, ge=0, le=65535)
     geoip_database: Path | None = Field(None, description="MaxMind-format .mmdb file; none: no geo.")
     user_agent_cache_size: int = Field(
         20_000, ge=0, description="Distinct user agents whose parse is kept (LRU); 0: no cache."
@@ -284,7 +282,6 @@ class WorkerSettings(_Section):
     batch_within_s: float = Field(
         0.25, gt=0, description="Longest wait for a batch to fill (events wait minutes for the watermark)."
     )
-    web_enabled: bool = Field(False, description="Serve faust's own web views on web_port.")
     idle_after_s: float = Field(
         30.0,
         gt=0,

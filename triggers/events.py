@@ -5,8 +5,8 @@ keeps those, under names rule authors write in YAML (``event.product_id``,
 ``event.revenue``), and is what travels on the internal triggers topic, so the
 re-keying hop carries a few hundred bytes instead of the whole event.
 
-Times are integer epoch milliseconds inside triggers/ (state is JSON in a faust
-table); they become datetimes again only at the Avro boundary.
+Times are integer epoch milliseconds inside triggers/ (state is JSON in a state store); they
+become datetimes again only at the Avro boundary.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Per-customer trigger state: profile, recent events, open absence windows, guardrail memory.
 
-One ``CustomerState`` per profile key lives in a faust table (JSON). Everything in
-it is bounded: recent events by the rules' longest window and a count, alert ids by
-``dedupe_retention_days``, daily counts by two days. The engine owns the object it
-is handed and returns it; the adapter writes it back to the table.
+One ``CustomerState`` per profile key lives in the evaluate stage's ``trigger-states`` store (JSON,
+with a changelog). Everything in it is bounded: recent events by the rules' longest window and a
+count, alert ids by ``dedupe_retention_days``, daily counts by two days, and the state itself by
+``state_ttl_days`` without an event. The engine owns the object it is handed and returns it; the
+adapter writes it back to the store.
 """
 
 from __future__ import annotations

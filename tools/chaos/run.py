@@ -6,11 +6,8 @@ injects the planned faults while the traffic is sent and processed, and only the
 end of input and waits until the webhouse is settled (the same wait as the demo's). The
 client is the simulator's sender, which retries a batch until the collector acknowledges it.
 
-The triggers ride in the worker's App as in the demo, so a worker kill kills them too;
-``separate_triggers`` runs them as ``webhouse triggers run`` and kills that process on its
-own. (The standalone App sometimes misses its own fresh changelog topic at first start,
-"Ignoring missing topic", and then evaluates nothing: seen in 2 of 3 fresh starts, not
-restarted by anything as it does not exit; a runtime matter, hence not the default.)
+The trigger stages run in the worker's process as in the demo, so a worker kill kills them too;
+``separate_triggers`` runs them as ``webhouse triggers run`` and kills that process on its own.
 
 Scaled out (``brokers`` > 1, ``workers`` > 1, ``sinks`` > 1): the run's Kafka is a
 ``LocalCluster`` (replication 3, ``min.insync.replicas`` 2 from three nodes), shared by both
