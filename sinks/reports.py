@@ -28,7 +28,9 @@ class Section:
         """The query, with its totals row when it has one."""
         if self.total_label is None:
             return self.query
-        sums = ", ".join(f"sum({c}) AS {c}" for c in self.total_sums)
+        # A fold of +, not sum(): sum() widens BIGINT to HUGEINT (int128), and the whole column
+        # then printed as int128; the fold keeps each column's own type.
+        sums = ", ".join(f"list_reduce(list({c}), lambda a, b: a + b) AS {c}" for c in self.total_sums)
         return (
             f"WITH q AS ({self.query}) SELECT * FROM q UNION ALL BY NAME "
             f"SELECT 'total' AS {self.total_label}, {sums} FROM q"
