@@ -175,11 +175,10 @@ class SinkRunner:
 
     def _subscribe(self, assign_all: bool) -> None:
         if assign_all:
-            metadata = self.consumer.list_topics(timeout=10)
             partitions = [
                 TopicPartition(topic, p)
-                for topic in self.by_topic
-                for p in sorted(metadata.topics[topic].partitions)
+                for topic, found in self._partitions_of(list(self.by_topic)).items()
+                for p in sorted(found)
             ]
             self._on_assign(self.consumer, partitions)
         else:
@@ -189,6 +188,22 @@ class SinkRunner:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
+
+    def _partitions_of(self, topics: list[str], wait_s: float = 30.0) -> dict[str, list[int]]:
+        """Each topic's partitions. Topics created a moment ago may be missing from the first
+        metadata answers (the broker is still propagating them): asked again until ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            metadata = self.consumer.list_topics(timeout=10).topics
+            found = {
+                t: list(metadata[t].partitions) for t in topics if t in metadata and metadata[t].partitions
+            }
+            if len(found) == len(topics) or time.monotonic() >= deadline:
+                missing = sorted(set(topics) - set(found))
+                if missing:
+                    raise SinkError(f"topics not in the broker's metadata after {wait_s:.0f}s: {missing}")
+                return found
+            time.sleep(0.2)
 
     def _loop(self, stop: threading.Event, exit_when_idle: bool) -> bool:
         """Poll, land and keep the tables up until ``stop``; True when it ended caught up (idle)."""
