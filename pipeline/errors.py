@@ -44,6 +44,10 @@ class LocalKafkaError(WebhouseError):
     pass
 
 
+class KafkaUnavailableError(WebhouseError):
+    """Kafka did not answer a starting service within ``kafka.start_wait_s``."""
+
+
 class SchemaError(WebhouseError):
     pass
 

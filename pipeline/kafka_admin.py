@@ -7,17 +7,20 @@ single broker; ``kafka.replication_factor`` can only raise it.
 Services call ``prepare_topics`` at start: it creates what is missing when
 ``kafka.create_topics`` allows it (by default only on a loopback broker, where the
 project's own `webhouse kafka up` runs), and otherwise logs each missing topic by name.
+A service started before Kafka answers waits for it (``require_topics``, up to
+``kafka.start_wait_s``) instead of dying on its first metadata request with a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeline.errors import LocalKafkaError, MissingTopicsError
+from pipeline.errors import KafkaUnavailableError, LocalKafkaError, MissingTopicsError
 from pipeline.safe_defaults import is_loopback
 from pipeline.settings import KafkaSettings
 from pipeline.topics import TopicSpec
@@ -94,7 +97,23 @@ def prepare_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], timeout_s: 
 
 
 def require_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> None:
-    """``prepare_topics`` for services without a readiness endpoint: missing topics stop the start."""
-    missing = prepare_topics(kafka, specs)
+    """``prepare_topics`` for services without a readiness endpoint: missing topics stop the start.
+    Kafka not answering is waited out for ``kafka.start_wait_s``, then a ``KafkaUnavailableError``."""
+    specs = list(specs)
+    deadline = time.monotonic() + kafka.start_wait_s
+    while True:
+        try:
+            missing = prepare_topics(kafka, specs, timeout_s=min(10.0, max(1.0, deadline - time.monotonic())))
+            break
+        except KafkaException as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaUnavailableError(
+                    f"Kafka at {kafka.bootstrap_servers} did not answer within {kafka.start_wait_s:.0f}s "
+                    f"(kafka.start_wait_s): {exc.args[0] if exc.args else exc}"
+                ) from exc
+            log.warning("Kafka at %s does not answer (%s); waiting, %.0fs left", kafka.bootstrap_servers,
+                        exc.args[0] if exc.args else exc, left)  # fmt: skip
+            time.sleep(min(2.0, max(0.1, left)))
     if missing:
         raise MissingTopicsError(missing)

@@ -71,6 +71,12 @@ class KafkaSettings(_Section):
     local_controller_port: int = Field(9093, ge=1, le=65535)
     local_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     local_start_timeout_s: float = Field(60.0, gt=0)
+    start_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="A service starting while Kafka does not answer waits this long for it, then exits "
+        "with an error naming the servers (a supervisor starts it again).",
+    )
     create_topics: bool | None = Field(
         None,
         description="Services create missing project topics at start; none: only on a loopback broker.",

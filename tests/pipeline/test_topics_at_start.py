@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.collector.server import ThreadedCollector
-from pipeline.errors import MissingTopicsError
+from pipeline.errors import KafkaUnavailableError, MissingTopicsError
 from pipeline.kafka_admin import may_create_topics, missing_topics, require_topics
 from pipeline.settings import CollectorSettings, KafkaSettings, Settings, WebhouseSettings
 from pipeline.topics import Topics
@@ -137,3 +138,13 @@ def test_the_sink_creates_its_topics_when_allowed(kafka_bootstrap: str, tmp_path
     assert runner.run(stop, assign_all=True) == 0
     names = [spec.name for spec in Topics.from_settings(kafka).specs()]
     assert missing_topics(kafka_bootstrap, names) == []
+
+
+def test_a_service_starting_before_kafka_answers_waits_then_says_which_servers() -> None:
+    """No broker at all (a closed port): the start waits ``kafka.start_wait_s`` (a warning per
+    try), then one typed error naming the servers and the setting, instead of a traceback."""
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", create_topics=True, start_wait_s=3)
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailableError, match=r"Kafka at 127\.0\.0\.1:1 did not answer within 3s"):
+        require_topics(kafka, Topics.from_settings(kafka).specs())
+    assert time.monotonic() - started >= 3
