@@ -31,9 +31,9 @@ def encode_waiting(event: SessionEvent) -> bytes:
     return json.dumps(event_to_list(event), separators=(",", ":")).encode()
 
 
-def _buffer_order(event: SessionEvent) -> tuple[int, str]:
-    """A device's buffer is kept sorted by (time, id), as ``processors.sessions.stream`` keeps it."""
-    return (event.time_ms, event.event_id)
+def decode_waiting(key: bytes, value: bytes) -> SessionEvent:
+    device_id, _ = json.loads(key)
+    return event_from_list(str(device_id), json.loads(value))
 
 
 def merge_waiting(buffer: list[SessionEvent], saved: list[SessionEvent]) -> list[SessionEvent]:
@@ -41,7 +41,7 @@ def merge_waiting(buffer: list[SessionEvent], saved: list[SessionEvent]) -> list
     if not buffer:
         return saved
     merged = {event.event_id: event for event in (*buffer, *saved)}
-    return sorted(merged.values(), key=_buffer_order)
+    return sorted(merged.values(), key=lambda e: (e.time_ms, e.event_id))
 
 
 class WaitingLedger:
@@ -57,14 +57,13 @@ class WaitingLedger:
         known live), by device, each device's events in buffer order (time, id)."""
         found: dict[str, list[SessionEvent]] = {}
         for key, value in records:
-            device_id = str(json.loads(key)[0])
-            if not value or device_id not in devices:
+            if not value or str(json.loads(key)[0]) not in devices:
                 continue
-            event = event_from_list(device_id, json.loads(value))
-            found.setdefault(device_id, []).append(event)
-            self.saved.setdefault(device_id, set()).add(event.event_id)
+            event = decode_waiting(key, value)
+            found.setdefault(event.device_id, []).append(event)
+            self.saved.setdefault(event.device_id, set()).add(event.event_id)
         for events in found.values():
-            events.sort(key=_buffer_order)
+            events.sort(key=lambda e: (e.time_ms, e.event_id))
         return found
 
     def level(self, device_id: str, partition: int, buffer: Iterable[SessionEvent], writes: Writes) -> None:
