@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings
-from triggers.core import Incoming, TriggerCore
+from triggers.core import Incoming, Marks, TriggerCore
 from triggers.metrics import TriggerMetrics
 from triggers.ruleset import load_rules
 
@@ -66,7 +66,9 @@ def main() -> None:
     alerts = 0
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(inputs), 500):
-        result = core.evaluate(inputs[i : i + 500], table.get, T0)
+        taken = core.evaluate(inputs[i : i + 500], T0)  # held until the clock passes them
+        mark = max((held.at for _, held in taken.held), default=0) + 1  # the clock just past the batch
+        result = core.release({0: Marks(mark, mark, mark)}, table.get, T0)
         alerts += len(result.alerts)
         for key, (_, value) in result.states.items():
             if value is not None:

@@ -95,11 +95,12 @@ class LocalPipeline:
         self.broker.append(Record(self.topics.sessions, record["anonymous_id"].encode(), value))
 
     def advance(self, ms: int) -> None:
-        """Event time ``ms`` reached on every enriched partition: nothing older follows there."""
+        """Event time ``ms`` reached on every enriched and sessions partition, as the worker
+        reports it: nothing older follows there."""
         value = Progress(SourceState.ACTIVE, ms).to_bytes()
         for partition in range(self.broker.partitions):
-            record = Record(self.topics.enriched_events, None, value, partition, tuple(watermark_headers()))
-            self.broker.append(record)
+            for topic in (self.topics.enriched_events, self.topics.sessions):
+                self.broker.append(Record(topic, None, value, partition, tuple(watermark_headers())))
 
     # -- running and reading back ---------------------------------------------------------
 

@@ -5,6 +5,8 @@ Reading guide, in the order a record meets the modules:
 - ``triggers.events``     enriched event / closed session (Avro dicts) -> small views rules read
 - ``triggers.core``       route: views re-keyed by customer onto the triggers topic (hand-over
                           of a device's state to its customer on stitching)
+- ``triggers.hold``       evaluate holds each input until the clock has passed it, then applies
+                          them in (time, kind, key, id) order: the same results in any read order
 - ``triggers.engine``     per customer: close due absence windows, update the profile, run rules
 - ``triggers.profile``    the customer profile: RFM parts, tiers, consent, merge
 - ``triggers.ruleset``    the YAML rule schema (documented there), validated with file:line errors

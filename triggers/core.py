@@ -7,16 +7,17 @@ bytes; tests call these directly):
    triggers topic, keyed by customer id, so one partition owns each customer's state.
    When an event or an identity link shows a device now belongs to a customer, a
    ``handover`` goes to the device's key first.
-2. ``evaluate``: triggers-topic messages -> engine -> alerts (Avro, alerts topic),
-   profile versions (Avro, compacted profiles topic) and the new state per key.
-   ``handover`` takes the device's state out and sends it, as ``absorb``, to the
-   customer's key, where the engine merges it.
-3. ``sweep``: per triggers partition at its watermark (``pipeline.runtime.clock``: the
-   slowest active enriched-events partition, from the progress records the worker writes
-   and ``route`` passes on to every triggers partition): the states with a due absence
-   window (an in-memory index, no scan), and once per event-time hour every state, for the
-   scheduled rules. Inputs never close windows: a customer's inputs come from several
-   partitions in no common order, so one input's time says nothing of what another holds.
+2. ``evaluate`` reads triggers-topic messages: progress reports move the partition's clocks,
+   inputs are held (``triggers.hold``); ``release`` then applies, per partition, the held inputs
+   the clock has passed, in (time, kind, key, id) order, through the engine -> alerts (Avro,
+   alerts topic), profile versions (Avro, compacted profiles topic) and the new state per key.
+   ``handover`` takes the device's state out and sends it, as ``absorb``, to the customer's key,
+   where the engine merges it. After its own clock moved, a partition reports it to every
+   partition (source ``triggers/N``): a customer's inputs wait for those reports too.
+3. ``sweep``: per triggers partition at its marks: the states with a due absence window (an
+   in-memory index, no scan), and once per event-time hour every state, for the scheduled rules.
+   Inputs never close windows: each state's windows and hours due before an input are decided
+   before the input is applied (``_prepare``), the rest when the marks pass them.
 
 Forgotten customers: ``apply_erasure`` takes an erasure record (``pipeline.erasure``, read from
 the erasures topic by the adapter) and drops the states of the customer and its devices (profile,
@@ -51,6 +52,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import NOTHING, Engine, Outcome
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
+from triggers.hold import Held, HeldInputs, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -58,6 +60,7 @@ from triggers.state import CustomerState
 
 log = logging.getLogger(__name__)
 PROGRESS_KIND = "progress"
+HOP_SOURCE = "triggers/"  # a triggers partition's report of how far it has handed device states on
 HANDOVER_MEMORY = 100_000
 HOUR_MS = 3600 * 1000
 
@@ -79,6 +82,8 @@ class Result:
     alerts: list[Alert] = field(default_factory=list)
     # States touched by this batch, kept decoded until the batch ends (then ``states``).
     live: dict[bytes, tuple[int, CustomerState | None]] = field(default_factory=dict)
+    held: list[tuple[int, Held]] = field(default_factory=list)  # inputs read, to hold (partition, input)
+    released: list[tuple[int, Held]] = field(default_factory=list)  # held inputs applied
 
     def seal(self, index: Callable[[bytes, CustomerState | None], None] | None = None) -> Result:
         """Serialize each touched state once, however many inputs of the batch touched it."""
@@ -88,6 +93,25 @@ class Result:
             self.states[key] = (partition, _json(state.to_dict()) if state is not None else None)
         self.live.clear()
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """How far a triggers partition may apply its held inputs: those of devices before ``device``,
+    those of customers before ``customer`` (None: not yet); ``now`` caps the scheduled hours (after
+    an end of input the marks are the end of time, ``now`` the latest real time)."""
+
+    device: int | None
+    customer: int | None
+    now: int | None
+
+    def of(self, device: bool) -> int | None:
+        return self.device if device else self.customer
+
+    def decided(self, device: bool) -> int | None:
+        """What is decided through: windows due at or before it, hours up to it."""
+        mark = self.of(device)
+        return mark if mark is None or mark >= END_MS else mark - 1
 
 
 def _json(data: dict[str, Any]) -> bytes:
@@ -107,14 +131,17 @@ class TriggerCore:
         }
         self.dead_serde = make_serde("dead_letter", url)
         self._handed_over: OrderedDict[str, str] = OrderedDict()
-        self.due: dict[
-            bytes, tuple[int, int]
-        ] = {}  # key -> (watermark its first window closes at, partition)
-        self._last_hour: dict[int, int] = {}  # per partition: the event-time hour its last sweep reached
+        # key -> (when its first window is due, partition, whether a device's)
+        self.due: dict[bytes, tuple[int, int, bool]] = {}
+        self._last_hour: dict[
+            tuple[int, bool], int
+        ] = {}  # per partition and class: its last full pass's hour
         self._indexed = False  # the due index is built (a full pass after each (re)assignment)
         self._flushed_at_end = False
         self.erasures = Erasures()
         self._partitioner = DefaultPartitioner()
+        self.held = HeldInputs()
+        self._gap_ms = settings.worker.session.inactivity_gap_s * 1000
 
     # -- 1. route -------------------------------------------------------------------------
 
@@ -162,33 +189,71 @@ class TriggerCore:
             result.outputs.append(Output(self.topics.triggers_input, None, value, partition))
 
     def clock_sources(self) -> frozenset[str]:
-        """What each triggers partition's clock waits on: every enriched-events partition. Closed
-        sessions and identity links start or move state but never answer an absence window."""
-        return frozenset(f"{self.topics.enriched_events}/{p}" for p in range(self.topics.partitions))
+        """What each triggers partition's clock waits on: every enriched-events and every sessions
+        partition (the worker reports its watermark on both, after what it released there)."""
+        partitions = range(self.topics.partitions)
+        topics = (self.topics.enriched_events, self.topics.sessions)
+        return frozenset(f"{topic}/{p}" for topic in topics for p in partitions)
+
+    def hop_sources(self) -> frozenset[str]:
+        """What a partition's customer inputs also wait on: every triggers partition's report of
+        how far it has handed device states on (absorbs and forwards come through the topic)."""
+        return frozenset(f"{HOP_SOURCE}{p}" for p in range(self.topics.partitions))
 
     def clock(self, table: Mapping[bytes, bytes], partition: int) -> StageClock:
         """A triggers partition's clock as stored in the ``trigger-clocks`` table."""
         return StageClock.from_bytes(table.get(str(partition).encode()), self.clock_sources())
 
+    def hop_clock(self, table: Mapping[bytes, bytes], partition: int) -> StageClock:
+        """A triggers partition's clock over the other partitions' hand-over reports."""
+        return StageClock.from_bytes(table.get(b"%d/hops" % partition), self.hop_sources())
+
     def advance_clocks(
         self, table: MutableMapping[bytes, bytes], result: Result
-    ) -> tuple[dict[int, tuple[bytes, bytes]], bool]:
-        """Apply a batch's progress reports to the clocks in ``table``: what changed (to write to
-        the changelog), and whether a watermark moved (so windows may be due)."""
-        changed: dict[int, tuple[bytes, bytes]] = {}
+    ) -> tuple[dict[bytes, tuple[int, bytes]], bool]:
+        """Apply a batch's progress reports to the clocks in ``table``: what changed (key ->
+        (partition, value), to write to the changelog), and whether a watermark moved. A partition
+        whose own clock moved reports it to every partition (``Result.outputs``): the device
+        inputs before it are released in this step, so their hand-overs are on their way."""
+        changed: dict[bytes, tuple[int, bytes]] = {}
         advanced = False
         for partition, reports in result.progress.items():
-            clock = self.clock(table, partition)
-            before = clock.watermark
+            clocks = {False: self.clock(table, partition), True: self.hop_clock(table, partition)}
+            before = {hop: c.watermark for hop, c in clocks.items()}
             for source, progress in reports:
-                clock.report(source, progress)
-            advanced = advanced or clock.watermark != before
-            key, value = str(partition).encode(), clock.to_bytes()
-            table[key] = value
-            changed[partition] = (key, value)
-            if clock.watermark is not None:
-                self.metrics.watermark.labels(str(partition)).set(min(clock.watermark, END_MS) / 1000)
+                clocks[source.startswith(HOP_SOURCE)].report(source, progress)
+            for hop, clock in clocks.items():
+                advanced = advanced or clock.watermark != before[hop]
+                key = b"%d/hops" % partition if hop else str(partition).encode()
+                value = clock.to_bytes()
+                if table.get(key) != value:
+                    table[key] = value
+                    changed[key] = (partition, value)
+            own = clocks[False]
+            if own.watermark != before[False] and own.watermark is not None:
+                self.metrics.watermark.labels(str(partition)).set(min(own.watermark, END_MS) / 1000)
+                self._report_hops(result, partition, own)
         return changed, advanced
+
+    def _report_hops(self, result: Result, partition: int, clock: StageClock) -> None:
+        assert clock.watermark is not None
+        ended = clock.watermark >= END_MS
+        state = SourceState.ENDED if ended else SourceState.ACTIVE
+        ms = clock.event_time() if ended else clock.watermark
+        body = {"source": f"{HOP_SOURCE}{partition}", "state": state.value, "ms": ms}
+        value = _json({"kind": PROGRESS_KIND, "body": body})
+        for target in range(self.topics.partitions):
+            result.outputs.append(Output(self.topics.triggers_input, None, value, target))
+
+    def marks(self, table: Mapping[bytes, bytes], partitions: Iterable[int]) -> dict[int, Marks]:
+        """Per partition, how far each class of input may be applied (``triggers.hold``)."""
+        marks: dict[int, Marks] = {}
+        for partition in partitions:
+            own, hops = self.clock(table, partition), self.hop_clock(table, partition)
+            device = own.watermark
+            customer = None if device is None or hops.watermark is None else min(device, hops.watermark)
+            marks[partition] = Marks(device, customer, own.event_time())
+        return marks
 
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
@@ -207,18 +272,10 @@ class TriggerCore:
 
     # -- 2. evaluate ----------------------------------------------------------------------
 
-    def evaluate(
-        self, batch: Iterable[Incoming], stored: Callable[[bytes], bytes | None], now: datetime
-    ) -> Result:
-        """``stored(key)`` reads a state from the table; states changed earlier in the batch win."""
+    def evaluate(self, batch: Iterable[Incoming], now: datetime) -> Result:
+        """Read a batch of the triggers topic: progress reports to ``Result.progress``, inputs to
+        ``Result.held`` (applied later, by ``release``, once the clock has passed them)."""
         result = Result()
-
-        def load(key: bytes) -> CustomerState | None:
-            if key in result.live:
-                return result.live[key][1]
-            raw = stored(key)
-            return CustomerState.from_dict(json.loads(raw)) if raw else None
-
         for message in batch:
             if not message.key:  # only progress reports come without a customer key
                 self._progress(result, message, now)
@@ -226,30 +283,90 @@ class TriggerCore:
             try:
                 envelope = json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
-                key = message.key
-                if self._erased_input(key, kind, body):
-                    continue
-                if self._forward(result, message.partition, load(key), kind, body):
-                    continue
-                if kind == "event":
-                    view = EventView.from_dict(body)
-                    self._apply(result, message.partition, self.engine.on_event(load(key), view))
-                elif kind == "session":
-                    session = SessionView.from_dict(body)
-                    self._apply(result, message.partition, self.engine.on_session(load(key), session))
-                elif kind == "handover":
-                    linked_at = body.get("at")
-                    self._handover_state(result, message.partition, key, load(key), body["to"], linked_at)
-                elif kind == "absorb":
-                    other = CustomerState.from_dict(body["state"])
-                    outcome = self.engine.absorb(load(key), other, key.decode(), body.get("at"))
-                    self._apply(result, message.partition, outcome)
-                else:
-                    raise ValueError(f"unknown triggers input kind {kind!r}")
-                self.metrics.inputs.labels(kind).inc()
-            except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+                held = held_of(message.key, message.value, kind, body, self._gap_ms)
+            except (WebhouseError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
+                continue
+            result.held.append((message.partition, held))
+            self.held.add(message.partition, held)
+        return result
+
+    def release(
+        self, marks: Mapping[int, Marks], stored: Callable[[bytes], bytes | None], now: datetime
+    ) -> Result:
+        """Apply, per partition and class, the held inputs the marks have passed, in order. Before
+        each, its state's windows due and scheduled hours up to just before the input are decided,
+        so what a window or an hour sees never depends on how far one batch got."""
+        result = Result()
+        for partition, mark in sorted(marks.items()):
+            for device in (True, False):
+                for held in self.held.release(partition, device, mark.of(device)):
+                    result.released.append((partition, held))
+                    self._apply_held(result, partition, held, mark, stored, now)
         return result.seal(self._index)
+
+    def _load(
+        self, result: Result, key: bytes, stored: Callable[[bytes], bytes | None]
+    ) -> CustomerState | None:
+        if key in result.live:
+            return result.live[key][1]
+        raw = stored(key)
+        return CustomerState.from_dict(json.loads(raw)) if raw else None
+
+    def _apply_held(self, result: Result, partition: int, held: Held, mark: Marks,
+                    stored: Callable[[bytes], bytes | None], now: datetime) -> None:  # fmt: skip
+        key = held.key
+        envelope = json.loads(held.envelope)
+        kind, body = envelope["kind"], envelope["body"]
+        try:
+            if self._erased_input(key, kind, body):
+                return
+            state = self._load(result, key, stored)
+            if state is not None:
+                state = self._prepare(result, key, state, max(held.at - 1, 0), mark.now, ended=False)
+            if self._forward(result, partition, state, kind, body):
+                return
+            if kind == "event":
+                self._apply(result, partition, self.engine.on_event(state, EventView.from_dict(body)))
+            elif kind == "session":
+                self._apply(result, partition, self.engine.on_session(state, SessionView.from_dict(body)))
+            elif kind == "handover":
+                self._handover_state(result, partition, key, state, body["to"], body.get("at"))
+            else:
+                other = CustomerState.from_dict(body["state"])
+                self._apply(result, partition, self.engine.absorb(state, other, key.decode(), body.get("at")))
+            self.metrics.inputs.labels(kind).inc()
+        except (WebhouseError, KeyError, TypeError, ValueError) as exc:
+            message = Incoming(self.topics.triggers_input, partition, -1, key, held.envelope)
+            self.dead_letter(result, message, "bad_trigger_input", exc, now)
+            return
+        live = result.live.get(key)
+        if live is not None and live[1] is not None:
+            live[1].device = held.device
+            if live[1].hour is None:
+                live[1].hour = held.at // HOUR_MS * HOUR_MS
+
+    def _prepare(self, result: Result, key: bytes, state: CustomerState, mark: int, now: int | None,
+                 ended: bool) -> CustomerState | None:  # fmt: skip
+        """Decide what is due for one state through ``mark``: its scheduled hours (up to ``now``,
+        the latest real time) with the windows due by each, then the windows due at ``mark``; a
+        pending profile change is published at an hour or at the end. None: the state expired."""
+        partition = state.partition if state.partition is not None else self.partition_of(key)
+        upto = mark if now is None else min(mark, now)
+        if state.hour is None:
+            state.hour = upto // HOUR_MS * HOUR_MS
+        hours = list(range(state.hour + HOUR_MS, upto + 1, HOUR_MS)) if 0 <= upto < END_MS else []
+        if not hours and not ended and not state.windows:
+            return state
+        outcome = self._sweep_state(state, mark, hours, bool(hours) or ended)
+        self._apply(result, partition, outcome)
+        if hours:
+            outcome.state.hour = hours[-1]
+            if self._expired(outcome.state, hours[-1]):
+                result.live[key] = (partition, None)
+                self.metrics.states_expired.inc()
+                return None
+        return outcome.state
 
     def _forward(
         self, result: Result, partition: int, state: CustomerState | None, kind: str, body: dict[str, Any]
@@ -340,13 +457,11 @@ class TriggerCore:
         # key follows it there (``_forward``).
         result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
 
-    def reset_index(self, clocks: Mapping[int, StageClock] | None = None) -> None:
-        """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding it.
-        ``clocks`` are the owned partitions' stored clocks: the hours they had crossed were decided
-        in the transactions that moved them, so scheduled passes go on from there."""
+    def reset_index(self) -> None:
+        """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding
+        it (each state knows the last hour decided for it)."""
         self.due.clear()
-        times = {p: c.event_time() for p, c in (clocks or {}).items()}
-        self._last_hour = {p: now // HOUR_MS * HOUR_MS for p, now in times.items() if now is not None}
+        self._last_hour = {}
         self._indexed = False
         self._flushed_at_end = False
 
@@ -403,38 +518,32 @@ class TriggerCore:
 
     # -- 3. sweep -------------------------------------------------------------------------
 
-    def sweep(self, table: Mapping[bytes, bytes], clocks: Mapping[int, StageClock]) -> Result:
-        """Per triggers partition, at its own watermark: due absence windows every time (from
-        the index); scheduled rules for every customer at each event-time hour its clock crossed,
-        decided *at* that hour (so how far one batch moved the clock changes nothing), with any
-        profile change not yet published. Partitions without a watermark wait. After a restart the
-        first sweep rebuilds the index only: the hours the stored clock had crossed were decided
-        in the transaction that moved it. At the end of input every pending profile change is
-        published: the latest version is then the final profile, whatever the read order."""
+    def sweep(self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]) -> Result:
+        """Per triggers partition, at its marks (``release``): the states with a window due (from
+        the index), and every state once its marks cross an event-time hour, for the scheduled
+        rules, each at the hour (``_prepare``). Partitions without a mark wait. After a restart the
+        first sweep is a full pass that rebuilds the index; each state's own last hour says which
+        hours were decided already. At the end of input every pending profile change is published:
+        the latest version is then the final profile."""
         result = Result()
-        marks = {p: c.watermark for p, c in clocks.items() if c.watermark is not None}
-        if not marks:
+        if not any(m.device is not None for m in marks.values()):
             return result
-        hours = self._hours_crossed(clocks)
-        every = self._every(clocks, hours)
-        ended = self._ended(clocks)
+        every = self._every(marks)
+        ended = self._ended(marks)
         for key, raw in self._sweep_items(table, marks, every):
             state = CustomerState.from_dict(json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
-            elif state.partition not in marks:
-                self._index(key, state)  # its partition has no watermark yet: indexed, decided later
-            elif state.partition is not None:
-                partition = state.partition
-                crossed = hours.get(partition, [])
-                outcome = self._sweep_state(state, marks[partition], crossed, bool(crossed) or ended)
-                self._apply(result, partition, outcome)
-                if crossed and self._expired(outcome.state, crossed[-1]):
-                    result.live[key] = (partition, None)
-                    self.metrics.states_expired.inc()
-                result.seal(self._index)
-                if result.states[key][1] == raw and not outcome.alerts:
-                    del result.states[key]  # nothing changed: no changelog write
+                continue
+            owner = marks.get(state.partition) if state.partition is not None else None
+            mark = owner.decided(state.device) if owner is not None else None
+            if owner is None or mark is None:
+                self._index(key, state)  # its partition has no mark yet: indexed, decided later
+                continue
+            prepared = self._prepare(result, key, state, mark, owner.now, ended)
+            result.seal(self._index)
+            if prepared is not None and result.states.get(key, (0, None))[1] == raw:
+                del result.states[key]  # nothing changed: no changelog write
         return result
 
     def _expired(self, state: CustomerState, hour: int) -> bool:
@@ -462,42 +571,43 @@ class TriggerCore:
             outcome = replace(outcome, profile_changed=True)
         return outcome
 
-    def _hours_crossed(self, clocks: Mapping[int, StageClock]) -> dict[int, list[int]]:
-        """Per partition, the event-time hours (ms, in order) its clock passed since the last sweep.
-        A partition whose clock was unknown at (re)assignment starts at its first clock's hour."""
-        crossed: dict[int, list[int]] = {}
-        for partition, clock in clocks.items():
-            now = clock.event_time()
-            if now is None:
-                continue
-            hour = now // HOUR_MS * HOUR_MS
-            last = self._last_hour.setdefault(partition, hour)  # first heard: nothing crossed yet
-            self._last_hour[partition] = max(last, hour)
-            if hour > last:
-                crossed[partition] = list(range(last + HOUR_MS, hour + 1, HOUR_MS))
-        return crossed
-
-    def _every(self, clocks: Mapping[int, StageClock], hours: Mapping[int, list[int]]) -> bool:
-        """Whether this sweep visits every state: an hour crossed, the index to rebuild, or the end."""
+    def _every(self, marks: Mapping[int, Marks]) -> bool:
+        """Whether this sweep visits every state: a mark crossed an hour, the index is to be
+        rebuilt, or the end came."""
+        crossed = False
+        for partition, mark in marks.items():
+            for device in (True, False):
+                decided = mark.decided(device)
+                if decided is None:
+                    continue
+                hour = (decided if mark.now is None else min(decided, mark.now)) // HOUR_MS
+                last = self._last_hour.setdefault((partition, device), hour)
+                if hour > last:
+                    self._last_hour[(partition, device)] = hour
+                    crossed = True
         rebuild = not self._indexed
         self._indexed = True
-        ended = self._ended(clocks)
-        every = bool(hours) or rebuild or (ended and not self._flushed_at_end)
+        ended = self._ended(marks)
+        every = crossed or rebuild or (ended and not self._flushed_at_end)
         self._flushed_at_end = ended and (every or self._flushed_at_end)
         return every
 
     @staticmethod
-    def _ended(clocks: Mapping[int, StageClock]) -> bool:
-        return all(c.watermark == END_MS for c in clocks.values())
+    def _ended(marks: Mapping[int, Marks]) -> bool:
+        return bool(marks) and all(m.device == END_MS and m.customer == END_MS for m in marks.values())
 
     def _sweep_items(
-        self, table: Mapping[bytes, bytes], marks: Mapping[int, int], every: bool
+        self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks], every: bool
     ) -> list[tuple[bytes, bytes | None]]:
         """Every state (a full pass rebuilds the due index), else those with a window due."""
         if every:
             self.due.clear()
             return list(table.items())
-        due = [key for key, (at, p) in list(self.due.items()) if p in marks and at <= marks[p]]
+        due = []
+        for key, (at, partition, device) in list(self.due.items()):
+            decided = marks[partition].decided(device) if partition in marks else None
+            if decided is not None and at <= decided:
+                due.append(key)
         return [(key, table.get(key)) for key in due]
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
@@ -508,7 +618,7 @@ class TriggerCore:
             return
         grace_ms = self.settings.triggers.absence_grace_s * 1000
         due = min(w.deadline + (0 if w.absent == NOTHING else grace_ms) for w in state.windows)
-        self.due[key] = (due, state.partition)
+        self.due[key] = (due, state.partition, state.device)
 
     # -- errors ---------------------------------------------------------------------------
 

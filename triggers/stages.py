@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.erasure import Erasure
 from pipeline.errors import RuleError, WebhouseError
-from pipeline.runtime.clock import StageClock
 from pipeline.runtime.host import StageSpec
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Overlay, Record, RunnerView, Step, Stores, StoreWrite
@@ -38,6 +37,7 @@ from triggers.webhook import RetryPolicy, WebhookSender, body_of
 log = logging.getLogger(__name__)
 STATES = "trigger-states"
 CLOCKS = "trigger-clocks"
+PENDING = "trigger-pending"  # inputs held until the clock has passed them (triggers.hold)
 
 
 def _core(settings: Settings, metrics: TriggerMetrics) -> tuple[RuleWatcher, TriggerCore]:
@@ -49,6 +49,19 @@ def to_step(result: Result) -> Step:
     step = Step([Record(o.topic, o.key, o.value, o.partition) for o in result.outputs])
     step.writes.extend(StoreWrite(STATES, p, key, value) for key, (p, value) in result.states.items())
     return step
+
+
+def _pending_writes(taken: Result, released: Result) -> list[StoreWrite]:
+    """The held inputs to keep in the store: those read in this step and not already applied,
+    and the removal of those applied that an earlier step had stored."""
+    new = {held.store_key(p): (p, held) for p, held in taken.held}
+    writes: list[StoreWrite] = []
+    for partition, held in released.released:
+        key = held.store_key(partition)
+        if new.pop(key, None) is None:
+            writes.append(StoreWrite(PENDING, partition, key, None))
+    writes.extend(StoreWrite(PENDING, p, key, held.to_bytes()) for key, (p, held) in new.items())
+    return writes
 
 
 class RouteStage:
@@ -85,7 +98,7 @@ class EvaluateStage:
     name = "triggers-evaluate"
     inputs: tuple[str, ...]
     broadcasts: tuple[str, ...]
-    store_names: tuple[str, ...] = (STATES, CLOCKS)
+    store_names: tuple[str, ...] = (STATES, CLOCKS, PENDING)
 
     def __init__(self, settings: Settings, metrics: TriggerMetrics) -> None:
         self.watcher, self.core = _core(settings, metrics)
@@ -109,16 +122,22 @@ class EvaluateStage:
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.owned = partitions
-        self.core.reset_index(self._clocks(dict(stores[CLOCKS])))
+        self.core.reset_index()
+        self.core.held.reset(partitions, stores[PENDING])
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
-        result = self.core.evaluate(batch, stores[STATES].get, now)
-        step = to_step(result)
+        """Hold the inputs, move the clocks, apply what they passed, then decide what is due."""
+        taken = self.core.evaluate(batch, now)
         clocks = dict(stores[CLOCKS])
-        changed, advanced = self.core.advance_clocks(clocks, result)
-        step.writes.extend(StoreWrite(CLOCKS, p, key, value) for p, (key, value) in changed.items())
-        self._count(result)
-        if advanced:  # windows close when the watermark passes them, not at the next timer
+        changed, advanced = self.core.advance_clocks(clocks, taken)
+        step = to_step(taken)
+        step.writes.extend(StoreWrite(CLOCKS, p, key, value) for key, (p, value) in changed.items())
+        marks = self.core.marks(clocks, self.owned)
+        released = self.core.release(marks, Overlay(stores[STATES], step.writes, STATES).get, now)
+        step.extend(to_step(released))
+        step.writes.extend(_pending_writes(taken, released))
+        self._count(released)
+        if advanced:  # windows close when the marks pass them, not at the next timer
             step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
         return step
 
@@ -126,12 +145,8 @@ class EvaluateStage:
         self.maybe_reload()
         return self._sweep(stores[STATES], dict(stores[CLOCKS]))
 
-    def _clocks(self, clocks: Mapping[bytes, bytes]) -> dict[int, StageClock]:
-        sources = self.core.clock_sources()
-        return {p: StageClock.from_bytes(clocks.get(str(p).encode()), sources) for p in self.owned}
-
-    def _sweep(self, states: Mapping[bytes, bytes], clocks: dict[bytes, bytes]) -> Step:
-        result = self.core.sweep(states, self._clocks(clocks))
+    def _sweep(self, states: Mapping[bytes, bytes], clocks: Mapping[bytes, bytes]) -> Step:
+        result = self.core.sweep(states, self.core.marks(clocks, self.owned))
         self._count(result)
         return to_step(result)
 

@@ -83,6 +83,10 @@ class CustomerState:
     # Sessions made of imported events (history, not live traffic): their marketing alerts are
     # never decided, however the session and its events were interleaved.
     imported_sessions: list[str] = field(default_factory=list)
+    # An anonymous device's state (its inputs wait only for the upstream clock: ``triggers.hold``).
+    device: bool = False
+    # The last event-time hour whose scheduled rules were decided for this state (ms).
+    hour: int | None = None
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -105,6 +109,8 @@ class CustomerState:
             "order_ids": list(self.order_ids),
             "unpublished": self.unpublished,
             "imported_sessions": list(self.imported_sessions),
+            "device": self.device,
+            "hour": self.hour,
         }
 
     @classmethod
@@ -125,6 +131,8 @@ class CustomerState:
             order_ids=list(data.get("order_ids", [])),
             unpublished=bool(data.get("unpublished", False)),
             imported_sessions=list(data.get("imported_sessions", [])),
+            device=bool(data.get("device", False)),
+            hour=data.get("hour"),
         )
 
     @classmethod

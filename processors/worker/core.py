@@ -473,14 +473,15 @@ class WorkerCore:
         return None if top is None else self.watermark(partition)
 
     def _report(self, result: BatchResult, partition: int, progress: Progress) -> None:
-        """Event-time progress of ``partition`` to its enriched partition, after what it released."""
+        """Event-time progress of ``partition`` to its enriched and its sessions partition, after
+        what it released there: a reader of either has then read every event released before the
+        watermark, and every visit that closed by then (its boundary at or before it)."""
         if self.reported.get(partition) == progress:
             return
         self.reported[partition] = progress
         headers = ((CONTROL_HEADER, WATERMARK),)
-        result.outputs.append(
-            Outgoing(self.topics.enriched_events, None, progress.to_bytes(), partition, headers)
-        )
+        for topic in (self.topics.enriched_events, self.topics.sessions):
+            result.outputs.append(Outgoing(topic, None, progress.to_bytes(), partition, headers))
 
     # -- internals -----------------------------------------------------------------------
 

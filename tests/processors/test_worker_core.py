@@ -121,7 +121,7 @@ class Harness:
         return [
             Progress.from_bytes(o.value or b"")
             for o in self.outputs
-            if o.headers and o.partition == partition
+            if o.headers and o.partition == partition and o.topic.endswith("enriched")
         ]
 
     def sessions_of(self) -> dict[str, str | None]:

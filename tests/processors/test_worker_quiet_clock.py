@@ -54,7 +54,7 @@ def send(runner: MemoryRunner, broker: MemoryBroker, topics: Topics, mid: str, s
 def sessions(broker: MemoryBroker, topics: Topics) -> list[tuple[int, str]]:
     return [
         (s["event_count"], s["closed_by"])
-        for s in (SESSIONS.decode(m.value) for m in broker.records(topics.sessions))
+        for s in (SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not m.headers)
     ]
 
 

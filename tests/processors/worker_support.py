@@ -124,8 +124,9 @@ class Outputs:
                 if msg.error():
                     continue
                 kind = self.names[msg.topic()]
-                if is_control(msg.headers()):
-                    self.progress.append((msg.partition(), Progress.from_bytes(msg.value() or b"")))
+                if is_control(msg.headers()):  # the worker reports on its enriched and sessions partitions
+                    if kind == "enriched":
+                        self.progress.append((msg.partition(), Progress.from_bytes(msg.value() or b"")))
                     continue
                 record = SERDES[kind].decode(msg.value())
                 record["_partition"] = msg.partition()

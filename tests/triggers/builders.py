@@ -27,8 +27,10 @@ class StageHarness:
     """The trigger stages (route, evaluate) on the in-memory runtime (``tools.local_pipeline``), fed
     enriched events and closed sessions in event-time order, as one enriched partition the worker
     writes: before each input, its time becomes the stages' clock (the worker's progress report,
-    nothing older follows), so windows due by then are decided. Each call runs the stages until
-    everything is read and returns the alerts decided meanwhile."""
+    nothing older follows), so windows due by then are decided; after it, the clock moves just
+    past what the input vouches for (an event's time, a visit's end plus the inactivity gap), so the
+    evaluate stage, which holds inputs until the clock has passed them, applies it. Each call runs
+    the stages until everything is read and returns the alerts decided meanwhile."""
 
     def __init__(self, rules: RuleSet, settings: TriggerSettings) -> None:
         self.local = LocalPipeline(Settings(triggers=settings), rules, worker=False)
@@ -41,14 +43,19 @@ class StageHarness:
 
     def event(self, record: dict[str, Any]) -> list[Alert]:
         """One enriched event (Avro dict)."""
-        self._at(to_ms(record["enrichment"]["event_time"]))
+        time = to_ms(record["enrichment"]["event_time"])
+        self._at(time)
         self.local.enriched(record)
+        self._at(None if time is None else time + 1)
         return self.local.run()
 
     def session(self, record: dict[str, Any]) -> list[Alert]:
         """One closed session (Avro dict)."""
-        self._at(to_ms(record["end"]))
+        end = to_ms(record["end"])
+        self._at(end)
         self.local.session(record)
+        gap_ms = self.local.settings.worker.session.inactivity_gap_s * 1000
+        self._at(None if end is None else end + gap_ms + 1)
         return self.local.run()
 
     def sweep(self, now: int | None = None) -> list[Alert]:

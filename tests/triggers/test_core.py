@@ -13,7 +13,7 @@ from pipeline.runtime.store import StateStore
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
-from triggers.core import Incoming, TriggerCore
+from triggers.core import Incoming, Marks, TriggerCore
 from triggers.events import to_ms
 from triggers.metrics import TriggerMetrics
 from triggers.stages import STATES, EvaluateStage
@@ -40,9 +40,9 @@ def moved(bus: Bus) -> dict[bytes, str | None]:
     return {k: s.moved_to for k, s in states.items() if s.moved_to is not None}
 
 
-def at_watermark(now: int) -> dict[int, StageClock]:
-    """Both triggers partitions' clocks at ``now``."""
-    return {p: StageClock(watermark=now) for p in (0, 1)}
+def at_watermark(now: int) -> dict[int, Marks]:
+    """Both triggers partitions' marks at ``now``."""
+    return {p: Marks(now, now, now) for p in (0, 1)}
 
 
 class Bus:
@@ -54,6 +54,7 @@ class Bus:
         settings = Settings(kafka=KafkaSettings(topic_prefix="t"), triggers=TriggerSettings())
         self.local = LocalPipeline(settings, worker=False, partitions=partitions)
         self.topics = self.local.topics
+        self.clock = -1
 
     @property
     def core(self) -> TriggerCore:
@@ -74,14 +75,26 @@ class Bus:
         self.local.broker.append(Record(topic, b"k", value, 0))
         self.local.run()
 
-    def event(self, record: dict) -> None:
+    def event(self, record: dict, *, follow: bool = True) -> None:
+        """An enriched event; ``follow``: then the clock moves just past it (never back), as the
+        worker's would with no lateness, so the evaluate stage (which holds inputs until the clock
+        has passed them) applies it."""
         self.raw(self.topics.enriched_events, EVENTS.encode(record))
+        if follow:
+            self.sweep(to_ms(record["enrichment"]["event_time"]) + 1)
 
-    def session(self, record: dict) -> None:
+    def session(self, record: dict, *, follow: bool = True) -> None:
+        """A closed visit; ``follow``: then the clock moves past its boundary (end plus the gap)."""
         self.raw(self.topics.sessions, SESSIONS.encode(record))
+        if follow:
+            gap_ms = self.local.settings.worker.session.inactivity_gap_s * 1000
+            self.sweep(to_ms(record["end"]) + gap_ms + 1)
 
     def sweep(self, now: int) -> None:
-        self.local.advance(now)
+        """The clock moves to ``now`` (never back: an earlier ``now`` only runs the stages)."""
+        if now > self.clock:
+            self.local.advance(now)
+            self.clock = now
         self.local.run()
 
     def alerts(self) -> list[dict]:
@@ -95,6 +108,7 @@ def test_anonymous_cart_then_login_alerts_the_customer_and_merges_the_profile() 
     bus = Bus()
     bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
     bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
+    bus.sweep(to_ms(at(36)))  # past the visit's boundary (its end plus the 30-minute gap): applied
     assert set(bus.table) == {b"dev-1"}
     bus.event(consent(at(20), customer="c-1", anon="dev-1"))  # logs in, grants consent
     assert moved(bus) == {b"dev-1": "c-1"}  # the device's state moved to the customer
@@ -127,6 +141,7 @@ def test_profile_versions_are_numbered_per_customer_and_identify_the_version() -
     bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
     bus.event(consent(at(20), customer="c-1", anon="dev-1"))
     bus.event(event("Page Viewed", at(30), customer="c-1", anon="dev-1", call="page"))
+    bus.sweep(to_ms(at(36)))
     numbers: dict[str, list[int]] = {}
     for profile in bus.profiles():
         numbers.setdefault(profile["customer_id"], []).append(profile["version"])
@@ -145,6 +160,7 @@ def test_undecodable_input_becomes_a_dead_letter() -> None:
 def test_sweep_writes_only_changed_states() -> None:
     bus = Bus()
     bus.event(event("Page Viewed", at(0), call="page"))
+    bus.sweep(to_ms(at(1)))
     result = bus.core.sweep(bus.table, at_watermark(to_ms(at(10))))
     assert result.states == {} and result.outputs == []
     assert bus.core.sweep(bus.table, {}).states == {}
@@ -155,8 +171,9 @@ def test_sweep_visits_due_windows_between_hourly_full_passes() -> None:
     bus.event(consent(at(0)))
     bus.event(consent(at(0), customer="c-2", anon="a-2"))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
+    bus.sweep(to_ms(at(36)))  # the first sweep is a full pass; nothing due yet
     assert bus.core.due[b"c-1"][0] == to_ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
-    bus.sweep(to_ms(at(0, hours=1)))  # 10:00: the first sweep is a full pass; nothing due yet
+    bus.sweep(to_ms(at(0, hours=1)) + 1)  # just past 10:00: an hour crossed, a full pass; nothing due yet
     assert bus.alerts() == []
     bus.table.put(0, b"c-2", b"not json")  # reading it would raise: between full passes it is not read
     bus.sweep(to_ms(at(7, hours=1)))  # 10:07, same event-time hour: only the index
@@ -168,7 +185,9 @@ def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:
     bus = Bus()
     metrics = bus.core.metrics
     bus.raw(bus.topics.sessions, b"\x00junk")
-    bus.event(order(at(1)))  # no consent: two suppressed marketing alerts, decided at the watermark
+    bus.event(
+        order(at(1)), follow=False
+    )  # no consent: two suppressed marketing alerts, decided at the watermark
     assert bus.alerts() == []
     bus.sweep(to_ms(at(2)))  # the evaluate stage counts what it decided (its clock: now)
     value = metrics.registry.get_sample_value
@@ -214,6 +233,7 @@ def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None
         "source_type": "identify",
     }
     bus.raw(bus.topics.identity, LINKS.encode(link))
+    bus.sweep(to_ms(at(3)))
     assert moved(bus) == {b"dev-4": "c-4"}
     bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
     assert moved(bus) == {b"dev-4": "c-4"}
@@ -224,7 +244,7 @@ def test_a_later_input_does_not_close_a_window_only_the_watermark_does() -> None
     bus.event(consent(at(0)))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
     # Hours later in event time, read from another partition: says nothing of what is unread.
-    bus.event(event("Page Viewed", at(0, hours=5), call="page"))
+    bus.event(event("Page Viewed", at(0, hours=5), call="page"), follow=False)
     assert bus.alerts() == []
     bus.sweep(to_ms(at(0, hours=2)))
     assert [a["rule_id"] for a in bus.alerts()] == ["cart_abandonment"]
@@ -246,7 +266,7 @@ def test_progress_records_reach_every_triggers_partition_after_the_inputs() -> N
     assert [o.partition for o in routed[-n:]] == list(range(n)) and routed[-n - 1].key == b"c-1"
     assert all(o.partition is None for o in routed[:-n])
     report = Incoming(bus.topics.triggers_input, 0, 1, None, routed[-n].value or b"")
-    result = bus.core.evaluate([report], bus.table.get, NOW)
+    result = bus.core.evaluate([report], NOW)
     assert result.progress == {0: [(f"{bus.topics.enriched_events}/1", progress)]}
     clock = StageClock.from_bytes(None, bus.core.clock_sources())
     for source, reported in result.progress[0]:
@@ -341,8 +361,8 @@ def test_an_order_read_before_a_much_later_input_still_answers_a_late_window() -
 def test_a_marketing_alert_waits_for_a_withdrawal_read_later_from_another_partition() -> None:
     bus = Bus()
     bus.event(consent(at(0)))
-    bus.event(order(at(60)))  # first purchase: welcome and cross-sell are marketing alerts
-    bus.event(consent(at(30), granted=False, message_id="w-1"))  # withdrawn before, read after
+    bus.event(order(at(60)), follow=False)  # first purchase: welcome and cross-sell are marketing alerts
+    bus.event(consent(at(30), granted=False, message_id="w-1"), follow=False)  # withdrawn before, read after
     bus.sweep(to_ms(at(120)))
     outcome = {(a["rule_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
     assert outcome and all(status == "suppressed" for _, status, _ in outcome)

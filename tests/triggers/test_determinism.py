@@ -102,6 +102,7 @@ class Pipeline:
             self._append(self.topics.enriched_events, p, None, ended, HEADERS)
             for s in (s for s in sessions if DEVICE_PARTITION[s["anonymous_id"]] == p):
                 self._append(self.topics.sessions, p, s["anonymous_id"].encode(), SESSIONS.encode(s))
+            self._append(self.topics.sessions, p, None, ended, HEADERS)
 
     def run(self) -> dict[str, tuple[str, str, str | None, Any]]:
         self.pipeline.run(self.restart_chance)

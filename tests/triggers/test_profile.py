@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import TriggerSettings
 from triggers.events import event_view, session_view, to_ms
@@ -108,11 +106,6 @@ def test_a_retried_order_counts_once_in_the_profile_and_the_rules() -> None:
     assert (h.states["c-1"].profile.orders, h.states["c-1"].profile.lifetime_revenue) == (2, 100.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stages: the retry reaches c-1 before the device's absorb, and Engine.absorb adds the "
-    "device's profile (with the same order) to c-1's: 2 orders, 160.0",
-)
 def test_a_retried_order_on_a_device_and_its_customer_counts_once_after_the_merge() -> None:
     h = harness()
     h.event(order(at(10), customer=None, anon="dev-1", revenue=80.0, order_id="o-78"))

@@ -15,7 +15,7 @@ def test_a_state_idle_past_the_ttl_is_dropped_at_an_hourly_pass_and_an_active_on
     h.event(event("Page Viewed", at(0, days=20), customer="c-new", anon="dev-new", call="page"))
     h.sweep(to_ms(at(0, days=29, hours=23)))
     assert {"c-old", "c-new"} <= set(h.states)
-    h.sweep(to_ms(at(0, days=30, hours=1)))  # c-old: 30 days and an hour without an event
+    h.sweep(to_ms(at(1, days=30, hours=1)))  # c-old: 30 days and an hour without an event
     assert "c-old" not in h.states and "c-new" in h.states
     h.event(event("Page Viewed", at(0, days=31), customer="c-old", anon="dev-old", call="page"))
     assert h.states["c-old"].profile.event_count == 1  # back: a new state

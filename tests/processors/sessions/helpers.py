@@ -198,7 +198,7 @@ class WorkerSessionizer:
     def _outputs(self, step: Step) -> list[Output]:
         outputs: list[Output] = []
         for record in step.outputs:
-            if record.topic == self.topics.sessions:
+            if record.topic == self.topics.sessions and not record.headers:
                 outputs.append(session_of(SESSIONS.decode(record.value or b"")))
             elif record.topic == self.topics.enriched_events and not record.headers:
                 enriched = EVENTS.decode(record.value or b"")
