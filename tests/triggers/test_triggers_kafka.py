@@ -210,11 +210,13 @@ def produce_enriched(
         producer.produce(topics.enriched_events, EVENTS.encode(e), key=e["anonymous_id"].encode())
     for s in sessions:
         producer.produce(topics.sessions, SESSIONS.encode(s), key=s["anonymous_id"].encode())
-    # What the worker writes after what it released: every enriched partition has got this far.
-    latest = max(to_ms(e["enrichment"]["event_time"]) for e in events)
+    # What the worker writes after what it released: every enriched and sessions partition has got
+    # this far (just past the latest event).
+    latest = max(to_ms(e["enrichment"]["event_time"]) for e in events) + 1
     progress = Progress(SourceState.ACTIVE, latest).to_bytes()
     for partition in range(topics.partitions):
-        producer.produce(topics.enriched_events, progress, partition=partition, headers=watermark_headers())
+        for topic in (topics.enriched_events, topics.sessions):
+            producer.produce(topic, progress, partition=partition, headers=watermark_headers())
     assert producer.flush(30) == 0
 
 
