@@ -13,6 +13,10 @@ within the batch (first wins) and against the table, reading only the id columns
 of the date partitions the batch touches. ``webhouse.dedupe_ids = false`` turns both
 off, so that a test (``webhouse chaos --no-dedupe``) sees whether offsets alone land
 each record once.
+
+An upsert table (``TableSpec.upsert``, the identity map) is landed by MERGE instead: a repeat of
+an id updates its row by an order-free rule (``sinks/upsert.py``), whatever ``dedupe_ids`` says,
+because a repeat there is a new version and not a copy.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from pipeline.errors import SinkError
 from pipeline.settings import WebhouseSettings
 from sinks.tables import Table, TableSpec
+from sinks.upsert import fold, merge
 
 log = logging.getLogger(__name__)
 _ROW = "__row"
@@ -148,6 +153,8 @@ class DeltaStore:
     def append(self, table: Table, data: pa.Table, offsets: dict[str, int]) -> WriteResult:
         """Append ``data`` (deduplicated) and record ``offsets`` (app id -> last offset) atomically."""
         spec = table.spec
+        if spec.upsert is not None:
+            return self._upsert(spec, data, offsets)
         started = time.perf_counter()
         received = data.num_rows
         keys = spec.id_columns if self.settings.dedupe_ids else ()
@@ -178,6 +185,36 @@ class DeltaStore:
             dedupe_s,
             latest.version(),
         )
+
+    def _upsert(self, spec: TableSpec, data: pa.Table, offsets: dict[str, int]) -> WriteResult:
+        """Fold the batch to one row per id, MERGE it in with the offsets (one commit); a merge that
+        changes no row writes no commit, so then an empty append records the offsets."""
+        assert spec.upsert is not None
+        started = time.perf_counter()
+        folded = (
+            fold(data, spec.id_columns, spec.upsert, _key(data, spec.id_columns)) if data.num_rows else data
+        )
+        retries = self.settings.commit_retries
+        try:
+            for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
+                with attempt:
+                    dt = self.open(spec.name)
+                    txns = advancing(dt, offsets)
+                    merged = (
+                        dt is not None
+                        and folded.num_rows > 0
+                        and merge(dt, folded, spec.id_columns, spec.upsert, txns)
+                    )
+                    if not merged and (txns or dt is None):
+                        self._write(spec, dt, folded if dt is None else folded.slice(0, 0), txns)
+        except CommitFailedError as exc:
+            raise SinkError(f"{spec.name}: commit failed {retries + 1} times: {exc}") from exc
+        latest = self.open(spec.name)
+        assert latest is not None
+        metrics = latest.history(1)[0].get("operationMetrics", {})
+        files = metrics.get("num_added_files", metrics.get("num_target_files_added", 0))
+        return WriteResult(spec.name, folded.num_rows, data.num_rows - folded.num_rows, int(files),
+                           time.perf_counter() - started, 0.0, latest.version())  # fmt: skip
 
     def _write(
         self, spec: TableSpec, dt: DeltaTable | None, fresh: pa.Table, txns: list[Transaction]

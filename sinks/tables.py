@@ -8,7 +8,9 @@ and e-mail interactions all come from the enriched events). A declaration names:
 - ``id_columns``: the natural id; a row whose id is already in the table is dropped,
 - ``partition_by``: date first (the dedupe reads only the dates a batch touches),
 - ``derive``: an optional transform adding analyst columns or replacing the row,
-- ``keep_flat``: whether the flattened Avro record is kept as well.
+- ``keep_flat``: whether the flattened Avro record is kept as well,
+- ``upsert``: for a topic that re-sends new versions of one id, how a repeat updates the id's
+  row instead of being dropped (``sinks/upsert.py``).
 
 Alerts and profiles are declared only when their schema exists in ``schemas/``.
 """
@@ -31,6 +33,21 @@ Derive = Callable[[dict[str, Any], PiiHasher], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
+class Upsert:
+    """One current row per natural id: the row with the smallest ``earliest`` (ties: the smallest
+    ``tiebreak`` columns, in turn) gives every column but ``latest``; each ``latest`` column keeps
+    its largest value. Order-free, so replays and batching change nothing."""
+
+    earliest: str
+    latest: tuple[str, ...] = ()
+    tiebreak: tuple[str, ...] = ()
+
+    @property
+    def ranking(self) -> tuple[str, ...]:
+        return (self.earliest, *self.tiebreak)
+
+
+@dataclass(frozen=True, slots=True)
 class TableSpec:
     name: str
     source: str  # a Topics property name: "enriched_events", "sessions", ...
@@ -42,6 +59,7 @@ class TableSpec:
     keep_flat: bool = True
     stats_columns: tuple[str, ...] = ()  # Delta column stats kept (never identifiers: see forget)
     doc: str = ""
+    upsert: Upsert | None = None
     schema: dict[str, Any] | None = field(default=None, compare=False)  # override (tests, evolution)
 
 
@@ -155,7 +173,9 @@ def default_specs(events_source: str = "enriched", catalog: SchemaCatalog | None
             "identity",
             "identity_link",
             ("anonymous_id", "customer_id"),
-            doc="Anonymous id -> customer id links (first seen kept).",
+            doc="Anonymous id -> customer id links: one row per link, its first seen and the event "
+            "that made it, and its last seen (kept current).",
+            upsert=Upsert("first_seen", ("last_seen",), ("source_event_id",)),
         ),
         TableSpec(
             "dead_letters",
