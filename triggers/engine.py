@@ -184,14 +184,30 @@ class Engine:
         present = now if at is None else at
         if present >= END_MS:  # after an end of input with no real time known: close, keep memory
             return Outcome(state, tuple(alerts))
-        if scheduled and self._by_source["schedule"] and state.profile.last_seen is not None:
-            context = self._context(state, state.profile, present)
-            anchor = state.profile.last_event_id or state.customer_id
-            for rule in self._by_source["schedule"]:
-                alerts += self._run(rule, state, context, present, (anchor,), lambda _: 0)
+        if not scheduled:
+            return Outcome(state, tuple(alerts))
+        if self._by_source["schedule"] and state.profile.last_seen is not None:
+            alerts += self._scheduled(state, present)
             alerts += self._close_windows(state, now, None)  # their held alerts: already behind ``now``
+        # Only at an hour: pruned at a watermark, which batching decides, a forgotten id would
+        # come back at another hour in another run.
         prune(state, present, self.settings)
         return Outcome(state, tuple(alerts))
+
+    def _scheduled(self, state: CustomerState, present: int) -> list[Alert]:
+        """The scheduled rules at hour ``present``, each at most once per anchor (the last event)."""
+        context = self._context(state, state.profile, present)
+        anchor = state.profile.last_event_id or state.customer_id
+        alerts: list[Alert] = []
+        for rule in self._by_source["schedule"]:
+            if state.scheduled.get(rule.id) == anchor:
+                continue
+            windows = len(state.windows)
+            decided = self._run(rule, state, context, present, (anchor,), lambda _: 0)
+            if decided or len(state.windows) != windows:
+                state.scheduled[rule.id] = anchor
+            alerts += decided
+        return alerts
 
     def absorb(
         self, into: CustomerState | None, other: CustomerState, customer_id: str, linked_at: int | None = None

@@ -87,6 +87,10 @@ class CustomerState:
     device: bool = False
     # The last event-time hour whose scheduled rules were decided for this state (ms).
     hour: int | None = None
+    # Scheduled rule id -> the anchor (last event id) it has held for. A scheduled rule decides
+    # once per anchor: its alert id comes from the anchor, so after the emitted ids are pruned a
+    # still-silent customer would otherwise get the same alert id again.
+    scheduled: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -111,6 +115,7 @@ class CustomerState:
             "imported_sessions": list(self.imported_sessions),
             "device": self.device,
             "hour": self.hour,
+            "scheduled": dict(self.scheduled),
         }
 
     @classmethod
@@ -133,6 +138,7 @@ class CustomerState:
             imported_sessions=list(data.get("imported_sessions", [])),
             device=bool(data.get("device", False)),
             hour=data.get("hour"),
+            scheduled=dict(data.get("scheduled", {})),
         )
 
     @classmethod

@@ -217,6 +217,21 @@ def test_churn_risk_found_by_the_sweep_once_per_silence() -> None:
     assert summary(h.sweep(to_ms(at(0, days=141)))) == [("churn_risk", "fired", None)]
 
 
+def test_churn_risk_not_decided_again_once_its_alert_id_is_forgotten() -> None:
+    """Emitted ids are kept ``dedupe_retention_days`` (60); the silence goes on, so the same anchor
+    would give the same alert id again: seen in the 100-kill chaos run, a suppressed churn alert
+    landed twice, 60 days apart, at an hour that depended on batching (with or without consent)."""
+    for granted in (True, False):
+        h = harness("churn_risk")
+        if granted:
+            h.event(consent(at(0)))
+        h.event(order(at(1)))
+        first = h.sweep(to_ms(at(2, days=61)))
+        assert len(first) == 1
+        for days in (100, 125, 130, 200):  # past the retention of the first id, hour by hour
+            assert h.sweep(to_ms(at(0, days=days))) == []
+
+
 def test_churn_sweep_is_a_function_of_its_now() -> None:
     first, second = harness("churn_risk"), harness("churn_risk")
     for h in (first, second):
