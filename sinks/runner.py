@@ -36,6 +36,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import SerdeError, SinkError
@@ -45,6 +46,7 @@ from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
+from sinks.ends import ReadToEnd
 from sinks.maintenance import Upkeep
 from sinks.metrics import SinkMetrics
 from sinks.store import DeltaStore, app_id
@@ -90,7 +92,7 @@ class SinkRunner:
         self.oldest: float | None = None
         self.dead_letters_pending = 0
         self.assigned: set[TP] = set()
-        self.at_end: set[TP] = set()  # partitions read to their end since their last record
+        self.at_end = ReadToEnd(AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers}))
         self.landed_rows = 0
         self._poll_size = max(1, min(1000, self.cfg.batch_max_rows))  # a batch overshoots by < one poll
         kafka = settings.kafka
@@ -133,13 +135,13 @@ class SinkRunner:
         self.flush()
         for tp in partitions:
             self.assigned.discard((tp.topic, tp.partition))
-            self.at_end.discard((tp.topic, tp.partition))
+            self.at_end.left((tp.topic, tp.partition))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another member owns them now: whatever we buffered for them is theirs to land."""
         self.metrics.rebalances.inc()
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        self.at_end -= lost
+        self.at_end.forget(lost)
         for key in [k for k in self.records if k[1] in lost]:
             del self.records[key]
             self.buffered -= sum(len(d) for d in self.derived.pop(key))
@@ -226,7 +228,10 @@ class SinkRunner:
         past what we read. Read: the consumer's position once it delivered a message there (it
         steps over transaction markers), else where the tables say we resume. The watermark is
         the cached one of the last fetch, so this costs no broker round trip; unknown (no fetch
-        answered yet) counts as work, as a fetch is answered within a second."""
+        answered yet) counts as work, as a fetch is answered within a second. A partition read to
+        its end is checked against the broker now and then (``sinks.ends``): fetches that stopped
+        leave the cached figures frozen."""
+        self.at_end.probe()
         assigned = bool(self.assigned)
         self.health.set_ready(assigned, "no partitions assigned")
         if not assigned or self.offsets:
@@ -236,6 +241,9 @@ class SinkRunner:
         behind = False
         for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.assigned]):
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if (tp.topic, tp.partition) in self.at_end.behind:  # its end moved, no record came
+                behind = True
+                continue
             if (tp.topic, tp.partition) in self.at_end:  # read to its end (past any commit marker)
                 continue
             read = tp.offset if tp.offset >= 0 else resume.get((tp.topic, tp.partition), 0)
@@ -245,7 +253,7 @@ class SinkRunner:
     def _handle(self, msg: Message) -> None:
         err = msg.error()
         if err is not None and err.code() == KafkaError._PARTITION_EOF:
-            self.at_end.add((str(msg.topic()), int(msg.partition() or 0)))
+            self.at_end.reached((str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0))
             return
         if err is not None:
             if err.fatal():
@@ -254,7 +262,7 @@ class SinkRunner:
             return
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
-        self.at_end.discard((topic, partition))
+        self.at_end.left((topic, partition))
         behind = [t for t in self.by_topic[topic] if offset > self.landed[(t.name, topic, partition)]]
         if not behind:
             return
