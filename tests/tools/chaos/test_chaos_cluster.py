@@ -3,8 +3,7 @@
 A 3-node cluster, two worker processes and two sink processes sharing their consumer groups;
 seed 12 kills a worker, a broker node and a sink (the plan is checked below, so a change of the
 schedule cannot quietly leave one out). The spec is the single-broker one (``spec.py``: every
-table equal, with its one exception, the triggers' tables); sessions must be equal. And
-partitions must have moved: rebalances > 0.
+table equal, the ground truth met). And partitions must have moved: rebalances > 0.
 """
 
 from __future__ import annotations
