@@ -7,8 +7,10 @@ Reading guide, in the order a record meets the modules:
   new nullable columns); ``pii``: e-mail, phone and IP keyed-hashed before they land;
 - ``rows``: the per-table transforms (analyst columns, order lines, e-mail interactions);
 - ``runner``: `webhouse sink`, the consumer loop (poll, decode, buffer, land, commit offsets);
+  ``ends``: which partitions it read to their end, checked against the broker (liveness);
 - ``store``: Delta appends that carry their Kafka offsets as application transactions, with
-  the natural-id dedupe; ``metrics``: what landed, commit latency, lag;
+  the natural-id dedupe; ``upsert``: the MERGE of tables kept at one current row per id (the
+  identity map); ``metrics``: what landed, commit latency, lag;
 - ``maintenance``: `webhouse compact`, `vacuum`, `forget`;
 - ``locate``: which root holds the tables (a clear error when none does);
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
