@@ -109,5 +109,16 @@ class SinkError(WebhouseError):
     pass
 
 
+class PartitionTaken(SinkError):
+    """Another sink landed a table's partitions past where this one stands (it took them while
+    this one stalled): this one's rows for them must not land. ``recorded``: app id -> the offset
+    the table records now."""
+
+    def __init__(self, table: str, recorded: dict[str, int]) -> None:
+        super().__init__(f"{table}: another sink landed past this one on {sorted(recorded)}")
+        self.table = table
+        self.recorded = recorded
+
+
 class QueryError(WebhouseError):
     pass

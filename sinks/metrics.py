@@ -35,6 +35,12 @@ class SinkMetrics:
             ["table", "partition"],
             registry=self.registry,
         )
+        self.fenced = Counter(
+            "webhouse_sink_fenced_batches",
+            "Batches a table refused because another sink had landed past this one (its rows dropped)",
+            ["table"],
+            registry=self.registry,
+        )
         self.rebalances = Counter(
             "webhouse_sink_rebalances", "Partitions revoked or lost in a rebalance", registry=self.registry
         )

@@ -39,7 +39,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from pipeline.deadletter import DeadLetter
-from pipeline.errors import SerdeError, SinkError
+from pipeline.errors import PartitionTaken, SerdeError, SinkError
 from pipeline.health import Health
 from pipeline.kafka_admin import require_topics
 from pipeline.runtime.control import is_control
@@ -334,11 +334,31 @@ class SinkRunner:
         for key in self.offsets:
             by_table[key[0]].append(key)
         for name, keys in by_table.items():
-            table = tables[name]
+            self._land(tables[name], keys)
+        self.records.clear()
+        self.derived.clear()
+        self.offsets.clear()
+        self.buffered = 0
+        self.oldest = None
+        self._commit_kafka()
+        self.health.progressed()
+        self.update_lag()
+
+    def _land(self, table: Table, keys: list[tuple[str, TP]]) -> None:
+        """One table's buffered rows with their offsets, fenced (``sinks.store.fence``): the
+        partitions another sink has landed past us are dropped here and read again from the
+        table's position, the rest land."""
+        name = table.name
+        while keys:
             records = [r for key in keys for r in self.records.get(key, ())]
             derived = [d for key in keys for d in self.derived.get(key, ())]
             txns = {app_id(name, tp[0], tp[1]): self.offsets[(name, tp)] for _, tp in keys}
-            result = self.store.append(table, table.batch(records, derived), txns)
+            landed = {app_id(name, tp[0], tp[1]): self.landed.get((name, tp[0], tp[1]), -1) for _, tp in keys}
+            try:
+                result = self.store.append(table, table.batch(records, derived), txns, landed)
+            except PartitionTaken as taken:
+                keys = self._yield(name, keys, taken)
+                continue
             for _, tp in keys:
                 self.landed[(name, tp[0], tp[1])] = self.offsets[(name, tp)]
             self.landed_rows += result.rows
@@ -353,14 +373,37 @@ class SinkRunner:
                 result.duplicates,
                 result.seconds,
             )
-        self.records.clear()
-        self.derived.clear()
-        self.offsets.clear()
-        self.buffered = 0
-        self.oldest = None
-        self._commit_kafka()
-        self.health.progressed()
-        self.update_lag()
+            return
+
+    def _yield(self, name: str, keys: list[tuple[str, TP]], taken: PartitionTaken) -> list[tuple[str, TP]]:
+        """Drop this table's rows of the partitions another sink landed past us, take the table's
+        position as ours, and read on from there if we still hold them; the keys left to land."""
+        log.warning("%s", taken)
+        self.metrics.fenced.labels(name).inc()
+        left = []
+        for key in keys:
+            _, (topic, partition) = key
+            recorded = taken.recorded.get(app_id(name, topic, partition))
+            if recorded is None:
+                left.append(key)
+                continue
+            self.buffered -= sum(len(d) for d in self.derived.pop(key, ()))
+            self.records.pop(key, None)
+            self.offsets.pop(key, None)
+            self.landed[(name, topic, partition)] = recorded
+            self._seek_to_table(topic, partition)
+        return left
+
+    def _seek_to_table(self, topic: str, partition: int) -> None:
+        """Read a partition again from where its least-advanced table ends (if we still hold it;
+        if not, the rebalance that follows hands it over)."""
+        position = self._positions().get((topic, partition))
+        if position is None or (topic, partition) not in self.assigned:
+            return
+        try:
+            self.consumer.seek(TopicPartition(topic, partition, position))
+        except KafkaException as exc:
+            log.warning("cannot seek %s[%d] to %d: %s", topic, partition, position, exc)
 
     def _positions(self) -> dict[TP, int]:
         """Next offset to read per partition: one past the least-advanced table."""

@@ -32,7 +32,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pipeline.errors import SinkError
+from pipeline.errors import PartitionTaken, SinkError
 from pipeline.settings import WebhouseSettings
 from sinks.tables import Table, TableSpec
 from sinks.upsert import fold, merge
@@ -105,6 +105,21 @@ def anti_join(data: pa.Table, existing: pa.Table, keys: tuple[str, ...]) -> pa.T
     return data.filter(pc.invert(seen))
 
 
+def fence(table: str, dt: DeltaTable | None, landed: dict[str, int] | None) -> None:
+    """Raise ``PartitionTaken`` when the table records, for any app id, more than the caller has
+    landed (``landed``: app id -> its last offset in the table as the caller knows it, -1 for
+    none). Two sinks that both hold a partition for a moment (one stalled past its session) read
+    the same position; whichever commits second finds it moved and lands nothing there. A commit
+    racing the other's at the same version loses with a concurrent-transaction conflict (the same
+    app id) and is retried, so it comes back here."""
+    if dt is None or not landed:
+        return
+    recorded = {app: dt.transaction_version(app) for app in landed}
+    moved = {app: v for app, v in recorded.items() if v is not None and v > landed[app]}
+    if moved:
+        raise PartitionTaken(table, moved)
+
+
 def advancing(dt: DeltaTable | None, offsets: dict[str, int]) -> list[Transaction]:
     """The offsets to record: those past what the table already records for their partition. A sink
     that lost its partition but still commits (stalled past its session timeout) must not move the
@@ -150,11 +165,14 @@ class DeltaStore:
                 flt = flt | pads.field(date_col).is_null()
         return dataset.to_table(columns=list(spec.id_columns), filter=flt)
 
-    def append(self, table: Table, data: pa.Table, offsets: dict[str, int]) -> WriteResult:
-        """Append ``data`` (deduplicated) and record ``offsets`` (app id -> last offset) atomically."""
+    def append(
+        self, table: Table, data: pa.Table, offsets: dict[str, int], landed: dict[str, int] | None = None
+    ) -> WriteResult:
+        """Append ``data`` (deduplicated) and record ``offsets`` (app id -> last offset) atomically.
+        ``landed`` (app id -> what the caller believes the table holds): ``fence``."""
         spec = table.spec
         if spec.upsert is not None:
-            return self._upsert(spec, data, offsets)
+            return self._upsert(spec, data, offsets, landed)
         started = time.perf_counter()
         received = data.num_rows
         keys = spec.id_columns if self.settings.dedupe_ids else ()
@@ -164,6 +182,7 @@ class DeltaStore:
             for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
                 with attempt:
                     dt = self.open(spec.name)
+                    fence(spec.name, dt, landed)
                     txns = advancing(dt, offsets)
                     dedupe_started = time.perf_counter()
                     fresh = data
@@ -186,7 +205,9 @@ class DeltaStore:
             latest.version(),
         )
 
-    def _upsert(self, spec: TableSpec, data: pa.Table, offsets: dict[str, int]) -> WriteResult:
+    def _upsert(
+        self, spec: TableSpec, data: pa.Table, offsets: dict[str, int], landed: dict[str, int] | None
+    ) -> WriteResult:
         """Fold the batch to one row per id, MERGE it in with the offsets (one commit); a merge that
         changes no row writes no commit, so then an empty append records the offsets."""
         assert spec.upsert is not None
@@ -199,6 +220,7 @@ class DeltaStore:
             for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
                 with attempt:
                     dt = self.open(spec.name)
+                    fence(spec.name, dt, landed)
                     txns = advancing(dt, offsets)
                     merged = (
                         dt is not None
