@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +41,7 @@ from sinks.upsert import fold, merge
 
 log = logging.getLogger(__name__)
 _ROW = "__row"
+_T = TypeVar("_T")
 
 
 def commit_retrying(what: str, retries: int, base_s: float, max_s: float) -> Retrying:
@@ -177,66 +180,66 @@ class DeltaStore:
         received = data.num_rows
         keys = spec.id_columns if self.settings.dedupe_ids else ()
         data = dedupe_batch(data, keys)
-        retries = self.settings.commit_retries
-        try:
-            for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
-                with attempt:
-                    dt = self.open(spec.name)
-                    fence(spec.name, dt, landed)
-                    txns = advancing(dt, offsets)
-                    dedupe_started = time.perf_counter()
-                    fresh = data
-                    if dt is not None and keys and data.num_rows:
-                        fresh = anti_join(data, self.existing_ids(dt, spec, data), keys)
-                    dedupe_s = time.perf_counter() - dedupe_started
-                    self._write(spec, dt, fresh, txns)
-        except CommitFailedError as exc:
-            raise SinkError(f"{spec.name}: commit failed {retries + 1} times: {exc}") from exc
-        latest = self.open(spec.name)
-        assert latest is not None
-        metrics = latest.history(1)[0].get("operationMetrics", {})
-        return WriteResult(
-            spec.name,
-            fresh.num_rows,
-            received - fresh.num_rows,
-            int(metrics.get("num_added_files", 0)),
-            time.perf_counter() - started,
-            dedupe_s,
-            latest.version(),
-        )
+
+        def land(dt: DeltaTable | None, txns: list[Transaction]) -> tuple[int, float]:
+            dedupe_started = time.perf_counter()
+            fresh = data
+            if dt is not None and keys and data.num_rows:
+                fresh = anti_join(data, self.existing_ids(dt, spec, data), keys)
+            dedupe_s = time.perf_counter() - dedupe_started
+            self._write(spec, dt, fresh, txns)
+            return fresh.num_rows, dedupe_s
+
+        rows, dedupe_s = self._committing(spec, offsets, landed, land)
+        return self._result(spec, rows, received - rows, started, dedupe_s)
 
     def _upsert(
         self, spec: TableSpec, data: pa.Table, offsets: dict[str, int], landed: dict[str, int] | None
     ) -> WriteResult:
         """Fold the batch to one row per id, MERGE it in with the offsets (one commit); a merge that
         changes no row writes no commit, so then an empty append records the offsets."""
-        assert spec.upsert is not None
+        rule = spec.upsert
+        assert rule is not None
         started = time.perf_counter()
-        folded = (
-            fold(data, spec.id_columns, spec.upsert, _key(data, spec.id_columns)) if data.num_rows else data
-        )
+        folded = fold(data, spec.id_columns, rule, _key(data, spec.id_columns)) if data.num_rows else data
+
+        def land(dt: DeltaTable | None, txns: list[Transaction]) -> None:
+            merged = dt is not None and folded.num_rows > 0 and merge(dt, folded, spec.id_columns, rule, txns)
+            if not merged and (txns or dt is None):
+                self._write(spec, dt, folded if dt is None else folded.slice(0, 0), txns)
+
+        self._committing(spec, offsets, landed, land)
+        return self._result(spec, folded.num_rows, data.num_rows - folded.num_rows, started, 0.0)
+
+    def _committing(
+        self,
+        spec: TableSpec,
+        offsets: dict[str, int],
+        landed: dict[str, int] | None,
+        land: Callable[[DeltaTable | None, list[Transaction]], _T],
+    ) -> _T:
+        """Run ``land`` on a fresh snapshot (fenced, with the offsets still to record) until its
+        commit wins a race, ``commit_retries`` times at most."""
         retries = self.settings.commit_retries
         try:
             for attempt in commit_retrying(spec.name, retries, base_s=0.05, max_s=2.0):
                 with attempt:
                     dt = self.open(spec.name)
                     fence(spec.name, dt, landed)
-                    txns = advancing(dt, offsets)
-                    merged = (
-                        dt is not None
-                        and folded.num_rows > 0
-                        and merge(dt, folded, spec.id_columns, spec.upsert, txns)
-                    )
-                    if not merged and (txns or dt is None):
-                        self._write(spec, dt, folded if dt is None else folded.slice(0, 0), txns)
+                    result = land(dt, advancing(dt, offsets))
         except CommitFailedError as exc:
             raise SinkError(f"{spec.name}: commit failed {retries + 1} times: {exc}") from exc
+        return result
+
+    def _result(
+        self, spec: TableSpec, rows: int, duplicates: int, started: float, dedupe_s: float
+    ) -> WriteResult:
         latest = self.open(spec.name)
         assert latest is not None
         metrics = latest.history(1)[0].get("operationMetrics", {})
-        files = metrics.get("num_added_files", metrics.get("num_target_files_added", 0))
-        return WriteResult(spec.name, folded.num_rows, data.num_rows - folded.num_rows, int(files),
-                           time.perf_counter() - started, 0.0, latest.version())  # fmt: skip
+        files = metrics.get("num_added_files", metrics.get("num_target_files_added", 0))  # append, merge
+        return WriteResult(spec.name, rows, duplicates, int(files), time.perf_counter() - started, dedupe_s,
+                           latest.version())  # fmt: skip
 
     def _write(
         self, spec: TableSpec, dt: DeltaTable | None, fresh: pa.Table, txns: list[Transaction]

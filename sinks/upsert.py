@@ -5,9 +5,8 @@ new versions of the same thing instead (the identity topic re-sends a link each 
 moves). Dropping those keeps a stale row; appending them all keeps a row per version. An upsert
 table folds them: the row with the earliest ``earliest`` value (ties broken by ``tiebreak``) gives
 every column but ``latest``, and each ``latest`` column keeps its largest value. Both rules are
-min/max over a total order, so the row is the same
-whatever the order, the batching or the redeliveries, which is what exactly-once asks of a table
-(a replayed version changes nothing).
+min/max over a total order, so the row is the same whatever the order, the batching or the
+redeliveries, which is what exactly-once asks of a table (a replayed version changes nothing).
 """
 
 from __future__ import annotations
