@@ -134,8 +134,8 @@ class SinkRunner:
         self.metrics.rebalances.inc()
         self.flush()
         for tp in partitions:
-            self.assigned.discard((tp.topic, tp.partition))
             self.at_end.left((tp.topic, tp.partition))
+        self._release({(tp.topic, tp.partition) for tp in partitions})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another member owns them now: whatever we buffered for them is theirs to land."""
@@ -147,7 +147,15 @@ class SinkRunner:
             self.buffered -= sum(len(d) for d in self.derived.pop(key))
         for key in [k for k in self.offsets if k[1] in lost]:
             del self.offsets[key]
-        self.assigned -= lost
+        self._release(lost)
+
+    def _release(self, partitions: set[TP]) -> None:
+        """Forget the positions of partitions we no longer hold: their new owner commits them now,
+        and a stale position of ours committed later would move the group's offset back (lag that
+        never clears on an idle partition)."""
+        self.assigned -= partitions
+        for key in [k for k in self.landed if (k[1], k[2]) in partitions]:
+            del self.landed[key]
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(
@@ -414,7 +422,8 @@ class SinkRunner:
         return out
 
     def _commit_kafka(self) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions().items() if o > 0]
+        positions = self._positions().items()
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions if o > 0 and (t, p) in self.assigned]
         if not offsets:
             return
         try:
