@@ -13,7 +13,10 @@ EXACT_TRUTH = {
 
 def assert_every_table_equal(report: ChaosReport) -> None:
     differing = {d.table: (d.only_baseline, d.only_chaos) for d in report.differing}
-    assert differing == {}
+    replay = f"seed {report.options.seed}, now {report.now:%Y-%m-%dT%H:%M:%SZ}"
+    assert differing == {}, (
+        f"tables differing: {sorted(differing)} ({replay}); rows in one run only: {differing}"
+    )
 
 
 def assert_ground_truth(report: ChaosReport) -> None:

@@ -3,11 +3,13 @@
 A 3-node cluster, two worker processes and two sink processes sharing their consumer groups;
 seed 12 kills a worker, a broker node and a sink (the plan is checked below, so a change of the
 schedule cannot quietly leave one out). The spec is the single-broker one (``spec.py``: every
-table equal, the ground truth met). And partitions must have moved: rebalances > 0.
+table equal, the ground truth met). And partitions must have moved: rebalances > 0. A fixed
+'now' makes the traffic the same on every run, so a failure replays with the same seed and now.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
     opts = ChaosOptions(
         workdir=Path(tmp_path_factory.mktemp("chaos-cluster")), kills=KILLS, seed=12, customers=20, days=5,
         rate=60, tail_s=8, max_pause_s=5, settle_s=6, timeout_s=150, brokers=3, workers=2, sinks=2,
+        now=datetime(2026, 11, 25, 12, tzinfo=UTC),
     )  # fmt: skip
     result = run_chaos(opts, load_settings())
     print(result.to_json())
