@@ -23,7 +23,8 @@ aborts it after ``worker.transaction_timeout_s``.
 Rebalances use the eager protocol: partitions kept across a rebalance keep their
 live state (every batch is committed before the next ``consume``, which is where
 callbacks run); newly assigned ones are restored from their changelogs, read up to
-the last stable offset.
+the last stable offset. Partitions *lost* (the session expired, the group moved on)
+count as new when they come back: someone else may have owned them in between.
 """
 
 from __future__ import annotations
@@ -278,8 +279,17 @@ class KafkaRunner:
                     log.warning("stage %s: commit at revoke: %s", self.stage.name, exc)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("stage %s: partitions lost: %s", self.stage.name, [tp.partition for tp in partitions])
+        """The group went on without us (our session expired): other members may have owned these
+        partitions meanwhile and committed state and offsets past ours. So their live state is
+        forgotten here, and restored from the changelogs if they come back; kept, it would resume
+        at the new owner's offsets with our older state (events it left waiting were lost)."""
+        lost = frozenset(tp.partition for tp in partitions)
+        log.warning("stage %s: partitions lost: %s", self.stage.name, sorted(lost))
         self.metrics.rebalances.labels(self.stage.name).inc()
+        for store in self.stores.values():
+            store.drop(lost)
+        self.owned -= lost
+        self.stage.assign(self.owned, self.stores)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Keep what stays, forget what went, restore what is new (eager protocol: the full set)."""
