@@ -1,6 +1,8 @@
 """Two sink processes in one consumer group land the same tables on S3 (moto's server), each
 killed (SIGKILL) at random and restarted while events flow; every row lands exactly once, and
-DuckDB reads the tables from the store.
+DuckDB reads the tables from the store. Twice: with the sink's id-dedupe on and 5% upstream
+duplicates (a client retry), and strictly, with the dedupe off and no duplicates sent, so that
+the offsets the commits carry are all that stands between a kill and a row landed twice.
 
 Why it holds: partitions are split between the two by the group; a commit is a conditional PUT
 of the next ``_delta_log`` version (deltalake 1.6: If-None-Match, no lock table), so two sinks
@@ -37,7 +39,9 @@ KILLS = 4
 TABLES = "events,orders,dead_letters"
 
 
-def _env(kafka: KafkaSettings, root: str, options: dict[str, str], member: str) -> dict[str, str]:
+def _env(
+    kafka: KafkaSettings, root: str, options: dict[str, str], member: str, dedupe: bool
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOUSE_")}
     env.update(
         {
@@ -49,6 +53,7 @@ def _env(kafka: KafkaSettings, root: str, options: dict[str, str], member: str) 
             "WEBHOUSE_WEBHOUSE__BATCH_MAX_ROWS": "60",
             "WEBHOUSE_WEBHOUSE__BATCH_MAX_SECONDS": "0.3",
             "WEBHOUSE_WEBHOUSE__EVENTS_SOURCE": "raw",
+            "WEBHOUSE_WEBHOUSE__DEDUPE_IDS": "true" if dedupe else "false",
             # Static members: a restarted sink rejoins at once instead of after the session timeout.
             "WEBHOUSE_WEBHOUSE__GROUP_INSTANCE_ID": member,
             "WEBHOUSE_WEBHOUSE__CONSUMER_GROUP": f"sink-{kafka.topic_prefix}",
@@ -110,8 +115,9 @@ class Sinks:
         return {log.name: log.read_text() for log in sorted(self.logs.glob("*.log"))}
 
 
+@pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe-on", "dedupe-off"])
 def test_two_sinks_killed_at_random_land_once_on_s3(
-    kafka_bootstrap: str, s3_endpoint: str, tmp_path: Path
+    kafka_bootstrap: str, s3_endpoint: str, tmp_path: Path, dedupe: bool
 ) -> None:
     seed = int(os.environ.get("KILL_TEST_SEED", random.randrange(1 << 30)))
     rnd = random.Random(seed)
@@ -129,15 +135,17 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     def produce_chunk(chunk: int, n: int) -> None:
         for i in range(n):
             record = records.make(chunk, i)
-            for _ in range(2 if rnd.random() < 0.05 else 1):  # an upstream duplicate now and then
+            for _ in range(2 if dedupe and rnd.random() < 0.05 else 1):  # an upstream duplicate now and then
                 raw.produce(record)
         producer.flush(10)
 
     producer.produce(topics.raw_events, b"not avro at all", key=b"anon-0")  # one dead letter, once
     produce_chunk(0, 200)
-    settings = Settings(webhouse=WebhouseSettings(root=root, storage_options=options, events_source="raw"))
+    settings = Settings(
+        webhouse=WebhouseSettings(root=root, storage_options=options, events_source="raw", dedupe_ids=dedupe)
+    )
     members = ["sink-a", "sink-b"]
-    sinks = Sinks({m: _env(kafka, root, options, m) for m in members}, tmp_path)
+    sinks = Sinks({m: _env(kafka, root, options, m, dedupe) for m in members}, tmp_path)
     killed = Counter[str]()
     try:
         sinks.start("sink-a")  # alone first: owns every partition, then gives some to sink-b
@@ -181,6 +189,7 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     ]
     retried = sum(h.get("operationMetrics", {}).get("num_retries", 0) for h in history)
     print(
-        f"two sinks on S3: seed={seed} kills={dict(killed)} runs={dict(sinks.runs)} events={len(events)} "
+        f"two sinks on S3 (dedupe {dedupe}): seed={seed} kills={dict(killed)} runs={dict(sinks.runs)} "
+        f"events={len(events)} "
         f"order lines={len(lines)} commits={len(history)}, retried after a concurrent commit: {retried}"
     )
