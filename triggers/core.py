@@ -258,6 +258,11 @@ class TriggerCore:
     def _input(self, key: str, kind: str, body: dict[str, Any]) -> Output:
         return Output(self.topics.triggers_input, key.encode(), _json({"kind": kind, "body": body}))
 
+    def forget_handovers(self) -> None:
+        """The memory of hand-overs sent only saves repeating them (a repeat changes nothing);
+        it must not outlive the outputs it stands for (``RouteStage.assign``)."""
+        self._handed_over.clear()
+
     def _handover(self, result: Result, anonymous_id: str | None, customer_id: str, at: int | None) -> None:
         if (
             not anonymous_id

@@ -85,7 +85,9 @@ class RouteStage:
         return Step()
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        return None
+        """Also after an aborted batch (the runtime rewinds through here): the hand-overs that
+        batch routed were discarded with it, so none may be remembered as sent."""
+        self.core.forget_handovers()
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
         return to_step(self.core.route(batch, now))

@@ -16,7 +16,7 @@ from tools.local_pipeline import LocalPipeline
 from triggers.core import Incoming, Marks, TriggerCore
 from triggers.events import to_ms
 from triggers.metrics import TriggerMetrics
-from triggers.stages import STATES, EvaluateStage
+from triggers.stages import STATES, EvaluateStage, RouteStage
 from triggers.state import CustomerState
 
 from .builders import at, consent, event, order, session
@@ -388,3 +388,32 @@ def test_a_window_read_weeks_of_event_time_late_still_finds_its_order() -> None:
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
     bus.sweep(to_ms(at(0, days=21)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
+
+
+def test_a_handover_of_a_rewound_batch_is_routed_again_and_a_repeat_changes_nothing() -> None:
+    """The runtime rewinds an aborted batch through ``assign``: the route stage must not remember
+    the hand-over that batch sent (its output was discarded), or the device's state never moves.
+    Sending it once more is harmless: the evaluate stage finds the device already moved."""
+    bus = Bus()
+    route = cast(RouteStage, bus.local.runners[-2].stage)
+    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-5", products=["p-1"]))
+    signed_in = event("Signed In", at(2), customer="c-5", anon="dev-5")
+    incoming = Incoming(bus.topics.enriched_events, 0, 99, b"k", EVENTS.encode(signed_in))
+
+    def handovers() -> list[bytes | None]:
+        outputs = route.process([incoming], {}, NOW).outputs
+        return [o.key for o in outputs if json.loads(o.value or b"{}").get("kind") == "handover"]
+
+    assert handovers() == [b"dev-5"]
+    assert handovers() == []  # remembered: not repeated
+    route.assign(frozenset(), {})  # what the runtime does before redoing an aborted batch
+    assert handovers() == [b"dev-5"]
+
+    route.assign(frozenset(), {})  # the outputs above were never sent: forget them again
+    bus.event(signed_in)
+    before = dict(bus.table)
+    assert moved(bus) == {b"dev-5": "c-5"}
+    route.assign(frozenset(), {})
+    bus.event(signed_in)  # the same input again (as after a rebalance): its hand-over repeated
+    assert moved(bus) == {b"dev-5": "c-5"}
+    assert dict(bus.table) == before
