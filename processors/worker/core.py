@@ -212,6 +212,9 @@ class WorkerCore:
             self.max_event_ms.pop(partition, None)
             self.next_offset.pop(partition, None)
             self.customers.pop(partition, None)
+            # What was reported must not outlive the outputs that said it: a rewind (an aborted
+            # batch redone) comes through here too, and a report remembered is not sent again.
+            self.reported.pop(partition, None)
         self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
         self.waiting.keep_only(self.devices)
         for partition in added:

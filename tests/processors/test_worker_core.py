@@ -288,6 +288,27 @@ def test_progress_follows_what_was_released_then_end() -> None:
     assert not h.decoded("deadletter")  # the control record is not an event
 
 
+def test_a_progress_report_of_an_aborted_batch_is_sent_again_when_the_batch_is_redone() -> None:
+    """The runtime redoes an aborted batch after ``assign`` (its rewind); the reports that batch
+    made were discarded with it, so the worker must not remember them as sent. Remembered, the end
+    of input never reached downstream and every stage after the worker waited for it forever."""
+    h = Harness()
+    h.feed(*visit("a", "dev-a", 0, 3))
+    stage, stores = cast(WorkerStage, h.runner.stage), h.runner.stores
+    end = h.runner.broker.append(Record(h.topics.raw_events, None, b"", 0, END_HEADERS))
+
+    def reports() -> list[Progress]:
+        outputs = stage.process([end], stores, at(100)).outputs
+        reported = [o for o in outputs if o.headers and o.topic.endswith("enriched")]
+        return [Progress.from_bytes(o.value or b"") for o in reported]
+
+    assert reports() == [Progress(SourceState.ENDED, at_ms(20))]  # the attempt, aborted
+    owned = stage.owned
+    stage.assign(frozenset(), stores)  # the rewind: state back to the last commit
+    stage.assign(owned, stores)
+    assert reports() == [Progress(SourceState.ENDED, at_ms(20))]
+
+
 def test_an_end_of_input_read_in_the_batch_of_the_last_events_stays_the_last_word() -> None:
     h = Harness()
     h.feed(*visit("a", "dev-a", 0, 3), END)  # one batch
