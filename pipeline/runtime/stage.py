@@ -79,7 +79,12 @@ class Stage(Protocol):
     tick_interval_s: float
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        """Own exactly these partition numbers from now on; ``stores`` hold their restored state."""
+        """Own exactly these partition numbers from now on; ``stores`` hold their restored state.
+
+        Also called as ``assign(frozenset())`` then ``assign(owned)`` when the runtime redoes an
+        aborted batch: whatever the stage keeps outside its stores (what it remembers having
+        sent, caches of the state) must be dropped here for partitions it is not given, since
+        the outputs that memory stands for may have been discarded."""
         ...
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step: ...
