@@ -299,6 +299,7 @@ class KafkaRunner:
         for store in self.stores.values():
             store.drop(gone | added)
         started = time.perf_counter()
+        self._await_stable_offsets(consumer, added)
         self._restore(added)
         self.owned = new
         self.stage.assign(new, self.stores)
@@ -312,6 +313,19 @@ class KafkaRunner:
             "stage %s owns partitions %s (restored %s in %.2f s: %s)", self.stage.name, sorted(new),
             sorted(added), seconds, {name: len(s) for name, s in self.stores.items()},
         )  # fmt: skip
+
+    def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> None:
+        """Before reading a changelog's end: wait until the previous owner's last transaction is
+        over. A read-committed consumer's ``committed()`` asks for stable offsets (KIP-447) and
+        answers only once no transaction holding the group's offsets for these partitions is open;
+        that transaction's changelog records were then acknowledged by every in-sync replica, so
+        the log end read next includes them. Read first, the end could stop short of a transaction
+        still waiting for a replica, and the restore missed its states (seen: a broker node killed
+        as the previous owner committed; the new owner started those customers afresh)."""
+        if not partitions or not self.config.transactional:
+            return
+        inputs = [TopicPartition(topic, p) for topic in self.stage.inputs for p in sorted(partitions)]
+        consumer.committed(inputs, timeout=RESTORE_WAIT_S)
 
     def _restore(self, partitions: Collection[int]) -> None:
         if not partitions:
