@@ -49,7 +49,13 @@ def _summary(report: dict[str, Any]) -> str:
     lines.append(f"                          under chaos {report['truth']['chaos']}")
     for run, why in report["unsettled"].items():
         lines.append(f"the {run} run did not settle (its tables are compared as they were): {why[:300]}")
-    failed = "FAILED: the spec is 0 lost, 0 duplicated, no table differing, every run settled"
+    for error in report["fault_errors"]:
+        lines.append(f"a fault could not be carried out: {error}")
+    if report["kills_not_done"]:
+        lines.append(f"{report['kills_not_done']} planned fault(s) never came: it proves less than asked")
+    failed = (
+        "FAILED: the spec is 0 lost, 0 duplicated, no table differing, every run settled, every fault done"
+    )
     lines.append("PASSED" if report["passed"] else failed)
     return "\n".join(lines)
 

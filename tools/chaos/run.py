@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import WebhouseError
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_cluster import LocalCluster
 from pipeline.runtime.control import send_end_of_input
@@ -98,6 +99,13 @@ class RunOutcome:
     unsettled: str | None = None  # why the run never settled (a stuck stage); its tables are compared anyway
     rebalances: Counter[str] = field(default_factory=Counter)  # members' revocations, by stage
     wall_s: float = 0.0
+    fault_errors: list[str] = field(default_factory=list)  # faults that could not be carried out
+
+    @property
+    def faults_accounted(self) -> int:
+        """Planned faults done or skipped (a target not back in time); fewer than planned means the
+        schedule stopped short, and the run proves less than it says."""
+        return sum(self.faults.values()) + sum(self.skipped.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,8 @@ class ChaosReport:
     @property
     def passed(self) -> bool:
         settled = self.baseline.unsettled is None and self.chaos.unsettled is None
-        return settled and self.lost == 0 and self.duplicated == 0 and not self.differing
+        faulted = self.chaos.faults_accounted == len(self.faults) and not self.chaos.fault_errors
+        return settled and faulted and self.lost == 0 and self.duplicated == 0 and not self.differing
 
     def to_json(self) -> dict[str, Any]:
         opts = self.options
@@ -136,6 +145,8 @@ class ChaosReport:
             "sinks": opts.sinks,
             "kills": {label: self.chaos.faults[label] for label in sorted(self.chaos.faults)},
             "kills_skipped": dict(self.chaos.skipped),  # the target did not come back in time
+            "kills_not_done": len(self.faults) - self.chaos.faults_accounted,  # the schedule stopped short
+            "fault_errors": self.chaos.fault_errors,  # e.g. a killed node that did not start again
             "unexpected_exits": dict(self.chaos.unexpected_exits),
             "faults": [f.to_json() for f in self.faults],
             "acknowledged": self.chaos.send.accepted,
@@ -187,11 +198,17 @@ def truth_verdict(settings: Settings, simulation: Simulation) -> dict[str, Any]:
 
 
 def _inject_all(stack: Stack, faults: list[Fault], started: float, done: threading.Event) -> None:
+    """Every planned fault in turn. One that cannot be carried out (a node that does not come
+    back) is a finding for the report, not the end of the schedule: the rest still come."""
     for fault in faults:
         delay = started + fault.at_s - time.monotonic()
         if delay > 0 and done.wait(delay):
             return
-        stack.inject(fault)
+        try:
+            stack.inject(fault)
+        except WebhouseError as exc:
+            log.error("fault %s at %.1fs failed: %s", fault.label, fault.at_s, exc)
+            stack.fault_errors.append(f"{fault.label} at {fault.at_s:.1f}s: {str(exc).splitlines()[0]}")
 
 
 def _traffic(
@@ -227,7 +244,7 @@ def _traffic(
         name, report, snapshots(tables), landed_ids(tables), truth_verdict(run, simulation),
         Counter(stack.faults), Counter(stack.unexpected), Counter(stack.skipped),
         raw_copies(stack.bootstrap, topics.raw_events, run.kafka.schema_registry_url), unsettled,
-        stack.rebalances.by_stage(),
+        stack.rebalances.by_stage(), fault_errors=list(stack.fault_errors),
     )  # fmt: skip
 
 

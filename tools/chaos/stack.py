@@ -87,6 +87,7 @@ class Stack:
         self.group: ServiceGroup | None = None
         self.faults: Counter[str] = Counter()  # faults done, by label
         self.skipped: Counter[str] = Counter()  # kills whose target did not come back in time
+        self.fault_errors: list[str] = []  # faults that could not be carried out (``_inject_all``)
         self.unexpected: Counter[str] = Counter()  # exits we did not cause (code != 0 or crash)
         self.exit_codes: dict[str, list[int]] = {}
         self._held: dict[str, float] = {}  # service -> not before (monotonic), after our kill
