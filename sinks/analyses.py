@@ -31,12 +31,17 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _funnel_events_sql(steps: Sequence[str], step_expr: str) -> str:
-    """The funnel's events: visitor, day, time, campaign and ``step_expr`` (the step number(s))."""
+def funnel_event_filter(steps: Sequence[str]) -> str:
+    """The condition selecting the funnel's events (bots never count)."""
     listed = ", ".join(_quote(s) for s in dict.fromkeys(steps))
+    return f"type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false)"
+
+
+def _funnel_events_sql(steps: Sequence[str], step_expr: str, source: str) -> str:
+    """The funnel's events: visitor, day, time, campaign and ``step_expr`` (the step number(s))."""
     return (
         f"ev AS (SELECT visitor_id AS visitor, event_date AS day, event_time, campaign, {step_expr} "
-        f"FROM events_stitched WHERE type = 'track' AND event IN ({listed}) AND NOT coalesce(is_bot, false))"
+        f"FROM {source} WHERE {funnel_event_filter(steps)})"
     )
 
 
@@ -45,7 +50,7 @@ _CAMPAIGN = (
 )
 
 
-def _reached_by_fold(steps: Sequence[str]) -> list[str]:
+def _reached_by_fold(steps: Sequence[str], source: str) -> list[str]:
     """Any funnel, also one naming an event twice: each visitor-day's funnel events in time order
     (earlier step first on a tie), folded into the furthest step reached in order (greedy: each
     step at the earliest time at or after the previous one, which is when an ordered path exists
@@ -54,7 +59,7 @@ def _reached_by_fold(steps: Sequence[str]) -> list[str]:
         f"WHEN {_quote(s)} THEN {[k for k, t in enumerate(steps, 1) if t == s]}" for s in dict.fromkeys(steps)
     )
     return [
-        _funnel_events_sql(steps, f"CASE event {numbers} END AS nos"),
+        _funnel_events_sql(steps, f"CASE event {numbers} END AS nos", source),
         f"vd AS (SELECT visitor, day, {_CAMPAIGN}, "
         "list_reduce(list(nos ORDER BY event_time, nos[1]), "
         "lambda acc, x: CASE WHEN list_contains(x, acc + 1) THEN acc + 1 ELSE acc END, 0) AS reached "
@@ -62,7 +67,7 @@ def _reached_by_fold(steps: Sequence[str]) -> list[str]:
     ]
 
 
-def _reached_distinct(steps: Sequence[str]) -> list[str]:
+def _reached_distinct(steps: Sequence[str], source: str) -> list[str]:
     """The same fold when every step is a different event, in the shape DuckDB runs fast: one
     hash aggregation per visitor-day with no ordered aggregate. Step 1 is reached at the earliest
     step-1 event (t1); before it nothing else can advance the fold, so only the later steps' events
@@ -71,7 +76,7 @@ def _reached_distinct(steps: Sequence[str]) -> list[str]:
     numbers = " ".join(f"WHEN {_quote(s)} THEN {k}" for k, s in enumerate(steps, 1))
     last = "coalesce(event_time, 'infinity'::TIMESTAMPTZ)"
     return [
-        _funnel_events_sql(steps, f"CASE event {numbers} END AS s"),
+        _funnel_events_sql(steps, f"CASE event {numbers} END AS s", source),
         f"vd0 AS (SELECT visitor, day, {_CAMPAIGN}, min({last}) FILTER (WHERE s = 1) AS t1, "
         f"list({{'t': {last}, 's': s}}) FILTER (WHERE s > 1) AS later "
         "FROM ev GROUP BY visitor, day)",
@@ -81,24 +86,38 @@ def _reached_distinct(steps: Sequence[str]) -> list[str]:
     ]
 
 
-def funnel_sql(steps: Sequence[str], name: str = "funnel", fold: bool = False) -> str:
+def funnel_days_sql(steps: Sequence[str], source: str = "events_stitched", fold: bool = False) -> str:
+    """The funnel's per-day counts: (day, campaign, reached, n) visitor-days of ``source`` (stitched
+    events: ``visitor_id``, ``event_date``, ...) reaching step ``reached`` (0: none). A day's rows
+    depend on that day's events only, which is what lets ``sinks.funnel_cache`` keep them per day."""
+    if not steps:
+        raise ValueError("a funnel needs at least one step")
+    distinct = len(set(steps)) == len(steps)
+    parts = _reached_distinct(steps, source) if distinct and not fold else _reached_by_fold(steps, source)
+    return f"WITH {', '.join(parts)} SELECT day, campaign, reached, count(*) AS n FROM vd GROUP BY ALL"
+
+
+def funnel_sql(
+    steps: Sequence[str],
+    name: str = "funnel",
+    fold: bool = False,
+    source: str = "events_stitched",
+    cached: str | None = None,
+) -> str:
     """Visitors per day and campaign reaching each step, in order (step k after step k-1, same day);
     ``<name>_overall`` and ``<name>_by_campaign`` sum those visitor-days over the days.
 
     The campaign of a visitor-day is the first campaign seen on one of its funnel events.
     ``fold``: the general (slow) shape even when the steps are distinct events (the tests' reference).
+    ``cached``: a relation of per-day counts (``funnel_days_sql``'s columns) for days ``source`` lacks.
     """
-    if not steps:
-        raise ValueError("a funnel needs at least one step")
+    days = funnel_days_sql(steps, source, fold)
+    if cached is not None:
+        days = f"({days}) UNION ALL (SELECT day, campaign, reached, n FROM {cached})"
     step_names = " UNION ALL ".join(
         f"SELECT {k} AS step_no, {_quote(s)} AS step" for k, s in enumerate(steps, 1)
     )
-    distinct = len(set(steps)) == len(steps)
-    parts = [
-        *(_reached_distinct(steps) if distinct and not fold else _reached_by_fold(steps)),
-        "g AS (SELECT day, campaign, reached, count(*) AS n FROM vd GROUP BY ALL)",
-        f"step_names AS ({step_names})",
-    ]
+    parts = [f"g AS ({days})", f"step_names AS ({step_names})"]
     return f"""CREATE OR REPLACE TEMP VIEW {name} AS
 WITH {", ".join(parts)},
 full_grid AS (
@@ -389,9 +408,23 @@ SELECT * EXCLUDE (profile_date) FROM profiles WHERE customer_id = cid;
 """
 
 
-def analyses(cfg: WebhouseSettings, tiers: Sequence[business.Tier]) -> list[Analysis]:
+@dataclass(frozen=True, slots=True)
+class FunnelSource:
+    """Where the funnel view reads: stitched events, plus per-day counts kept for other days."""
+
+    events: str = "events_stitched"
+    cached: str | None = None
+
+
+def analyses(
+    cfg: WebhouseSettings, tiers: Sequence[business.Tier], funnel: FunnelSource = FunnelSource()
+) -> list[Analysis]:
     return [
-        Analysis("funnel", funnel_sql.__doc__ or "", funnel_sql(cfg.funnel_steps)),
+        Analysis(
+            "funnel",
+            funnel_sql.__doc__ or "",
+            funnel_sql(cfg.funnel_steps, source=funnel.events, cached=funnel.cached),
+        ),
         Analysis("customer_orders", "One row per customer order (net of refund lines).", CUSTOMER_ORDERS),
         Analysis("rfm", "RFM quintile scores and named segments per customer.", rfm_sql()),
         Analysis(
@@ -423,11 +456,15 @@ def analyses(cfg: WebhouseSettings, tiers: Sequence[business.Tier]) -> list[Anal
 
 
 def install_analyses(
-    con: duckdb.DuckDBPyConnection, cfg: WebhouseSettings, tiers: Sequence[business.Tier], tables: set[str]
+    con: duckdb.DuckDBPyConnection,
+    cfg: WebhouseSettings,
+    tiers: Sequence[business.Tier],
+    tables: set[str],
+    funnel: FunnelSource = FunnelSource(),
 ) -> list[str]:
     """Create every analysis whose tables exist; returns the names installed."""
     installed = []
-    for analysis in analyses(cfg, tiers):
+    for analysis in analyses(cfg, tiers, funnel):
         if not set(analysis.requires) <= tables:
             continue
         con.execute(analysis.sql)
