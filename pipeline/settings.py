@@ -455,6 +455,11 @@ class WebhouseSettings(_Section):
         default_factory=lambda: ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"],
         description="Ordered event names of the funnel report.",
     )
+    funnel_cache: bool = Field(
+        True,
+        description="Keep the funnel's per-day counts under <root>/_cache and recompute only the days whose "
+        "events or identity links changed (local roots; false: compute every time).",
+    )
     attribution_window_days: int = Field(7, gt=0, description="Campaign report: send/click -> order window.")
     dormant_days: int = Field(90, gt=0, description="Dormant report: days without any activity.")
 

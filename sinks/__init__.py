@@ -16,7 +16,8 @@ Reading guide, in the order a record meets the modules:
 - ``duck``: ``connect()``, DuckDB with every table as a view and the stitched views;
   ``snapshot``: a Delta snapshot as a read_parquet view (no Arrow dataset scan);
   ``window``: the --since/--until range every table is cut to;
-  ``analyses``: the named SQL views; ``reports``: `webhouse report`; `report/`: the HTML report
+  ``analyses``: the named SQL views; ``funnel_cache``: the funnel's per-day counts kept between
+  connections (only changed days recomputed); ``reports``: `webhouse report`; `report/`: the HTML report
   (`webhouse report html`); ``cli``: the commands;
 """
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 from functools import partial
 
 import duckdb
+from deltalake import DeltaTable
 
 from pipeline.settings import Settings, load_settings
-from sinks.analyses import install_analyses
+from sinks.analyses import FunnelSource, install_analyses
+from sinks.funnel_cache import CACHED_DAYS, LIVE_EVENTS, install_cached_funnel
 from sinks.pii import PiiHasher
 from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
 from sinks.store import DeltaStore
@@ -77,20 +79,32 @@ QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {version}updated_at
 
 def register_tables(
     con: duckdb.DuckDBPyConnection, settings: Settings, window: Window | None = None
-) -> list[str]:
-    """Register every declared table (landed or empty), cut to ``window``; returns their names."""
+) -> dict[str, DeltaTable | None]:
+    """Register every declared table (landed or empty), cut to ``window``; returns each name's
+    snapshot (None: not landed yet)."""
     window = window or Window()
     store = DeltaStore(settings.webhouse)
     hasher = PiiHasher(settings.webhouse.pii_hmac_secret)
-    names = []
+    snapshots: dict[str, DeltaTable | None] = {}
     for table in build_tables(hasher, default_specs(settings.webhouse.events_source)):
         dt = store.open(table.name)
         if dt is None:
             con.execute(empty_view_sql(table.name, duck_types(con, table.arrow_schema)))
         else:
             register_snapshot(con, table.name, dt, partial(window.where, table.name))
-        names.append(table.name)
-    return names
+        snapshots[table.name] = dt
+    return snapshots
+
+
+def funnel_source(
+    con: duckdb.DuckDBPyConnection, settings: Settings, events: DeltaTable | None, window: Window
+) -> FunnelSource:
+    """The funnel over its per-day cache (``sinks.funnel_cache``) when it can be kept, else live."""
+    cfg = settings.webhouse
+    if not cfg.funnel_cache or events is None:
+        return FunnelSource()
+    refreshed = install_cached_funnel(con, cfg.root, cfg.funnel_steps, events, window)
+    return FunnelSource() if refreshed is None else FunnelSource(LIVE_EVENTS, CACHED_DAYS)
 
 
 def connect(settings: Settings | None = None, window: Window | None = None) -> duckdb.DuckDBPyConnection:
@@ -106,12 +120,15 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     # Delta never rewrites a file in place, so Parquet footers can be kept: a query over a
     # snapshot of a thousand small files otherwise re-reads every footer (~1 ms each) each time.
     con.execute("SET parquet_metadata_cache = true")
-    names = register_tables(con, settings, window)
+    window = window or Window()
+    snapshots = register_tables(con, settings, window)
+    names = set(snapshots)
     con.execute(STITCHING_SQL)
     con.execute(IDENTITY_CONFLICTS_SQL)
     if "profiles_history" in names:
         # Versions are numbered since profile schema v2; a table written before has no column yet.
         columns = {row[0] for row in con.execute("DESCRIBE profiles_history").fetchall()}
         con.execute(PROFILES_SQL.format(version="version DESC, " if "version" in columns else ""))
-    install_analyses(con, settings.webhouse, settings.triggers.value_tiers, set(names))
+    funnel = funnel_source(con, settings, snapshots.get("events"), window)
+    install_analyses(con, settings.webhouse, settings.triggers.value_tiers, names, funnel)
     return con

@@ -15,6 +15,7 @@ identifier survives in the log either.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from deltalake.exceptions import CommitFailedError
 
 from pipeline.errors import SinkError
 from pipeline.settings import WebhouseSettings
+from sinks.funnel_cache import cache_dir
 from sinks.store import DeltaStore, commit_retrying
 from sinks.tables import TableSpec
 
@@ -281,4 +283,8 @@ def forget(store: DeltaStore, specs: list[TableSpec], customer_id: str) -> list[
     for spec in order:
         extra = mentions if spec.name == "dead_letters" else None
         results.append(forget_table(store, spec, customer_id, anonymous_ids, extra))
+    caches = cache_dir(store.root)
+    if caches is not None and caches.exists():
+        # Derived from the tables (hashed devices and links, per-day counts): rebuilt on next read.
+        shutil.rmtree(caches)
     return results
