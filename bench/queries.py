@@ -20,7 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -49,6 +49,7 @@ CAMPAIGNS = ["spring_sale", "winback", "newsletter", "black_friday", None, None,
 QUERIES = {
     "funnel": "SELECT * FROM funnel_overall",
     "funnel by campaign": "SELECT * FROM funnel_by_campaign",
+    "funnel (live, no cache)": "SELECT * FROM funnel_live_overall",
     "funnel (general fold)": "SELECT * FROM funnel_fold_overall",
     "rfm": "SELECT * FROM rfm_segments",
     "cohort": "SELECT * FROM cohort_retention",
@@ -78,16 +79,24 @@ def _str_ids(prefix: str, ints: pa.Array) -> pa.Array:
 
 
 def events_chunk(
-    table: Table, first: int, n: int, day0: int, days: int, visitors: int, customers: int
+    table: Table,
+    first: int,
+    n: int,
+    day0: int,
+    days: int,
+    visitors: int,
+    customers: int,
+    visitor0: int = 0,
 ) -> pa.Table:
-    """``n`` events with ids from ``first``, times uniform over ``days`` days from day ``day0``."""
+    """``n`` events with ids from ``first``, times uniform over ``days`` days from day ``day0``,
+    visitors uniform in ``[visitor0, visitor0 + visitors)``."""
     rand = [pc.random(n) for _ in range(6)]
     micros = pc.add(
         pc.cast(pc.floor(pc.multiply(rand[0], days * DAY_US)), pa.int64()),
         int(START.timestamp() * 1_000_000) + day0 * DAY_US,
     )
     event_time = pc.cast(micros, pa.timestamp("us", tz="UTC"))
-    visitor = pc.cast(pc.floor(pc.multiply(rand[1], visitors)), pa.int64())
+    visitor = pc.add(pc.cast(pc.floor(pc.multiply(rand[1], visitors)), pa.int64()), visitor0)
     kind = _kind_index(rand[2])
     names = pc.take(pa.array([k for k, _, _ in KINDS]), kind)
     types = pc.take(pa.array([t for _, t, _ in KINDS]), kind)
@@ -151,10 +160,40 @@ def orders_of(table: Table, events: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=table.arrow_schema)
 
 
+def identity_links(table: Table, first: int, last: int, seen: datetime) -> pa.Table:
+    """Links of every tenth anonymous visitor ``v`` in ``[first, last)`` to customer ``c<v // 10>``,
+    seen at ``seen``: their anonymous events are stitched to that customer (and merge with its
+    visitor-days). With ``first`` at or above the customers, ``v // 10`` is a customer."""
+    anon = pa.array([v for v in range(first, last) if v % 10 == 0], pa.int64())
+    n = len(anon)
+    columns = {
+        "anonymous_id": _str_ids("a", anon),
+        "customer_id": _str_ids("c", pa.array([v // 10 for v in anon.to_pylist()], pa.int64())),
+        "first_seen": pa.array([seen] * n, pa.timestamp("us", tz="UTC")),
+        "last_seen": pa.array([seen] * n, pa.timestamp("us", tz="UTC")),
+        "source_type": pa.array(["identify"] * n),
+    }
+    arrays = [
+        pc.cast(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type)
+        for f in table.arrow_schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=table.arrow_schema)
+
+
+def population(total: int) -> tuple[int, int]:
+    """(visitors, customers) of ``total`` events; visitors below ``customers`` are identified."""
+    return max(1000, total // 50), max(500, total // 200)
+
+
 def generate(root: Path, total: int, days: int, chunks: int) -> None:
     tables = {t.name: t for t in build_tables(PiiHasher("bench"), default_specs())}
     events, orders = tables["events"], tables["orders"]
-    visitors, customers = max(1000, total // 50), max(500, total // 200)
+    visitors, customers = population(total)
+    # Every tenth anonymous visitor's first half was linked to a customer (c<v/10> < customers).
+    write_deltalake(
+        str(root / "identity_map"),
+        identity_links(tables["identity_map"], customers, (customers + visitors) // 2, START),
+    )
     per = total // chunks
     for k in range(chunks):
         day0, span = k * days // chunks, (k + 1) * days // chunks - k * days // chunks
@@ -172,6 +211,48 @@ def generate(root: Path, total: int, days: int, chunks: int) -> None:
         print(f"  generated {k * per + n:,} events", flush=True)
 
 
+def grow(root: Path, total: int, days: int, step: int, old_links: int) -> str:
+    """Day ``days + step`` of events (a day's share of ``total``): half from devices seen before,
+    half from devices new that day, every tenth of those new ones signing in (a link); plus
+    ``old_links`` links of anonymous devices seen all year (each recomputes the days they touch).
+    Returns what was added."""
+    tables = {t.name: t for t in build_tables(PiiHasher("bench"), default_specs())}
+    visitors, customers = population(total)
+    per_day = total // days
+    fresh0 = visitors * (step + 1)  # beyond every earlier visitor id: devices never seen
+    parts = [
+        events_chunk(
+            tables["events"],
+            total * 2 + step * per_day,
+            per_day // 2,
+            days + step - 1,
+            1,
+            visitors,
+            customers,
+        ),
+        events_chunk(
+            tables["events"],
+            total * 2 + step * per_day + per_day // 2,
+            per_day - per_day // 2,
+            days + step - 1,
+            1,
+            visitors // days,
+            customers,
+            fresh0,
+        ),
+    ]
+    for batch in parts:
+        write_deltalake(str(root / "events"), batch, mode="append", partition_by=["event_date", "channel"])
+    seen = START + timedelta(days=days + step)
+    links = identity_links(tables["identity_map"], fresh0, fresh0 + visitors // days, seen)
+    old_first = (customers + visitors) // 2 + step * old_links * 10  # never linked before
+    if old_links:
+        old = identity_links(tables["identity_map"], old_first, old_first + old_links * 10, seen)
+        links = pa.concat_tables([links, old])
+    write_deltalake(str(root / "identity_map"), links, mode="append")
+    return f"{per_day:,} events of a new day, {links.num_rows:,} new links ({old_links} of year-old devices)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -183,6 +264,15 @@ def main() -> None:
     )
     parser.add_argument("--root", type=Path, help="reuse (or keep) the generated tables here")
     parser.add_argument("--one-file", action="store_true", help="also the funnel over a one-file copy")
+    parser.add_argument(
+        "--increments",
+        type=int,
+        default=0,
+        help="then add this many days, timing connect() + funnel after each",
+    )
+    parser.add_argument(
+        "--old-links", type=int, default=0, help="each increment also links this many year-old devices"
+    )
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
     if not (root / "events").exists():
@@ -195,6 +285,7 @@ def main() -> None:
     started = time.perf_counter()
     con = connect(settings)
     print(f"connect(): {time.perf_counter() - started:.2f}s")
+    con.execute(funnel_sql(settings.webhouse.funnel_steps, "funnel_live"))
     con.execute(funnel_sql(settings.webhouse.funnel_steps, "funnel_fold", fold=True))
     if args.no_metadata_cache:
         con.execute("SET parquet_metadata_cache = false")
@@ -207,6 +298,29 @@ def main() -> None:
         assert one.sql(QUERIES["funnel"]).fetchall() == con.sql(QUERIES["funnel"]).fetchall()
         queries.append(("funnel (one-file copy)", one, QUERIES["funnel"]))
     time_rounds(queries, args.runs)
+    for step in range(args.increments):
+        print(f"increment {step + 1}: {grow(root, args.events, args.days, step, args.old_links)}")
+        time_connections(settings, f"increment {step + 1}")
+
+
+def time_connections(settings: Settings, label: str) -> None:
+    """What an analyst waits for after new data: ``connect()`` and the funnel, with the per-day
+    cache (it refreshes the changed days), then without (the whole funnel); answers checked equal."""
+    answers = []
+    for cache in (True, False):
+        cfg = settings.model_copy(
+            update={"webhouse": settings.webhouse.model_copy(update={"funnel_cache": cache})}
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        con = connect(cfg)
+        connected = time.perf_counter() - wall, time.process_time() - cpu
+        answers.append(con.sql(QUERIES["funnel"]).fetchall())
+        done = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"  {label}, {'cached' if cache else 'live'}: connect wall {connected[0]:.2f}s "
+            f"cpu {connected[1]:.2f}s, + funnel wall {done[0]:.2f}s cpu {done[1]:.2f}s"
+        )
+    assert answers[0] == answers[1], answers
 
 
 def one_file_events(
