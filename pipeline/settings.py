@@ -301,6 +301,13 @@ class WorkerSettings(_Section):
         "from the worker's state (0: never): state stays bounded. Seen again, it starts afresh: no stitching "
         "until it signs in again (its links stay in identity_map).",
     )
+    visitless_ttl_s: float = Field(
+        24 * 3600,
+        ge=0,
+        description="A key only ever seen in events that join no visit (a crawler's id, a CRM call's user id) "
+        "is kept this long after its latest event, for its duplicate memory alone (a client's retry of "
+        "the same message id is dropped); capped by device_ttl_s.",
+    )
     instance_id: str | None = Field(
         None,
         description="This worker process among its group, unique per process; its Kafka transactional ids "

@@ -156,6 +156,15 @@ def last_event_ms(state: DeviceState) -> int | None:
     return latest
 
 
+def seen_before(state: DeviceState, event_id: str, policy: SessionPolicy) -> bool:
+    """The duplicate check of an event that joins no visit (a crawler's, a CRM call's): True when
+    its id is among the key's remembered ids (a client's retry), else it is remembered now."""
+    if event_id in state.known_ids:
+        return True
+    _remember(state, event_id, policy)
+    return False
+
+
 def _remember(state: DeviceState, event_id: str, policy: SessionPolicy) -> None:
     """Keep the last ``policy.dedup_memory`` ids taken (waiting events are also found in the buffer)."""
     recent = state.recent_ids

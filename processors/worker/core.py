@@ -59,6 +59,7 @@ from processors.sessions.stream import (
     last_event_ms,
     next_wakeup,
     release_waiting,
+    seen_before,
 )
 from processors.worker.codec import EventCodec
 from processors.worker.metrics import WorkerMetrics
@@ -90,24 +91,27 @@ class Device:
     session: DeviceState | None = None
     identity: IdentityState = field(default_factory=IdentityState)
     last_ms: int | None = None  # event time of its latest event: idle devices expire (``expire``)
+    # Only ever seen in events joining no visit (a crawler): kept for its duplicate memory alone,
+    # so it expires sooner (``worker.visitless_ttl_s``).
+    visitless: bool = False
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "p": self.partition,
-                "s": self.session.to_dict(with_buffer=False) if self.session is not None else None,
-                "i": self.identity.to_json() if not self.identity.is_empty else None,
-                "t": self.last_ms,
-            },
-            separators=(",", ":"),
-        ).encode()
+        record = {
+            "p": self.partition,
+            "s": self.session.to_dict(with_buffer=False) if self.session is not None else None,
+            "i": self.identity.to_json() if not self.identity.is_empty else None,
+            "t": self.last_ms,
+        }
+        if self.visitless:
+            record["x"] = 1
+        return json.dumps(record, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Device:
         raw = json.loads(data)
         session = DeviceState.from_dict(raw["s"]) if raw.get("s") else None
         identity = IdentityState.from_json(raw["i"]) if raw.get("i") else IdentityState()
-        return cls(raw["p"], session, identity, raw.get("t"))
+        return cls(raw["p"], session, identity, raw.get("t"), bool(raw.get("x")))
 
     @property
     def holds_a_visit(self) -> bool:
@@ -277,19 +281,21 @@ class WorkerCore:
         self._update_open_gauge()
         return result
 
-    def expire(self, ttl_ms: int) -> BatchResult:
+    def expire(self, ttl_ms: int, visitless_ttl_ms: int | None = None) -> BatchResult:
         """Drop devices idle for ``ttl_ms`` of their partition's event time, holding no open visit
         and no waiting event (``worker.device_ttl_s``); their records are tombstoned
         (``BatchResult.erased``). Such a device, seen again, starts afresh: a new visit (it would
         be one anyway), no memory of its old event ids, and no stitching until it signs in again
-        (its links stay on the identity topic and in the identity_map table)."""
+        (its links stay on the identity topic and in the identity_map table). Keys only ever seen
+        in events joining no visit (crawlers) go after ``visitless_ttl_ms`` if that is shorter."""
         result = BatchResult()
+        short = ttl_ms if visitless_ttl_ms is None else min(ttl_ms, visitless_ttl_ms)
         for device_id, device in list(self.devices.items()):
             top = self.max_event_ms.get(device.partition)
             if (
                 top is None
                 or device.last_ms is None
-                or device.last_ms >= top - ttl_ms
+                or device.last_ms >= top - (short if device.visitless else ttl_ms)
                 or device.holds_a_visit
             ):
                 continue
@@ -497,14 +503,15 @@ class WorkerCore:
             return
         if enrichment["is_bot"]:
             self._outcomes["bot"] += 1
-            self._enriched_now(message, record, enrichment, result)
+            crawler = record.get("anonymous_id") or record.get("user_id")
+            self._pass_visitless(message, record, enrichment, result, dirty, crawler)
             return
         stitched = self._stitch(message, record, enrichment["event_time"], result, dirty, now)
         enrichment["customer_id"] = stitched.customer_id
         session_key = _session_key(record, stitched)
         if session_key is None:
             self._outcomes["no_device"] += 1
-            self._enriched_now(message, record, enrichment, result)
+            self._pass_visitless(message, record, enrichment, result, dirty, stitched.user_id)
             return
 
         # The watermark never runs ahead of the collector's clock, whatever a device claims.
@@ -518,6 +525,7 @@ class WorkerCore:
             )
         device = self._device(session_key, partition)
         device.last_ms = max(device.last_ms or candidate, candidate)
+        device.visitless = False
         payload = self.codec.pending(message.value, record, enrichment)
         event = session_event(record, enrichment, session_key, payload)
         device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
@@ -645,6 +653,26 @@ class WorkerCore:
                 self._outcomes["late"] += 1
             elif isinstance(output, DuplicateEvent):
                 self._outcomes["duplicate"] += 1
+
+    def _pass_visitless(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
+                        result: BatchResult, dirty: set[str], key: str | None) -> None:  # fmt: skip
+        """An event joining no visit goes on at once, but a client's retry of it (same message id)
+        is dropped by ``key``'s duplicate memory (a crawler's device, the customer of a CRM call),
+        as a visit's events are; an event with no usable id has no key and goes on as it is."""
+        if key:
+            known = key in self.devices
+            device = self._device(key, message.partition)
+            if not known:
+                device.visitless = True
+            if device.session is None:
+                device.session = DeviceState(key)
+            if seen_before(device.session, record["message_id"], self.policy):
+                self._outcomes["duplicate"] += 1
+                return
+            moment = min(to_ms(enrichment["event_time"]), to_ms(record["received_at"]))
+            device.last_ms = max(device.last_ms or moment, moment)
+            dirty.add(key)
+        self._enriched_now(message, record, enrichment, result)
 
     def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
                       result: BatchResult) -> None:  # fmt: skip

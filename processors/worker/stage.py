@@ -40,6 +40,7 @@ class WorkerStage:
         self.tick_interval_s = settings.worker.session.idle_close_interval_s
         self.owned: frozenset[int] = frozenset()
         self.ttl_ms = int(settings.worker.device_ttl_s * 1000)
+        self.visitless_ttl_ms = int(settings.worker.visitless_ttl_s * 1000)
         self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
         # Per partition: the wall time up to which its event clock already accounts for (its last
         # record, or the last quiet advance). ``now`` is the runtime's, so a test clock drives it.
@@ -79,7 +80,7 @@ class WorkerStage:
         step = Step()
         if self.ttl_ms and time.monotonic() >= self.next_expiry:
             self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
-            result = self.core.expire(self.ttl_ms)
+            result = self.core.expire(self.ttl_ms, self.visitless_ttl_ms)
             step.extend(to_step(result))
             step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
         if quiet & set(caught):

@@ -168,9 +168,36 @@ def test_bots_and_idless_events_pass_straight_through() -> None:
     enriched = {r["message_id"]: r["enrichment"] for r in h.decoded("enriched")}
     assert enriched["bot"]["is_bot"] and enriched["bot"]["session_id"] is None
     assert enriched["junk"]["session_id"] is None and not enriched["junk"]["is_late"]
-    assert h.devices == {}  # no state kept for either
+    assert list(h.devices) == [b"crawler"]  # the crawler's duplicate memory; junk has no key at all
     h.sweep()
     assert h.decoded("sessions") == [] and h.decoded("deadletter") == []
+
+
+def test_a_retried_event_that_joins_no_visit_goes_on_once_also_after_a_restart() -> None:
+    """A client's retry (same message id) of a crawler's page view or of a CRM sync's identify
+    call: the worker passes such events on at once, and dropped nothing of them before, so with the
+    sink's id-dedupe off they landed twice (the chaos test's --no-dedupe run: 77 bot page views)."""
+    h = Harness()
+    bot = raw_event("bot-1", "crawler", at(0), context={"user_agent": GOOGLEBOT})
+    crm = raw_event("crm-1", None, at(1), type="identify", user_id="cust-9", channel="server")
+    h.feed(bot, crm)
+    h.feed(bot, crm)  # the retries, in a later batch
+    twin = h.restarted()
+    twin.feed(bot, crm)  # and once more after a crash: the memory came back from the changelog
+    ids = [r["message_id"] for r in h.decoded("enriched") + twin.decoded("enriched")]
+    assert sorted(ids) == ["bot-1", "crm-1"]
+    assert h.core.metrics.events.labels("duplicate")._value.get() == 4
+
+
+def test_keys_only_seen_without_a_visit_expire_sooner() -> None:
+    h = Harness()
+    day_ms = 24 * 3600 * 1000
+    h.feed(
+        raw_event("bot-1", "crawler", at(0), context={"user_agent": GOOGLEBOT}), *visit("a", "dev-a", 0, 2)
+    )
+    h.feed(raw_event("b0", "dev-b", at(2 * 24 * 3600)))  # two days on; dev-a's visit closed
+    expired = h.core.expire(ttl_ms=30 * day_ms, visitless_ttl_ms=day_ms)
+    assert expired.erased == {b"crawler": 0}  # dev-a (a visitor) stays for the 30 days
 
 
 def test_identity_links_are_keyed_by_both_ids_on_the_device_partition() -> None:

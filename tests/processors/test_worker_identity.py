@@ -192,6 +192,8 @@ def test_server_side_profile_calls_and_email_events_are_no_visit() -> None:
         raw_event("mail", None, at(3), type="track", event="Email Opened", user_id="ada", channel="email"),
     )
     assert {r["message_id"] for r in h.decoded("enriched")} == {"crm-1", "crm-2", "al", "mail"}
-    assert closed(h) == {} and h.devices == {}
+    assert closed(h) == {} and list(h.devices) == [b"ada"]  # ada's duplicate memory, no visit
+    ada = h.core.devices["ada"]
+    assert ada.visitless and ada.session is not None and ada.session.current is None
     (link,) = h.decoded("identity")
     assert (link["anonymous_id"], link["customer_id"], link["source_type"]) == ("ada-old", "ada", "alias")
