@@ -171,12 +171,16 @@ class FunnelCache:
 
     # -- the refresh ----------------------------------------------------------------------------
 
-    def refresh(self, con: duckdb.DuckDBPyConnection, events: DeltaTable, window: Window) -> Refresh:
+    def refresh(self, con: duckdb.DuckDBPyConnection, events: DeltaTable, window: Window) -> Refresh | None:
         """Bring the cache up to the snapshot ``events`` (the one ``con``'s views show) and the
-        identity map in ``con``; create ``CACHED_DAYS`` and ``LIVE_EVENTS`` for ``window``."""
+        identity map in ``con``; create ``CACHED_DAYS`` and ``LIVE_EVENTS`` for ``window``.
+        None (nothing created) when the add actions do not name exactly the snapshot's files."""
+        by_day = files_by_day(events)
+        if sorted(f for files in by_day.values() for f in files) != sorted(events.file_uris()):
+            log.warning("funnel cache: the events' add actions do not match their files; not cached")
+            return None
         self.dir.mkdir(parents=True, exist_ok=True)
         old = self._load()
-        by_day = files_by_day(events)
         current = {day: fingerprint(files) for day, files in by_day.items() if day is not None}
         moved = self._moved_devices(con, old)
         stale = {d for d, fp in current.items() if old.days.get(d) != fp} | (
@@ -322,6 +326,8 @@ def install_cached_funnel(
     directory = cache_dir(root)
     if directory is None or not readable_by_duckdb(events) or not steps:
         return None
+    if DAY_COLUMN not in events.metadata().partition_columns:
+        return None  # a table written with another layout: no day to keep counts by
     try:
         return FunnelCache(directory, steps).refresh(con, events, window)
     except (OSError, duckdb.IOException) as exc:  # e.g. a read-only root: still right, computed in full
