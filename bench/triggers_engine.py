@@ -1,11 +1,12 @@
 """Throughput of the trigger stage without Kafka: route + evaluate (JSON state per customer).
 
-    .venv/bin/python bench/triggers_engine.py [events] [customers]
+    .venv/bin/python bench/triggers_engine.py [events] [customers] [quiet hours]
 
 Feeds enriched-event-shaped records (views, adds to cart, orders, consent) for a set of
 customers through ``TriggerCore.route`` and ``TriggerCore.evaluate`` in batches of 500,
 with the starter rule pack, and prints events per second for each step (wall clock, and per
-CPU-second of this process, which shared machines disturb less).
+CPU-second of this process, which shared machines disturb less); then sweeps the states through
+quiet hours (30 days by default), as the marks do when no input comes.
 """
 
 from __future__ import annotations
@@ -75,6 +76,23 @@ def main() -> None:
                 table[key] = value
     evaluate_s, evaluate_cpu = time.perf_counter() - started, time.process_time() - cpu
     size = sum(len(v) for v in table.values()) / max(1, len(table))
+    # Then a quiet month: the marks cross an hour at a time and every state meets the scheduled
+    # rules at each hour (dormancy, churn risk): the sweep's cost per state and hour.
+    last = max(held.at for _, held in taken.held) if inputs else 0
+    hours = int(sys.argv[3]) if len(sys.argv) > 3 else 24 * 30
+    started, cpu = time.perf_counter(), time.process_time()
+    swept = 0
+    for hour in range(1, hours + 1):
+        mark = last + hour * 3_600_000
+        result = core.sweep(table, {0: Marks(mark, mark, mark)})
+        swept += len(table)
+        alerts += len(result.alerts)
+        for key, (_, value) in result.states.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    sweep_s, sweep_cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"{n} events, {customers} customers, {alerts} alerts")
     print(f"route:    {n / route_s:,.0f} events/s wall, {n / route_cpu:,.0f} per CPU-s (Avro in, view, JSON)")
     rate, rate_cpu = len(inputs) / evaluate_s, len(inputs) / evaluate_cpu
@@ -82,6 +100,11 @@ def main() -> None:
         f"evaluate: {rate:,.0f} inputs/s wall, {rate_cpu:,.0f} per CPU-s (state, rules, guardrails, Avro out)"
     )
     print(f"mean state size: {size:,.0f} bytes")
+    print(
+        f"sweep:    {hours} quiet hours x {len(table)} states: {swept / sweep_s:,.0f} state-hours/s wall, "
+        f"{swept / sweep_cpu:,.0f} per CPU-s ({sweep_cpu / max(1, swept) * 1e6:.1f} us CPU each); "
+        f"{alerts} alerts in all"
+    )
 
 
 if __name__ == "__main__":
