@@ -27,6 +27,17 @@ class Analysis:
     requires: tuple[str, ...] = ()  # tables it needs beyond events/orders/sessions/identity
 
 
+def stitched_events_sql(source: str) -> str:
+    """``source``'s events with retroactive stitching: an event keeps the customer known when it
+    was processed; an anonymous event of a device linked later is attributed to that customer
+    through ``identity_latest``; ``visitor_id`` is the customer, else the device."""
+    return (
+        "SELECT e.*, coalesce(e.customer_id, i.customer_id) AS stitched_customer_id, "
+        "coalesce(e.customer_id, i.customer_id, e.anonymous_id) AS visitor_id "
+        f"FROM {source} e LEFT JOIN identity_latest i ON i.anonymous_id = e.anonymous_id"
+    )
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

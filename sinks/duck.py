@@ -18,7 +18,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from pipeline.settings import Settings, load_settings
-from sinks.analyses import FunnelSource, install_analyses
+from sinks.analyses import FunnelSource, install_analyses, stitched_events_sql
 from sinks.funnel_cache import CACHED_DAYS, LIVE_EVENTS, install_cached_funnel
 from sinks.pii import PiiHasher
 from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
@@ -32,12 +32,8 @@ CREATE OR REPLACE TEMP VIEW identity_latest AS
 SELECT anonymous_id, arg_max(customer_id, last_seen) AS customer_id
 FROM identity_map GROUP BY anonymous_id;
 
--- Retroactive stitching: an event keeps the customer known when it was processed; an anonymous
--- event of a device linked later is attributed to that customer through the identity map.
-CREATE OR REPLACE TEMP VIEW events_stitched AS
-SELECT e.*, coalesce(e.customer_id, i.customer_id) AS stitched_customer_id,
-       coalesce(e.customer_id, i.customer_id, e.anonymous_id) AS visitor_id
-FROM events e LEFT JOIN identity_latest i ON i.anonymous_id = e.anonymous_id;
+-- Retroactive stitching (sinks.analyses.stitched_events_sql).
+CREATE OR REPLACE TEMP VIEW events_stitched AS {stitched};
 
 -- Sessions a late event merged into a later one are superseded by it.
 CREATE OR REPLACE TEMP VIEW sessions_current AS
@@ -123,7 +119,7 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     window = window or Window()
     snapshots = register_tables(con, settings, window)
     names = set(snapshots)
-    con.execute(STITCHING_SQL)
+    con.execute(STITCHING_SQL.format(stitched=stitched_events_sql("events")))
     con.execute(IDENTITY_CONFLICTS_SQL)
     if "profiles_history" in names:
         # Versions are numbered since profile schema v2; a table written before has no column yet.

@@ -47,7 +47,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from sinks.analyses import funnel_days_sql, funnel_event_filter
+from sinks.analyses import funnel_days_sql, funnel_event_filter, stitched_events_sql
 from sinks.snapshot import duck_types, parquet_view_sql, quote_literal, readable_by_duckdb, schema_evolved
 from sinks.window import Window
 
@@ -252,11 +252,7 @@ class FunnelCache:
             con.execute(parquet_view_sql(con, raw, files, partitions, types, where, union))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM events WHERE false")
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT e.*, "
-            "coalesce(e.customer_id, i.customer_id, e.anonymous_id) AS visitor_id "
-            f"FROM {raw} e LEFT JOIN identity_latest i ON i.anonymous_id = e.anonymous_id"
-        )
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {stitched_events_sql(raw)}")
 
     def _recompute(
         self,
