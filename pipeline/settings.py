@@ -304,9 +304,9 @@ class WorkerSettings(_Section):
     visitless_ttl_s: float = Field(
         24 * 3600,
         ge=0,
-        description="A key only ever seen in events that join no visit (a crawler's id, a CRM call's user id) "
-        "is kept this long after its latest event, for its duplicate memory alone (a client's retry of "
-        "the same message id is dropped); capped by device_ttl_s.",
+        description="A key only ever seen in events that join no visit (a crawler's id, a CRM call's user "
+        "id) is kept this long after its latest event, for its duplicate memory alone (a client's retry "
+        "of the same message id is dropped); capped by device_ttl_s.",
     )
     instance_id: str | None = Field(
         None,
