@@ -37,9 +37,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -48,7 +49,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from sinks.analyses import funnel_days_sql, funnel_event_filter, stitched_events_sql
-from sinks.snapshot import duck_types, parquet_view_sql, quote_literal, readable_by_duckdb, schema_evolved
+from sinks.snapshot import quote_literal, readable_by_duckdb, register_snapshot
 from sinks.window import Window
 
 FORMAT = 1  # bump when the funnel's definition or this layout changes: older caches are ignored
@@ -105,7 +106,7 @@ class Manifest:
         return {f for f in named if f is not None}
 
 
-def full_days(window: Window, days: Iterator[str]) -> tuple[set[str], set[str]]:
+def full_days(window: Window, days: Iterable[str]) -> tuple[set[str], set[str]]:
     """(days wholly inside ``window``, days it cuts through) among ``days``."""
     whole: set[str] = set()
     cut: set[str] = set()
@@ -196,7 +197,7 @@ class FunnelCache:
             self._recompute(con, events, by_day, stale, old, new)
             self._save(new)
             self._clean(new)
-        whole, cut = full_days(window, iter(current)) if window else (set(current), set())
+        whole, cut = full_days(window, current) if window else (set(current), set())
         self._publish(con, events, by_day, new, whole, cut, window)
         return Refresh(len(whole), len(stale), moved)
 
@@ -240,18 +241,11 @@ class FunnelCache:
         name: str,
         events: DeltaTable,
         files: list[str],
-        where: str | None = None,
+        window: Window | None = None,
     ) -> None:
-        """``name``: the stitched events of ``files`` (cut by ``where``), as ``events_stitched``."""
+        """``name``: the stitched events of ``files`` (cut by ``window``), as ``events_stitched``."""
         raw = f"{name}_raw"
-        if files:
-            schema = pa.schema(events.schema().to_arrow())
-            types = duck_types(con, schema)
-            partitions = list(events.metadata().partition_columns)
-            union = schema_evolved(events, schema)
-            con.execute(parquet_view_sql(con, raw, files, partitions, types, where, union))
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM events WHERE false")
+        register_snapshot(con, raw, events, partial(window.where, "events") if window else None, files)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {stitched_events_sql(raw)}")
 
     def _recompute(
@@ -309,8 +303,7 @@ class FunnelCache:
             f"FROM read_parquet({self._path(manifest.counts)}) WHERE day IN ({days})"
         )
         live = [f for d in sorted(cut) for f in by_day[d]] + by_day.get(None, [])
-        where = window.where("events", set(pa.schema(events.schema().to_arrow()).names)) if window else None
-        self._events_view(con, LIVE_EVENTS, events, live, where)
+        self._events_view(con, LIVE_EVENTS, events, live, window)
         con.execute(f"DROP TABLE IF EXISTS {_WORK}_links; DROP TABLE IF EXISTS {_WORK}_moved")
 
 

@@ -112,18 +112,20 @@ def register_snapshot(
     name: str,
     dt: DeltaTable,
     where: Callable[[set[str]], str | None] | None = None,
+    files: list[str] | None = None,
 ) -> None:
-    """Make ``name`` a view of the current snapshot of ``dt``, cut by ``where(columns)`` if any."""
+    """Make ``name`` a view of the current snapshot of ``dt``, cut by ``where(columns)`` if any;
+    ``files``: only these of the snapshot's files (local roots; the funnel cache's single days)."""
     schema = pa.schema(dt.schema().to_arrow())
     cut = where(set(schema.names)) if where else None
-    if not readable_by_duckdb(dt):
+    if files is None and not readable_by_duckdb(dt):
         # In memory: a materialised Arrow table, which DuckDB scans safely (unlike the dataset).
         hidden = f"__{name}_in_memory"
         con.register(hidden, dt.to_pyarrow_table())
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {hidden}{_where(cut)}")
         return
     types = duck_types(con, schema)
-    files = dt.file_uris()
+    files = dt.file_uris() if files is None else files
     if not files:
         con.execute(empty_view_sql(name, types))
         return

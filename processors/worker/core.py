@@ -4,8 +4,8 @@ Per raw event, in order: decode (once) -> enrich -> stitch identity -> sessioniz
 outputs. Bots and events with no usable id are enriched and passed straight on (no
 session), and so are identify/alias/group calls and e-mail events without an anonymous
 id (a CRM sync, an ESP's webhooks: no visit); their key (crawler id, user id) still
-remembers their ids, so a client's retry is dropped as within a visit. A session's key is the anonymous id,
-else the user id: a server-side event with only a user id joins the open visit of a
+remembers their ids, so a client's retry is dropped as within a visit. A session's key
+is the anonymous id, else the user id: a server-side event with only a user id joins the open visit of a
 device signed in as that customer on the same partition, if there is one, else the
 customer's own visit (docs/identity.md). Every other event waits in its key's state
 until the partition watermark (largest event time seen on the partition, capped by the collector's
