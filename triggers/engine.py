@@ -14,7 +14,8 @@ Every alert passes the guardrails (guardrails.py) before it leaves.
 
 History is not live: an imported event (``$imported``, the collector's import endpoint) feeds
 the profile and the history rules look back on, but starts no marketing alert, and neither does
-a session made of imported events (its id is remembered from its events; a held or absence
+a session holding an imported event (flagged ``imported`` by the worker; an event the worker
+sent on before this flag existed carried its session id, remembered here; a held or absence
 window of such a session is dropped when it comes due, whichever of the two was read first).
 Service rules still run on history.
 """
@@ -163,6 +164,8 @@ class Engine:
         alerts: list[Alert] = []
         previous = state.profile
         state.profile = apply_session(previous, session)
+        if session.imported:
+            self._remember_imported(state, session.session_id)
         live = session.session_id not in state.imported_sessions
         context = self._context(state, previous, session.end, session=session)
         counter = self._counter(state, session.end, None)

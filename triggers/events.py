@@ -188,6 +188,7 @@ class SessionView:
     converted: bool = False
     channel: str | None = None
     utm_campaign: str | None = None
+    imported: bool = False  # one of its events came through the import endpoint (history)
 
     def fields(self) -> dict[str, Any]:
         return self.to_dict()
@@ -226,4 +227,5 @@ def session_view(record: dict[str, Any]) -> SessionView:
         converted=bool(record.get("converted")),
         channel=record.get("channel"),
         utm_campaign=record.get("utm_campaign"),
+        imported=bool(record.get("imported")),
     )

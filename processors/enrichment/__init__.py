@@ -104,4 +104,5 @@ class Enricher:
             "geo_region": geo.region,
             "geo_city": geo.city,
             "clock_skew_ms": when.clock_skew_ms,
+            "session_key": None,  # the worker's, once it knows the event joins a visit
         }

@@ -52,6 +52,7 @@ class SessionEvent:
     products_bought: tuple[str, ...] = ()
     revenue: float | None = None  # order revenue; set on Order Completed only
     order_id: str | None = None  # the order's business key: a visit counts each order's revenue once
+    imported: bool = False  # sent through the import endpoint: history, not live traffic
     payload: bytes | None = None
     time_ms: int = field(init=False, repr=False, compare=False)
 

@@ -57,6 +57,7 @@ class Session:
     # Always empty: events wait for the watermark before they are sessionized, so no provisional
     # visit is ever published that a late event could merge away (see processors/sessions/stream.py).
     merged_session_ids: tuple[str, ...] = ()
+    imported: bool = False  # one of its events came through the import endpoint (history)
 
     def to_record(self) -> dict[str, Any]:
         """The ``io.webhouse.Session`` Avro record (timestamps as tz-aware datetimes)."""
@@ -92,6 +93,7 @@ class Session:
             "bounce": self.bounce,
             "closed_by": self.closed_by.value,
             "merged_session_ids": list(self.merged_session_ids),
+            "imported": self.imported,
         }
 
 

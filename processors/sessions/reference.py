@@ -175,4 +175,5 @@ def _summarise(device_id: str, visit: list[SessionEvent], rule: CloseRule, custo
         converted=any(e.is_order_completed for e in visit),
         bounce=len(visit) == 1 and first.is_page_view,
         closed_by=rule,
+        imported=any(e.imported for e in visit),
     )

@@ -58,6 +58,7 @@ class OpenSession:
     revenue: float = 0.0
     converted: bool = False
     order_ids: dict[str, None] = field(default_factory=dict)  # orders whose revenue is counted
+    imported: bool = False  # one of its events came through the import endpoint
     # Derived from the policy, cached between events; not saved (None: compute again).
     boundary_ms: int | None = field(default=None, compare=False)
     boundary_rule: CloseRule = field(default=CloseRule.INACTIVITY, compare=False)
@@ -90,6 +91,7 @@ class OpenSession:
             self.revenue,
             self.converted,
             list(self.order_ids),
+            self.imported,
         ]
 
     @classmethod
@@ -122,6 +124,7 @@ class OpenSession:
             revenue=row[23],
             converted=row[24],
             order_ids=dict.fromkeys(row[25]) if len(row) > 25 else {},  # states saved before order ids
+            imported=bool(row[26]) if len(row) > 26 else False,  # states saved before the flag
         )
 
 
@@ -151,6 +154,7 @@ def event_to_list(event: SessionEvent) -> list[Any]:
         event.revenue,
         base64.b64encode(event.payload).decode("ascii") if event.payload is not None else None,
         event.order_id,
+        event.imported,
     ]
 
 
@@ -181,6 +185,7 @@ def event_from_list(device_id: str, row: list[Any]) -> SessionEvent:
         revenue=row[21],
         payload=base64.b64decode(row[22]) if row[22] is not None else None,
         order_id=row[23] if len(row) > 23 else None,  # states saved before order ids
+        imported=bool(row[24]) if len(row) > 24 else False,  # states saved before the flag
     )
 
 

@@ -276,6 +276,8 @@ def _extend(state: DeviceState, current: OpenSession, event: SessionEvent) -> No
             current.revenue += event.revenue
     if event.is_order_completed:
         current.converted = True
+    if event.imported:
+        current.imported = True
 
 
 def _close(current: OpenSession, device_id: str, rule: CloseRule) -> Session:
@@ -311,4 +313,5 @@ def _close(current: OpenSession, device_id: str, rule: CloseRule) -> Session:
         converted=current.converted,
         bounce=current.event_count == 1 and current.page_view_count == 1,
         closed_by=rule,
+        imported=current.imported,
     )

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.collector.segment import IMPORTED_KEY
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import SerdeError, WebhouseError
@@ -171,6 +172,7 @@ def session_event(
         products_bought=products if name in _BOUGHT else (),
         revenue=float(revenue) if revenue is not None else None,
         order_id=commerce.get("order_id") if name in _BOUGHT else None,
+        imported=(record.get("properties") or {}).get(IMPORTED_KEY) in ("true", True),
         payload=payload,
     )
 

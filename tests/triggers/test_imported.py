@@ -21,24 +21,30 @@ def imported(record: dict[str, Any], session_id: str | None = None) -> dict[str,
     return record
 
 
-def cart_visit(history: bool, session_first: bool) -> Bus:
-    """Consent, then a visit with an item added and no order: the cart-abandonment case."""
+def cart_visit(history: bool, session_first: bool, flagged: bool = False) -> Bus:
+    """Consent, then a visit with an item added and no order: the cart-abandonment case.
+    ``flagged``: the worker's way, the event without a session id and the visit flagged
+    ``imported``; else the event names its visit (events of workers before the flag)."""
     bus = Bus()
     bus.event(consent(at(0)))
     added = event("Product Added", at(1), products=["p-1"])
     if history:
-        added = imported(added, session_id="s-1")
+        added = imported(added, session_id=None if flagged else "s-1")
     visit = session(at(1), at(5), added=["p-1"], session_id="s-1")
+    visit["imported"] = history and flagged
     for feed in ((bus.session, visit), (bus.event, added))[:: 1 if session_first else -1]:
         feed[0](feed[1])
     bus.sweep(to_ms(at(0, hours=3)))
     return bus
 
 
+@pytest.mark.parametrize("flagged", [False, True])
 @pytest.mark.parametrize("session_first", [False, True])
-def test_an_imported_cart_fires_no_cart_abandonment_but_a_live_one_does(session_first: bool) -> None:
-    assert cart_visit(history=True, session_first=session_first).alerts() == []
-    live = cart_visit(history=False, session_first=session_first).alerts()
+def test_an_imported_cart_fires_no_cart_abandonment_but_a_live_one_does(
+    session_first: bool, flagged: bool
+) -> None:
+    assert cart_visit(history=True, session_first=session_first, flagged=flagged).alerts() == []
+    live = cart_visit(history=False, session_first=session_first, flagged=flagged).alerts()
     assert [(a["rule_id"], a["status"]) for a in live] == [("cart_abandonment", "fired")]
 
 
