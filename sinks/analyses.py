@@ -253,11 +253,11 @@ FROM act JOIN size USING (cohort) GROUP BY ALL ORDER BY cohort_month, month_numb
 """
 
 PATHS = """
--- Page views in visit order; a visit is the worker's session, else the device's day.
+-- Page views in visit order; a visit is the worker's session (closed), else the device's day.
 CREATE OR REPLACE TEMP VIEW page_views AS
 SELECT coalesce(session_id, anonymous_id || '/' || event_date) AS visit, visitor_id, message_id,
        event_time, coalesce(page_path, name, '(unknown)') AS page
-FROM events_stitched WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false);
+FROM events_sessioned WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false);
 
 -- Top paths: the first five pages of each visit, most common first.
 CREATE OR REPLACE TEMP VIEW top_paths AS
@@ -384,7 +384,7 @@ CUSTOMER = """
 CREATE OR REPLACE TEMP MACRO customer_events(cid, n := 20) AS TABLE
 SELECT event_time, type, coalesce(event, name) AS what, channel, page_path, campaign, session_id,
        anonymous_id, message_id
-FROM events_stitched WHERE stitched_customer_id = cid ORDER BY event_time DESC LIMIT n;
+FROM events_sessioned WHERE stitched_customer_id = cid ORDER BY event_time DESC LIMIT n;
 
 CREATE OR REPLACE TEMP MACRO customer_sessions(cid, n := 10) AS TABLE
 SELECT session_id, "start", "end", duration_ms, page_view_count, landing_page, exit_page, utm_campaign,

@@ -41,6 +41,18 @@ SELECT s.* FROM sessions s
 WHERE s.session_id NOT IN (SELECT m FROM (SELECT unnest(merged_session_ids) AS m FROM sessions)
                            WHERE m IS NOT NULL);
 
+-- Each event with its visit. The worker sends an event on at arrival, with its session key and no
+-- session id; its visit is the closed session of that key whose (start, first event) .. (end, last
+-- event) holds the event's (time, id): one key's visits are disjoint in that order. NULL while the
+-- visit is open, and for late events and those joining no visit (bots, CRM calls).
+CREATE OR REPLACE TEMP VIEW events_sessioned AS
+SELECT e.* REPLACE (coalesce(e.session_id, s.session_id) AS session_id)
+FROM events_stitched e LEFT JOIN sessions_current s
+  ON e.session_id IS NULL AND NOT coalesce(e.enrichment_is_late, false)
+ AND s.anonymous_id = e.enrichment_session_key
+ AND (e.event_time > s."start" OR (e.event_time = s."start" AND e.message_id >= s.first_event_id))
+ AND (e.event_time < s."end" OR (e.event_time = s."end" AND e.message_id <= s.last_event_id));
+
 CREATE OR REPLACE TEMP VIEW sessions_stitched AS
 SELECT s.*, coalesce(s.customer_id, i.customer_id) AS stitched_customer_id
 FROM sessions_current s LEFT JOIN identity_latest i ON i.anonymous_id = s.anonymous_id;

@@ -27,18 +27,22 @@ def event(
     customer_id: str | None = None,
     ip: str | None = None,
     properties: dict[str, str] | None = None,
+    session_key: str | None = None,
+    is_late: bool = False,
 ) -> dict[str, Any]:
-    """A customer_event record; ``session_id``/``customer_id`` fill the enrichment sub-record."""
+    """A customer_event record; ``session_id``/``session_key``/``customer_id``/``is_late`` fill the
+    enrichment sub-record (the worker sends an event on with its session key, no session id)."""
     enrichment = None
-    if session_id is not None or customer_id is not None:
+    if session_id is not None or customer_id is not None or session_key is not None or is_late:
         enrichment = {
             "event_time": at,
             "customer_id": customer_id or user_id,
             "session_id": session_id,
             "is_bot": False,
-            "is_late": False,
+            "is_late": is_late,
             "url_path": path,
             "utm_campaign": campaign,
+            "session_key": session_key,
         }
     return {
         "message_id": message_id,

@@ -293,6 +293,48 @@ def test_sql_shell_runs_statements_and_survives_typos(
     assert "n\r\n15\r\n" in out and "error:" in out  # csv module line ends
 
 
+def test_events_find_their_visit_by_session_key_time_and_id(tmp_path: Path) -> None:
+    """events_sessioned: an event sent on at arrival (session key, no session id) gets the id of
+    the closed visit of its key whose (start, first id) .. (end, last id) holds its (time, id)."""
+    wh = Webhouse(tmp_path)
+    on = {"anonymous_id": "d", "session_key": "d", "type": "page", "name": "P"}
+    wh.events(
+        [
+            event("e1", at=T0, path="/", **on),
+            event("e2", at=T0 + 5 * M, path="/a", **on),
+            event("e3", at=T0 + 10 * M, path="/b", **on),
+            event("srv", at=T0 + 6 * M, anonymous_id=None, user_id="c-1", session_key="d"),  # server-side
+            event("late", at=T0 + 7 * M, is_late=True, **on),  # left out of every visit
+            event("f1", at=T0 + 60 * M, path="/", **on),
+            event("f2", at=T0 + 62 * M, path="/c", **on),
+            event("f3", at=T0 + 62 * M, path="/d", **on),  # same time as f2, later id: the next visit
+            event("g1", at=T0 + 5 * M, path="/", anonymous_id="g", session_key="g", type="page", name="P"),
+            event("old", at=T0, path="/", anonymous_id="h", session_id="h-1", type="page", name="P"),
+        ]
+    )
+    wh.land(
+        "sessions",
+        [
+            session("v1", "d", T0, minutes=10, first_event_id="e1", last_event_id="e3"),
+            session("v2", "d", T0 + 60 * M, minutes=2, first_event_id="f1", last_event_id="f2"),
+        ],
+    )
+    con = wh.connect()
+    rows = dict(con.sql("SELECT message_id, session_id FROM events_sessioned").fetchall())
+    assert rows == {
+        "e1": "v1", "e2": "v1", "e3": "v1", "srv": "v1", "late": None,
+        "f1": "v2", "f2": "v2", "f3": None, "g1": None, "old": "h-1",
+    }  # fmt: skip
+    assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(rows),)]
+    # Closed visits by their session, open ones by the device's day.
+    assert con.sql("SELECT * FROM top_paths").fetchall() == [
+        ("/", 2, 0.4),
+        ("/ > /a > /b", 1, 0.2),
+        ("/ > /c", 1, 0.2),
+        ("P > /d", 1, 0.2),  # the late event and f3 are in no closed visit: the device's day
+    ]
+
+
 def test_sessions_a_late_event_merged_are_superseded(tmp_path: Path) -> None:
     wh = Webhouse(tmp_path)
     wh.land(
