@@ -7,7 +7,7 @@ then applied in a fixed order (time, kind, key, id), they give the same states a
 whatever the interleaving: this is what makes a replay, a restart or a second run equal.
 
 Each input has a time the clock can vouch for (``Held.at``):
-- an event: its event time (the worker releases it once its watermark has passed it);
+- an event: its event time (the worker sends it on at arrival; its watermark passes it later);
 - a closed visit: its end plus the inactivity gap (its boundary; no visit closes later);
 - a hand-over or an absorbed device state: the link's event time.
 

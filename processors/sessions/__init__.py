@@ -32,7 +32,8 @@ Per device (the building blocks)
     only the devices it concerns.
 
 Outputs, in event-time order per device
-    ``Assignment(event, session_id)``: the event's FINAL session id (emit the enriched event now);
+    ``Assignment(event, session_id)``: the event's FINAL session id (the worker sent the event on
+    at arrival; an event still carrying a payload, saved by an older worker, is sent now);
     ``Session``: a closed visit, ``to_record()`` gives the ``schemas/session.avsc`` record;
     ``LateEvent(event, watermark_ms)``: older than the watermark: keep it flagged late, count it;
     ``DuplicateEvent(event_id)``: already taken; nothing changed.
@@ -40,10 +41,11 @@ Outputs, in event-time order per device
 Guarantees and their limits
     Same events in the same partition order, same watermark: same verdicts, visits and ids, on
     any replay or restart (persist the partition watermark with the states). An assignment is
-    released only once the watermark has passed its event, so an enriched event waits about the
-    allowed lateness of event time. ``flush`` (the idle sweep) trades that determinism for
-    timeliness: it publishes visits before their boundary, so a later event of the device starts
-    a new visit, and one older than the flushed events is late. A redelivered event is a
+    released only once the watermark has passed its event, about the allowed lateness of event
+    time after it (the worker does not hold the event itself back for it). ``flush`` (the idle
+    sweep) trades that determinism for timeliness: it publishes visits before their boundary, so
+    a later event of the device starts a new visit, and one older than the flushed events is
+    late. A redelivered event is a
     ``DuplicateEvent`` while its id is among the device's last ``policy.dedup_memory`` ids or it
     still waits in the buffer; an older redelivery of a released event is reported late.
 

@@ -23,9 +23,9 @@ CampaignKey = tuple[str | None, str | None, str | None]
 class SessionEvent:
     """One event of one device, as the session logic sees it.
 
-    ``payload`` is opaque to this package: whatever the worker wants back with the event's session
-    assignment (e.g. the encoded enriched event). It is kept in the device state while the event
-    waits for the watermark, so keep it small or leave it None and park the event elsewhere.
+    ``payload`` is opaque to this package: whatever the caller wants back with the event's session
+    assignment. It is kept in the device state while the event waits for the watermark, so leave
+    it None when the event can go on at once (the worker does: it emits each event on arrival).
     """
 
     event_id: str

@@ -73,10 +73,11 @@ class EventCodec:
             return buf.getvalue()
         return self.serde.encode({**record, "enrichment": dict(enrichment)}, topic)
 
-    # An event waits in the device state until the watermark gives it its final session id.
-    # What waits is this compact "pending" form: the raw body and the encoded enrichment with
-    # the byte offsets of its two still-open fields (session_id, is_late), so ``finish`` is a
-    # few byte concatenations instead of another Avro round trip.
+    # Kept for events a worker from before 2 December 2026 left waiting in its state (it held each
+    # event until the watermark gave it its final session id; now events go on at arrival and
+    # ``enriched`` is all a new worker writes). What waited is this compact "pending" form: the
+    # raw body and the encoded enrichment with the byte offsets of its two still-open fields
+    # (session_id, is_late), so ``finish`` is a few byte concatenations, not an Avro round trip.
 
     def pending(self, value: bytes, record: dict[str, Any], enrichment: Mapping[str, Any]) -> bytes:
         if not self.can_splice(value, record):

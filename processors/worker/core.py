@@ -7,10 +7,12 @@ id (a CRM sync, an ESP's webhooks: no visit); their key (crawler id, user id) st
 remembers their ids, so a client's retry is dropped as within a visit. A session's key
 is the anonymous id, else the user id: a server-side event with only a user id joins the open visit of a
 device signed in as that customer on the same partition, if there is one, else the
-customer's own visit (docs/identity.md). Every other event waits in its key's state
+customer's own visit (docs/identity.md). Every other event goes on at once with its session
+key (``enrichment.session_key``), and what the sessionizer needs of it waits in the key's state
 until the partition watermark (largest event time seen on the partition, capped by the collector's
-clock, minus the allowed lateness) releases it with its final session id. Anything
-that fails on one event becomes a dead letter; nothing raises out of ``process``.
+clock, minus the allowed lateness) releases it into its visit; the visit's record names its key,
+first and last event, which is how the webhouse finds an event's visit (``events_sessioned``).
+Anything that fails on one event becomes a dead letter; nothing raises out of ``process``.
 
 ``WorkerCore`` keeps live device objects in memory and reports, per batch, which
 device records changed; the stage (``processors.worker.stage``) hands those to the
@@ -132,7 +134,7 @@ class BatchResult:
 
 
 def session_event(
-    record: Mapping[str, Any], enrichment: Mapping[str, Any], device_id: str, payload: bytes
+    record: Mapping[str, Any], enrichment: Mapping[str, Any], device_id: str, payload: bytes | None = None
 ) -> SessionEvent:
     """What the sessionizer needs to know about one enriched event."""
     name = record.get("event")
@@ -529,10 +531,23 @@ class WorkerCore:
         device = self._device(session_key, partition)
         device.last_ms = max(device.last_ms or candidate, candidate)
         device.visitless = False
-        payload = self.codec.pending(message.value, record, enrichment)
-        event = session_event(record, enrichment, session_key, payload)
+        event = session_event(record, enrichment, session_key)
         device.session, outputs = add_event(device.session, event, self.watermark(partition), self.policy)
         dirty.add(session_key)
+        verdict = outputs[0] if outputs else None
+        if isinstance(verdict, DuplicateEvent):
+            self._outcomes["duplicate"] += 1
+        else:
+            # On its way at once, with its session key; its visit is known by key, time and id
+            # when the visit closes (``events_sessioned``), so nothing waits for the watermark.
+            late = isinstance(verdict, LateEvent)
+            enrichment["session_key"] = session_key
+            enrichment["is_late"] = late
+            if late:
+                self._outcomes["late"] += 1  # an accepted one is counted when sessionized
+            key = session_key.encode()
+            value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
+            result.outputs.append(Outgoing(self.topics.enriched_events, key, value, partition))
         self._emit(outputs, session_key, partition, result)
         self._wakeups(partition).set(session_key, next_wakeup(device.session, self.policy))
 
@@ -641,21 +656,17 @@ class WorkerCore:
         topics = self.topics
         for output in outputs:
             if isinstance(output, Assignment):
-                assert output.event.payload is not None
-                value = self.codec.finish(output.event.payload, output.session_id)
-                result.outputs.append(Outgoing(topics.enriched_events, key, value, partition))
                 self._outcomes["sessionized"] += 1
+                payload = output.event.payload
+                if payload is not None:
+                    # Saved waiting by a worker from before events went on at arrival (its
+                    # ``pending`` form): it was never emitted, so it goes now, as it would have.
+                    value = self.codec.finish(payload, output.session_id)
+                    result.outputs.append(Outgoing(topics.enriched_events, key, value, partition))
             elif isinstance(output, Session):
                 value = self.session_serde.encode(output.to_record(), topics.sessions)
                 result.outputs.append(Outgoing(topics.sessions, key, value, partition))
                 self.metrics.sessions_closed.labels(output.closed_by.value).inc()
-            elif isinstance(output, LateEvent):
-                assert output.event.payload is not None
-                value = self.codec.finish(output.event.payload, None, is_late=True)
-                result.outputs.append(Outgoing(topics.enriched_events, key, value, partition))
-                self._outcomes["late"] += 1
-            elif isinstance(output, DuplicateEvent):
-                self._outcomes["duplicate"] += 1
 
     def _pass_visitless(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
                         result: BatchResult, dirty: set[str], key: str | None) -> None:  # fmt: skip

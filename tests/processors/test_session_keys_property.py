@@ -30,6 +30,7 @@ from pipeline.serde import SingleObjectSerde
 from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
 from processors.sessions import SessionPolicy, from_ms, sessionize_batch, to_ms
 from processors.worker.core import session_event
+from tests.processors.sessioned import visits_of
 from tests.processors.test_worker_core import Harness
 from tests.processors.worker_support import raw_event
 
@@ -155,15 +156,17 @@ def test_sessions_of_every_identity_equal_the_batch_reference(log: tuple[list[Pl
     enriched = {r["message_id"]: r for r in h.decoded("enriched")}
     assert {mid for mid, r in enriched.items() if r["enrichment"]["is_late"]} == model.late
     on_time = [
-        session_event(r, r["enrichment"], model.keys[mid], b"")
+        session_event(r, r["enrichment"], model.keys[mid])
         for mid, r in enriched.items()
         if mid not in model.late
     ]
     policy = SessionPolicy.from_settings(h.core.settings.worker.session)
     reference = sessionize_batch(on_time, policy, final_watermark_ms=final_watermark)
-    assert {mid: r["enrichment"]["session_id"] for mid, r in enriched.items() if mid not in model.late} == (
-        reference.assignments
-    )
+    assert {mid: r["enrichment"]["session_key"] for mid, r in enriched.items() if mid not in model.late} == {
+        mid: key for mid, key in model.keys.items() if mid in enriched and mid not in model.late
+    }
+    visits = visits_of(enriched.values(), h.decoded("sessions"))
+    assert {mid: visits[mid] for mid in enriched if mid not in model.late} == reference.assignments
     expected = sorted(
         (SESSIONS.decode(SESSIONS.encode(s.to_record())) for s in reference.sessions),
         key=lambda s: (s["anonymous_id"], s["start"]),

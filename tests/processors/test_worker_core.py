@@ -22,6 +22,7 @@ from processors.worker.codec import EventCodec
 from processors.worker.core import WorkerCore
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.stage import DEVICES, WorkerStage
+from tests.processors.sessioned import visits_of
 from tests.processors.worker_support import GOOGLEBOT, raw_event
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -125,21 +126,29 @@ class Harness:
         ]
 
     def sessions_of(self) -> dict[str, str | None]:
-        return {r["message_id"]: r["enrichment"]["session_id"] for r in self.decoded("enriched")}
+        """Every enriched event's visit (None: late, no visit, or its visit still open)."""
+        return visits_of(self.decoded("enriched"), self.decoded("sessions"))
 
 
 def visit(prefix: str, device: str, start: float, count: int, step: float = 10) -> list[dict[str, Any]]:
     return [raw_event(f"{prefix}{i}", device, at(start + i * step)) for i in range(count)]
 
 
-def test_events_wait_for_the_watermark_and_come_out_with_their_session() -> None:
+def test_events_go_on_at_once_and_their_visit_is_found_when_it_closes() -> None:
     h = Harness()
     h.feed(*visit("a", "dev-a", 0, 3))
-    # Events at 0, 10, 20 s: the watermark (20 - 10 s lateness) has passed only the first.
-    assert list(h.sessions_of()) == ["a0"]
+    # Events at 0, 10, 20 s: all three are on the enriched topic at once, with their session key
+    # and no session id; the visit is still open.
+    enriched = h.decoded("enriched")
+    assert [r["message_id"] for r in enriched] == ["a0", "a1", "a2"]
+    assert {(r["enrichment"]["session_key"], r["enrichment"]["session_id"]) for r in enriched} == {
+        ("dev-a", None)
+    }
+    assert h.sessions_of() == dict.fromkeys(["a0", "a1", "a2"])
     h.feed(raw_event("b0", "dev-b", at(200)))  # another device moves the partition's watermark
     first = h.sessions_of()
-    assert set(first) == {"a0", "a1", "a2"} and len(set(first.values())) == 1
+    assert set(first) == {"a0", "a1", "a2", "b0"} and first["b0"] is None
+    assert len({first[m] for m in ("a0", "a1", "a2")} - {None}) == 1
     (session,) = h.decoded("sessions")
     assert (session["event_count"], session["closed_by"], session["anonymous_id"]) == (
         3,
@@ -148,7 +157,8 @@ def test_events_wait_for_the_watermark_and_come_out_with_their_session() -> None
     )
     h.sweep()
     assert h.decoded("sessions")[-1]["closed_by"] == "idle_sweep"
-    assert set(h.sessions_of()) == {"a0", "a1", "a2", "b0"}
+    assert None not in h.sessions_of().values()
+    assert len(h.decoded("enriched")) == 4  # each event once: none again when its visit closed
 
 
 def test_a_late_event_is_kept_flagged_and_counted() -> None:
@@ -251,7 +261,12 @@ def test_a_restart_from_the_tables_gives_the_same_outputs() -> None:
     assert {s["session_id"]: s for s in combined} == {
         s["session_id"]: s for s in straight.decoded("sessions")
     }
-    assert {**first.sessions_of(), **second.sessions_of()} == straight.sessions_of()
+    crashed = visits_of(
+        first.decoded("enriched") + second.decoded("enriched"),
+        first.decoded("sessions") + second.decoded("sessions"),
+    )
+    assert crashed == straight.sessions_of()
+    assert len(first.decoded("enriched") + second.decoded("enriched")) == len(straight.decoded("enriched"))
     assert second.core.metrics.events.labels("replayed")._value.get() == 2
     assert second.core.metrics.events.labels("duplicate")._value.get() == 1
 
@@ -305,9 +320,11 @@ def test_progress_follows_what_was_released_then_end() -> None:
     h.feed(*visit("a", "dev-a", 0, 3))
     lateness = settings().worker.session.allowed_lateness_s * 1000
     assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
-    released_before = len(h.decoded("enriched"))
-    h.quiet()  # caught up and quiet: everything released at once, the visit stays open
-    assert len(h.decoded("enriched")) == 3 > released_before and h.decoded("sessions") == []
+    assert len(h.decoded("enriched")) == 3  # on their way at once
+    assert h.core.devices["dev-a"].session.buffer  # but the later two still wait for their visit
+    h.quiet()  # caught up and quiet: everything released into the visit at once, which stays open
+    assert not h.core.devices["dev-a"].session.buffer and h.decoded("sessions") == []
+    assert len(h.decoded("enriched")) == 3
     assert h.progress()[-1].state is SourceState.ACTIVE  # an open visit: not idle, its close is to come
     h.feed(END)
     assert h.progress()[-1] == Progress(SourceState.ENDED, at_ms(20))

@@ -21,6 +21,7 @@ from processors.sessions.policy import SessionPolicy, to_ms
 from processors.sessions.reference import sessionize_batch
 from processors.worker.runner import start_worker_process
 from tests.conftest import free_port
+from tests.processors.sessioned import visits_of
 from tests.processors.worker_support import (
     CHROME,
     GOOGLEBOT,
@@ -74,7 +75,7 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     worker = start_worker_process(settings, tmp_path / "worker.log")
     try:
         outputs.wait_until(
-            lambda o: len(o.enriched_ids()) == 8 and len(o.records["sessions"]) >= 3 and o.records["dead"],
+            lambda o: len(o.enriched_ids()) == 8 and len(o.records["sessions"]) >= 4 and o.records["dead"],
             timeout=90,
             settle=1.5,
         )
@@ -93,7 +94,9 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     bot = enriched["bot1"]["enrichment"]
     assert bot["is_bot"] and bot["session_id"] is None
     assert enriched["s1"]["enrichment"]["customer_id"] == "carl"
-    session_of = {mid: r["enrichment"]["session_id"] for mid, r in enriched.items()}
+    assert {r["enrichment"]["session_id"] for r in enriched.values()} == {None}  # found by key, time, id
+    assert (enriched["s1"]["enrichment"]["session_key"], bot["session_key"]) == ("carl", None)
+    session_of = visits_of(enriched.values(), outputs.records["sessions"])
     assert session_of["a1"] == session_of["a2"] == session_of["a3"] != session_of["a4"]
     sessions = {s["session_id"]: s for s in outputs.records["sessions"]}
     first = sessions[session_of["a1"]]
@@ -139,7 +142,16 @@ def _run_to_completion(settings: Any, expected_events: int, log: Path, kill_afte
             outputs.poll(1.0)
             assert len(outputs.enriched_ids()) < expected_events, "the kill came too late to test anything"
             worker = start_worker_process(settings, log)
-        outputs.wait_until(lambda o: len(o.enriched_ids()) == expected_events, timeout=150, settle=4.0)
+        # Every event on the enriched topic, and (no event of this stream is late) every one in a
+        # closed visit: the end of input closes the last ones.
+        outputs.wait_until(
+            lambda o: (
+                len(o.enriched_ids()) == expected_events
+                and sum(s["event_count"] for s in o.records["sessions"]) >= expected_events
+            ),
+            timeout=150,
+            settle=4.0,
+        )
     finally:
         stop(worker)
         outputs.close()
@@ -154,9 +166,11 @@ def _sessions(outputs: Outputs) -> dict[str, dict[str, Any]]:
 
 
 def _assignments(outputs: Outputs) -> dict[str, tuple[Any, ...]]:
+    visits = visits_of(outputs.records["enriched"], outputs.records["sessions"])
     return {
         r["message_id"]: (
-            r["enrichment"]["session_id"],
+            visits[r["message_id"]],
+            r["enrichment"]["session_key"],
             r["enrichment"]["customer_id"],
             r["enrichment"]["is_late"],
         )

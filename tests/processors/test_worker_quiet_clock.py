@@ -8,6 +8,7 @@ The worker stage runs on the in-memory runtime with a clock the test moves; the 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record
@@ -15,6 +16,7 @@ from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, SessionPolicySettings, Settings, WorkerSettings
 from pipeline.topics import Topics
 from processors.worker.stage import WorkerStage
+from tests.processors.sessioned import visits_of
 from tests.processors.worker_support import T0, raw_event
 
 EVENTS = SingleObjectSerde("customer_event")
@@ -101,19 +103,23 @@ def test_the_quiet_clock_survives_a_restart() -> None:
 
 
 def enriched(broker: MemoryBroker, topics: Topics) -> dict[str, str | None]:
-    """message id -> session id of the enriched events out so far."""
+    """message id -> session id of the enriched events out so far (None: its visit is open)."""
     events = [EVENTS.decode(m.value) for m in broker.records(topics.enriched_events) if m.key is not None]
-    return {e["message_id"]: e["enrichment"]["session_id"] for e in events}
+    visits = [SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not m.headers]
+    return visits_of(events, visits)
 
 
-def test_waiting_events_go_out_once_the_partition_is_quiet_and_their_visit_stays_open() -> None:
+def test_waiting_events_go_into_their_visit_once_the_partition_is_quiet_and_it_stays_open() -> None:
     wall = Wall()
     runner, broker, topics = make_runner(wall)
     send(runner, broker, topics, "a1", 0)
-    assert enriched(broker, topics) == {}  # waiting for the watermark (10 s of lateness)
-    quiet(runner, wall, 2)  # caught up and quiet: nothing else is coming, the row goes out now
-    assert list(enriched(broker, topics)) == ["a1"] and sessions(broker, topics) == []
+    assert enriched(broker, topics) == {"a1": None}  # on its way at once, its visit not closed
+    waiting = cast(WorkerStage, runner.stage).core.devices["dev-a"].session
+    assert waiting is not None and [e.event_id for e in waiting.buffer] == ["a1"]  # 10 s of lateness
+    quiet(runner, wall, 2)  # caught up and quiet: nothing else is coming, into its visit now
+    assert not waiting.buffer and waiting.current is not None and sessions(broker, topics) == []
     send(runner, broker, topics, "a2", 20)
-    quiet(runner, wall, 2)
+    quiet(runner, wall, GAP_S + LATENESS_S + 2)
     out = enriched(broker, topics)
-    assert out["a1"] == out["a2"]  # the same visit, not one cut at the pause
+    assert sessions(broker, topics) == [(2, "inactivity")]
+    assert out["a1"] == out["a2"] is not None  # the same visit, not one cut at the pause

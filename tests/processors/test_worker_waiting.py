@@ -4,14 +4,18 @@ puts them back into their devices, so the visits come out as an uninterrupted ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from pipeline.runtime.stage import Step
+from processors.enrichment import Enricher
 from processors.sessions.state import DeviceState, event_to_list
+from processors.worker.codec import EventCodec
 from processors.worker.core import Device
 from processors.worker.stage import DEVICES, WAITING
-from processors.worker.waiting import waiting_key
-from tests.processors.test_worker_core import Harness, at, visit
+from processors.worker.waiting import encode_waiting, waiting_key
+from tests.processors.sessioned import visits_of
+from tests.processors.test_worker_core import EVENTS, Harness, at, visit
 from tests.processors.worker_support import raw_event
 
 
@@ -57,7 +61,11 @@ def test_a_restart_puts_the_waiting_events_back_and_the_visits_come_out_unchange
     for h in (straight, second):
         h.feed(*visit("a", "dev-a", 40, 2, step=5))
         h.sweep()
-    assert first.sessions_of() | second.sessions_of() == straight.sessions_of()
+    crashed = visits_of(
+        first.decoded("enriched") + second.decoded("enriched"),
+        first.decoded("sessions") + second.decoded("sessions"),
+    )
+    assert crashed == straight.sessions_of()
     sessions = [
         (s["session_id"], s["event_count"]) for s in first.decoded("sessions") + second.decoded("sessions")
     ]
@@ -81,3 +89,34 @@ def test_a_device_record_written_before_the_waiting_store_still_loads_its_waitin
     loaded = h.core.devices["dev-a"].session
     assert isinstance(loaded, DeviceState) and [e.event_id for e in loaded.buffer] == ["a1", "a2"]
     assert Device.from_bytes(json.dumps(old_style).encode()).session is not None
+
+
+def test_events_a_former_worker_left_waiting_with_their_payload_go_out_once_with_their_visit() -> None:
+    """Before events went on at arrival, a waiting event held its enriched bytes (the codec's
+    ``pending`` form) and was sent only on release: after an upgrade it must still go out, once,
+    with its session id, or it would never reach the webhouse."""
+    h = Harness()
+    events = visit("a", "dev-a", 0, 3)
+    h.feed(*events)
+    waiting = h.core.devices["dev-a"].session
+    assert waiting is not None and [e.event_id for e in waiting.buffer] == ["a1", "a2"]
+    codec = EventCodec()
+    for event in events[1:]:  # what a former worker saved: the waiting events with their payload
+        value = EVENTS.encode(event)
+        record = codec.decode(value)
+        payload = codec.pending(value, record, Enricher().enrich(record))
+        (saved,) = [e for e in waiting.buffer if e.event_id == event["message_id"]]
+        stored = encode_waiting(dataclasses.replace(saved, payload=payload))
+        h.runner.stores[WAITING].put(0, waiting_key("dev-a", saved.event_id), stored)
+    h.core.load(h.runner.stores[DEVICES].items(), h.runner.stores["clocks"].items(), {1})  # revoke
+    h.core.load(
+        h.runner.stores[DEVICES].items(),
+        h.runner.stores["clocks"].items(),
+        {0, 1},
+        h.runner.stores[WAITING].items(),
+    )
+    h.outputs.clear()
+    h.sweep()
+    (session,) = h.decoded("sessions")
+    resent = {r["message_id"]: r["enrichment"]["session_id"] for r in h.decoded("enriched")}
+    assert resent == {"a1": session["session_id"], "a2": session["session_id"]}

@@ -33,6 +33,7 @@ from processors.sessions import (
     Session,
     SessionEvent,
     SessionPolicy,
+    to_ms,
 )
 from processors.worker.core import session_event
 from processors.worker.metrics import WorkerMetrics
@@ -148,6 +149,7 @@ class WorkerSessionizer:
         self.broker = MemoryBroker(1)
         self.runner = MemoryRunner(lambda: WorkerStage(settings, metrics), self.broker, "sessions")
         self.sent: dict[str, SessionEvent] = {}
+        self.accepted: dict[str, list[SessionEvent]] = {}  # by session key: on their way, visit not closed
 
     @property
     def stage(self) -> WorkerStage:
@@ -196,20 +198,38 @@ class WorkerSessionizer:
         return sample or 0.0
 
     def _outputs(self, step: Step) -> list[Output]:
+        """The stage's outputs as the session logic's: an enriched event goes on at arrival with
+        its session key and no session id, so its ``Assignment`` is read off the visit that
+        closes over it, by key, time and id (what the ``events_sessioned`` view does)."""
         outputs: list[Output] = []
         for record in step.outputs:
             if record.topic == self.topics.sessions and not record.headers:
-                outputs.append(session_of(SESSIONS.decode(record.value or b"")))
+                session = session_of(SESSIONS.decode(record.value or b""))
+                outputs.extend(self._assigned(session))
+                outputs.append(session)
             elif record.topic == self.topics.enriched_events and not record.headers:
                 enriched = EVENTS.decode(record.value or b"")
                 event = self.sent[enriched["message_id"]]
+                assert enriched["enrichment"]["session_id"] is None, "a session id before the visit closed"
                 if enriched["enrichment"]["is_late"]:
                     outputs.append(LateEvent(event, self.watermark_ms))
                 else:
-                    outputs.append(Assignment(event, enriched["enrichment"]["session_id"]))
+                    assert enriched["enrichment"]["session_key"] == event.device_id
+                    self.accepted.setdefault(event.device_id, []).append(event)
             elif record.topic == self.topics.dead_letters:
                 raise AssertionError(f"the worker dead-lettered an event: {record.value!r}")
         return outputs
+
+    def _assigned(self, session: Session) -> list[Assignment]:
+        """The accepted events of ``session``'s key from its (start, first id) to its (end, last id)."""
+        low = (to_ms(session.start), session.first_event_id)
+        high = (to_ms(session.end), session.last_event_id)
+        waiting = self.accepted.get(session.anonymous_id, [])
+        inside = sorted((e for e in waiting if low <= (e.time_ms, e.event_id) <= high),
+                        key=lambda e: (e.time_ms, e.event_id))  # fmt: skip
+        taken = {e.event_id for e in inside}
+        self.accepted[session.anonymous_id] = [e for e in waiting if e.event_id not in taken]
+        return [Assignment(event, session.session_id) for event in inside]
 
 
 def run(events: list[SessionEvent], pol: SessionPolicy) -> list[Output]:
