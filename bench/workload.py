@@ -9,7 +9,7 @@ holds thousands of distinct agents as real traffic does. Events are mapped to cu
 records by the collector's own ``map_event`` and encoded by the project's serde, so the bytes
 on the raw topic are what the collector would have written.
 
-Encoded runs are cached under ``.webhouse/bench/`` (keyed by size and seed): generating
+Encoded runs are cached under ``.webhouse/bench/`` (keyed by schema, size and seed): generating
 100k events takes about half a minute, reading them back a second.
 """
 
@@ -150,8 +150,11 @@ def build(events: int, seed: int = 11) -> Workload:
 
 
 def load(events: int, seed: int = 11, cache_dir: Path = CACHE_DIR) -> Workload:
-    """``build``, cached on disk: every contender of every run reads the very same bytes."""
-    path = cache_dir / f"events-v{FORMAT}-{events}-{seed}.pickle"
+    """``build``, cached on disk: every contender of every run reads the very same bytes. The key
+    holds the schema's fingerprint: events written with an older schema are read, but not spliced
+    by the worker's codec, and would time its slow path."""
+    schema = SingleObjectSerde("customer_event").schema.fingerprint.hex()
+    path = cache_dir / f"events-v{FORMAT}-{schema}-{events}-{seed}.pickle"
     if path.exists():
         with path.open("rb") as f:
             cached: Workload = pickle.load(f)
