@@ -1,4 +1,4 @@
-"""How long the analysts' heaviest reports take over a big webhouse: funnel, RFM, cohorts.
+"""How long the analysts' heaviest reports take over a big webhouse: funnel, RFM, cohorts, paths.
 
 Generates N events (default 10M) over a year straight into the Delta tables (no Kafka, no
 simulator: Arrow compute, so generation is seconds, not hours): visitors, a share of them
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from pipeline.settings import Settings, WebhouseSettings
-from sinks.analyses import funnel_sql
+from sinks.analyses import funnel_sql, paths_sql
 from sinks.duck import connect
 from sinks.pii import PiiHasher
 from sinks.tables import Table, build_tables, default_specs
@@ -53,7 +53,10 @@ QUERIES = {
     "funnel (general fold)": "SELECT * FROM funnel_fold_overall",
     "rfm": "SELECT * FROM rfm_segments",
     "cohort": "SELECT * FROM cohort_retention",
+    "top paths": "SELECT * FROM top_paths",
+    "top paths (device-days)": "SELECT * FROM top_paths_by_day",
 }
+SESSION_GAP = "INTERVAL 30 MINUTE"
 
 
 def _pick(values: list[str | None], r: pa.Array) -> pa.Array:
@@ -116,6 +119,8 @@ def events_chunk(
         "campaign": _pick(CAMPAIGNS, rand[4]),
         "page_path": pc.if_else(pc.equal(types, "page"), pa.scalar("/"), pa.scalar(None, pa.string())),
         "is_bot": pc.less(rand[5], 0.0),  # never
+        # As the worker sends events on: the session key, no session id (events_sessioned).
+        "enrichment_session_key": _str_ids("a", visitor),
     }
     schema = table.arrow_schema
     arrays = []
@@ -209,6 +214,38 @@ def generate(root: Path, total: int, days: int, chunks: int) -> None:
             partition_by=list(orders.spec.partition_by),
         )
         print(f"  generated {k * per + n:,} events", flush=True)
+    write_sessions(root, tables["sessions"])
+
+
+def write_sessions(root: Path, table: Table) -> None:
+    """The visits of the generated events (a new visit after 30 minutes without an event), as the
+    worker would have closed them, so ``top_paths`` finds each event's visit (events_sessioned)."""
+    files = [uri.removeprefix("file://") for uri in DeltaTable(str(root / "events")).file_uris()]
+    con = duckdb.connect()
+    visits = con.sql(f"""
+        WITH e AS (SELECT anonymous_id, event_time, message_id,
+                          coalesce(event_time - lag(event_time) OVER w > {SESSION_GAP}, true)::INT AS new
+                   FROM read_parquet({files!r})
+                   WINDOW w AS (PARTITION BY anonymous_id ORDER BY event_time, message_id)),
+             n AS (SELECT *, sum(new) OVER (PARTITION BY anonymous_id ORDER BY event_time, message_id
+                                            ROWS UNBOUNDED PRECEDING) AS k FROM e)
+        SELECT anonymous_id || '/' || k AS session_id, anonymous_id, min(event_time) AS start,
+               max(event_time) AS "end", arg_min(message_id, (event_time, message_id)) AS first_event_id,
+               arg_max(message_id, (event_time, message_id)) AS last_event_id, count(*) AS event_count,
+               strftime(min(event_time), '%Y-%m-%d') AS session_date
+        FROM n GROUP BY anonymous_id, k""").to_arrow_table()
+    arrays = [
+        pc.cast(visits[f.name], f.type)
+        if f.name in visits.column_names
+        else pa.nulls(visits.num_rows, f.type)
+        for f in table.arrow_schema
+    ]
+    write_deltalake(
+        str(root / "sessions"),
+        pa.Table.from_arrays(arrays, schema=table.arrow_schema),
+        partition_by=list(table.spec.partition_by),
+    )
+    print(f"  {visits.num_rows:,} visits", flush=True)
 
 
 def grow(root: Path, total: int, days: int, step: int, old_links: int) -> str:
@@ -287,6 +324,10 @@ def main() -> None:
     print(f"connect(): {time.perf_counter() - started:.2f}s")
     con.execute(funnel_sql(settings.webhouse.funnel_steps, "funnel_live"))
     con.execute(funnel_sql(settings.webhouse.funnel_steps, "funnel_fold", fold=True))
+    # top_paths without finding each event's visit (device-days instead): what the join costs.
+    by_day = paths_sql(find_visits=False).replace("page_views", "page_views_by_day")
+    by_day = by_day.replace("top_paths", "top_paths_by_day").replace("page_transitions", "transitions_by_day")
+    con.execute(by_day)
     if args.no_metadata_cache:
         con.execute("SET parquet_metadata_cache = false")
     ((events,),) = con.sql("SELECT count(*) FROM events").fetchall()

@@ -38,6 +38,34 @@ def stitched_events_sql(source: str) -> str:
     )
 
 
+def sessioned_sql(source: str, few_keys: bool = False) -> str:
+    """``source``'s rows (events_stitched's columns, or enough of them) with ``session_id`` filled in.
+
+    The worker sends an event on at arrival, with its session key and no session id; its visit is
+    the closed session of that key whose (start, first event) .. (end, last event) holds the
+    event's (time, id). One key's visits are disjoint in that order, so it is the last visit of the
+    key starting at or before the event, if that visit has not ended before it: an ASOF join on
+    (time, id) as a struct, sort-based (a plain join on the key compares every event of a device
+    with every visit of it). ``few_keys``: ``source`` is filtered (one customer), so only its keys'
+    visits are read; over a whole table that filter costs more than it saves. NULL while the visit
+    is open, and for late events and events joining no visit (bots, CRM calls)."""
+    only = " WHERE anonymous_id IN (SELECT visit_key_ FROM e)" if few_keys else ""
+    return f"""WITH e AS (
+  SELECT *, CASE WHEN session_id IS NULL AND NOT coalesce(enrichment_is_late, false)
+                 THEN enrichment_session_key END AS visit_key_,
+         struct_pack(t := event_time, id := message_id) AS visit_at_
+  FROM {source}),
+v AS (
+  SELECT anonymous_id AS visit_key_, session_id AS visit_id_,
+         struct_pack(t := "start"::TIMESTAMPTZ, id := first_event_id) AS visit_at_,
+         struct_pack(t := "end"::TIMESTAMPTZ, id := last_event_id) AS last_at_
+  FROM sessions_current{only})
+SELECT e.* EXCLUDE (visit_key_, visit_at_)
+       REPLACE (coalesce(e.session_id, CASE WHEN e.visit_at_ <= v.last_at_ THEN v.visit_id_ END)
+                AS session_id)
+FROM e ASOF LEFT JOIN v ON e.visit_key_ = v.visit_key_ AND e.visit_at_ >= v.visit_at_"""
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -252,12 +280,26 @@ SELECT strftime(cohort, '%Y-%m') AS cohort_month, month_number, count(*) AS cust
 FROM act JOIN size USING (cohort) GROUP BY ALL ORDER BY cohort_month, month_number;
 """
 
+_PAGE_VIEWS = (
+    "(SELECT session_id, anonymous_id, event_date, visitor_id, message_id, event_time, type, "
+    "coalesce(page_path, name, '(unknown)') AS page, enrichment_session_key, enrichment_is_late "
+    "FROM events_stitched WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false))"
+)
+
+
+def paths_sql(find_visits: bool = True) -> str:
+    """Page views by visit, top paths, transitions. ``find_visits=False``: visits are device-days
+    where the row names no session (what the paths cost without finding events' visits)."""
+    source = f"({sessioned_sql(_PAGE_VIEWS)})" if find_visits else _PAGE_VIEWS
+    return PATHS.replace("{page_views_source}", source)
+
+
 PATHS = """
 -- Page views in visit order; a visit is the worker's session (closed), else the device's day.
 CREATE OR REPLACE TEMP VIEW page_views AS
 SELECT coalesce(session_id, anonymous_id || '/' || event_date) AS visit, visitor_id, message_id,
-       event_time, coalesce(page_path, name, '(unknown)') AS page
-FROM events_sessioned WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false);
+       event_time, page
+FROM {page_views_source};
 
 -- Top paths: the first five pages of each visit, most common first.
 CREATE OR REPLACE TEMP VIEW top_paths AS
@@ -379,12 +421,19 @@ FROM p GROUP BY 1 ORDER BY visitors DESC, views DESC, product_id LIMIT 10;
 CREATE OR REPLACE TEMP VIEW realtime_visitors AS SELECT * FROM realtime_visitors_at();
 """
 
+
+def customer_sql() -> str:
+    """The single customer view's macros; its events find their visits among the customer's only."""
+    one = "(SELECT * FROM events_stitched WHERE stitched_customer_id = cid)"
+    return CUSTOMER.replace("{sessioned_customer}", sessioned_sql(one, few_keys=True))
+
+
 CUSTOMER = """
 -- Single customer view, one macro per section (`webhouse report customer --param customer_id=..`).
 CREATE OR REPLACE TEMP MACRO customer_events(cid, n := 20) AS TABLE
 SELECT event_time, type, coalesce(event, name) AS what, channel, page_path, campaign, session_id,
        anonymous_id, message_id
-FROM events_sessioned WHERE stitched_customer_id = cid ORDER BY event_time DESC LIMIT n;
+FROM ({sessioned_customer}) ORDER BY event_time DESC LIMIT n;
 
 CREATE OR REPLACE TEMP MACRO customer_sessions(cid, n := 10) AS TABLE
 SELECT session_id, "start", "end", duration_ms, page_view_count, landing_page, exit_page, utm_campaign,
@@ -444,7 +493,7 @@ def analyses(
             value_tiers_sql(tiers),
         ),
         Analysis("cohort_retention", "Retention by month of first order.", COHORTS),
-        Analysis("top_paths", "Most common visit paths and next-page transitions.", PATHS),
+        Analysis("top_paths", "Most common visit paths and next-page transitions.", paths_sql()),
         Analysis(
             "campaign_performance",
             "E-mail campaign funnel and attributed revenue.",
@@ -460,7 +509,7 @@ def analyses(
             f"SELECT * FROM customer_activity_at({cfg.dormant_days});",
         ),
         Analysis("realtime", "Active visitors in the last 5/30 minutes, top pages and products.", REALTIME),
-        Analysis("customer", "Single customer view.", CUSTOMER),
+        Analysis("customer", "Single customer view.", customer_sql()),
         Analysis("customer_alerts", "A customer's alerts.", CUSTOMER_ALERTS, ("alerts",)),
         Analysis("customer_profile", "A customer's latest profile.", CUSTOMER_PROFILE, ("profiles_history",)),
     ]

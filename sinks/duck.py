@@ -18,7 +18,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from pipeline.settings import Settings, load_settings
-from sinks.analyses import FunnelSource, install_analyses, stitched_events_sql
+from sinks.analyses import FunnelSource, install_analyses, sessioned_sql, stitched_events_sql
 from sinks.funnel_cache import CACHED_DAYS, LIVE_EVENTS, install_cached_funnel
 from sinks.pii import PiiHasher
 from sinks.snapshot import duck_types, empty_view_sql, register_snapshot
@@ -41,17 +41,8 @@ SELECT s.* FROM sessions s
 WHERE s.session_id NOT IN (SELECT m FROM (SELECT unnest(merged_session_ids) AS m FROM sessions)
                            WHERE m IS NOT NULL);
 
--- Each event with its visit. The worker sends an event on at arrival, with its session key and no
--- session id; its visit is the closed session of that key whose (start, first event) .. (end, last
--- event) holds the event's (time, id): one key's visits are disjoint in that order. NULL while the
--- visit is open, and for late events and those joining no visit (bots, CRM calls).
-CREATE OR REPLACE TEMP VIEW events_sessioned AS
-SELECT e.* REPLACE (coalesce(e.session_id, s.session_id) AS session_id)
-FROM events_stitched e LEFT JOIN sessions_current s
-  ON e.session_id IS NULL AND NOT coalesce(e.enrichment_is_late, false)
- AND s.anonymous_id = e.enrichment_session_key
- AND (e.event_time > s."start" OR (e.event_time = s."start" AND e.message_id >= s.first_event_id))
- AND (e.event_time < s."end" OR (e.event_time = s."end" AND e.message_id <= s.last_event_id));
+-- Each event with its visit (sinks.analyses.sessioned_sql).
+CREATE OR REPLACE TEMP VIEW events_sessioned AS {sessioned};
 
 CREATE OR REPLACE TEMP VIEW sessions_stitched AS
 SELECT s.*, coalesce(s.customer_id, i.customer_id) AS stitched_customer_id
@@ -131,7 +122,11 @@ def connect(settings: Settings | None = None, window: Window | None = None) -> d
     window = window or Window()
     snapshots = register_tables(con, settings, window)
     names = set(snapshots)
-    con.execute(STITCHING_SQL.format(stitched=stitched_events_sql("events")))
+    con.execute(
+        STITCHING_SQL.format(
+            stitched=stitched_events_sql("events"), sessioned=sessioned_sql("events_stitched")
+        )
+    )
     con.execute(IDENTITY_CONFLICTS_SQL)
     if "profiles_history" in names:
         # Versions are numbered since profile schema v2; a table written before has no column yet.
