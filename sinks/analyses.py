@@ -281,7 +281,7 @@ FROM act JOIN size USING (cohort) GROUP BY ALL ORDER BY cohort_month, month_numb
 """
 
 _PAGE_VIEWS = (
-    "(SELECT session_id, anonymous_id, event_date, visitor_id, message_id, event_time, type, "
+    "(SELECT session_id, anonymous_id, event_date, visitor_id, message_id, event_time, "
     "coalesce(page_path, name, '(unknown)') AS page, enrichment_session_key, enrichment_is_late "
     "FROM events_stitched WHERE type IN ('page', 'screen') AND NOT coalesce(is_bot, false))"
 )

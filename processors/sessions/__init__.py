@@ -45,9 +45,9 @@ Guarantees and their limits
     time after it (the worker does not hold the event itself back for it). ``flush`` (the idle
     sweep) trades that determinism for timeliness: it publishes visits before their boundary, so
     a later event of the device starts a new visit, and one older than the flushed events is
-    late. A redelivered event is a
-    ``DuplicateEvent`` while its id is among the device's last ``policy.dedup_memory`` ids or it
-    still waits in the buffer; an older redelivery of a released event is reported late.
+    late. A redelivered event is a ``DuplicateEvent`` while its id is among the device's last
+    ``policy.dedup_memory`` ids or it still waits in the buffer; an older redelivery of a
+    released event is reported late.
 
 Reference
     ``sessionize_batch(events, policy, final_watermark_ms=None) -> BatchResult`` (``.sessions``,

@@ -545,9 +545,7 @@ class WorkerCore:
             enrichment["is_late"] = late
             if late:
                 self._outcomes["late"] += 1  # an accepted one is counted when sessionized
-            key = session_key.encode()
-            value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
-            result.outputs.append(Outgoing(self.topics.enriched_events, key, value, partition))
+            self._enriched_now(message, record, enrichment, result, session_key.encode())
         self._emit(outputs, session_key, partition, result)
         self._wakeups(partition).set(session_key, next_wakeup(device.session, self.policy))
 
@@ -689,9 +687,11 @@ class WorkerCore:
         self._enriched_now(message, record, enrichment, result)
 
     def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
-                      result: BatchResult) -> None:  # fmt: skip
-        given = record.get("anonymous_id") or record.get("user_id")
-        key = given.encode() if given else message.key
+                      result: BatchResult, key: bytes | None = None) -> None:  # fmt: skip
+        """The enriched event on its way, keyed by ``key`` (its session key), else by its ids."""
+        if key is None:
+            given = record.get("anonymous_id") or record.get("user_id")
+            key = given.encode() if given else message.key
         value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
         result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition))
 

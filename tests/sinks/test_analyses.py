@@ -326,6 +326,8 @@ def test_events_find_their_visit_by_session_key_time_and_id(tmp_path: Path) -> N
         "f1": "v2", "f2": "v2", "f3": None, "g1": None, "old": "h-1",
     }  # fmt: skip
     assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(rows),)]
+    # The customer view finds its events' visits among its own keys' only.
+    assert con.sql("SELECT message_id, session_id FROM customer_events('c-1')").fetchall() == [("srv", "v1")]
     # Closed visits by their session, open ones by the device's day.
     assert con.sql("SELECT * FROM top_paths").fetchall() == [
         ("/", 2, 0.4),
