@@ -77,7 +77,7 @@ def restore(bootstrap: str, topic: str) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     store = StateStore()
-    for partition, key, value in read_changelog(bootstrap, topic, range(PARTITIONS)):
+    for partition, key, value in read_changelog(bootstrap, topic, dict.fromkeys(range(PARTITIONS), 0)):
         store.put(partition, key, value)
     read = time.perf_counter()
     core = WorkerCore(Settings())

@@ -251,7 +251,15 @@ class WorkerSettings(_Section):
     """The stream worker (`webhouse worker`): its stage and, in its process, the trigger stages."""
 
     app_id: str = "webhouse-worker"
-    data_dir: Path = Path(".webhouse/worker")
+    data_dir: Path = Field(
+        Path(".webhouse/worker"), description="Local files of the stream stages: their state (state/<group>)."
+    )
+    state_store: Literal["disk", "memory"] = Field(
+        "disk",
+        description="Where the stages keep their state: disk (SQLite under data_dir, resumed from its "
+        "saved changelog offsets after a restart) or memory (rebuilt from the whole changelog at each "
+        "assignment).",
+    )
     geoip_database: Path | None = Field(None, description="MaxMind-format .mmdb file; none: no geo.")
     user_agent_cache_size: int = Field(
         20_000, ge=0, description="Distinct user agents whose parse is kept (LRU); 0: no cache."

@@ -51,6 +51,7 @@ def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> 
         transaction_timeout_s=w.transaction_timeout_s,
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
         transactional=spec.transactional,
+        state_dir=w.data_dir / "state" / spec.group_id if w.state_store == "disk" else None,
     )
     health = Health(
         spec.stage.name, settings.health.stall_after_s, call_within_s=settings.health.commit_within_s

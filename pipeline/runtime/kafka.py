@@ -33,12 +33,22 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from pipeline.errors import ProcessingError
@@ -46,7 +56,7 @@ from pipeline.health import Health
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Record, Stage, Step
-from pipeline.runtime.store import StateStore
+from pipeline.runtime.store import DiskStore, StateFiles, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,7 @@ class RunnerConfig:
     transaction_timeout_s: float = 10.0
     instance_id: str = "0"  # unique per process: the transactional id derives from it
     transactional: bool = True  # False: at-least-once (side effects such as webhooks), offsets after
+    state_dir: Path | None = None  # stores on disk here (pipeline.runtime.store.DiskStore); None: memory
     extra_consumer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,7 +86,16 @@ class KafkaRunner:
         self.health = health or Health(stage.name, float("inf"))
         self.config = config
         self.metrics = metrics
-        self.stores = {name: StateStore() for name in stage.store_names}
+        self.files = StateFiles(config.state_dir) if config.state_dir is not None else None
+        self.stores: dict[str, StateStore | DiskStore] = {
+            name: self.files.store(name) if self.files is not None else StateStore()
+            for name in stage.store_names
+        }
+        self.store_of_changelog = {topic: name for name, topic in config.changelogs.items()}
+        self.reached: dict[
+            str, dict[int, int]
+        ] = {}  # store -> partition -> changelog offset after its last write
+        self.sources: dict[str, str] = {}  # store -> changelog_source of its changelog
         self.owned: frozenset[int] = frozenset()
         self.last_arrival: dict[int, float] = {}
         self.consumer = Consumer(self._consumer_conf())
@@ -202,6 +222,7 @@ class KafkaRunner:
         if not self.config.transactional:
             self._send(step)
             self.producer.flush()
+            self._commit_stores()
             if offsets:
                 self.consumer.store_offsets(offsets=offsets)
             self.health.progressed()
@@ -217,6 +238,7 @@ class KafkaRunner:
         except KafkaException as exc:
             self._failed_transaction(exc)
             return
+        self._commit_stores()
         self.metrics.transactions.labels(self.stage.name, "committed").inc()
         self.health.progressed()
 
@@ -226,10 +248,35 @@ class KafkaRunner:
         changelogs = self.config.changelogs
         for write in step.writes:
             self.stores[write.store].put(write.partition, write.key, write.value)
-            self._produce(Record(changelogs[write.store], write.key, write.value, write.partition))
+            changelog = Record(changelogs[write.store], write.key, write.value, write.partition)
+            self._produce(changelog, on_delivery=self._delivered)
 
-    def _produce(self, record: Record) -> None:
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        """A changelog record's delivery report: how far the store's changelog partition reached."""
+        if error is None:
+            reached = self.reached.setdefault(self.store_of_changelog[str(message.topic())], {})
+            partition, after = int(message.partition() or 0), int(message.offset() or 0) + 1
+            if after > reached.get(partition, -1):
+                reached[partition] = after
+
+    def _commit_stores(self) -> None:
+        """After Kafka committed: the stores' pending writes land with the changelog offsets reached."""
+        self.producer.poll(0)  # serves the delivery reports the commit's flush left queued
+        reached, self.reached = self.reached, {}
+        for name, store in self.stores.items():
+            store.commit(reached.get(name, {}), self._source(name))
+
+    def _source(self, store: str, fresh: bool = False) -> str:
+        """What a saved offset is an offset of: the store's changelog topic, by cluster and topic id
+        (a topic deleted and made again has a new id: its offsets start over)."""
+        if fresh or store not in self.sources:
+            self.sources[store] = changelog_source(self.config.bootstrap, self.config.changelogs[store])
+        return self.sources[store]
+
+    def _produce(self, record: Record, on_delivery: Any = None) -> None:
         kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
         if record.partition is not None:
             kwargs["partition"] = record.partition
         if record.headers:
@@ -252,6 +299,7 @@ class KafkaRunner:
             "stage %s: transaction aborted (%s); rewinding to the last commit", self.stage.name, error
         )
         self.producer.abort_transaction(60)
+        self.reached = {}
         self._rewind()
 
     def _rewind(self) -> None:
@@ -328,12 +376,24 @@ class KafkaRunner:
         consumer.committed(inputs, timeout=RESTORE_WAIT_S)
 
     def _restore(self, partitions: Collection[int]) -> None:
+        """Each store's changelog, from where its local copy stands (a ``DiskStore``'s saved offset,
+        if still inside the log) or else from the start, to the end."""
         if not partitions:
             return
         for name, store in self.stores.items():
-            topic = self.config.changelogs[name]
-            for partition, key, value in read_changelog(self.config.bootstrap, topic, partitions):
+            topic, source = self.config.changelogs[name], self._source(name, fresh=True)
+            ends = _log_ends(self.config.bootstrap, topic, partitions)
+            starts: dict[int, int] = {}
+            for partition, (low, high) in ends.items():
+                saved = store.resume_offset(partition, source)
+                if saved is not None and not low <= saved <= high:  # another log of the same name
+                    store.forget(partition)
+                    saved = None
+                starts[partition] = low if saved is None else saved
+            for partition, key, value in read_changelog(self.config.bootstrap, topic, starts, ends):
                 store.put(partition, key, value)
+            for partition, (_, high) in ends.items():
+                store.restored(partition, source, max(high, starts[partition]))
 
     # -- what the stage may ask (RunnerView) -----------------------------------------------
 
@@ -377,6 +437,8 @@ class KafkaRunner:
         finally:
             self.broadcasts.close()
             self.producer.flush(10)
+            if self.files is not None:
+                self.files.close()
 
 
 # Errors the client does not flag retriable (a watermark query's error carries only its code) that
@@ -485,9 +547,10 @@ RESTORE_WAIT_S = 120.0  # longest wait for a changelog's open transaction (abort
 
 
 def read_changelog(
-    bootstrap: str, topic: str, partitions: Collection[int]
+    bootstrap: str, topic: str, starts: Mapping[int, int], ends: Mapping[int, tuple[int, int]] | None = None
 ) -> Iterator[tuple[int, bytes, bytes | None]]:
-    """Every committed record of these changelog partitions, up to the end of the log.
+    """Every committed record of these changelog partitions from ``starts`` (partition -> offset)
+    up to the end of the log (``ends``: the partitions' (low, high), read first if not given).
 
     The end is the log's, not the last stable offset: a read-committed reader stops at the LSO,
     and right after the previous owner committed its last batch (a rebalance) the commit markers
@@ -496,7 +559,8 @@ def read_changelog(
     the read goes on until the stable offset reaches the end taken at the start (an open
     transaction ends by commit, or by abort at its timeout); past ``RESTORE_WAIT_S`` it fails.
     """
-    ends = _log_ends(bootstrap, topic, partitions)
+    if ends is None:
+        ends = _log_ends(bootstrap, topic, starts)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -508,7 +572,7 @@ def read_changelog(
         }
     )
     try:
-        assign = [TopicPartition(topic, p, low) for p, (low, high) in ends.items() if high > low]
+        assign = [TopicPartition(topic, p, starts[p]) for p, (_, high) in ends.items() if high > starts[p]]
         if not assign:
             return
         consumer.assign(assign)
@@ -531,6 +595,14 @@ def read_changelog(
                 raise ProcessingError("restore", f"{topic} {late}: transaction open past {RESTORE_WAIT_S} s")
     finally:
         consumer.close()
+
+
+def changelog_source(bootstrap: str, topic: str) -> str:
+    """``<cluster id>/<topic>/<topic id>``: where a local store's saved changelog offsets are valid."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster = admin.list_topics(timeout=30).cluster_id
+    [future] = admin.describe_topics(TopicCollection([topic]), request_timeout=30).values()
+    return f"{cluster}/{topic}/{future.result().topic_id}"
 
 
 def _log_ends(bootstrap: str, topic: str, partitions: Collection[int]) -> dict[int, tuple[int, int]]:

@@ -1,16 +1,37 @@
-"""A stage's state store: bytes by key, each key owned by one input partition.
+"""A stage's state stores: bytes by key, each key owned by one input partition.
 
-The changelog topic (compacted, one partition per input partition) is the durable
-copy; this is the in-memory one, rebuilt from it when a partition is assigned. It is
-written only by the runtime, in the same transaction as the outputs and offsets.
+The changelog topic (compacted, one partition per input partition) is the durable copy.
+Two local copies, both written only by the runtime, in the same transaction as the
+outputs and offsets:
+
+- ``StateStore``: in memory, rebuilt from the whole changelog when a partition is assigned
+  (``worker.state_store: memory``, and the broker-less runtime of the tests).
+- ``DiskStore``: SQLite files under ``worker.data_dir`` (the default). A write is pending until
+  the Kafka transaction that carried it committed; then it lands together with the changelog
+  offset it reached (``commit``), in one SQLite transaction. So the file always equals the
+  changelog up to its saved offset, and an assignment reads only the changelog's tail from there
+  (``resume_offset``), whoever wrote it meanwhile. State can outgrow memory: only pending
+  writes live in it.
+
+SQLite (the standard library's) rather than RocksDB: the maintained RocksDB bindings for this
+Python are not in our registry, and a key-value table with an index and atomic transactions
+is all this needs.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+
+from pipeline.errors import ProcessingError
 
 
 class StateStore(Mapping[bytes, bytes]):
+    """In memory: every key of the owned partitions; writes apply at once."""
+
     def __init__(self) -> None:
         self._values: dict[bytes, bytes] = {}
         self._partition_of: dict[bytes, int] = {}
@@ -32,6 +53,19 @@ class StateStore(Mapping[bytes, bytes]):
             del self._values[key]
             del self._partition_of[key]
 
+    # The runtime's side of a local copy that survives the process (``DiskStore``): none here.
+    def resume_offset(self, partition: int, source: str) -> int | None:
+        return None
+
+    def forget(self, partition: int) -> None:
+        """Nothing saved to forget: ``drop`` did it."""
+
+    def restored(self, partition: int, source: str, next_offset: int) -> None:
+        """The changelog partition was read up to ``next_offset``."""
+
+    def commit(self, positions: Mapping[int, int], source: str) -> None:
+        """The transaction holding the writes since the last commit is committed."""
+
     def __getitem__(self, key: bytes) -> bytes:
         return self._values[key]
 
@@ -46,3 +80,193 @@ class StateStore(Mapping[bytes, bytes]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._values
+
+
+class StateFiles:
+    """One stage's SQLite file, in the first free slot of its directory.
+
+    A slot is held by an exclusive lock (released by the kernel however the process dies), so
+    processes of the same stage on one host never share a file, and a restarted one takes up a
+    file whose partitions it can resume. Whatever a file holds is valid as of its saved offsets.
+    """
+
+    def __init__(self, directory: Path, slots: int = 64) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for slot in range(slots):
+            lock = os.open(directory / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                continue
+            self.lock = lock
+            self.path = directory / f"slot-{slot}.sqlite"
+            break
+        else:
+            raise ProcessingError("state", f"all {slots} state slots under {directory} are in use")
+        # One runner thread uses it, but it is opened by the thread that builds the runner.
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # a power cut may lose the last commits: replayed
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS positions (store TEXT, partition INTEGER, source TEXT, "
+            "next_offset INTEGER, PRIMARY KEY (store, partition))"
+        )
+
+    def store(self, name: str) -> DiskStore:
+        return DiskStore(self.db, name)
+
+    def close(self) -> None:
+        self.db.close()
+        os.close(self.lock)
+
+
+class DiskStore(Mapping[bytes, bytes]):
+    """A store in a SQLite table: the owned partitions' committed rows, under the pending writes.
+
+    ``source`` names the changelog a partition's rows follow (cluster id and topic): rows saved
+    from another cluster or topic are thrown away rather than resumed."""
+
+    def __init__(self, db: sqlite3.Connection, name: str) -> None:
+        self.db = db
+        self.name = name
+        self.table = f'"kv_{name}"'
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (key BLOB PRIMARY KEY, partition INTEGER, value BLOB)"
+            " WITHOUT ROWID"
+        )
+        db.execute(f'CREATE INDEX IF NOT EXISTS "kv_{name}_partition" ON {self.table} (partition)')
+        self.owned: set[int] = set()
+        self.incoming: set[int] = set()  # partitions being restored (between resume_offset and restored)
+        self.pending: dict[bytes, tuple[int, bytes | None]] = {}
+        self.restoring: dict[bytes, tuple[int, bytes | None]] = {}
+
+    # -- the runtime's side --------------------------------------------------------------
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """A write of the open transaction, or a changelog record being restored."""
+        if partition not in self.incoming:
+            self.pending[key] = (partition, value)
+            return
+        self.restoring[key] = (partition, value)
+        if len(self.restoring) >= 10_000:
+            self._flush_restoring()
+
+    def drop(self, partitions: Collection[int]) -> None:
+        """Not owned any more: pending writes go, the rows stay with their offsets (resumed later)."""
+        if not partitions:
+            return
+        self.owned -= set(partitions)
+        self.incoming -= set(partitions)
+        self.pending = {k: pv for k, pv in self.pending.items() if pv[0] not in partitions}
+
+    def resume_offset(self, partition: int, source: str) -> int | None:
+        """Where to read this partition's changelog from: the saved offset, or None (from the start;
+        rows of another source are deleted). The runtime checks it is inside the log."""
+        self.incoming.add(partition)
+        row = self.db.execute(
+            "SELECT source, next_offset FROM positions WHERE store = ? AND partition = ?",
+            (self.name, partition),
+        ).fetchone()
+        if row is not None and row[0] == source:
+            return int(row[1])
+        self.forget(partition)
+        return None
+
+    def forget(self, partition: int) -> None:
+        """Rows and offset of a partition, gone (before reading its changelog from the start)."""
+        self.db.execute("BEGIN")
+        self.db.execute(f"DELETE FROM {self.table} WHERE partition = ?", (partition,))
+        self.db.execute("DELETE FROM positions WHERE store = ? AND partition = ?", (self.name, partition))
+        self.db.execute("COMMIT")
+
+    def restored(self, partition: int, source: str, next_offset: int) -> None:
+        """The changelog partition was read up to ``next_offset``: it is owned from now on."""
+        self._flush_restoring()
+        self._save_position(partition, source, next_offset)
+        self.incoming.discard(partition)
+        self.owned.add(partition)
+
+    def commit(self, positions: Mapping[int, int], source: str) -> None:
+        """The Kafka transaction carrying the pending writes committed; ``positions``: per partition,
+        the changelog offset after its last record. Both land in one SQLite transaction."""
+        if not self.pending and not positions:
+            return
+        writes = self.pending
+        self.pending = {}
+        self.db.execute("BEGIN")
+        self._write((key, partition, value) for key, (partition, value) in writes.items())
+        for partition, offset in positions.items():
+            self.db.execute(
+                "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (self.name, partition, source, offset)
+            )
+        self.db.execute("COMMIT")
+
+    def _save_position(self, partition: int, source: str, offset: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (self.name, partition, source, offset)
+        )
+
+    def _flush_restoring(self) -> None:
+        if not self.restoring:
+            return
+        rows, self.restoring = self.restoring, {}
+        self.db.execute("BEGIN")
+        self._write((key, partition, value) for key, (partition, value) in rows.items())
+        self.db.execute("COMMIT")
+
+    def _write(self, rows: Iterator[tuple[bytes, int, bytes | None]]) -> None:
+        upserts: list[tuple[bytes, int, bytes]] = []
+        deletes: list[tuple[bytes]] = []
+        for key, partition, value in rows:
+            if value is None:
+                deletes.append((key,))
+            else:
+                upserts.append((key, partition, value))
+        # Deletes first is right: a key appears once in a batch of writes (the latest write won).
+        self.db.executemany(f"DELETE FROM {self.table} WHERE key = ?", deletes)
+        self.db.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?)", upserts)
+
+    # -- the stage's side (read-only) ----------------------------------------------------
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        pending = self.pending.get(key)
+        if pending is not None:
+            return pending[1] if pending[1] is not None else default
+        row = self.db.execute(f"SELECT partition, value FROM {self.table} WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] not in self.owned:
+            return default
+        return bytes(row[1])
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self.get(key) is not None
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
+        """The owned partitions' rows, one partition at a time (a scan, not a load)."""
+        for partition in sorted(self.owned):
+            cursor = self.db.execute(f"SELECT key, value FROM {self.table} WHERE partition = ?", (partition,))
+            for key, value in cursor:
+                if key not in self.pending:
+                    yield bytes(key), bytes(value)
+        for key, (_, value) in list(self.pending.items()):
+            if value is not None:
+                yield key, value
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (key for key, _ in self.items())
+
+    def __len__(self) -> int:
+        """Committed rows of the owned partitions (pending writes not counted)."""
+        if not self.owned:
+            return 0
+        marks = ",".join("?" * len(self.owned))
+        row = self.db.execute(
+            f"SELECT count(*) FROM {self.table} WHERE partition IN ({marks})", tuple(self.owned)
+        )
+        return int(row.fetchone()[0])

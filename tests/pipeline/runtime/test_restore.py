@@ -41,7 +41,7 @@ def test_the_restore_waits_for_a_transaction_still_open_on_the_changelog(kafka_b
     committer = threading.Thread(target=commit_soon)
     committer.start()
     try:
-        restored = dict((key, value) for _, key, value in read_changelog(kafka_bootstrap, topic, [0]))
+        restored = dict((key, value) for _, key, value in read_changelog(kafka_bootstrap, topic, {0: 0}))
     finally:
         committer.join()
     assert restored == {b"device": b"last batch"}

@@ -1,0 +1,87 @@
+"""The disk store: pending writes land only with a commit, with the changelog offset they reached,
+and a reopened file resumes from there (or starts over for another changelog)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.runtime.store import DiskStore, StateFiles
+
+SOURCE = "cluster/changelog/id-1"
+
+
+def restore(
+    store: DiskStore, partition: int, records: list[tuple[bytes, bytes | None]], end: int
+) -> int | None:
+    start = store.resume_offset(partition, SOURCE)
+    for key, value in records:
+        store.put(partition, key, value)
+    store.restored(partition, SOURCE, end)
+    return start
+
+
+def test_writes_land_with_their_offsets_and_a_new_process_resumes_there(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("devices")
+    assert restore(store, 0, [(b"a", b"1"), (b"b", b"2"), (b"a", None)], end=3) is None
+    assert dict(store.items()) == {b"b": b"2"}
+    store.put(0, b"c", b"3")
+    assert store.get(b"c") == b"3"  # the stage sees its own pending write
+    store.commit({0: 7}, SOURCE)
+    store.put(0, b"d", b"4")  # pending when the process dies: never committed
+    files.close()
+
+    again = StateFiles(tmp_path)
+    store = again.store("devices")
+    assert store.get(b"b") is None  # not owned until restored
+    assert restore(store, 0, [(b"e", b"5")], end=9) == 7
+    assert dict(store.items()) == {b"b": b"2", b"c": b"3", b"e": b"5"}
+    assert len(store) == 3
+    again.close()
+
+
+def test_a_dropped_partition_keeps_its_rows_for_later_and_loses_its_pending_writes(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("devices")
+    restore(store, 0, [(b"a", b"1")], end=1)
+    restore(store, 1, [(b"z", b"9")], end=1)
+    store.put(1, b"y", b"8")
+    store.drop({1})
+    store.commit({}, SOURCE)
+    assert dict(store.items()) == {b"a": b"1"}
+    assert restore(store, 1, [], end=1) == 1
+    assert dict(store.items()) == {b"a": b"1", b"z": b"9"}
+    files.close()
+
+
+def test_rows_of_another_changelog_are_forgotten(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("devices")
+    restore(store, 0, [(b"a", b"1")], end=1)
+    store.drop({0})
+    assert store.resume_offset(0, "other-cluster/changelog/id-2") is None
+    store.restored(0, "other-cluster/changelog/id-2", 0)
+    assert dict(store.items()) == {}
+    files.close()
+
+
+def test_a_long_restore_lands_in_chunks_with_the_latest_write_of_each_key(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("devices")
+    records: list[tuple[bytes, bytes | None]] = [(b"k%d" % (i % 1000), b"%d" % i) for i in range(25_000)]
+    records += [(b"k%d" % i, None) for i in range(0, 1000, 2)]
+    restore(store, 0, records, end=len(records))
+    saved = dict(store.items())
+    assert len(saved) == 500
+    assert saved[b"k1"] == b"24001"
+    files.close()
+
+
+def test_processes_on_one_host_take_separate_files(tmp_path: Path) -> None:
+    first, second = StateFiles(tmp_path), StateFiles(tmp_path)
+    assert first.path != second.path
+    first.close()
+    third = StateFiles(tmp_path)
+    assert third.path.name == "slot-0.sqlite"
+    second.close()
+    third.close()
