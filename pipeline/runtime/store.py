@@ -13,9 +13,9 @@ outputs and offsets:
   (``resume_offset``), whoever wrote it meanwhile. State can outgrow memory: only pending
   writes live in it.
 
-SQLite (the standard library's) rather than RocksDB: the maintained RocksDB bindings for this
-Python are not in our registry, and a key-value table with an index and atomic transactions
-is all this needs.
+SQLite (the standard library's) rather than RocksDB (faust's binding, last released in 2023, or
+rocksdict): a key-value table with an index by partition, and transactions covering rows and
+offsets together, are all this needs, without a native dependency.
 """
 
 from __future__ import annotations
