@@ -32,7 +32,8 @@ from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.runtime.messages import Incoming
 from pipeline.settings import Settings
 from pipeline.topics import TopicSpec
-from processors.worker.core import Device, WorkerCore
+from processors.worker.core import WorkerCore
+from processors.worker.devices import Device
 
 PARTITIONS = 2
 
@@ -81,7 +82,7 @@ def restore(bootstrap: str, topic: str) -> dict[str, float]:
         store.put(partition, key, value)
     read = time.perf_counter()
     core = WorkerCore(Settings())
-    core.load(store.items(), [], set(range(PARTITIONS)))
+    core.load(store, [], set(range(PARTITIONS)))
     loaded = time.perf_counter()
     return {
         "devices": len(core.devices),

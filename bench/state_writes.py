@@ -52,9 +52,9 @@ def former_bytes(core: WorkerCore, result: BatchResult) -> int:
         if device is None or device.session is None:
             total += len(key) + len(result.devices[key][1])
             continue
-        inline = json.loads(device.to_bytes())
-        inline["s"] = device.session.to_dict(with_buffer=True)
-        total += len(key) + len(json.dumps(inline, separators=(",", ":")))
+        with_buffer = json.dumps(device.session.to_dict(with_buffer=True), separators=(",", ":"))
+        without = json.dumps(device.session.to_dict(with_buffer=False), separators=(",", ":"))
+        total += len(key) + len(result.devices[key][1]) + len(with_buffer) - len(without)
     return total
 
 

@@ -302,6 +302,12 @@ class WorkerSettings(_Section):
         description="A raw partition caught up and quiet this long is reported idle: stages' clocks stop "
         "waiting on it (too short for a replay of history lets its next events arrive late).",
     )
+    device_cache: int = Field(
+        50_000,
+        ge=1,
+        description="Devices the worker keeps decoded in memory (least recently used go first); the others "
+        "stay in the state store until an event needs them.",
+    )
     device_ttl_s: float = Field(
         30 * 24 * 3600,
         ge=0,

@@ -11,6 +11,8 @@ Reading guide, in the order an event meets the modules:
   and referrer, ``processors.enrichment.geo``), then stitch (``processors.identity``), then
   sessionize in event time per device (``processors.sessions``; its docstring is its guide);
 - ``processors.worker.codec``: the enriched bytes without re-encoding the whole event;
+- ``processors.worker.devices``: a device's record (with a header read without decoding it)
+  and the cache of decoded devices in front of the store (``worker.device_cache``);
 - ``processors.worker.waiting``: events waiting for the watermark, saved one record each (written
   once, tombstoned on release) instead of inside their device's record;
 - ``processors.worker.metrics``: Prometheus; ``processors.worker.runner``: the worker's stages

@@ -182,10 +182,13 @@ class CustomerDevices:
         self._by_customer: dict[str, dict[str, datetime]] = {}
 
     def add(self, link: Link) -> None:
-        devices = self._by_customer.setdefault(link.customer_id, {})
-        seen = devices.get(link.anonymous_id)
-        if seen is None or link.last_seen > seen:
-            devices[link.anonymous_id] = link.last_seen
+        self.add_seen(link.customer_id, link.anonymous_id, link.last_seen)
+
+    def add_seen(self, customer_id: str, device_id: str, last_seen: datetime) -> None:
+        devices = self._by_customer.setdefault(customer_id, {})
+        seen = devices.get(device_id)
+        if seen is None or last_seen > seen:
+            devices[device_id] = last_seen
 
     def add_state(self, state: IdentityState) -> None:
         for link in state.links:

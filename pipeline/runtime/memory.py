@@ -120,6 +120,10 @@ class MemoryRunner:
         self._checkpoint(step)
         return Step().extend(applied).extend(step)
 
+    def apply(self, step: Step) -> None:
+        """A step the test made by calling the stage's logic itself, committed as the runtime would."""
+        self._checkpoint(step)
+
     def _checkpoint(self, step: Step) -> None:
         for record in step.outputs:
             self.broker.append(record)

@@ -47,3 +47,6 @@ class WakeupSchedule:
 
     def __len__(self) -> int:
         return len(self._wake)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._wake

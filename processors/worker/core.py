@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ from typing import Any
 from pipeline.collector.segment import IMPORTED_KEY
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
-from pipeline.errors import SerdeError, WebhouseError
+from pipeline.errors import ProcessingError, SerdeError, WebhouseError
 from pipeline.runtime.control import END_OF_INPUT, WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.control import HEADER as CONTROL_HEADER
 from pipeline.runtime.messages import Incoming
@@ -66,6 +66,7 @@ from processors.sessions.stream import (
     seen_before,
 )
 from processors.worker.codec import EventCodec
+from processors.worker.devices import Device, DeviceCache
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.waiting import WaitingLedger, Writes, merge_waiting
 
@@ -84,42 +85,6 @@ class Outgoing:
     value: bytes
     partition: int | None
     headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass(slots=True)
-class Device:
-    """What the worker keeps per session key (anonymous id, else user id): session state and identity.
-    Its record leaves the waiting events out: they are saved apart (``processors.worker.waiting``)."""
-
-    partition: int
-    session: DeviceState | None = None
-    identity: IdentityState = field(default_factory=IdentityState)
-    last_ms: int | None = None  # event time of its latest event: idle devices expire (``expire``)
-    # Only ever seen in events joining no visit (a crawler): kept for its duplicate memory alone,
-    # so it expires sooner (``worker.visitless_ttl_s``).
-    visitless: bool = False
-
-    def to_bytes(self) -> bytes:
-        record = {
-            "p": self.partition,
-            "s": self.session.to_dict(with_buffer=False) if self.session is not None else None,
-            "i": self.identity.to_json() if not self.identity.is_empty else None,
-            "t": self.last_ms,
-        }
-        if self.visitless:
-            record["x"] = 1
-        return json.dumps(record, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Device:
-        raw = json.loads(data)
-        session = DeviceState.from_dict(raw["s"]) if raw.get("s") else None
-        identity = IdentityState.from_json(raw["i"]) if raw.get("i") else IdentityState()
-        return cls(raw["p"], session, identity, raw.get("t"), bool(raw.get("x")))
-
-    @property
-    def holds_a_visit(self) -> bool:
-        return self.session is not None and (self.session.current is not None or bool(self.session.buffer))
 
 
 @dataclass(slots=True)
@@ -195,7 +160,7 @@ class WorkerCore:
         self.identity_events = tuple(settings.worker.identity_events)
         self.guard = IdentityGuard.from_settings(settings.worker)
         self.customers: dict[int, CustomerDevices] = {}  # per partition: customer -> linked devices
-        self.devices: dict[str, Device] = {}
+        self.devices = DeviceCache(settings.worker.device_cache)  # in front of the ``devices`` store
         self.max_event_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # per partition: first raw offset the state lacks
         self.wakeups: dict[int, WakeupSchedule] = {}
@@ -206,13 +171,14 @@ class WorkerCore:
 
     # -- state ---------------------------------------------------------------------------
 
-    def load(self, devices: Iterable[tuple[bytes, bytes]], clocks: Iterable[tuple[bytes, bytes]],
+    def load(self, devices: Mapping[bytes, bytes], clocks: Iterable[tuple[bytes, bytes]],
              partitions: set[int], waiting: Iterable[tuple[bytes, bytes]] = ()) -> None:  # fmt: skip
-        """Own exactly ``partitions``: forget revoked ones, read newly assigned ones from the tables
-        (``waiting``: the waiting events, put back into their devices' buffers).
+        """Own exactly ``partitions``: forget revoked ones, read newly assigned ones from the stores
+        (``devices``, read from now on as events need them; ``waiting``: the waiting events, put
+        back into their devices' buffers).
 
-        Partitions kept across a rebalance keep their live state (the tables may lag it while
-        writes are in flight); only partitions new to this worker are read from the tables.
+        Partitions kept across a rebalance keep their live state (the stores may lag it while
+        writes are in flight); only partitions new to this worker are read from the stores.
         """
         owned = set(self.wakeups)
         added = partitions - owned
@@ -224,13 +190,14 @@ class WorkerCore:
             # What was reported must not outlive the outputs that said it: a rewind (an aborted
             # batch redone) comes through here too, and a report remembered is not sent again.
             self.reported.pop(partition, None)
-        self.devices = {k: d for k, d in self.devices.items() if d.partition in partitions}
-        self.waiting.keep_only(self.devices)
+        self.devices.store = devices
+        self.devices.keep_only(partitions)
+        self.waiting.keep_only(self.devices.live)
         for partition in added:
             self.wakeups[partition] = WakeupSchedule()
         if added:
             self._load_clocks(clocks, added)
-            self._load_devices(devices, waiting, added)
+            self._load_devices(waiting, added)
         self._update_open_gauge()
 
     def _load_clocks(self, clocks: Iterable[tuple[bytes, bytes]], added: set[int]) -> None:
@@ -242,33 +209,41 @@ class WorkerCore:
                     self.max_event_ms[partition] = int(clock["max_ms"])
                 self.next_offset[partition] = int(clock.get("next_offset", 0))
 
-    def _load_devices(self, devices: Iterable[tuple[bytes, bytes]], waiting: Iterable[tuple[bytes, bytes]],
-                      added: set[int]) -> None:  # fmt: skip
-        loaded: list[str] = []
-        for key, value in devices:
-            if not value:
+    def _load_devices(self, waiting: Iterable[tuple[bytes, bytes]], added: set[int]) -> None:
+        """The new partitions' devices by their headers (``DeviceSummary``): every link into the
+        customer index; those with an open visit or waiting events decoded and scheduled."""
+        buffers = self.waiting.load(waiting, _Except(set(self.waiting.saved)))  # kept devices' are live
+        scheduled: list[str] = []
+        for device_id, summary in self.devices.summaries():
+            if summary.partition not in added:
                 continue
-            device = Device.from_bytes(value)
-            if device.partition in added:
-                device_id = key.decode()
-                self.devices[device_id] = device
-                self._customers(device.partition).add_state(device.identity)
-                loaded.append(device_id)
-        for device_id, events in self.waiting.load(waiting, set(loaded)).items():
-            device = self.devices[device_id]
-            if device.session is None:
-                device.session = DeviceState(device_id)
-            device.session.buffer = merge_waiting(device.session.buffer, events)
-        for device_id in loaded:
-            device = self.devices[device_id]
+            index = self._customers(summary.partition)
+            for customer_id, anonymous_id, seen_ms in summary.links:
+                index.add_seen(customer_id, anonymous_id, datetime.fromtimestamp(seen_ms / 1000, tz=UTC))
+            if summary.open_visit or device_id in buffers:
+                scheduled.append(device_id)
+        for device_id in scheduled:
+            device = self.devices.get(device_id)
+            if device is None:  # written with its waiting events, always: a store out of step
+                raise ProcessingError(STAGE, f"waiting events of {device_id!r} without its device record")
+            events = buffers.get(device_id)
+            if events:
+                if device.session is None:
+                    device.session = DeviceState(device_id)
+                device.session.buffer = merge_waiting(device.session.buffer, events)
             if device.session is not None:
                 self.wakeups[device.partition].set(device_id, next_wakeup(device.session, self.policy))
+
+    def _trim(self) -> None:
+        """Between calls: decoded devices beyond ``worker.device_cache`` go, unless the clock needs them."""
+        self.devices.trim(lambda device_id, device: device_id in self._wakeups(device.partition))
 
     def apply_erasure(self, erasure: Erasure) -> BatchResult:
         """A customer was forgotten: drop its devices (those the record names and those linked to
         it here) with their open visits and waiting events, emitting nothing of them; their
         device records are to be tombstoned (``BatchResult.erased``). Older events of these ids
         are refused from now on (``process``); newer ones start from nothing."""
+        self._trim()
         ids = set(erasure.ids())
         for index in self.customers.values():
             ids.update(index.devices(erasure.customer_id))
@@ -277,7 +252,7 @@ class WorkerCore:
             index.drop(ids)
         result = BatchResult()
         for device_id in sorted(ids):
-            device = self.devices.pop(device_id, None)
+            device = self.devices.pop(device_id)
             if device is None:
                 continue
             self._wakeups(device.partition).set(device_id, None)
@@ -293,22 +268,26 @@ class WorkerCore:
         be one anyway), no memory of its old event ids, and no stitching until it signs in again
         (its links stay on the identity topic and in the identity_map table). Keys only ever seen
         in events joining no visit (crawlers) go after ``visitless_ttl_ms`` if that is shorter."""
+        self._trim()
         result = BatchResult()
         short = ttl_ms if visitless_ttl_ms is None else min(ttl_ms, visitless_ttl_ms)
-        for device_id, device in list(self.devices.items()):
-            top = self.max_event_ms.get(device.partition)
+        expired: list[tuple[str, int]] = []
+        for device_id, summary in self.devices.summaries():
+            top = self.max_event_ms.get(summary.partition)
             if (
                 top is None
-                or device.last_ms is None
-                or device.last_ms >= top - (short if device.visitless else ttl_ms)
-                or device.holds_a_visit
+                or summary.last_ms is None
+                or summary.last_ms >= top - (short if summary.visitless else ttl_ms)
+                or device_id in self._wakeups(summary.partition)  # holds a visit or waiting events
             ):
                 continue
-            del self.devices[device_id]
-            self._wakeups(device.partition).set(device_id, None)
-            self._customers(device.partition).forget_device(device_id)
-            result.erased[device_id.encode()] = device.partition
-            self.waiting.drop(device_id, device.partition, result.waiting)
+            expired.append((device_id, summary.partition))
+        for device_id, partition in expired:
+            self.devices.pop(device_id)
+            self._wakeups(partition).set(device_id, None)
+            self._customers(partition).forget_device(device_id)
+            result.erased[device_id.encode()] = partition
+            self.waiting.drop(device_id, partition, result.waiting)
         if result.erased:
             self.metrics.devices_expired.inc(len(result.erased))
             self._update_open_gauge()
@@ -328,6 +307,7 @@ class WorkerCore:
     # -- per batch -----------------------------------------------------------------------
 
     def process(self, batch: Iterable[Incoming], now: datetime) -> BatchResult:
+        self._trim()
         result = BatchResult()
         dirty: set[str] = set()
         touched: set[int] = set()
@@ -383,6 +363,7 @@ class WorkerCore:
         """Close everything open on ``partitions`` as an end of input does: release waiting events,
         close visits (``idle_sweep``). Quiet partitions are not swept; their clocks move on
         (``advance_quiet``)."""
+        self._trim()
         result = BatchResult()
         dirty: set[str] = set()
         for partition in partitions:
@@ -404,6 +385,7 @@ class WorkerCore:
         a lull) never cuts a visit the undisturbed stream keeps whole. Only an explicit end of
         input closes visits at once.
         """
+        self._trim()
         result = BatchResult()
         dirty: set[str] = set()
         for partition, elapsed in sorted(elapsed_ms.items()):
@@ -526,7 +508,8 @@ class WorkerCore:
         touched.add(partition)
         if stitched.anonymous_id is None:  # server-side: the customer's open visit here, else its own
             session_key = (
-                self._open_visit_of(session_key, enrichment["event_time"], partition, result) or session_key
+                self._open_visit_of(session_key, enrichment["event_time"], partition, result, dirty)
+                or session_key
             )
         device = self._device(session_key, partition)
         device.last_ms = max(device.last_ms or candidate, candidate)
@@ -577,7 +560,8 @@ class WorkerCore:
     def _device(self, key: str, partition: int) -> Device:
         device = self.devices.get(key)
         if device is None:
-            device = self.devices[key] = Device(partition)
+            device = Device(partition)
+            self.devices[key] = device
         device.partition = partition
         return device
 
@@ -588,7 +572,7 @@ class WorkerCore:
         return index
 
     def _open_visit_of(
-        self, customer_id: str, when: datetime, partition: int, result: BatchResult
+        self, customer_id: str, when: datetime, partition: int, result: BatchResult, dirty: set[str]
     ) -> str | None:
         """The device on this partition signed in as the customer at ``when`` whose visit is open
         at the partition watermark; the most recently active one if several (then by id).
@@ -598,7 +582,7 @@ class WorkerCore:
         watermark = self.watermark(partition)
         best: tuple[int, str] | None = None
         for device_id in self._customers(partition).devices(customer_id):
-            device = self.devices.get(device_id)
+            device = self.devices.live.get(device_id)  # a device holding a visit is always decoded
             if device is None or device.session is None or device.partition != partition:
                 continue
             if device.identity.customer_at(when) != customer_id:
@@ -607,6 +591,7 @@ class WorkerCore:
             if outputs:
                 self._emit(outputs, device_id, partition, result)
                 self._wakeups(partition).set(device_id, next_wakeup(device.session, self.policy))
+                dirty.add(device_id)  # stored with the visit it closed, as ``_advance_partition`` does
             if not is_open(device.session, watermark, self.policy):
                 continue
             candidate = (last_event_ms(device.session) or NO_WATERMARK, device_id)
@@ -672,9 +657,9 @@ class WorkerCore:
         is dropped by ``key``'s duplicate memory (a crawler's device, the customer of a CRM call),
         as a visit's events are; an event with no usable id has no key and goes on as it is."""
         if key:
-            known = key in self.devices
+            known = self.devices.get(key)
             device = self._device(key, message.partition)
-            if not known:
+            if known is None:
                 device.visitless = True
             if device.session is None:
                 device.session = DeviceState(key)
@@ -737,6 +722,16 @@ def _session_key(record: Mapping[str, Any], stitched: Stitched) -> str | None:
     if record["type"] in _PROFILE_CALLS or record.get("channel") == "email":
         return None  # a CRM sync's identify/alias/group, an ESP's e-mail event: no visit
     return stitched.user_id
+
+
+class _Except(Container[str]):
+    """Every id but these."""
+
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    def __contains__(self, item: object) -> bool:
+        return item not in self.ids
 
 
 def utc_now() -> datetime:

@@ -50,15 +50,11 @@ class WorkerStage:
         """Erasures (``webhouse forget``): the customer's devices go, with a tombstone each."""
         step = Step()
         for record in records:
-            result = self.core.apply_erasure(Erasure.from_bytes(record.value))
-            step.extend(to_step(result))
-            step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
+            step.extend(to_step(self.core.apply_erasure(Erasure.from_bytes(record.value))))
         return step
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        self.core.load(
-            stores[DEVICES].items(), stores[CLOCKS].items(), set(partitions), stores[WAITING].items()
-        )
+        self.core.load(stores[DEVICES], stores[CLOCKS].items(), set(partitions), stores[WAITING].items())
         self.owned = partitions
         self.accounted = {p: t for p, t in self.accounted.items() if p in partitions}
 
@@ -80,9 +76,7 @@ class WorkerStage:
         step = Step()
         if self.ttl_ms and time.monotonic() >= self.next_expiry:
             self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
-            result = self.core.expire(self.ttl_ms, self.visitless_ttl_ms)
-            step.extend(to_step(result))
-            step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
+            step.extend(to_step(self.core.expire(self.ttl_ms, self.visitless_ttl_ms)))
         if quiet & set(caught):
             step.extend(to_step(self.core.advance_quiet(self._quiet_time(sorted(quiet & set(caught)), now))))
         if idle & set(caught):
@@ -100,10 +94,13 @@ class WorkerStage:
 
 
 def to_step(result: BatchResult) -> Step:
+    """The outputs, then the state writes: changed devices, waiting events, clocks, and a tombstone
+    for each device erased or expired."""
     step = Step([Record(o.topic, o.key, o.value, o.partition, o.headers) for o in result.outputs])
     step.writes.extend(
         StoreWrite(DEVICES, p, key, value or None) for key, (p, value) in result.devices.items()
     )
     step.writes.extend(StoreWrite(WAITING, p, key, value) for key, (p, value) in result.waiting.items())
     step.writes.extend(StoreWrite(CLOCKS, p, str(p).encode(), value) for p, value in result.clocks.items())
+    step.writes.extend(StoreWrite(DEVICES, p, key, None) for key, p in result.erased.items())
     return step

@@ -19,9 +19,9 @@ from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
 from pipeline.topics import Topics
 from processors.enrichment import Enricher
 from processors.worker.codec import EventCodec
-from processors.worker.core import WorkerCore
+from processors.worker.core import BatchResult, WorkerCore
 from processors.worker.metrics import WorkerMetrics
-from processors.worker.stage import DEVICES, WorkerStage
+from processors.worker.stage import DEVICES, WorkerStage, to_step
 from tests.processors.sessioned import visits_of
 from tests.processors.worker_support import GOOGLEBOT, raw_event
 
@@ -84,6 +84,12 @@ class Harness:
         return self._keep(
             self.runner.process(self.runner.take(self.topics.raw_events, partition, len(records)))
         )
+
+    def expire(self, ttl_ms: int, visitless_ttl_ms: int | None = None) -> BatchResult:
+        """The stage's expiry with this TTL, its tombstones committed."""
+        result = self.core.expire(ttl_ms, visitless_ttl_ms)
+        self.runner.apply(to_step(result))
+        return result
 
     def redeliver(self, offset: int, count: int, partition: int = 0) -> Step:
         """Raw records read again from ``offset`` (the consumer's last commit was older)."""
@@ -206,7 +212,7 @@ def test_keys_only_seen_without_a_visit_expire_sooner() -> None:
         raw_event("bot-1", "crawler", at(0), context={"user_agent": GOOGLEBOT}), *visit("a", "dev-a", 0, 2)
     )
     h.feed(raw_event("b0", "dev-b", at(2 * 24 * 3600)))  # two days on; dev-a's visit closed
-    expired = h.core.expire(ttl_ms=30 * day_ms, visitless_ttl_ms=day_ms)
+    expired = h.expire(ttl_ms=30 * day_ms, visitless_ttl_ms=day_ms)
     assert expired.erased == {b"crawler": 0}  # dev-a (a visitor) stays for the 30 days
 
 
@@ -379,9 +385,9 @@ def test_idle_devices_expire_from_the_state_and_come_back_afresh() -> None:
     h.feed(*visit("a", "dev-a", 0, 2), raw_event("s", "dev-a", at(30), type="track", event="Signed In",
                                                  user_id="ada"))  # fmt: skip
     h.feed(raw_event("b0", "dev-b", at(2 * day)))  # dev-a's visit closes; dev-b is new
-    assert h.core.expire(ttl_ms=3 * day * 1000).erased == {}  # two days idle: kept
+    assert h.expire(ttl_ms=3 * day * 1000).erased == {}  # two days idle: kept
     h.feed(raw_event("b1", "dev-b", at(4 * day)))
-    expired = h.core.expire(ttl_ms=3 * day * 1000)
+    expired = h.expire(ttl_ms=3 * day * 1000)
     assert expired.erased == {b"dev-a": 0}  # four days idle, no open visit: gone; dev-b holds a visit
     assert "dev-a" not in h.core.devices and "dev-b" in h.core.devices
     assert list(h.core._customers(0).devices("ada")) == []

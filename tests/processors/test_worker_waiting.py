@@ -11,7 +11,7 @@ from pipeline.runtime.stage import Step
 from processors.enrichment import Enricher
 from processors.sessions.state import DeviceState, event_to_list
 from processors.worker.codec import EventCodec
-from processors.worker.core import Device
+from processors.worker.devices import Device, record_body
 from processors.worker.stage import DEVICES, WAITING
 from processors.worker.waiting import encode_waiting, waiting_key
 from tests.processors.sessioned import visits_of
@@ -29,7 +29,7 @@ def test_each_batch_writes_only_its_new_waiting_events_and_the_device_record_hol
     for i in range(8):
         step = h.feed(raw_event(f"e{i}", "dev-a", at(i)))
         assert _writes(step, WAITING) == {waiting_key("dev-a", f"e{i}"): step_value(step, f"e{i}")}
-        record = json.loads(_writes(step, DEVICES)[b"dev-a"] or b"")
+        record = record_body(_writes(step, DEVICES)[b"dev-a"] or b"")
         assert "buf" not in record["s"]
         device_sizes.append(len(_writes(step, DEVICES)[b"dev-a"] or b""))
     assert len(h.core.devices["dev-a"].session.buffer) == 8  # type: ignore[union-attr]
@@ -79,13 +79,13 @@ def test_a_device_record_written_before_the_waiting_store_still_loads_its_waitin
     h.feed(*visit("a", "dev-a", 0, 3))
     device = h.core.devices["dev-a"]
     assert device.session is not None
-    old_style = json.loads(device.to_bytes())
+    old_style = {"p": 0, "s": device.session.to_dict(with_buffer=False), "i": None, "t": device.last_ms}
     old_style["s"]["buf"] = [event_to_list(e) for e in device.session.buffer]  # the former layout
     for key in list(h.runner.stores[WAITING]):
         h.runner.stores[WAITING].put(0, key, None)
     h.runner.stores[DEVICES].put(0, b"dev-a", json.dumps(old_style).encode())
-    h.core.load(h.runner.stores[DEVICES].items(), h.runner.stores["clocks"].items(), {1})  # revoke
-    h.core.load(h.runner.stores[DEVICES].items(), h.runner.stores["clocks"].items(), {0, 1})
+    h.core.load(h.runner.stores[DEVICES], h.runner.stores["clocks"].items(), {1})  # revoke
+    h.core.load(h.runner.stores[DEVICES], h.runner.stores["clocks"].items(), {0, 1})
     loaded = h.core.devices["dev-a"].session
     assert isinstance(loaded, DeviceState) and [e.event_id for e in loaded.buffer] == ["a1", "a2"]
     assert Device.from_bytes(json.dumps(old_style).encode()).session is not None
@@ -108,9 +108,9 @@ def test_events_a_former_worker_left_waiting_with_their_payload_go_out_once_with
         (saved,) = [e for e in waiting.buffer if e.event_id == event["message_id"]]
         stored = encode_waiting(dataclasses.replace(saved, payload=payload))
         h.runner.stores[WAITING].put(0, waiting_key("dev-a", saved.event_id), stored)
-    h.core.load(h.runner.stores[DEVICES].items(), h.runner.stores["clocks"].items(), {1})  # revoke
+    h.core.load(h.runner.stores[DEVICES], h.runner.stores["clocks"].items(), {1})  # revoke
     h.core.load(
-        h.runner.stores[DEVICES].items(),
+        h.runner.stores[DEVICES],
         h.runner.stores["clocks"].items(),
         {0, 1},
         h.runner.stores[WAITING].items(),

@@ -111,7 +111,7 @@ def policy(**overrides: Any) -> SessionPolicy:
     return SessionPolicy(**values)
 
 
-def settings_for(pol: SessionPolicy) -> Settings:
+def settings_for(pol: SessionPolicy, device_cache: int = 50_000) -> Settings:
     """Worker settings whose session policy is ``pol`` (the settings count whole seconds)."""
     seconds = {name: ms // 1000 for name, ms in
                (("inactivity_gap_s", pol.gap_ms), ("max_duration_s", pol.max_duration_ms),
@@ -123,7 +123,7 @@ def settings_for(pol: SessionPolicy) -> Settings:
         split_on_campaign_change=pol.split_on_campaign_change,
         dedup_memory=pol.dedup_memory,
     )
-    settings = Settings(worker=WorkerSettings(session=session, extensions=[]))
+    settings = Settings(worker=WorkerSettings(session=session, extensions=[], device_cache=device_cache))
     assert SessionPolicy.from_settings(settings.worker.session) == pol, "a policy finer than seconds"
     return settings
 
@@ -140,9 +140,9 @@ def session_of(record: dict[str, Any]) -> Session:
 class WorkerSessionizer:
     """One partition of the worker stage, fed one event per batch (see the module docstring)."""
 
-    def __init__(self, pol: SessionPolicy) -> None:
+    def __init__(self, pol: SessionPolicy, device_cache: int = 50_000) -> None:
         self.policy = pol
-        settings = settings_for(pol)
+        settings = settings_for(pol, device_cache)
         self.topics = Topics.from_settings(settings.kafka)
         self.registry = CollectorRegistry()
         metrics = WorkerMetrics(self.registry)

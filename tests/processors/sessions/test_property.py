@@ -84,6 +84,7 @@ class Scenario:
     arrivals: list[SessionEvent]  # in partition (log) order, redeliveries included
     restart_at: int | None
     replay: int
+    device_cache: int  # 1: every device but those holding a visit read back from the store each batch
 
 
 @st.composite
@@ -149,14 +150,14 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 timed.append((time_ms + draw(delay_ms) + draw(delay_ms), draw(st.integers(0, 10**6)), event))
     arrivals = [event for _, _, event in sorted(timed, key=lambda item: item[:2])]
     restart_at = draw(st.none() | st.integers(0, len(arrivals) - 1))
-    return Scenario(policy, arrivals, restart_at, draw(st.integers(0, 6)))
+    return Scenario(policy, arrivals, restart_at, draw(st.integers(0, 6)), draw(st.sampled_from([1, 50_000])))
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_streaming_sessions_equal_the_batch_reference(scenario: Scenario) -> None:
     policy = scenario.policy
-    sessionizer = WorkerSessionizer(policy)
+    sessionizer = WorkerSessionizer(policy, scenario.device_cache)
     watermark = NO_WATERMARK
     seen: set[str] = set()
     expected_late: list[str] = []
