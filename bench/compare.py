@@ -58,6 +58,7 @@ BENCH = Path(__file__).resolve().parent
 QUIX_VENV = REPO_ROOT / ".webhouse" / "bench" / "quix-venv"
 QUIX_REQUIREMENT = "quixstreams>=3.28,<4"
 STREAM = ("floor", "quixstreams", "worker", "worker-bare")
+EXTRA = ("worker-memory",)  # on request: the worker with its state in memory (the disk store's cost)
 
 
 def say(*parts: object) -> None:
@@ -111,8 +112,9 @@ class StreamBench:
             command = [str(self.quix), str(BENCH / "quix_job.py"), self.bootstrap, raw, str(self.n), state]
             return harness.run_reporting_child(contender, command, timeout, log)
         settings = harness.worker_settings(
-            kafka, self.tmp / f"worker-{kafka.topic_prefix}", triggers=contender == "worker"
-        )
+            kafka, self.tmp / f"worker-{kafka.topic_prefix}", triggers=contender != "worker-bare",
+            state_store="memory" if contender == "worker-memory" else "disk",
+        )  # fmt: skip
         return harness.run_workers(contender, settings, self.n, self.tmp, on_started=on_started).run
 
 
@@ -284,7 +286,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000, help="raw events per stream run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=2)
-    parser.add_argument("--contenders", default=",".join(STREAM), help=f"subset of {','.join(STREAM)}")
+    parser.add_argument(
+        "--contenders", default=",".join(STREAM), help=f"subset of {','.join(STREAM + EXTRA)}"
+    )
     parser.add_argument("--bootstrap", help="an existing broker; default: start one on free ports")
     parser.add_argument(
         "--collector-batches", type=int, default=200, help="Segment batches per collector run"
@@ -303,9 +307,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     args.contenders = [c for c in args.contenders.split(",") if c]
-    unknown = set(args.contenders) - set(STREAM)
+    unknown = set(args.contenders) - set(STREAM + EXTRA)
     if unknown:
-        parser.error(f"unknown contenders {sorted(unknown)}; choose from {', '.join(STREAM)}")
+        parser.error(f"unknown contenders {sorted(unknown)}; choose from {', '.join(STREAM + EXTRA)}")
     return args
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -157,10 +158,12 @@ def worker_settings(
     batch: int = 2000,
     within: float | None = None,
     debug: bool = False,
+    state_store: Literal["disk", "memory"] = "disk",
 ) -> Settings:
     """The worker as deployed, on the bench's topics; ``triggers`` keeps the default extensions."""
     worker = WorkerSettings(
         data_dir=data_dir,
+        state_store=state_store,
         batch_max_events=batch,
         batch_within_s=within if within is not None else WorkerSettings().batch_within_s,
         session=SessionPolicySettings(idle_close_interval_s=1.0),

@@ -19,7 +19,7 @@ import pickle
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tools.simulate import SimulationConfig, generate
 
 CACHE_DIR = REPO_ROOT / ".webhouse" / "bench"
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
-FORMAT = 3  # bump when the generated events change, so stale caches are not reused
+FORMAT = 4  # bump when the generated events or the cache layout change, so stale caches are not reused
 
 # Phone models for Android agents (real model codes, as Chrome and Samsung Internet send them).
 ANDROID_MODELS = (
@@ -157,13 +157,15 @@ def load(events: int, seed: int = 11, cache_dir: Path = CACHE_DIR) -> Workload:
     path = cache_dir / f"events-v{FORMAT}-{schema}-{events}-{seed}.pickle"
     if path.exists():
         with path.open("rb") as f:
-            cached: Workload = pickle.load(f)
-        return cached
+            return Workload(**pickle.load(f))
     workload = build(events, seed)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     with partial.open("wb") as f:
-        pickle.dump(workload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        # Plain values: the class pickles under whichever name imported it (``workload`` for a
+        # script in bench/, ``bench.workload`` for a module), and the other could not read it.
+        plain = {f.name: getattr(workload, f.name) for f in fields(Workload)}
+        pickle.dump(plain, f, protocol=pickle.HIGHEST_PROTOCOL)
     partial.rename(path)
     return workload
 

@@ -376,24 +376,11 @@ class KafkaRunner:
         consumer.committed(inputs, timeout=RESTORE_WAIT_S)
 
     def _restore(self, partitions: Collection[int]) -> None:
-        """Each store's changelog, from where its local copy stands (a ``DiskStore``'s saved offset,
-        if still inside the log) or else from the start, to the end."""
         if not partitions:
             return
         for name, store in self.stores.items():
-            topic, source = self.config.changelogs[name], self._source(name, fresh=True)
-            ends = _log_ends(self.config.bootstrap, topic, partitions)
-            starts: dict[int, int] = {}
-            for partition, (low, high) in ends.items():
-                saved = store.resume_offset(partition, source)
-                if saved is not None and not low <= saved <= high:  # another log of the same name
-                    store.forget(partition)
-                    saved = None
-                starts[partition] = low if saved is None else saved
-            for partition, key, value in read_changelog(self.config.bootstrap, topic, starts, ends):
-                store.put(partition, key, value)
-            for partition, (_, high) in ends.items():
-                store.restored(partition, source, max(high, starts[partition]))
+            restore_store(self.config.bootstrap, self.config.changelogs[name], self._source(name, fresh=True),
+                          store, partitions)  # fmt: skip
 
     # -- what the stage may ask (RunnerView) -----------------------------------------------
 
@@ -541,6 +528,25 @@ def _next_offsets(batch: list[Incoming]) -> list[TopicPartition]:
     for message in batch:
         last[(message.topic, message.partition)] = message.offset
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def restore_store(
+    bootstrap: str, topic: str, source: str, store: StateStore | DiskStore, partitions: Collection[int]
+) -> None:
+    """A store's changelog partitions, from where its local copy stands (a ``DiskStore``'s saved
+    offset, if still inside the log) or else from the start, to the end."""
+    ends = _log_ends(bootstrap, topic, partitions)
+    starts: dict[int, int] = {}
+    for partition, (low, high) in ends.items():
+        saved = store.resume_offset(partition, source)
+        if saved is not None and not low <= saved <= high:  # another log of the same name
+            store.forget(partition)
+            saved = None
+        starts[partition] = low if saved is None else saved
+    for partition, key, value in read_changelog(bootstrap, topic, starts, ends):
+        store.put(partition, key, value)
+    for partition, (_, high) in ends.items():
+        store.restored(partition, source, max(high, starts[partition]))
 
 
 RESTORE_WAIT_S = 120.0  # longest wait for a changelog's open transaction (aborted by its timeout)

@@ -131,10 +131,9 @@ class DiskStore(Mapping[bytes, bytes]):
         self.db = db
         self.name = name
         self.table = f'"kv_{name}"'
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.table} (key BLOB PRIMARY KEY, partition INTEGER, value BLOB)"
-            " WITHOUT ROWID"
-        )
+        # A rowid table: with values of a kilobyte, a WITHOUT ROWID one was 3x larger and slower.
+        columns = "key BLOB PRIMARY KEY, partition INTEGER, value BLOB"
+        db.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})")
         db.execute(f'CREATE INDEX IF NOT EXISTS "kv_{name}_partition" ON {self.table} (partition)')
         self.owned: set[int] = set()
         self.incoming: set[int] = set()  # partitions being restored (between resume_offset and restored)
