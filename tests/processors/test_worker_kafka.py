@@ -196,7 +196,9 @@ def test_sigkill_mid_stream_loses_nothing(
     # Same events, same policy, fresh topics; SIGKILL once a third has come out.
     other = topics_factory(partitions=2)
     killed_kafka = kafka_settings.model_copy(update={"topic_prefix": other.prefix})
-    killed = worker_settings(killed_kafka, tmp_path / "killed", batch=50)
+    # Five decoded devices at most: the others are read back from the disk store, which the
+    # restarted worker resumes from its saved changelog offsets.
+    killed = worker_settings(killed_kafka, tmp_path / "killed", batch=50, device_cache=5)
     produce(kafka_settings.bootstrap_servers, other.raw_events, events)
     assert message_count(kafka_settings.bootstrap_servers, other.raw_events) == total
     send_end_of_input(kafka_settings.bootstrap_servers, other.raw_events)  # the last visits close at once

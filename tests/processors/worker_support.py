@@ -31,7 +31,9 @@ SERDES = {
 }
 
 
-def worker_settings(kafka: KafkaSettings, tmp: Path, batch: int = 500, **session: Any) -> Settings:
+def worker_settings(
+    kafka: KafkaSettings, tmp: Path, batch: int = 500, device_cache: int = 50_000, **session: Any
+) -> Settings:
     policy = {"inactivity_gap_s": 60, "allowed_lateness_s": 5, "idle_close_interval_s": 1.0, **session}
     return Settings(
         kafka=kafka,
@@ -40,6 +42,7 @@ def worker_settings(kafka: KafkaSettings, tmp: Path, batch: int = 500, **session
             data_dir=tmp / "worker",
             session=SessionPolicySettings(**policy),
             batch_max_events=batch,
+            device_cache=device_cache,
             group_session_timeout_s=6,  # a SIGKILLed worker's partitions come back quickly
             idle_after_s=1.0,  # partitions without traffic hold no trigger clock back for long
             extensions=[],  # the worker alone; triggers test their own agents
