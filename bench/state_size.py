@@ -91,6 +91,7 @@ def restore(bootstrap: str, topic: str, mode: str, state_dir: str) -> dict[str, 
     from pipeline.runtime.store import DiskStore, StateFiles, StateStore
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before_now = rss_now_mb()
     started = time.perf_counter()
     store: StateStore | DiskStore = (
         StateFiles(Path(state_dir)).store("devices") if mode != "memory" else StateStore()
@@ -106,8 +107,16 @@ def restore(bootstrap: str, topic: str, mode: str, state_dir: str) -> dict[str, 
         "restore_s": round(read - started, 1),
         "load_s": round(loaded - read, 1),
         "rss_before_mb": round(before),
+        "rss_before_now_mb": round(before_now, 1),
         "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_after_mb": round(rss_now_mb(), 1),
     }
+
+
+def rss_now_mb() -> float:
+    """The resident set now (the peak also holds what imports used and gave back)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def main() -> int:

@@ -22,7 +22,8 @@ from processors.worker.metrics import WorkerMetrics
 DEVICES = "devices"
 WAITING = "waiting"  # events waiting for the watermark, one record each (processors.worker.waiting)
 CLOCKS = "clocks"
-EXPIRY_INTERVAL_S = 60.0  # wall clock between scans for expired devices (a scan visits every device)
+EXPIRY_INTERVAL_S = 60.0  # least wall clock between scans for expired devices (a scan reads every header)
+EXPIRY_COST_SHARE = 100.0  # and at least this many times a scan's own duration
 
 
 class WorkerStage:
@@ -75,8 +76,11 @@ class WorkerStage:
         caught: Collection[int] = view.caught_up(quiet | idle) if quiet or idle else set()
         step = Step()
         if self.ttl_ms and time.monotonic() >= self.next_expiry:
-            self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+            started = time.monotonic()
             step.extend(to_step(self.core.expire(self.ttl_ms, self.visitless_ttl_ms)))
+            # A scan of every device's header: with a million, seconds; at most 1% of the worker.
+            took = time.monotonic() - started
+            self.next_expiry = time.monotonic() + max(EXPIRY_INTERVAL_S, EXPIRY_COST_SHARE * took)
         if quiet & set(caught):
             step.extend(to_step(self.core.advance_quiet(self._quiet_time(sorted(quiet & set(caught)), now))))
         if idle & set(caught):

@@ -38,3 +38,10 @@ def test_the_services_are_restarted_when_they_exit() -> None:
     services = _services()
     for name in ("collector", "worker", "sink"):
         assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_the_worker_keeps_its_state_stores_on_a_volume() -> None:
+    """On disk by default (worker.state_store): on a volume, a recreated container resumes them."""
+    worker = _services()["worker"]
+    state = worker["environment"]["WEBHOUSE_WORKER__DATA_DIR"]
+    assert any(volume.endswith(f":{state}") for volume in worker["volumes"])
