@@ -6,7 +6,9 @@ topics like any other, and each batch's step is applied as one unit (outputs app
 state written, offsets advanced), as a Kafka transaction is. ``restart`` throws a
 stage's memory away and rebuilds it from its changelogs, as a process restart does. A stage's
 ``broadcasts`` (erasures) are read whole, before the inputs that follow them, and all again
-after a restart, as ``KafkaRunner`` does.
+after a restart, as ``KafkaRunner`` does. With a ``state_dir`` the stores are the production's
+``DiskStore``: writes land after each step with the changelog length reached, and a restart resumes
+the file from there, reading only the changelog's tail.
 Which runner reads next and how much it takes is the caller's choice (``MemoryPipeline``
 draws it from a seeded random generator): a property test can try many interleavings.
 """
@@ -17,10 +19,11 @@ import random
 import zlib
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, Stage, Step
-from pipeline.runtime.store import StateStore
+from pipeline.runtime.store import DiskStore, StateFiles, StateStore
 from pipeline.topics import Topics
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,14 +58,17 @@ class MemoryRunner:
     """One stage as its own consumer group member owning every partition (see module docstring)."""
 
     def __init__(self, make_stage: Callable[[], Stage], broker: MemoryBroker, group_id: str,
-                 now: Callable[[], datetime] = lambda: FIXED_NOW) -> None:  # fmt: skip
+                 now: Callable[[], datetime] = lambda: FIXED_NOW,
+                 state_dir: Path | None = None) -> None:  # fmt: skip
         self.make_stage = make_stage
         self.broker = broker
+        self.state_dir = state_dir
+        self.files: StateFiles | None = None
         self.group_id = group_id
         self.now = now
         self.committed: dict[tuple[str, int], int] = {}
         self.stage = make_stage()
-        self.stores: dict[str, StateStore] = {}
+        self.stores: dict[str, StateStore | DiskStore] = {}
         self.broadcast_read: dict[str, int] = {}  # broadcast topic -> records applied
         self.restart()
 
@@ -71,11 +77,25 @@ class MemoryRunner:
     def restart(self) -> None:
         """A new process: a fresh stage, its stores read back from the changelogs."""
         self.stage = self.make_stage()
-        self.stores = {name: StateStore() for name in self.stage.store_names}
+        if self.files is not None:
+            self.files.close()
+        self.files = StateFiles(self.state_dir) if self.state_dir is not None else None
+        self.stores = {
+            name: self.files.store(name) if self.files is not None else StateStore()
+            for name in self.stage.store_names
+        }
         for name, store in self.stores.items():
-            for message in self.broker.records(Topics.changelog(self.group_id, name)):
-                if message.key is not None:
-                    store.put(message.partition, message.key, message.value or None)
+            changelog = Topics.changelog(self.group_id, name)
+            for partition in range(self.broker.partitions):
+                log = self.broker.log(changelog, partition)
+                start = store.resume_offset(partition, changelog)
+                if start is None or start > len(log):  # another broker's file: from the start
+                    store.forget(partition)
+                    start = 0
+                for message in log[start:]:
+                    if message.key is not None:
+                        store.put(partition, message.key, message.value or None)
+                store.restored(partition, changelog, len(log))
         self.stage.assign(frozenset(range(self.broker.partitions)), self.stores)
         self.broadcast_read = {}  # the restored state may predate them: every one applied again
         self.apply_broadcasts()
@@ -127,10 +147,14 @@ class MemoryRunner:
     def _checkpoint(self, step: Step) -> None:
         for record in step.outputs:
             self.broker.append(record)
+        reached: dict[str, dict[int, int]] = {}
         for write in step.writes:
             self.stores[write.store].put(write.partition, write.key, write.value)
             changelog = Topics.changelog(self.group_id, write.store)
-            self.broker.append(Record(changelog, write.key, write.value, write.partition))
+            message = self.broker.append(Record(changelog, write.key, write.value, write.partition))
+            reached.setdefault(write.store, {})[write.partition] = message.offset + 1
+        for name, store in self.stores.items():
+            store.commit(reached.get(name, {}), Topics.changelog(self.group_id, name))
 
     # -- RunnerView: in memory, read-to-the-end partitions are caught up and quiet ---------
 

@@ -19,8 +19,10 @@ reference's, field for field.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -135,13 +137,20 @@ class Model:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(logs(), st.sampled_from([1, 50_000]))
+@given(logs(), st.sampled_from([1, 50_000]), st.booleans())
 def test_sessions_of_every_identity_equal_the_batch_reference(
-    log: tuple[list[Planned], list[int]], device_cache: int
+    log: tuple[list[Planned], list[int]], device_cache: int, on_disk: bool
 ) -> None:
-    """Also with one decoded device at most: the others read back from the store as events need them."""
+    """Also with one decoded device at most (the others read back from the store as events need
+    them), and on the disk store."""
+    with tempfile.TemporaryDirectory() as state_dir:
+        check_keys_against_the_reference(
+            log, Harness(config(device_cache), state_dir=Path(state_dir) if on_disk else None)
+        )
+
+
+def check_keys_against_the_reference(log: tuple[list[Planned], list[int]], h: Harness) -> None:
     planned, sizes = log
-    h = Harness(config(device_cache))
     model = Model()
     position = 0
     for size in sizes:

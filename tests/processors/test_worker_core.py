@@ -55,12 +55,21 @@ class Harness:
     restart from the changelogs, ``quiet`` the stage's timer once nothing is left to read, ``sweep``
     an end of input."""
 
-    def __init__(self, config: Settings | None = None, runner: MemoryRunner | None = None) -> None:
+    def __init__(
+        self,
+        config: Settings | None = None,
+        runner: MemoryRunner | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         self.settings = config or settings()
         self.topics = Topics.from_settings(self.settings.kafka)
         if runner is None:
             metrics = WorkerMetrics()  # one set for every restart of the stage
-            runner = MemoryRunner(lambda: WorkerStage(self.settings, metrics), MemoryBroker(2), "worker")
+
+            def make() -> WorkerStage:
+                return WorkerStage(self.settings, metrics)
+
+            runner = MemoryRunner(make, MemoryBroker(2), "worker", state_dir=state_dir)
         self.runner = runner
         self.outputs: list[Record] = []
 

@@ -12,6 +12,7 @@ back from the stage's real outputs (enriched events, sessions) and its duplicate
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -140,14 +141,16 @@ def session_of(record: dict[str, Any]) -> Session:
 class WorkerSessionizer:
     """One partition of the worker stage, fed one event per batch (see the module docstring)."""
 
-    def __init__(self, pol: SessionPolicy, device_cache: int = 50_000) -> None:
+    def __init__(self, pol: SessionPolicy, device_cache: int = 50_000, state_dir: Path | None = None) -> None:
         self.policy = pol
         settings = settings_for(pol, device_cache)
         self.topics = Topics.from_settings(settings.kafka)
         self.registry = CollectorRegistry()
         metrics = WorkerMetrics(self.registry)
         self.broker = MemoryBroker(1)
-        self.runner = MemoryRunner(lambda: WorkerStage(settings, metrics), self.broker, "sessions")
+        self.runner = MemoryRunner(
+            lambda: WorkerStage(settings, metrics), self.broker, "sessions", state_dir=state_dir
+        )
         self.sent: dict[str, SessionEvent] = {}
         self.accepted: dict[str, list[SessionEvent]] = {}  # by session key: on their way, visit not closed
 

@@ -19,8 +19,10 @@ send, as the worker's enrichment sees it (``as_worker_sees``). Checked:
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -85,6 +87,7 @@ class Scenario:
     restart_at: int | None
     replay: int
     device_cache: int  # 1: every device but those holding a visit read back from the store each batch
+    on_disk: bool  # the production's disk store (a restart resumes its file), else the memory one
 
 
 @st.composite
@@ -150,14 +153,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 timed.append((time_ms + draw(delay_ms) + draw(delay_ms), draw(st.integers(0, 10**6)), event))
     arrivals = [event for _, _, event in sorted(timed, key=lambda item: item[:2])]
     restart_at = draw(st.none() | st.integers(0, len(arrivals) - 1))
-    return Scenario(policy, arrivals, restart_at, draw(st.integers(0, 6)), draw(st.sampled_from([1, 50_000])))
+    cache = draw(st.sampled_from([1, 50_000]))
+    return Scenario(policy, arrivals, restart_at, draw(st.integers(0, 6)), cache, draw(st.booleans()))
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_streaming_sessions_equal_the_batch_reference(scenario: Scenario) -> None:
+    with tempfile.TemporaryDirectory() as state_dir:
+        check_streaming_against_the_reference(scenario, Path(state_dir) if scenario.on_disk else None)
+
+
+def check_streaming_against_the_reference(scenario: Scenario, state_dir: Path | None) -> None:
     policy = scenario.policy
-    sessionizer = WorkerSessionizer(policy, scenario.device_cache)
+    sessionizer = WorkerSessionizer(policy, scenario.device_cache, state_dir)
     watermark = NO_WATERMARK
     seen: set[str] = set()
     expected_late: list[str] = []
