@@ -401,6 +401,12 @@ class TriggerSettings(_Section):
     sweep_interval_s: float = Field(
         30.0, gt=0, description="Wall-clock period of the scheduled sweep (its 'now' is event time)."
     )
+    sweep_chunk: int = Field(
+        10_000,
+        ge=1,
+        description="States one step of the hourly full pass visits at most; the pass goes on over the "
+        "next steps, so a transaction stays small whatever the number of states.",
+    )
     absence_grace_s: int = Field(
         60, ge=0, description="Lateness allowed before a sweep closes an absence window in event time."
     )

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -63,6 +63,7 @@ PROGRESS_KIND = "progress"
 HOP_SOURCE = "triggers/"  # a triggers partition's report of how far it has handed device states on
 HANDOVER_MEMORY = 100_000
 HOUR_MS = 3600 * 1000
+PASS_READ = 256  # states a full pass reads at a time (then checks how much the step holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,11 @@ class TriggerCore:
         ] = {}  # per partition and class: its last full pass's hour
         self._indexed = False  # the due index is built (a full pass after each (re)assignment)
         self._flushed_at_end = False
+        # A full pass goes over the states ``triggers.sweep_chunk`` at a time, one step each, so a
+        # step (one transaction) stays small whatever the number of states; a pass wanted while
+        # one is under way starts when it ends (a restarted one would starve the states at its end).
+        self._pass: deque[bytes] = deque()
+        self._pass_wanted = False
         self.erasures = Erasures()
         self._partitioner = DefaultPartitioner()
         self.held = HeldInputs()
@@ -469,6 +475,8 @@ class TriggerCore:
         self._last_hour = {}
         self._indexed = False
         self._flushed_at_end = False
+        self._pass.clear()
+        self._pass_wanted = False
 
     # -- erasures -------------------------------------------------------------------------
 
@@ -535,7 +543,24 @@ class TriggerCore:
             return result
         every = self._every(marks)
         ended = self._ended(marks)
-        for key, raw in self._sweep_items(table, marks, every):
+        items = self._due_items(table, marks)
+        while True:
+            self._sweep_some(result, items, marks, ended)
+            # The full pass goes on until this step holds ``triggers.sweep_chunk`` changed states
+            # (one transaction stays small) or the pass is over: an empty step means nothing left.
+            items = self._pass_items(table, every)
+            every = False
+            if not items or len(result.states) >= self.settings.triggers.sweep_chunk:
+                break
+        if items:  # not visited in this step: first in the next one
+            self._pass.extendleft(reversed([key for key, _ in items]))
+        return result
+
+    def _sweep_some(self, result: Result, items: list[tuple[bytes, bytes | None]], marks: Mapping[int, Marks],
+                    ended: bool) -> None:  # fmt: skip
+        for key, stored in items:
+            # Visited already in this step (due, then met again by the pass): as it is now.
+            raw = result.states[key][1] if key in result.states else stored
             state = CustomerState.from_dict(json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
@@ -547,9 +572,8 @@ class TriggerCore:
                 continue
             prepared = self._prepare(result, key, state, mark, owner.now, ended)
             result.seal(self._index)
-            if prepared is not None and result.states.get(key, (0, None))[1] == raw:
+            if prepared is not None and result.states.get(key, (0, None))[1] == stored:
                 del result.states[key]  # nothing changed: no changelog write
-        return result
 
     def _expired(self, state: CustomerState, hour: int) -> bool:
         """No event for ``triggers.state_ttl_days`` before this event-time hour, and no window open:
@@ -601,19 +625,27 @@ class TriggerCore:
     def _ended(marks: Mapping[int, Marks]) -> bool:
         return bool(marks) and all(m.device == END_MS and m.customer == END_MS for m in marks.values())
 
-    def _sweep_items(
-        self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks], every: bool
+    def _due_items(
+        self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]
     ) -> list[tuple[bytes, bytes | None]]:
-        """Every state (a full pass rebuilds the due index), else those with a window due."""
-        if every:
-            self.due.clear()
-            return list(table.items())
+        """The states with a window due, from the index."""
         due = []
         for key, (at, partition, device) in list(self.due.items()):
             decided = marks[partition].decided(device) if partition in marks else None
             if decided is not None and at <= decided:
                 due.append(key)
         return [(key, table.get(key)) for key in due]
+
+    def _pass_items(self, table: Mapping[bytes, bytes], every: bool) -> list[tuple[bytes, bytes | None]]:
+        """The full pass's next few states (a pass starts when wanted and none is under way). A
+        state's decisions do not depend on when it is visited (each decides its hours in order, and
+        an input first decides what is due before it), only how soon an alert comes out."""
+        self._pass_wanted = self._pass_wanted or every
+        if self._pass_wanted and not self._pass:
+            self._pass = deque(table)
+            self._pass_wanted = False
+        size = min(PASS_READ, len(self._pass))
+        return [(key, table.get(key)) for key in (self._pass.popleft() for _ in range(size))]
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
         """Remember when this state's earliest window can fire: an absence window at its deadline

@@ -21,12 +21,14 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.errors import ProcessingError
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, Stage, Step
 from pipeline.runtime.store import DiskStore, StateFiles, StateStore
 from pipeline.topics import Topics
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+IDLE_TICKS_MAX = 100_000  # a stage whose timer always has work would never let ``run`` end
 
 
 class MemoryBroker:
@@ -190,12 +192,17 @@ class MemoryPipeline:
         return True
 
     def run(self, restart_chance: float = 0.0) -> None:
-        """Until every runner has read everything, then each timer once more (quiet partitions)."""
+        """Until every runner has read everything, then each timer until it has nothing left to do
+        (quiet partitions; a sweep that goes on over several steps)."""
         while True:
             while self.step():
                 if restart_chance and self.rng.random() < restart_chance:
                     self.rng.choice(self.runners).restart()
             for runner in self.runners:
-                runner.tick()
+                for _ in range(IDLE_TICKS_MAX):
+                    if not runner.tick():
+                        break
+                else:
+                    raise ProcessingError(runner.group_id, f"still busy after {IDLE_TICKS_MAX} timer calls")
             if not any(r.unread() for r in self.runners):
                 return
