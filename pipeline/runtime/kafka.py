@@ -92,9 +92,8 @@ class KafkaRunner:
             for name in stage.store_names
         }
         self.store_of_changelog = {topic: name for name, topic in config.changelogs.items()}
-        self.reached: dict[
-            str, dict[int, int]
-        ] = {}  # store -> partition -> changelog offset after its last write
+        # store -> partition -> changelog offset after its last write (delivery reports)
+        self.reached: dict[str, dict[int, int]] = {}
         self.sources: dict[str, str] = {}  # store -> changelog_source of its changelog
         self.owned: frozenset[int] = frozenset()
         self.last_arrival: dict[int, float] = {}
@@ -264,7 +263,8 @@ class KafkaRunner:
         self.producer.poll(0)  # serves the delivery reports the commit's flush left queued
         reached, self.reached = self.reached, {}
         for name, store in self.stores.items():
-            store.commit(reached.get(name, {}), self._source(name))
+            if isinstance(store, DiskStore) and (store.pending or name in reached):
+                store.commit(reached.get(name, {}), self._source(name))
 
     def _source(self, store: str, fresh: bool = False) -> str:
         """What a saved offset is an offset of: the store's changelog topic, by cluster and topic id

@@ -283,7 +283,7 @@ class WorkerCore:
                 continue
             expired.append((device_id, summary.partition))
         for device_id, partition in expired:
-            self.devices.pop(device_id)
+            self.devices.discard(device_id)
             self._wakeups(partition).set(device_id, None)
             self._customers(partition).forget_device(device_id)
             result.erased[device_id.encode()] = partition

@@ -156,6 +156,10 @@ class DeviceCache:
         value = self.store.get(device_id.encode())
         return Device.from_bytes(value) if value else None
 
+    def discard(self, device_id: str) -> None:
+        """Forget the decoded copy (the caller tombstones the record)."""
+        self.live.pop(device_id, None)
+
     def keep_only(self, partitions: Collection[int]) -> None:
         self.live = OrderedDict((k, d) for k, d in self.live.items() if d.partition in partitions)
 
