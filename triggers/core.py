@@ -625,6 +625,11 @@ class TriggerCore:
     def _ended(marks: Mapping[int, Marks]) -> bool:
         return bool(marks) and all(m.device == END_MS and m.customer == END_MS for m in marks.values())
 
+    @property
+    def pass_pending(self) -> bool:
+        """A full pass is under way or wanted: the next sweeps go on with it."""
+        return bool(self._pass) or self._pass_wanted
+
     def _due_items(
         self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]
     ) -> list[tuple[bytes, bytes | None]]:

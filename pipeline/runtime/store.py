@@ -258,7 +258,14 @@ class DiskStore(Mapping[bytes, bytes]):
                 yield key, value
 
     def __iter__(self) -> Iterator[bytes]:
-        return (key for key, _ in self.items())
+        """The owned partitions' keys, without reading their values."""
+        for partition in sorted(self.owned):
+            for (key,) in self.db.execute(f"SELECT key FROM {self.table} WHERE partition = ?", (partition,)):
+                if key not in self.pending:
+                    yield bytes(key)
+        for key, (_, value) in list(self.pending.items()):
+            if value is not None:
+                yield key
 
     def __len__(self) -> int:
         """Committed rows of the owned partitions (pending writes not counted)."""

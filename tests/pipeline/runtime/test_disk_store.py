@@ -37,6 +37,9 @@ def test_writes_land_with_their_offsets_and_a_new_process_resumes_there(tmp_path
     assert restore(store, 0, [(b"e", b"5")], end=9) == 7
     assert dict(store.items()) == {b"b": b"2", b"c": b"3", b"e": b"5"}
     assert len(store) == 3
+    store.put(0, b"b", None)
+    store.put(0, b"f", b"6")
+    assert sorted(store) == [b"c", b"e", b"f"]  # the keys, pending writes included
     again.close()
 
 
