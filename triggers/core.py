@@ -139,9 +139,10 @@ class TriggerCore:
         ] = {}  # per partition and class: its last full pass's hour
         self._indexed = False  # the due index is built (a full pass after each (re)assignment)
         self._flushed_at_end = False
-        # A full pass goes over the states ``triggers.sweep_chunk`` at a time, one step each, so a
-        # step (one transaction) stays small whatever the number of states; a pass wanted while
-        # one is under way starts when it ends (a restarted one would starve the states at its end).
+        # A full pass goes on over as many steps as it takes for each to hold at most
+        # ``triggers.sweep_chunk`` changed states, so a step (one transaction) stays small whatever
+        # the number of states; a pass wanted while one is under way starts when it ends (a
+        # restarted one would starve the states at its end).
         self._pass: deque[bytes] = deque()
         self._pass_wanted = False
         self.erasures = Erasures()

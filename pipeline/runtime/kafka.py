@@ -56,7 +56,7 @@ from pipeline.health import Health
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Record, Stage, Step
-from pipeline.runtime.store import DiskStore, StateFiles, StateStore
+from pipeline.runtime.store import DiskStore, StateFiles, StateStore, restore
 
 log = logging.getLogger(__name__)
 
@@ -533,20 +533,9 @@ def _next_offsets(batch: list[Incoming]) -> list[TopicPartition]:
 def restore_store(
     bootstrap: str, topic: str, source: str, store: StateStore | DiskStore, partitions: Collection[int]
 ) -> None:
-    """A store's changelog partitions, from where its local copy stands (a ``DiskStore``'s saved
-    offset, if still inside the log) or else from the start, to the end."""
+    """A store's changelog partitions on the broker, read as ``pipeline.runtime.store.restore`` says."""
     ends = _log_ends(bootstrap, topic, partitions)
-    starts: dict[int, int] = {}
-    for partition, (low, high) in ends.items():
-        saved = store.resume_offset(partition, source)
-        if saved is not None and not low <= saved <= high:  # another log of the same name
-            store.forget(partition)
-            saved = None
-        starts[partition] = low if saved is None else saved
-    for partition, key, value in read_changelog(bootstrap, topic, starts, ends):
-        store.put(partition, key, value)
-    for partition, (_, high) in ends.items():
-        store.restored(partition, source, max(high, starts[partition]))
+    restore(store, source, ends, lambda starts: read_changelog(bootstrap, topic, starts, ends))
 
 
 RESTORE_WAIT_S = 120.0  # longest wait for a changelog's open transaction (aborted by its timeout)

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from pipeline.errors import ProcessingError
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, Stage, Step
-from pipeline.runtime.store import DiskStore, StateFiles, StateStore
+from pipeline.runtime.store import DiskStore, StateFiles, StateStore, restore
 from pipeline.topics import Topics
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -88,19 +89,17 @@ class MemoryRunner:
         }
         for name, store in self.stores.items():
             changelog = Topics.changelog(self.group_id, name)
-            for partition in range(self.broker.partitions):
-                log = self.broker.log(changelog, partition)
-                start = store.resume_offset(partition, changelog)
-                if start is None or start > len(log):  # another broker's file: from the start
-                    store.forget(partition)
-                    start = 0
-                for message in log[start:]:
-                    if message.key is not None:
-                        store.put(partition, message.key, message.value or None)
-                store.restored(partition, changelog, len(log))
+            bounds = {p: (0, len(self.broker.log(changelog, p))) for p in range(self.broker.partitions)}
+            restore(store, changelog, bounds, partial(self._read, changelog))
         self.stage.assign(frozenset(range(self.broker.partitions)), self.stores)
         self.broadcast_read = {}  # the restored state may predate them: every one applied again
         self.apply_broadcasts()
+
+    def _read(self, changelog: str, starts: Mapping[int, int]) -> Iterator[tuple[int, bytes, bytes | None]]:
+        for partition, start in starts.items():
+            for message in self.broker.log(changelog, partition)[start:]:
+                if message.key is not None:
+                    yield partition, message.key, message.value or None
 
     def unread(self) -> list[tuple[str, int]]:
         return [

@@ -23,7 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline.errors import ProcessingError
@@ -196,9 +196,7 @@ class DiskStore(Mapping[bytes, bytes]):
         self.db.execute("BEGIN")
         self._write((key, partition, value) for key, (partition, value) in writes.items())
         for partition, offset in positions.items():
-            self.db.execute(
-                "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (self.name, partition, source, offset)
-            )
+            self._save_position(partition, source, offset)
         self.db.execute("COMMIT")
 
     def _save_position(self, partition: int, source: str, offset: int) -> None:
@@ -248,24 +246,21 @@ class DiskStore(Mapping[bytes, bytes]):
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
         """The owned partitions' rows, one partition at a time (a scan, not a load)."""
-        for partition in sorted(self.owned):
-            cursor = self.db.execute(f"SELECT key, value FROM {self.table} WHERE partition = ?", (partition,))
-            for key, value in cursor:
-                if key not in self.pending:
-                    yield bytes(key), bytes(value)
-        for key, (_, value) in list(self.pending.items()):
-            if value is not None:
-                yield key, value
+        return self._scan("key, value")
 
     def __iter__(self) -> Iterator[bytes]:
         """The owned partitions' keys, without reading their values."""
+        return (key for key, _ in self._scan("key, NULL"))
+
+    def _scan(self, columns: str) -> Iterator[tuple[bytes, bytes]]:
         for partition in sorted(self.owned):
-            for (key,) in self.db.execute(f"SELECT key FROM {self.table} WHERE partition = ?", (partition,)):
+            cursor = self.db.execute(f"SELECT {columns} FROM {self.table} WHERE partition = ?", (partition,))
+            for key, value in cursor:
                 if key not in self.pending:
-                    yield bytes(key)
-        for key, (_, value) in list(self.pending.items()):
-            if value is not None:
-                yield key
+                    yield bytes(key), value
+        for key, (_, pending) in list(self.pending.items()):
+            if pending is not None:
+                yield key, pending
 
     def __len__(self) -> int:
         """Committed rows of the owned partitions (pending writes not counted)."""
@@ -276,3 +271,24 @@ class DiskStore(Mapping[bytes, bytes]):
             f"SELECT count(*) FROM {self.table} WHERE partition IN ({marks})", tuple(self.owned)
         )
         return int(row.fetchone()[0])
+
+
+Bounds = Mapping[int, tuple[int, int]]  # partition -> (first, end) offsets of its changelog
+Reader = Callable[[Mapping[int, int]], Iterable[tuple[int, bytes, bytes | None]]]  # from offsets
+
+
+def restore(store: StateStore | DiskStore, source: str, bounds: Bounds, read: Reader) -> None:
+    """A store's changelog partitions, from where its local copy stands (a ``DiskStore``'s saved
+    offset, if still inside the log) or else from the start, to the end. ``read`` gives the
+    records from the offsets it is handed (a broker's changelog, or the in-memory runtime's)."""
+    starts: dict[int, int] = {}
+    for partition, (low, high) in bounds.items():
+        saved = store.resume_offset(partition, source)
+        if saved is not None and not low <= saved <= high:  # another log of the same name
+            store.forget(partition)
+            saved = None
+        starts[partition] = low if saved is None else saved
+    for partition, key, value in read(starts):
+        store.put(partition, key, value)
+    for partition, (_, high) in bounds.items():
+        store.restored(partition, source, max(high, starts[partition]))

@@ -24,7 +24,7 @@ from processors.sessions.state import DeviceState
 
 _MAGIC = 1  # a JSON record (the format before the header) starts with "{"
 _HEADER = struct.Struct(">BBiqI")  # magic, flags, partition, last seen (ms), length of the links
-_OPEN, _VISITLESS, _SEEN, _SESSION = 1, 2, 4, 8
+_OPEN, _VISITLESS, _SEEN = 1, 2, 4
 
 
 @dataclass(slots=True)
@@ -51,7 +51,6 @@ class Device:
             (_OPEN if self.session is not None and self.session.current is not None else 0)
             | (_VISITLESS if self.visitless else 0)
             | (_SEEN if self.last_ms is not None else 0)
-            | (_SESSION if self.session is not None else 0)
         )
         header = _HEADER.pack(_MAGIC, flags, self.partition, self.last_ms or 0, len(links_bytes))
         return header + links_bytes + json.dumps(body, separators=(",", ":")).encode()
@@ -59,15 +58,12 @@ class Device:
     @classmethod
     def from_bytes(cls, data: bytes) -> Device:
         if data[:1] != b"{":
-            summary = DeviceSummary.from_bytes(data)
+            _, flags, partition, last_ms, _ = _HEADER.unpack_from(data)
             raw = record_body(data)
-            return cls(summary.partition, _session(raw), _identity(raw), summary.last_ms, summary.visitless)
+            seen = last_ms if flags & _SEEN else None
+            return cls(partition, _session(raw), _identity(raw), seen, bool(flags & _VISITLESS))
         raw = json.loads(data)  # written before the header
         return cls(raw["p"], _session(raw), _identity(raw), raw.get("t"), bool(raw.get("x")))
-
-    @property
-    def holds_a_visit(self) -> bool:
-        return self.session is not None and (self.session.current is not None or bool(self.session.buffer))
 
 
 def record_body(data: bytes) -> dict[str, Any]:
@@ -100,7 +96,6 @@ class DeviceSummary:
     open_visit: bool
     visitless: bool
     last_ms: int | None
-    links_length: int
     links: tuple[tuple[str, str, int], ...]  # (customer id, device id, last seen in ms)
 
     @classmethod
@@ -111,14 +106,14 @@ class DeviceSummary:
         links = json.loads(data[_HEADER.size : _HEADER.size + length]) if length else ()
         return cls(
             partition, bool(flags & _OPEN), bool(flags & _VISITLESS), last_ms if flags & _SEEN else None,
-            length, tuple((str(c), str(a), int(t)) for c, a, t in links),
+            tuple((str(c), str(a), int(t)) for c, a, t in links),
         )  # fmt: skip
 
     @classmethod
     def of(cls, device: Device) -> DeviceSummary:
         links = tuple(_links(device.identity))
         open_visit = device.session is not None and device.session.current is not None
-        return cls(device.partition, open_visit, device.visitless, device.last_ms, 0, links)
+        return cls(device.partition, open_visit, device.visitless, device.last_ms, links)
 
 
 class DeviceCache:
