@@ -14,10 +14,12 @@ bytes; tests call these directly):
    ``handover`` takes the device's state out and sends it, as ``absorb``, to the customer's key,
    where the engine merges it. After its own clock moved, a partition reports it to every
    partition (source ``triggers/N``): a customer's inputs wait for those reports too.
-3. ``sweep``: per triggers partition at its marks: the states with a due absence window (an
-   in-memory index, no scan), and once per event-time hour every state, for the scheduled rules.
-   Inputs never close windows: each state's windows and hours due before an input are decided
-   before the input is applied (``_prepare``), the rest when the marks pass them.
+3. ``sweep``: per triggers partition at its marks, the states due (an in-memory index, no scan):
+   an absence or held window due, or an event-time hour at which something of the state can
+   change (``Engine.next_hour``: a day counter of the scheduled rules moving on, the dedupe memory
+   to prune, the state's expiry, a profile change to publish); the hours between change nothing
+   and are skipped. Inputs never close windows: each state's windows and hours due before an
+   input are decided before the input is applied (``_prepare``), the rest when the marks pass them.
 
 Forgotten customers: ``apply_erasure`` takes an erasure record (``pipeline.erasure``, read from
 the erasures topic by the adapter) and drops the states of the customer and its devices (profile,
@@ -30,6 +32,7 @@ Anything undecodable becomes a dead letter (stage ``triggers``) and is counted.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections import OrderedDict, deque
@@ -50,7 +53,7 @@ from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
-from triggers.engine import NOTHING, Engine, Outcome
+from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
 from triggers.hold import Held, HeldInputs, held_of
 from triggers.metrics import TriggerMetrics
@@ -62,7 +65,6 @@ log = logging.getLogger(__name__)
 PROGRESS_KIND = "progress"
 HOP_SOURCE = "triggers/"  # a triggers partition's report of how far it has handed device states on
 HANDOVER_MEMORY = 100_000
-HOUR_MS = 3600 * 1000
 PASS_READ = 256  # states a full pass reads at a time (then checks how much the step holds)
 
 
@@ -94,6 +96,31 @@ class Result:
             self.states[key] = (partition, _json(state.to_dict()) if state is not None else None)
         self.live.clear()
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """When a state next needs the sweep: its earliest window's closing time, the next hour at
+    which something of it can change (``TriggerCore._next_visit``); either may be None."""
+
+    window: int | None
+    hour: int | None
+    partition: int
+    device: bool
+
+    @property
+    def earliest(self) -> int:
+        """No mark before this reaches it (an hour is reached no earlier than its mark)."""
+        return min(t for t in (self.window, self.hour) if t is not None)
+
+    def reached(self, mark: Marks) -> bool:
+        decided = mark.decided(self.device)
+        if decided is None:
+            return False
+        if self.window is not None and self.window <= decided:
+            return True
+        upto = decided if mark.now is None else min(decided, mark.now)
+        return self.hour is not None and self.hour <= upto < END_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +159,11 @@ class TriggerCore:
         }
         self.dead_serde = make_serde("dead_letter", url)
         self._handed_over: OrderedDict[str, str] = OrderedDict()
-        # key -> (when its first window is due, partition, whether a device's)
-        self.due: dict[bytes, tuple[int, int, bool]] = {}
-        self._last_hour: dict[
-            tuple[int, bool], int
-        ] = {}  # per partition and class: its last full pass's hour
+        self.due: dict[bytes, Due] = {}
+        # Per partition and class, the index's entries by earliest time (a heap; an entry that no
+        # longer matches ``due`` is dropped when it comes up).
+        self._queues: dict[tuple[int, bool], list[tuple[int, bytes]]] = {}
+        self._queued = 0
         self._indexed = False  # the due index is built (a full pass after each (re)assignment)
         self._flushed_at_end = False
         # A full pass goes on over as many steps as it takes for each to hold at most
@@ -367,14 +394,16 @@ class TriggerCore:
         upto = mark if now is None else min(mark, now)
         if state.hour is None:
             state.hour = upto // HOUR_MS * HOUR_MS
-        hours = list(range(state.hour + HOUR_MS, upto + 1, HOUR_MS)) if 0 <= upto < END_MS else []
-        if not hours and not ended and not state.windows:
+            result.live.setdefault(key, (partition, state))  # the hour it starts from is kept
+        through = upto // HOUR_MS * HOUR_MS if 0 <= upto < END_MS else None
+        crossed = through is not None and through > state.hour
+        if not crossed and not ended and not state.windows:
             return state
-        outcome = self._sweep_state(state, mark, hours, bool(hours) or ended)
+        outcome = self._sweep_state(state, mark, through if crossed else None, crossed or ended)
         self._apply(result, partition, outcome)
-        if hours:
-            outcome.state.hour = hours[-1]
-            if self._expired(outcome.state, hours[-1]):
+        if crossed and through is not None:
+            outcome.state.hour = through
+            if self._expired(outcome.state, through):
                 result.live[key] = (partition, None)
                 self.metrics.states_expired.inc()
                 return None
@@ -469,11 +498,18 @@ class TriggerCore:
         # key follows it there (``_forward``).
         result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
 
+    def reload(self, rules: RuleSet) -> None:
+        """New rules: every state is visited again (a full pass), so that the scheduled rules
+        look at each at its next hour (``Engine.schedule_version`` changed)."""
+        self.engine.reload(rules)
+        self.reset_index()
+
     def reset_index(self) -> None:
         """After a (re)assignment: forget the due index; the next sweep is a full pass, rebuilding
         it (each state knows the last hour decided for it)."""
         self.due.clear()
-        self._last_hour = {}
+        self._queues = {}
+        self._queued = 0
         self._indexed = False
         self._flushed_at_end = False
         self._pass.clear()
@@ -572,6 +608,8 @@ class TriggerCore:
                 self._index(key, state)  # its partition has no mark yet: indexed, decided later
                 continue
             prepared = self._prepare(result, key, state, mark, owner.now, ended)
+            if key not in result.live:
+                self._index(key, prepared)  # unchanged: indexed as it is (a full pass builds the index)
             result.seal(self._index)
             if prepared is not None and result.states.get(key, (0, None))[1] == stored:
                 del result.states[key]  # nothing changed: no changelog write
@@ -583,18 +621,19 @@ class TriggerCore:
         ttl_days = self.settings.triggers.state_ttl_days
         if not ttl_days or state.windows:
             return False
-        last = state.linked_at if state.moved_to is not None else state.profile.last_event_at
-        if last is None:
-            last = state.profile.updated_at
+        last = _last_activity(state)
         return last is not None and last < hour - ttl_days * 24 * HOUR_MS
 
-    def _sweep_state(self, state: CustomerState, mark: int, hours: list[int], publish: bool) -> Outcome:
-        """One customer at a sweep: the scheduled rules at each hour crossed (windows due by then
-        first), the windows due at ``mark``; a pending profile change published if ``publish``."""
+    def _sweep_state(self, state: CustomerState, mark: int, through: int | None, publish: bool) -> Outcome:
+        """One customer at a sweep: the scheduled rules at each hour up to ``through`` at which they
+        can decide something (``Engine.next_hour``; windows due by then first), the windows due at
+        ``mark``; a pending profile change published if ``publish``."""
         alerts: list[Alert] = []
-        for hour in hours:
+        hour = None if through is None or state.hour is None else self.engine.next_hour(state, state.hour)
+        while hour is not None and through is not None and hour <= through:
             outcome = self.engine.sweep(state, min(hour, mark), at=hour)
             state, alerts = outcome.state, [*alerts, *outcome.alerts]
+            hour = self.engine.next_hour(state, hour)
         outcome = self.engine.sweep(state, mark, scheduled=False)
         outcome = replace(outcome, alerts=(*alerts, *outcome.alerts))
         if publish and outcome.state.unpublished:
@@ -602,23 +641,11 @@ class TriggerCore:
         return outcome
 
     def _every(self, marks: Mapping[int, Marks]) -> bool:
-        """Whether this sweep visits every state: a mark crossed an hour, the index is to be
-        rebuilt, or the end came."""
-        crossed = False
-        for partition, mark in marks.items():
-            for device in (True, False):
-                decided = mark.decided(device)
-                if decided is None:
-                    continue
-                hour = (decided if mark.now is None else min(decided, mark.now)) // HOUR_MS
-                last = self._last_hour.setdefault((partition, device), hour)
-                if hour > last:
-                    self._last_hour[(partition, device)] = hour
-                    crossed = True
+        """Whether this sweep visits every state: the index is to be rebuilt, or the end came."""
         rebuild = not self._indexed
         self._indexed = True
         ended = self._ended(marks)
-        every = crossed or rebuild or (ended and not self._flushed_at_end)
+        every = rebuild or (ended and not self._flushed_at_end)
         self._flushed_at_end = ended and (every or self._flushed_at_end)
         return every
 
@@ -634,12 +661,30 @@ class TriggerCore:
     def _due_items(
         self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]
     ) -> list[tuple[bytes, bytes | None]]:
-        """The states with a window due, from the index."""
-        due = []
-        for key, (at, partition, device) in list(self.due.items()):
-            decided = marks[partition].decided(device) if partition in marks else None
-            if decided is not None and at <= decided:
-                due.append(key)
+        """The states due at these marks, from the index."""
+        due: dict[bytes, None] = {}
+        for (partition, device), queue in self._queues.items():
+            mark = marks.get(partition)
+            decided = mark.decided(device) if mark is not None else None
+            if mark is None or decided is None:
+                continue
+            kept: list[tuple[int, bytes]] = []
+            while queue and queue[0][0] <= decided:
+                entry = heapq.heappop(queue)
+                self._queued -= 1
+                current = self.due.get(entry[1])
+                if current is None or (current.earliest, current.partition, current.device) != (
+                    entry[0],
+                    partition,
+                    device,
+                ):
+                    continue  # re-indexed since
+                if current.reached(mark):
+                    due[entry[1]] = None
+                kept.append(entry)  # until the visit re-indexes it
+            for entry in kept:
+                heapq.heappush(queue, entry)
+                self._queued += 1
         return [(key, table.get(key)) for key in due]
 
     def _pass_items(self, table: Mapping[bytes, bytes], every: bool) -> list[tuple[bytes, bytes | None]]:
@@ -654,14 +699,52 @@ class TriggerCore:
         return [(key, table.get(key)) for key in (self._pass.popleft() for _ in range(size))]
 
     def _index(self, key: bytes, state: CustomerState | None) -> None:
-        """Remember when this state's earliest window can fire: an absence window at its deadline
-        plus the grace, a held marketing alert at its time (``Engine._close_windows``)."""
-        if state is None or not state.windows or state.partition is None:
+        """Remember when this state next needs the sweep: its earliest window can fire (an
+        absence window at its deadline plus the grace, a held marketing alert at its time:
+        ``Engine._close_windows``), or an hour can change it (``_next_visit``)."""
+        if state is None or state.partition is None:
             self.due.pop(key, None)
             return
-        grace_ms = self.settings.triggers.absence_grace_s * 1000
-        due = min(w.deadline + (0 if w.absent == NOTHING else grace_ms) for w in state.windows)
-        self.due[key] = (due, state.partition, state.device)
+        window = None
+        if state.windows:
+            grace_ms = self.settings.triggers.absence_grace_s * 1000
+            window = min(w.deadline + (0 if w.absent == NOTHING else grace_ms) for w in state.windows)
+        hour = self._next_visit(state)
+        if window is None and hour is None:
+            self.due.pop(key, None)
+            return
+        due = Due(window, hour, state.partition, state.device)
+        if self.due.get(key) == due:
+            return
+        self.due[key] = due
+        heapq.heappush(self._queues.setdefault((due.partition, due.device), []), (due.earliest, key))
+        self._queued += 1
+        if self._queued > 2 * len(self.due) + 10_000:
+            self._requeue()
+
+    def _requeue(self) -> None:
+        """Drop the entries left behind by re-indexing (the heaps hold only ``due`` again)."""
+        self._queues = {}
+        for key, due in self.due.items():
+            self._queues.setdefault((due.partition, due.device), []).append((due.earliest, key))
+        for queue in self._queues.values():
+            heapq.heapify(queue)
+        self._queued = len(self.due)
+
+    def _next_visit(self, state: CustomerState) -> int | None:
+        """The first hour after the state's last decided one at which a sweep can change it: what
+        the rules can decide (``Engine.next_hour``), a profile change to publish, its expiry."""
+        if state.hour is None:
+            return 0
+        hours = [self.engine.next_hour(state, state.hour)]
+        if state.unpublished:
+            hours.append(state.hour + HOUR_MS)
+        ttl_days = self.settings.triggers.state_ttl_days
+        last = _last_activity(state)
+        if ttl_days and not state.windows and last is not None:
+            expiry = last + ttl_days * 24 * HOUR_MS
+            hours.append(max(expiry // HOUR_MS * HOUR_MS + HOUR_MS, state.hour + HOUR_MS))
+        return min((h for h in hours if h is not None), default=None)
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -701,6 +784,12 @@ class TriggerCore:
         self.metrics.dead_letters.labels("delivery", letter.reason).inc()
         value = self.dead_serde.encode(letter.to_record(), self.topics.dead_letters)
         return Output(self.topics.dead_letters, letter.dead_letter_id.encode(), value)
+
+
+def _last_activity(state: CustomerState) -> int | None:
+    """What the state's expiry counts from: its link for a handed-over device, else its last event."""
+    last = state.linked_at if state.moved_to is not None else state.profile.last_event_at
+    return state.profile.updated_at if last is None else last
 
 
 def _event_ids(view: EventView) -> tuple[str | None, ...]:

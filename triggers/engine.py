@@ -22,6 +22,8 @@ Service rules still run on history.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,8 +34,17 @@ from triggers.alerts import Alert, alert_id
 from triggers.conditions import Reason, evaluate, render
 from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, ORDER_EVENT, EventView, SessionView
 from triggers.guardrails import decide, prune
-from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields
-from triggers.ruleset import PastEventsCondition, Rule, RuleSet, walk_conditions
+from triggers.profile import (
+    DAY_COUNTERS,
+    DAY_MS,
+    Profile,
+    apply_event,
+    apply_session,
+    merge,
+    next_day_change,
+    profile_fields,
+)
+from triggers.ruleset import Comparison, PastEventsCondition, Rule, RuleSet, walk_conditions
 from triggers.state import CustomerState, PastEvent, Window
 
 PastCounter = Callable[[PastEventsCondition], int]
@@ -42,6 +53,7 @@ NOTHING = ""  # a held alert's window: no event cancels it
 CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
 AWAITED_MEMORY = 100  # awaited events (orders) kept per customer, however old
 ORDER_MEMORY = 1000  # order ids remembered per customer, so that a retried order counts once
+HOUR_MS = 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,23 @@ def worth_publishing(previous: Profile, current: Profile) -> bool:
         or previous.anonymous_ids != current.anonymous_ids
         or (previous.last_seen or 0) // day != (current.last_seen or 0) // day
     )
+
+
+def _hour_at_or_after(time: int) -> int:
+    return -(-time // HOUR_MS) * HOUR_MS
+
+
+def _day_counters(rule: Rule) -> tuple[str, ...]:
+    """The stored times behind the day counters a scheduled rule's conditions read (all of them
+    when a condition reads the whole profile)."""
+    paths: set[str] = set()
+    for cond in walk_conditions(rule.conditions):
+        if isinstance(cond, Comparison):
+            paths.update(p for p in (cond.field, cond.ref) if p is not None)
+    names = {path.rpartition(".")[2] for path in paths}
+    if any(path.partition(".")[2] == "" for path in paths):
+        names.update(DAY_COUNTERS)
+    return tuple(stored for name, stored in DAY_COUNTERS.items() if name in names)
 
 
 def _alert_from_dict(data: dict[str, Any]) -> Alert:
@@ -125,6 +154,10 @@ class Engine:
         self._history_names = frozenset(names)
         self._awaited_names = frozenset(r.absence.event for r in enabled if r.absence)
         self._history_ms = rules.history_window_s * 1000
+        schedule = self._by_source["schedule"]
+        self._day_counters = {rule.id: _day_counters(rule) for rule in schedule}
+        dumped = json.dumps([rule.model_dump(mode="json") for rule in schedule], sort_keys=True)
+        self.schedule_version = hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -133,6 +166,7 @@ class Engine:
         if event.is_bot or event.message_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, event.message_id)
+        state.schedule_seen = None
         if event.name == ORDER_EVENT and not state.count_order(event.order_id, ORDER_MEMORY):
             return Outcome(state)  # a retried order: the fact is in the profile and the rules saw it
         alerts = self._close_windows(state, None, event)  # cancels what it answers; closes nothing
@@ -161,6 +195,7 @@ class Engine:
         if session.session_id in state.seen_ids:
             return Outcome(state)
         self._remember(state, session.session_id)
+        state.schedule_seen = None
         alerts: list[Alert] = []
         previous = state.profile
         state.profile = apply_session(previous, session)
@@ -192,10 +227,34 @@ class Engine:
         if self._by_source["schedule"] and state.profile.last_seen is not None:
             alerts += self._scheduled(state, present)
             alerts += self._close_windows(state, now, None)  # their held alerts: already behind ``now``
+            state.schedule_seen = self.schedule_version
         # Only at an hour: pruned at a watermark, which batching decides, a forgotten id would
         # come back at another hour in another run.
         prune(state, present, self.settings)
         return Outcome(state, tuple(alerts))
+
+    def next_hour(self, state: CustomerState, after: int) -> int | None:
+        """The first event-time hour after ``after`` at which ``sweep`` may decide something else
+        than at ``after`` for ``state`` as it stands (None: no such hour). Between two inputs only
+        the passing days move the scheduled rules' context (``DAY_COUNTERS``, by whole days), and
+        the dedupe memory's pruning; so a sweep at any other hour changes nothing, and the stage
+        skips it. Absence and held windows are not counted here: the stage indexes their times."""
+        hours: list[int] = []
+        if self._by_source["schedule"] and state.profile.last_seen is not None:
+            if state.schedule_seen != self.schedule_version:
+                return after + HOUR_MS  # changed by an input, or new rules: they look at the next hour
+            anchor = state.profile.last_event_id or state.customer_id
+            for rule in self._by_source["schedule"]:
+                if state.scheduled.get(rule.id) == anchor:
+                    continue  # decided for this anchor: it does not run again until an event
+                for stored in self._day_counters[rule.id]:
+                    since = getattr(state.profile, stored)
+                    if since is not None:
+                        hours.append(_hour_at_or_after(next_day_change(since, after)))
+        if state.emitted:
+            pruned = min(state.emitted.values()) + self.settings.dedupe_retention_days * DAY_MS
+            hours.append(max(pruned // HOUR_MS * HOUR_MS + HOUR_MS, after + HOUR_MS))
+        return min(hours, default=None)
 
     def _scheduled(self, state: CustomerState, present: int) -> list[Alert]:
         """The scheduled rules at hour ``present``, each at most once per anchor (the last event)."""
@@ -218,6 +277,7 @@ class Engine:
         """Merge an anonymous customer's state into the known customer's. Consent the device gave
         counts for the customer from ``linked_at`` on (before it, nobody knew whose it was)."""
         into = into or CustomerState.new(customer_id)
+        into.schedule_seen = None
         previous = into.profile
         into.profile = merge(previous, other.profile, self.tiers)
         known = {e.id for e in into.history}

@@ -191,8 +191,22 @@ def _days(since: int | None, now: int) -> int | None:
     return None if since is None else max(0, (now - since) // DAY_MS)
 
 
+# The only fields of the rules' namespace that move with time: whole days since a stored time.
+DAY_COUNTERS = {
+    "days_since_last_seen": "last_seen",
+    "days_since_last_order": "last_order_at",
+    "days_since_email_engagement": "last_email_engagement",
+}
+
+
+def next_day_change(since: int, after: int) -> int:
+    """The first time after ``after`` at which ``_days(since, ...)`` moves on."""
+    return since + (max(0, (after - since) // DAY_MS) + 1) * DAY_MS
+
+
 def profile_fields(profile: Profile, now: int, tiers: Sequence[ValueTierSettings]) -> dict[str, Any]:
-    """The ``profile.*`` / ``previous.*`` namespace of rules: stored fields plus 'now'-relative ones."""
+    """The ``profile.*`` / ``previous.*`` namespace of rules: stored fields plus 'now'-relative ones
+    (``DAY_COUNTERS``)."""
     data = profile.to_dict()
     data.update(
         days_since_last_seen=_days(profile.last_seen, now),

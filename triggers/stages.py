@@ -167,7 +167,7 @@ class EvaluateStage:
             return
         if rules is None:
             return
-        self.core.engine.reload(rules)
+        self.core.reload(rules)
         self.metrics.reloads.labels("reloaded").inc()
         log.info("triggers: %d rules reloaded from %s", len(rules.rules), self.watcher.directory)
 

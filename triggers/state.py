@@ -91,6 +91,10 @@ class CustomerState:
     # once per anchor: its alert id comes from the anchor, so after the emitted ids are pruned a
     # still-silent customer would otherwise get the same alert id again.
     scheduled: dict[str, str] = field(default_factory=dict)
+    # The version of the scheduled rules (``Engine.schedule_version``) that last looked at this
+    # state as it stands; None once an input changed it. Until then an hour can only bring what
+    # the passing days bring (``Engine.next_hour``).
+    schedule_seen: str | None = None
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -116,6 +120,7 @@ class CustomerState:
             "device": self.device,
             "hour": self.hour,
             "scheduled": dict(self.scheduled),
+            "schedule_seen": self.schedule_seen,
         }
 
     @classmethod
@@ -139,6 +144,7 @@ class CustomerState:
             device=bool(data.get("device", False)),
             hour=data.get("hour"),
             scheduled=dict(data.get("scheduled", {})),
+            schedule_seen=data.get("schedule_seen"),
         )
 
     @classmethod

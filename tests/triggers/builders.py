@@ -71,7 +71,7 @@ class StageHarness:
     def reload(self, rules: RuleSet) -> None:
         """New rules, as the evaluate stage's timer loads an edited rules directory; state is kept."""
         self.local.rules = rules
-        self.local.evaluate.stage.core.engine.reload(rules)  # type: ignore[attr-defined]
+        self.local.evaluate.stage.core.reload(rules)  # type: ignore[attr-defined]
 
     @property
     def states(self) -> dict[str, CustomerState]:

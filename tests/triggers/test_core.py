@@ -166,19 +166,24 @@ def test_sweep_writes_only_changed_states() -> None:
     assert bus.core.sweep(bus.table, {}).states == {}
 
 
-def test_sweep_visits_due_windows_between_hourly_full_passes() -> None:
+def test_sweep_visits_only_the_states_due() -> None:
     bus = Bus()
     bus.event(consent(at(0)))
     bus.event(consent(at(0), customer="c-2", anon="a-2"))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
     bus.sweep(to_ms(at(36)))  # the first sweep is a full pass; nothing due yet
-    assert bus.core.due[b"c-1"][0] == to_ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
-    bus.sweep(to_ms(at(0, hours=1)) + 1)  # just past 10:00: an hour crossed, a full pass; nothing due yet
+    assert bus.core.due[b"c-1"].window == to_ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
+    assert bus.core.due[b"c-2"].hour == to_ms(at(0, hours=1))  # changed: the rules look at 10:00
+    bus.sweep(to_ms(at(0, hours=1)) + 1)  # just past 10:00: both visited at the hour; nothing due yet
     assert bus.alerts() == []
-    bus.table.put(0, b"c-2", b"not json")  # reading it would raise: between full passes it is not read
-    bus.sweep(to_ms(at(7, hours=1)))  # 10:07, same event-time hour: only the index
+    next_day = to_ms(at(0, hours=24)) // 3_600_000 * 3_600_000
+    assert bus.core.due[b"c-2"].hour == next_day  # seen: only the passing day changes its rules' view
+    bus.table.put(0, b"c-2", b"not json")  # reading it would raise: c-2 is not due until then
+    bus.sweep(to_ms(at(7, hours=1)))  # 10:07: only c-1's window
     assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
-    assert bus.core.due == {}
+    assert all(due.window is None for due in bus.core.due.values())
+    bus.sweep(to_ms(at(0, hours=5)))  # 14:00: hours without anything to decide visit nobody
+    assert bus.core.due[b"c-2"].hour == next_day
 
 
 def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:

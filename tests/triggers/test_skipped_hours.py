@@ -1,0 +1,116 @@
+"""Skipping the hours ``Engine.next_hour`` calls quiet decides what visiting every hour decides.
+
+The evaluate stage visits a state only at the hours where its scheduled rules, the dedupe memory's
+pruning or the passing days can change something. The reference here is the sweep at every
+event-time hour: both walk the same state from the same inputs over the same span, and must give
+the same alerts at the same times and the same state (but for the record of the rules' last look).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.settings import TriggerSettings
+from triggers.alerts import Alert
+from triggers.engine import HOUR_MS, Engine
+from triggers.events import event_view, to_ms
+from triggers.profile import DAY_COUNTERS, DAY_MS, Profile, profile_fields
+from triggers.ruleset import load_rules
+from triggers.state import CustomerState
+
+from .builders import RULES_DIR, at, consent, event, order
+
+# (kind, day offset, minute offset) of one input; the span after it, in hours.
+KINDS = st.sampled_from(["order", "page", "consent", "withdraw"])
+INPUTS = st.lists(
+    st.tuples(KINDS, st.integers(0, 90), st.integers(0, 1439)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _engine(retention_days: int) -> Engine:
+    settings = TriggerSettings(rules_dir=RULES_DIR, dedupe_retention_days=retention_days)
+    return Engine(load_rules(RULES_DIR), settings)
+
+
+def _record(kind: str, day: int, minute: int) -> dict[str, object]:
+    when = at(minute, days=day)
+    if kind == "order":
+        return order(when)
+    if kind in ("consent", "withdraw"):
+        return consent(when, granted=kind == "consent")
+    return event("Page Viewed", when, call="page")
+
+
+def _every_hour(engine: Engine, state: CustomerState, start: int, end: int) -> list[Alert]:
+    alerts: list[Alert] = []
+    for hour in range(start + HOUR_MS, end + 1, HOUR_MS):
+        alerts += engine.sweep(state, hour, at=hour).alerts
+    return [*alerts, *engine.sweep(state, end, scheduled=False).alerts]
+
+
+def _skipping(engine: Engine, state: CustomerState, start: int, end: int) -> list[Alert]:
+    """As the stage does it (``TriggerCore._sweep_state``): the hours that can decide something,
+    then the windows due at the mark (the stage's index brings it there when one is due)."""
+    alerts: list[Alert] = []
+    hour = engine.next_hour(state, start)
+    while hour is not None and hour <= end:
+        alerts += engine.sweep(state, hour, at=hour).alerts
+        hour = engine.next_hour(state, hour)
+    return [*alerts, *engine.sweep(state, end, scheduled=False).alerts]
+
+
+def _comparable(state: CustomerState) -> CustomerState:
+    return replace(state, schedule_seen=None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(INPUTS, st.integers(1, 24 * 70), st.sampled_from([1, 3, 30]))
+def test_the_hours_skipped_decide_nothing(
+    inputs: list[tuple[str, int, int]], span: int, retention: int
+) -> None:
+    engine = _engine(retention)
+    every: CustomerState | None = None
+    skipping: CustomerState | None = None
+    hour = to_ms(at(0)) // HOUR_MS * HOUR_MS
+    for kind, day, minute in sorted(inputs, key=lambda i: (i[1], i[2])):
+        view = event_view(_record(kind, day, minute))
+        assert view is not None
+        before = view.time // HOUR_MS * HOUR_MS  # the hours before the input are decided first
+        if every is not None and skipping is not None and before > hour:
+            assert _every_hour(engine, every, hour, before) == _skipping(engine, skipping, hour, before)
+            assert _comparable(every) == _comparable(skipping)
+            hour = before
+        every = engine.on_event(every, view).state
+        skipping = engine.on_event(skipping, view).state
+        assert _comparable(every) == _comparable(skipping)
+    assert every is not None and skipping is not None
+    end = hour + span * HOUR_MS
+    assert _every_hour(engine, every, hour, end) == _skipping(engine, skipping, hour, end)
+    assert _comparable(every) == _comparable(skipping)
+
+
+def test_a_silent_buyer_is_looked_at_once_a_day() -> None:
+    """After the rules have seen it, a customer with an order wakes only when a day has passed
+    since it was last seen (churn risk counts days), not every hour."""
+    engine = _engine(30)
+    state = engine.on_event(None, event_view(order(at(30)))).state  # type: ignore[arg-type]
+    hour = to_ms(at(0))
+    first = engine.next_hour(state, hour)
+    assert first == hour + HOUR_MS  # changed by an input: the rules look at the next hour
+    engine.sweep(state, first, at=first)
+    assert engine.next_hour(state, first) == to_ms(at(0, days=1, hours=1))  # last seen 09:30: 10:00 next day
+
+
+def test_the_day_counters_are_what_moves_with_time_in_the_rules_view() -> None:
+    """``Engine.next_hour`` watches the stored times of ``DAY_COUNTERS`` only: they must be every
+    field of ``profile_fields`` that changes when nothing but the time does."""
+    known = to_ms(at(0))
+    profile = Profile("c-1", last_seen=known, last_order_at=known, last_email_engagement=known)
+    now = to_ms(at(0, days=3))
+    before, after = profile_fields(profile, now, ()), profile_fields(profile, now + DAY_MS, ())
+    assert {name for name in before if before[name] != after[name]} == set(DAY_COUNTERS)
