@@ -76,8 +76,8 @@ def main() -> None:
                 table[key] = value
     evaluate_s, evaluate_cpu = time.perf_counter() - started, time.process_time() - cpu
     size = sum(len(v) for v in table.values()) / max(1, len(table))
-    # Then a quiet month: the marks cross an hour at a time and every state meets the scheduled
-    # rules at each hour (dormancy, churn risk): the sweep's cost per state and hour.
+    # Then a quiet month: the marks cross an hour at a time; the sweep visits the states whose
+    # hour can change something (a day passed for churn risk, ids to prune): its cost per state-hour.
     last = max(held.at for _, held in taken.held) if inputs else 0
     hours = int(sys.argv[3]) if len(sys.argv) > 3 else 24 * 30
     started, cpu = time.perf_counter(), time.process_time()
@@ -85,7 +85,7 @@ def main() -> None:
     for hour in range(1, hours + 1):
         mark = last + hour * 3_600_000
         swept += len(table)
-        while True:  # the hour's full pass, over as many steps as ``triggers.sweep_chunk`` makes it
+        while True:  # a full pass (the first) takes as many steps as ``triggers.sweep_chunk`` makes
             result = core.sweep(table, {0: Marks(mark, mark, mark)})
             alerts += len(result.alerts)
             for key, (_, value) in result.states.items():

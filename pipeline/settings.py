@@ -404,8 +404,9 @@ class TriggerSettings(_Section):
     sweep_chunk: int = Field(
         10_000,
         ge=1,
-        description="States one step of the hourly full pass visits at most; the pass goes on over the "
-        "next steps, so a transaction stays small whatever the number of states.",
+        description="States one step of a full pass (after an assignment or a rules reload) visits "
+        "at most; the pass goes on over the next steps, so a transaction stays small whatever the "
+        "number of states.",
     )
     absence_grace_s: int = Field(
         60, ge=0, description="Lateness allowed before a sweep closes an absence window in event time."
@@ -420,8 +421,9 @@ class TriggerSettings(_Section):
         400,
         ge=0,
         description="A customer's or device's trigger state with no event for this long (event time) "
-        "and no open window is dropped at an hourly pass; 0: kept for ever. Longer than every rule's "
-        "horizon (win-back looks 90 days back): a customer back after it starts a new state.",
+        "and no open window is dropped at the first event-time hour past it; 0: kept for ever. "
+        "Longer than every rule's horizon (win-back looks 90 days back): a customer back after it "
+        "starts a new state.",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook POST attempt.")
     webhook_max_attempts: int = Field(5, ge=1, description="Attempts before the alert is dead-lettered.")

@@ -569,10 +569,10 @@ class TriggerCore:
     # -- 3. sweep -------------------------------------------------------------------------
 
     def sweep(self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]) -> Result:
-        """Per triggers partition, at its marks (``release``): the states with a window due (from
-        the index), and every state once its marks cross an event-time hour, for the scheduled
-        rules, each at the hour (``_prepare``). Partitions without a mark wait. After a restart the
-        first sweep is a full pass that rebuilds the index; each state's own last hour says which
+        """Per triggers partition, at its marks (``release``): the states the index says are due (a
+        window to close, an hour that can change them), each decided through the marks
+        (``_prepare``). Partitions without a mark wait. After an assignment or a rules reload the
+        first sweeps are a full pass that rebuilds the index; each state's own last hour says which
         hours were decided already. At the end of input every pending profile change is published:
         the latest version is then the final profile."""
         result = Result()

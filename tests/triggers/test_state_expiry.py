@@ -1,5 +1,5 @@
 """Trigger states are bounded: a customer's or device's state with no event for
-``triggers.state_ttl_days`` (event time) and no open window is dropped at an hourly pass; its last
+``triggers.state_ttl_days`` (event time) and no open window is dropped at the first hour past it; its last
 profile stays published; a later event starts a new state."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from triggers.events import to_ms
 from .builders import at, event, harness
 
 
-def test_a_state_idle_past_the_ttl_is_dropped_at_an_hourly_pass_and_an_active_one_stays() -> None:
+def test_a_state_idle_past_the_ttl_is_dropped_at_the_hour_past_it_and_an_active_one_stays() -> None:
     h = harness(state_ttl_days=30)
     h.event(event("Page Viewed", at(0), customer="c-old", anon="dev-old", call="page"))
     h.event(event("Page Viewed", at(0, days=20), customer="c-new", anon="dev-new", call="page"))
