@@ -1,0 +1,140 @@
+"""Does a worker's memory stay flat over a long run? Its resident set sampled through the run.
+
+    .venv/bin/python bench/worker_memory.py --events 1000000          # ~6 minutes here, with triggers
+    .venv/bin/python bench/worker_memory.py --events 200000 --json
+
+Starts its own broker on free ports (or uses --bootstrap), writes N events of the benches'
+workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, state on disk)
+until it has committed them all, and samples its resident set (``VmRSS``) and the raw events
+its group has committed every ``--every`` seconds. Prints the resident set at each tenth of the
+events, the growth per 100,000 events over the second half, and the peak (``VmHWM``).
+
+What may grow, by design, with the number of devices and customers seen (the workload's
+device count grows with N): the customer index of signed-in devices (``processors.worker``)
+and the triggers' index of when each state is next due (``triggers.core``); what must not grow
+with the number of events: everything else (decoded devices are capped by
+``worker.device_cache``, states live in the state files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import harness
+import workload
+
+from pipeline.kafka_local import broker_or_ephemeral
+from pipeline.topics import Topics
+from processors.worker.runner import group_id as app_id
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Sampler:
+    """(seconds since start, raw events committed, resident MiB) every ``every`` seconds."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, every: float) -> None:
+        self.bootstrap, self.group, self.topic, self.partitions = bootstrap, group, topic, partitions
+        self.every = every
+        self.samples: list[tuple[float, int, float]] = []
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, pids: list[int]) -> None:
+        self.thread = threading.Thread(target=self._run, args=(pids[0],), daemon=True)
+        self.thread.start()
+
+    def _run(self, pid: int) -> None:
+        progress = harness.GroupProgress(self.bootstrap, self.group)
+        started = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                try:
+                    resident = rss_mb(pid)
+                except OSError:
+                    return  # the worker ended
+                done = progress.committed(self.topic, self.partitions)
+                self.samples.append((time.monotonic() - started, done, resident))
+                self.stop.wait(self.every)
+        finally:
+            progress.close()
+
+
+def at_tenths(samples: list[tuple[float, int, float]], events: int) -> list[tuple[int, float]]:
+    """The first sample at or past each tenth of the events: (events committed, resident MiB)."""
+    out = []
+    for tenth in range(1, 11):
+        target = events * tenth // 10
+        sample = next((s for s in samples if s[1] >= target), samples[-1] if samples else None)
+        if sample is not None:
+            out.append((sample[1], sample[2]))
+    return out
+
+
+def growth_per_100k(points: list[tuple[int, float]]) -> float:
+    """MiB per 100,000 events between the middle and the end of the run."""
+    (n0, r0), (n1, r1) = points[len(points) // 2 - 1], points[-1]
+    return (r1 - r0) / max(1, n1 - n0) * 100_000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="webhouse-memory-"))
+    events = workload.load(args.events)
+    print(f"{len(events.messages)} events, {events.devices} devices; logs in {tmp}", flush=True)
+    with broker_or_ephemeral(args.bootstrap) as bootstrap:
+        kafka = harness.fresh_topics(bootstrap, args.partitions)
+        settings = harness.worker_settings(kafka, tmp / "worker", triggers=True)
+        raw = Topics.from_settings(kafka).raw_events
+        harness.preload(bootstrap, raw, events.messages)
+        sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every)
+        try:
+            done = harness.run_workers(
+                "worker", settings, args.events, tmp, timeout_s=args.events / 100, on_started=sampler.start
+            )
+        finally:
+            sampler.stop.set()
+    points = at_tenths(sampler.samples, args.events)
+    for committed, resident in points:
+        print(f"  {committed:>10,} events committed: {resident:7.0f} MiB resident")
+    growth = growth_per_100k(points)
+    print(
+        f"  growth over the second half: {growth:.1f} MiB per 100,000 events; "
+        f"peak {done.run.peak_rss_mb:.0f} MiB"
+    )
+    print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
+    if args.json:
+        report = {
+            "events": args.events,
+            "devices": events.devices,
+            "resident_mb_at_tenths": [[n, round(r, 1)] for n, r in points],
+            "growth_mb_per_100k_second_half": round(growth, 2),
+            "peak_rss_mb": done.run.peak_rss_mb,
+            "events_per_s": done.run.events_per_s,
+        }
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
