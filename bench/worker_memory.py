@@ -4,10 +4,11 @@
     .venv/bin/python bench/worker_memory.py --events 200000 --json
 
 Starts its own broker on free ports (or uses --bootstrap), writes N events of the benches'
-workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, state on disk)
-until it has committed them all, and samples its resident set (``VmRSS``) and the raw events
-its group has committed every ``--every`` seconds. Prints the resident set at each tenth of the
-events, the growth per 100,000 events over the second half, and the peak (``VmHWM``).
+workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, unless
+``--no-triggers``; state on disk) until it has committed them all, and samples its resident set
+(``VmRSS``) and the raw events its group has committed every ``--every`` seconds. Prints the
+resident set at each tenth of the events, the growth per 100,000 events over the second half,
+and the peak (``VmHWM``).
 
 What may grow, by design, with the number of devices and customers seen (the workload's
 device count grows with N): the customer index of signed-in devices (``processors.worker``)
@@ -95,6 +96,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument("--device-cache", type=int, help="worker.device_cache (default: the setting's)")
+    parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
@@ -104,7 +107,10 @@ def main() -> int:
     print(f"{len(events.messages)} events, {events.devices} devices; logs in {tmp}", flush=True)
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         kafka = harness.fresh_topics(bootstrap, args.partitions)
-        settings = harness.worker_settings(kafka, tmp / "worker", triggers=True)
+        settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
+        if args.device_cache is not None:
+            worker = settings.worker.model_copy(update={"device_cache": args.device_cache})
+            settings = settings.model_copy(update={"worker": worker})
         raw = Topics.from_settings(kafka).raw_events
         harness.preload(bootstrap, raw, events.messages)
         sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every)
