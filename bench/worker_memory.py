@@ -35,13 +35,6 @@ from pipeline.topics import Topics
 from processors.worker.runner import group_id as app_id
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Sampler:
     """(seconds since start, raw events committed, resident MiB) every ``every`` seconds."""
 
@@ -62,7 +55,7 @@ class Sampler:
         try:
             while not self.stop.is_set():
                 try:
-                    resident = rss_mb(pid)
+                    resident = harness.status_mb(pid, "VmRSS")
                 except OSError:
                     return  # the worker ended
                 done = progress.committed(self.topic, self.partitions)

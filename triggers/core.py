@@ -53,7 +53,7 @@ from pipeline.serde import make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
-from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome
+from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
 from triggers.hold import Held, HeldInputs, held_of
 from triggers.metrics import TriggerMetrics
@@ -743,7 +743,7 @@ class TriggerCore:
         last = _last_activity(state)
         if ttl_days and not state.windows and last is not None:
             expiry = last + ttl_days * 24 * HOUR_MS
-            hours.append(max(expiry // HOUR_MS * HOUR_MS + HOUR_MS, state.hour + HOUR_MS))
+            hours.append(max(hour_after(expiry), state.hour + HOUR_MS))
         return min((h for h in hours if h is not None), default=None)
 
     # -- errors ---------------------------------------------------------------------------

@@ -96,6 +96,11 @@ def _hour_at_or_after(time: int) -> int:
     return -(-time // HOUR_MS) * HOUR_MS
 
 
+def hour_after(time: int) -> int:
+    """The first event-time hour strictly after ``time``."""
+    return time // HOUR_MS * HOUR_MS + HOUR_MS
+
+
 def _day_counters(rule: Rule) -> tuple[str, ...]:
     """The stored times behind the day counters a scheduled rule's conditions read (all of them
     when a condition reads the whole profile)."""
@@ -253,7 +258,7 @@ class Engine:
                         hours.append(_hour_at_or_after(next_day_change(since, after)))
         if state.emitted:
             pruned = min(state.emitted.values()) + self.settings.dedupe_retention_days * DAY_MS
-            hours.append(max(pruned // HOUR_MS * HOUR_MS + HOUR_MS, after + HOUR_MS))
+            hours.append(max(hour_after(pruned), after + HOUR_MS))
         return min(hours, default=None)
 
     def _scheduled(self, state: CustomerState, present: int) -> list[Alert]:
