@@ -302,6 +302,13 @@ class WorkerSettings(_Section):
         description="A raw partition caught up and quiet this long is reported idle: stages' clocks stop "
         "waiting on it (too short for a replay of history lets its next events arrive late).",
     )
+    prefetch_kib: int = Field(
+        4096,
+        ge=64,
+        description="Most a stage's consumer reads ahead of its work, in KiB (librdkafka's "
+        "queued.max.messages.kbytes, per stage; its own default, 65,536, is what a lagging stage's "
+        "consumer fills: about 130 MiB more resident in a catch-up with the triggers on).",
+    )
     device_cache: int = Field(
         50_000,
         ge=1,

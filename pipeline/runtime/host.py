@@ -47,6 +47,7 @@ def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> 
         changelogs={name: topics.changelog(spec.group_id, name) for name in spec.stage.store_names},
         batch_max_events=w.batch_max_events,
         batch_within_s=w.batch_within_s,
+        prefetch_kib=w.prefetch_kib,
         session_timeout_s=w.group_session_timeout_s,
         transaction_timeout_s=w.transaction_timeout_s,
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",

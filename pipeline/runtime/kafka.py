@@ -73,6 +73,7 @@ class RunnerConfig:
     instance_id: str = "0"  # unique per process: the transactional id derives from it
     transactional: bool = True  # False: at-least-once (side effects such as webhooks), offsets after
     state_dir: Path | None = None  # stores on disk here (pipeline.runtime.store.DiskStore); None: memory
+    prefetch_kib: int | None = None  # librdkafka's queued.max.messages.kbytes; None: its default
     extra_consumer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +119,8 @@ class KafkaRunner:
             "heartbeat.interval.ms": int(min(3.0, c.session_timeout_s / 3) * 1000),
             "fetch.wait.max.ms": int(min(c.batch_within_s, 0.5) * 1000),
         }
+        if c.prefetch_kib is not None:
+            conf["queued.max.messages.kbytes"] = c.prefetch_kib
         conf.update(c.extra_consumer)
         return conf
 

@@ -1,0 +1,47 @@
+"""Each stage's consumer reads at most ``worker.prefetch_kib`` ahead of its work.
+
+librdkafka's own bound (64 MiB per consumer) is what a lagging stage's consumer fills in a
+catch-up: with the trigger stages on, about 130 MiB more resident (docs/performance.md, "Memory
+over a long run").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from pipeline.runtime.host import StageSpec, runner_for
+from pipeline.runtime.metrics import RuntimeMetrics
+from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
+from pipeline.settings import KafkaSettings, Settings, WorkerSettings
+
+
+class Idle:
+    name = "probe"
+    inputs = ("in",)
+    store_names: tuple[str, ...] = ()
+
+    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
+        return None
+
+    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        return Step()
+
+    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
+        return Step()
+
+
+def test_the_stage_consumer_prefetches_at_most_the_setting(tmp_path: Path) -> None:
+    worker = WorkerSettings(data_dir=tmp_path, state_store="memory", prefetch_kib=2048)
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
+    runner = runner_for(StageSpec(Idle(), "probe"), settings, RuntimeMetrics(CollectorRegistry()))
+    try:
+        assert runner._consumer_conf()["queued.max.messages.kbytes"] == 2048
+    finally:
+        runner.consumer.close()
+
+
+def test_the_default_is_4_mib_not_librdkafkas_64() -> None:
+    assert WorkerSettings().prefetch_kib == 4096
