@@ -55,7 +55,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import EventView, SessionView, event_view, session_view, to_ms
-from triggers.hold import Held, HeldInputs, held_of
+from triggers.hold import Held, HeldInputs, envelope_of, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -331,17 +331,23 @@ class TriggerCore:
         return result
 
     def release(
-        self, marks: Mapping[int, Marks], stored: Callable[[bytes], bytes | None], now: datetime
+        self,
+        marks: Mapping[int, Marks],
+        stored: Callable[[bytes], bytes | None],
+        now: datetime,
+        pending: Callable[[bytes], bytes | None] | None = None,
     ) -> Result:
         """Apply, per partition and class, the held inputs the marks have passed, in order. Before
         each, its state's windows due and scheduled hours up to just before the input are decided,
-        so what a window or an hour sees never depends on how far one batch got."""
+        so what a window or an hour sees never depends on how far one batch got. ``pending``: the
+        ``trigger-pending`` store, where the bodies of slimmed inputs are (``triggers.hold``)."""
         result = Result()
         for partition, mark in sorted(marks.items()):
             for device in (True, False):
                 for held in self.held.release(partition, device, mark.of(device)):
                     result.released.append((partition, held))
-                    self._apply_held(result, partition, held, mark, stored, now)
+                    envelope = envelope_of(held, partition, pending)
+                    self._apply_held(result, partition, held, envelope, mark, stored, now)
         return result.seal(self._index)
 
     def _load(
@@ -352,10 +358,10 @@ class TriggerCore:
         raw = stored(key)
         return CustomerState.from_dict(json.loads(raw)) if raw else None
 
-    def _apply_held(self, result: Result, partition: int, held: Held, mark: Marks,
+    def _apply_held(self, result: Result, partition: int, held: Held, raw: bytes, mark: Marks,
                     stored: Callable[[bytes], bytes | None], now: datetime) -> None:  # fmt: skip
         key = held.key
-        envelope = json.loads(held.envelope)
+        envelope = json.loads(raw)
         kind, body = envelope["kind"], envelope["body"]
         try:
             if self._erased_input(key, kind, body):
@@ -376,7 +382,7 @@ class TriggerCore:
                 self._apply(result, partition, self.engine.absorb(state, other, key.decode(), body.get("at")))
             self.metrics.inputs.labels(kind).inc()
         except (WebhouseError, KeyError, TypeError, ValueError) as exc:
-            message = Incoming(self.topics.triggers_input, partition, -1, key, held.envelope)
+            message = Incoming(self.topics.triggers_input, partition, -1, key, raw)
             self.dead_letter(result, message, "bad_trigger_input", exc, now)
             return
         live = result.live.get(key)

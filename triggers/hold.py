@@ -18,16 +18,22 @@ sources), since an absorbed device or a forwarded input comes through another pa
 inputs never wait on those reports, so the reports cannot wait on each other.
 
 The held inputs live in the ``trigger-pending`` store (so a restart resumes with them), and in
-two heaps per partition here, rebuilt from the store after an assignment.
+two heaps per partition here, rebuilt from the store after an assignment. Customer inputs wait
+for reports that come round the stage's own input topic, so in a catch-up they are held for as
+long as the stage lags, and their number grows with that lag: past ``triggers.held_in_memory``
+the heaps keep only what orders an input (``Held.slim``), and its body is read back from the
+store when it is applied (``HeldInputs.slim``, ``envelope_of``).
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline.errors import ProcessingError
 
 KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
@@ -40,6 +46,15 @@ class Held:
     ident: str
     device: bool
     envelope: bytes
+
+    @property
+    def slimmed(self) -> bool:
+        """Its body was dropped from memory: it is in the ``trigger-pending`` store."""
+        return not self.envelope
+
+    def slim(self) -> Held:
+        """The same input without its body (an envelope is never empty: it is a JSON object)."""
+        return Held(self.at, self.rank, self.key, self.ident, self.device, b"")
 
     def store_key(self, partition: int) -> bytes:
         return b"%d|%020d|%d|%s|%s" % (partition, self.at, self.rank, self.key, self.ident.encode())
@@ -76,20 +91,40 @@ class HeldInputs:
 
     def __init__(self) -> None:
         self._heaps: dict[tuple[int, bool], list[Held]] = {}
+        self._bodies = 0  # held inputs that still carry their body (an upper bound)
 
     def reset(self, partitions: Iterable[int], stored: Mapping[bytes, bytes]) -> None:
         owned = frozenset(partitions)
         self._heaps = {}
+        self._bodies = 0
         for store_key, value in stored.items():
             partition = int(store_key.split(b"|", 1)[0])
             if partition in owned:
                 held = Held.from_bytes(value)
                 self._heaps.setdefault((partition, held.device), []).append(held)
+                self._bodies += 1
         for heap in self._heaps.values():
             heapq.heapify(heap)
 
     def add(self, partition: int, held: Held) -> None:
         heapq.heappush(self._heaps.setdefault((partition, held.device), []), held)
+        self._bodies += 1
+
+    def slim(self, keep: int) -> int:
+        """Drop the bodies of every held input once more than ``keep`` carry one; returns how many
+        were dropped. Only for inputs already in the ``trigger-pending`` store: the stage calls it
+        after a step's writes, before the next step reads them back (``envelope_of``)."""
+        if self._bodies <= keep:
+            return 0
+        dropped = 0
+        for heap in self._heaps.values():
+            for i, held in enumerate(heap):
+                if not held.slimmed:
+                    heap[i] = held.slim()
+                    dropped += 1
+            heapq.heapify(heap)  # equal inputs (a retry) may have compared by their bodies
+        self._bodies = 0
+        return dropped
 
     def release(self, partition: int, device: bool, before: int | None) -> Iterator[Held]:
         """The held inputs of one class with ``at`` < ``before``, in order, taken out as they go."""
@@ -101,3 +136,13 @@ class HeldInputs:
 
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
+
+
+def envelope_of(held: Held, partition: int, pending: Callable[[bytes], bytes | None] | None) -> bytes:
+    """The envelope of a held input: its own, or the stored one's if it was slimmed."""
+    if not held.slimmed:
+        return held.envelope
+    value = pending(held.store_key(partition)) if pending is not None else None
+    if value is None:
+        raise ProcessingError("triggers-evaluate", f"held input {held.ident!r} of {held.key!r} is not stored")
+    return Held.from_bytes(value).envelope

@@ -109,6 +109,7 @@ class EvaluateStage:
         self.inputs = (self.core.topics.triggers_input,)
         self.broadcasts = (self.core.topics.erasures,)
         self.tick_interval_s = settings.triggers.sweep_interval_s
+        self.held_in_memory = settings.triggers.held_in_memory
         self.owned: frozenset[int] = frozenset()
 
     def on_broadcast(self, records: list[Incoming], stores: Stores, now: datetime) -> Step:
@@ -135,12 +136,15 @@ class EvaluateStage:
         step = to_step(taken)
         step.writes.extend(StoreWrite(CLOCKS, p, key, value) for key, (p, value) in changed.items())
         marks = self.core.marks(clocks, self.owned)
-        released = self.core.release(marks, Overlay(stores[STATES], step.writes, STATES).get, now)
+        states = Overlay(stores[STATES], step.writes, STATES)
+        released = self.core.release(marks, states.get, now, stores[PENDING].get)
         step.extend(to_step(released))
         step.writes.extend(_pending_writes(taken, released))
         self._count(released)
         if advanced:  # windows close when the marks pass them, not at the next timer
             step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
+        # Every input still held is in the store once this step's writes are (triggers.hold).
+        self.core.held.slim(self.held_in_memory)
         return step
 
     def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:

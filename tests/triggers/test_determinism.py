@@ -71,9 +71,12 @@ def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 class Pipeline:
     """Route and evaluate as they run on a broker, on the in-memory runtime; order drawn by ``rng``."""
 
-    def __init__(self, rng: random.Random, restart_chance: float = 0.0, sweep_chunk: int = 10_000) -> None:
+    def __init__(self, rng: random.Random, restart_chance: float = 0.0, sweep_chunk: int = 10_000,
+                 held_in_memory: int = 20_000) -> None:  # fmt: skip
         kafka = KafkaSettings(topic_prefix="t", default_partitions=PARTITIONS)
-        triggers = TriggerSettings(rules_dir=RULES_DIR, sweep_chunk=sweep_chunk)
+        triggers = TriggerSettings(
+            rules_dir=RULES_DIR, sweep_chunk=sweep_chunk, held_in_memory=held_in_memory
+        )
         self.settings = Settings(kafka=kafka, triggers=triggers)
         self.topics = Topics.from_settings(kafka)
         self.broker = MemoryBroker(PARTITIONS)
@@ -138,17 +141,22 @@ def test_the_scenario_alerts_as_the_clock_says() -> None:
 
 # A full pass of the sweep one state per step, two, or all at once (``triggers.sweep_chunk``).
 CHUNKS = st.sampled_from([1, 2, 10_000])
+# Held inputs' bodies dropped after every step, once more than one is held, or kept (the default).
+HELD = st.sampled_from([0, 1, 20_000])
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32), CHUNKS)
-def test_any_interleaving_of_partitions_and_batches_gives_the_same_alerts(seed: int, chunk: int) -> None:
-    assert Pipeline(random.Random(seed), sweep_chunk=chunk).run() == reference()
+@given(st.integers(0, 2**32), CHUNKS, HELD)
+def test_any_interleaving_of_partitions_and_batches_gives_the_same_alerts(
+    seed: int, chunk: int, held: int
+) -> None:
+    assert Pipeline(random.Random(seed), sweep_chunk=chunk, held_in_memory=held).run() == reference()
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**32), CHUNKS)
-def test_restarts_between_batches_change_no_alert(seed: int, chunk: int) -> None:
+@given(st.integers(0, 2**32), CHUNKS, HELD)
+def test_restarts_between_batches_change_no_alert(seed: int, chunk: int, held: int) -> None:
     """A stage restarted from its changelogs (a crash between two checkpoints) decides the same,
-    also in the middle of a sweep's full pass."""
-    assert Pipeline(random.Random(seed), restart_chance=0.05, sweep_chunk=chunk).run() == reference()
+    also in the middle of a sweep's full pass, and with held inputs read back from the store."""
+    pipeline = Pipeline(random.Random(seed), restart_chance=0.05, sweep_chunk=chunk, held_in_memory=held)
+    assert pipeline.run() == reference()
