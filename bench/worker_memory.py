@@ -6,15 +6,18 @@
 Starts its own broker on free ports (or uses --bootstrap), writes N events of the benches'
 workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, unless
 ``--no-triggers``; state on disk) until it has committed them all, and samples its resident set
-(``VmRSS``) and the raw events its group has committed every ``--every`` seconds. Prints the
-resident set at each tenth of the events, the growth per 100,000 events over the second half,
-and the peak (``VmHWM``).
+(``VmRSS``), the raw events its group has committed and how far the triggers' evaluate stage is
+behind its input topic every ``--every`` seconds. Prints the resident set and that lag at each
+tenth of the events, the growth per 100,000 events over the second half, and the peak
+(``VmHWM``).
 
 What may grow, by design, with the number of devices and customers seen (the workload's
 device count grows with N): the customer index of signed-in devices (``processors.worker``)
 and the triggers' index of when each state is next due (``triggers.core``); what must not grow
 with the number of events: everything else (decoded devices are capped by
-``worker.device_cache``, states live in the state files).
+``worker.device_cache``, states live in the state files), except while the evaluate stage lags:
+the customers' inputs it holds until the other partitions' hand-over reports come round its
+input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up.
 """
 
 from __future__ import annotations
@@ -31,17 +34,24 @@ import harness
 import workload
 
 from pipeline.kafka_local import broker_or_ephemeral
+from pipeline.settings import Settings
 from pipeline.topics import Topics
 from processors.worker.runner import group_id as app_id
+from triggers.stages import EvaluateStage, consumer_groups
+
+Sample = tuple[float, int, float, int]  # seconds since start, raw committed, resident MiB, evaluate lag
 
 
 class Sampler:
-    """(seconds since start, raw events committed, resident MiB) every ``every`` seconds."""
+    """A ``Sample`` every ``every`` seconds. The lag is of the evaluate stage's group on its input
+    topic (``lagging``: group, topic), in offsets (transaction markers included); -1: not sampled."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, every: float) -> None:
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, every: float,
+                 lagging: tuple[str, str] | None = None) -> None:  # fmt: skip
         self.bootstrap, self.group, self.topic, self.partitions = bootstrap, group, topic, partitions
         self.every = every
-        self.samples: list[tuple[float, int, float]] = []
+        self.lagging = lagging
+        self.samples: list[Sample] = []
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -51,6 +61,7 @@ class Sampler:
 
     def _run(self, pid: int) -> None:
         progress = harness.GroupProgress(self.bootstrap, self.group)
+        lag = harness.GroupProgress(self.bootstrap, self.lagging[0]) if self.lagging else None
         started = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -59,26 +70,40 @@ class Sampler:
                 except OSError:
                     return  # the worker ended
                 done = progress.committed(self.topic, self.partitions)
-                self.samples.append((time.monotonic() - started, done, resident))
+                behind = -1
+                if lag is not None and self.lagging is not None:
+                    topic = self.lagging[1]
+                    behind = lag.produced(topic, self.partitions) - lag.committed(topic, self.partitions)
+                self.samples.append((time.monotonic() - started, done, resident, behind))
                 self.stop.wait(self.every)
         finally:
             progress.close()
+            if lag is not None:
+                lag.close()
 
 
-def at_tenths(samples: list[tuple[float, int, float]], events: int) -> list[tuple[int, float]]:
-    """The first sample at or past each tenth of the events: (events committed, resident MiB)."""
+def evaluate_input(settings: Settings) -> tuple[str, str]:
+    """The evaluate stage's consumer group and its input topic."""
+    for group, topics in consumer_groups(settings).items():
+        if group.endswith(EvaluateStage.name):
+            return group, topics[0]
+    raise LookupError("no evaluate stage among the trigger stages")
+
+
+def at_tenths(samples: list[Sample], events: int) -> list[tuple[int, float, int]]:
+    """The first sample at or past each tenth of the events: (events committed, resident MiB, lag)."""
     out = []
     for tenth in range(1, 11):
         target = events * tenth // 10
         sample = next((s for s in samples if s[1] >= target), samples[-1] if samples else None)
         if sample is not None:
-            out.append((sample[1], sample[2]))
+            out.append((sample[1], sample[2], sample[3]))
     return out
 
 
-def growth_per_100k(points: list[tuple[int, float]]) -> float:
+def growth_per_100k(points: list[tuple[int, float, int]]) -> float:
     """MiB per 100,000 events between the middle and the end of the run."""
-    (n0, r0), (n1, r1) = points[len(points) // 2 - 1], points[-1]
+    (n0, r0, _), (n1, r1, _) = points[len(points) // 2 - 1], points[-1]
     return (r1 - r0) / max(1, n1 - n0) * 100_000
 
 
@@ -90,6 +115,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--device-cache", type=int, help="worker.device_cache (default: the setting's)")
+    parser.add_argument("--prefetch-kib", type=int, help="worker.prefetch_kib (default: the setting's)")
     parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -101,12 +127,13 @@ def main() -> int:
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         kafka = harness.fresh_topics(bootstrap, args.partitions)
         settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
-        if args.device_cache is not None:
-            worker = settings.worker.model_copy(update={"device_cache": args.device_cache})
-            settings = settings.model_copy(update={"worker": worker})
+        chosen = {"device_cache": args.device_cache, "prefetch_kib": args.prefetch_kib}
+        worker = settings.worker.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+        settings = settings.model_copy(update={"worker": worker})
         raw = Topics.from_settings(kafka).raw_events
         harness.preload(bootstrap, raw, events.messages)
-        sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every)
+        lagging = None if args.no_triggers else evaluate_input(settings)
+        sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every, lagging)
         try:
             done = harness.run_workers(
                 "worker", settings, args.events, tmp, timeout_s=args.events / 100, on_started=sampler.start
@@ -114,8 +141,9 @@ def main() -> int:
         finally:
             sampler.stop.set()
     points = at_tenths(sampler.samples, args.events)
-    for committed, resident in points:
-        print(f"  {committed:>10,} events committed: {resident:7.0f} MiB resident")
+    for committed, resident, behind in points:
+        lag = f", evaluate stage {behind:,} offsets behind its input" if behind >= 0 else ""
+        print(f"  {committed:>10,} events committed: {resident:7.0f} MiB resident{lag}")
     growth = growth_per_100k(points)
     print(
         f"  growth over the second half: {growth:.1f} MiB per 100,000 events; "
@@ -126,7 +154,8 @@ def main() -> int:
         report = {
             "events": args.events,
             "devices": events.devices,
-            "resident_mb_at_tenths": [[n, round(r, 1)] for n, r in points],
+            "resident_mb_at_tenths": [[n, round(r, 1)] for n, r, _ in points],
+            "evaluate_lag_at_tenths": [[n, lag] for n, _, lag in points],
             "growth_mb_per_100k_second_half": round(growth, 2),
             "peak_rss_mb": done.run.peak_rss_mb,
             "events_per_s": done.run.events_per_s,
