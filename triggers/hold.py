@@ -91,7 +91,7 @@ class HeldInputs:
 
     def __init__(self) -> None:
         self._heaps: dict[tuple[int, bool], list[Held]] = {}
-        self._bodies = 0  # held inputs that still carry their body (an upper bound)
+        self._bodies = 0  # held inputs that still carry their body
 
     def reset(self, partitions: Iterable[int], stored: Mapping[bytes, bytes]) -> None:
         owned = frozenset(partitions)
@@ -132,7 +132,10 @@ class HeldInputs:
         if before is None or not heap:
             return
         while heap and heap[0].at < before:
-            yield heapq.heappop(heap)
+            held = heapq.heappop(heap)
+            if not held.slimmed:
+                self._bodies -= 1
+            yield held
 
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
