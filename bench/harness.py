@@ -193,7 +193,7 @@ def _instance(settings: Settings, i: int) -> Settings:
 
 class TriggersBehind:
     """Whether the worker's trigger stages (route, evaluate) have read what their input topics held
-    at a moment (``mark``): their groups' committed offsets against those ends, a transaction
+    at the first ``caught_up`` call: their groups' committed offsets against those ends, a transaction
     marker per partition allowed. What the worker adds later (visits closed when the input has
     gone idle, the stages' own reports) is left out, as it is for the worker without triggers."""
 
@@ -207,13 +207,10 @@ class TriggersBehind:
                     progress = GroupProgress(settings.kafka.bootstrap_servers, group)
                     self.inputs.extend((progress, topic) for topic in topics)
 
-    def mark(self) -> None:
+    def caught_up(self) -> bool:
+        """The first call takes the moment: the ends the later calls are measured against."""
         if self.ends is None:
             self.ends = sum(g.produced(t, self.partitions) for g, t in self.inputs)
-
-    def caught_up(self) -> bool:
-        self.mark()
-        assert self.ends is not None
         committed = sum(g.committed(t, self.partitions) for g, t in self.inputs)
         return committed >= self.ends - len(self.inputs) * self.partitions
 

@@ -61,7 +61,8 @@ class Sampler:
 
     def _run(self, pid: int) -> None:
         progress = harness.GroupProgress(self.bootstrap, self.group)
-        lag = harness.GroupProgress(self.bootstrap, self.lagging[0]) if self.lagging else None
+        lag_group, lag_topic = self.lagging or ("", "")
+        lag = harness.GroupProgress(self.bootstrap, lag_group) if self.lagging else None
         started = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -71,9 +72,9 @@ class Sampler:
                     return  # the worker ended
                 done = progress.committed(self.topic, self.partitions)
                 behind = -1
-                if lag is not None and self.lagging is not None:
-                    topic = self.lagging[1]
-                    behind = lag.produced(topic, self.partitions) - lag.committed(topic, self.partitions)
+                if lag is not None:
+                    ends = lag.produced(lag_topic, self.partitions)
+                    behind = ends - lag.committed(lag_topic, self.partitions)
                 self.samples.append((time.monotonic() - started, done, resident, behind))
                 self.stop.wait(self.every)
         finally:
