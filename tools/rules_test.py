@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.errors import RuleError, ValidationError
+from pipeline.event_view import from_ms, to_ms
 from pipeline.settings import Settings
 from tools.local_pipeline import LocalPipeline
 from triggers import cli as triggers_cli
 from triggers.alerts import Alert
-from triggers.events import from_ms, to_ms
 from triggers.ruleset import RuleSet
 
 

@@ -2,7 +2,8 @@
 
 Reading guide, in the order a record meets the modules:
 
-- ``triggers.events``     enriched event / closed session (Avro dicts) -> small views rules read
+- ``pipeline.event_view`` enriched event (Avro dict) -> the small view rules read
+- ``triggers.events``     closed session (Avro dict) -> the small view rules read
 - ``triggers.core``       route: views re-keyed by customer onto the triggers topic (hand-over
                           of a device's state to its customer on stitching)
 - ``triggers.hold``       evaluate holds each input until the clock has passed it, then applies

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pipeline.event_view import from_ms
 from triggers.conditions import Reason
-from triggers.events import from_ms
 
 Status = Literal["fired", "suppressed"]
 

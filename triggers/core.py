@@ -46,6 +46,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import WebhouseError
+from pipeline.event_view import EventView, event_view, to_ms
 from pipeline.runtime.clock import END_MS, StageClock
 from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.messages import Incoming
@@ -54,7 +55,7 @@ from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
-from triggers.events import EventView, SessionView, event_view, session_view, to_ms
+from triggers.events import SessionView, session_view
 from triggers.hold import Held, HeldInputs, envelope_of, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record

@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.event_view import EventView
 from pipeline.runtime.clock import END_MS
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
 from triggers.conditions import Reason, evaluate, render
-from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, ORDER_EVENT, EventView, SessionView
+from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, ORDER_EVENT, SessionView
 from triggers.guardrails import decide, prune
 from triggers.profile import (
     DAY_COUNTERS,

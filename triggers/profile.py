@@ -17,16 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pipeline.business import tier_for  # the one definition of value tiers (and VIP)
+from pipeline.event_view import EventView, from_ms
 from pipeline.settings import ValueTierSettings
-from triggers.events import (
-    CONSENT_GRANTED,
-    CONSENT_WITHDRAWN,
-    EMAIL_ENGAGEMENT,
-    ORDER_EVENT,
-    EventView,
-    SessionView,
-    from_ms,
-)
+from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, EMAIL_ENGAGEMENT, ORDER_EVENT, SessionView
 
 DAY_MS = 24 * 3600 * 1000
 MAX_PRODUCTS = 100

@@ -28,7 +28,7 @@ separates several). Every key, with an example (see the starter pack for more)::
       message: "Left {session.products_added} in the cart"   # {path} filled from the data
     cooldown: 24h                     # per customer; durations: 90s, 30m, 1h, 7d, 2w
 
-Fields are dotted paths in namespaces: ``event.*`` (triggers/events.py EventView),
+Fields are dotted paths in namespaces: ``event.*`` (pipeline/event_view.py EventView),
 ``session.*`` (SessionView), ``profile.*`` and ``previous.*`` (the profile after and
 before the change; profile.py ``profile_fields``), ``customer_id``, and
 ``recommendations`` (cross-sell categories from settings for the event's categories).
@@ -64,7 +64,8 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from pipeline.errors import RuleError
-from triggers.events import EventView, SessionView
+from pipeline.event_view import EventView
+from triggers.events import SessionView
 from triggers.profile import Profile
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

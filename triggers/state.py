@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from triggers.events import EventView
+from pipeline.event_view import EventView
 from triggers.profile import Profile
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline.event_view import to_ms
 from pipeline.settings import Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
 from triggers.alerts import Alert
-from triggers.events import to_ms
 from triggers.ruleset import RuleSet, load_rules
 from triggers.state import CustomerState, Window
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import cast
 
+from pipeline.event_view import to_ms
 from pipeline.runtime.clock import StageClock
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.runtime.stage import Record
@@ -14,7 +15,6 @@ from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
 from triggers.core import Incoming, Marks, TriggerCore
-from triggers.events import to_ms
 from triggers.metrics import TriggerMetrics
 from triggers.stages import STATES, EvaluateStage, RouteStage
 from triggers.state import CustomerState
@@ -374,7 +374,7 @@ def test_a_marketing_alert_waits_for_a_withdrawal_read_later_from_another_partit
 
 
 def test_a_user_id_the_worker_refused_does_not_key_a_profile() -> None:
-    from triggers.events import event_view
+    from pipeline.event_view import event_view
 
     record = event("Product Added", at(1), customer=None, anon="dev-u", products=["p-1"])
     record["user_id"] = "undefined"  # the worker's identity guards left enrichment.customer_id empty

@@ -16,13 +16,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.event_view import to_ms
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.runtime.memory import MemoryBroker, MemoryPipeline, MemoryRunner
 from pipeline.runtime.stage import Record
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from pipeline.topics import Topics
-from triggers.events import to_ms
 from triggers.metrics import TriggerMetrics
 from triggers.stages import EvaluateStage, RouteStage
 

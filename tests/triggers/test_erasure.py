@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from pipeline.erasure import Erasure
+from pipeline.event_view import to_ms
 from pipeline.runtime.stage import Record
-from triggers.events import to_ms
 
 from .builders import at, consent, event, session
 from .test_core import PROFILES, Bus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triggers.events import to_ms
+from pipeline.event_view import to_ms
 from triggers.ruleset import load_rules
 
 from .builders import RULES_DIR, at, consent, event, harness, order, session, summary

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from triggers.events import to_ms
+from pipeline.event_view import to_ms
 
 from .builders import at, consent, event, session
 from .test_core import Bus

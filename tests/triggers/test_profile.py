@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.event_view import event_view, to_ms
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import TriggerSettings
-from triggers.events import event_view, session_view, to_ms
+from triggers.events import session_view
 from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields, tier_for, to_record
 
 from .builders import at, consent, event, harness, order, session

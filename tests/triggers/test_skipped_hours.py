@@ -13,10 +13,10 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.event_view import event_view, to_ms
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, Engine
-from triggers.events import event_view, to_ms
 from triggers.profile import DAY_COUNTERS, DAY_MS, Profile, profile_fields
 from triggers.ruleset import load_rules
 from triggers.state import CustomerState

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triggers.events import to_ms
+from pipeline.event_view import to_ms
 
 from .builders import at, consent, event, harness, order, session, summary
 

@@ -4,7 +4,7 @@ profile stays published; a later event starts a new state."""
 
 from __future__ import annotations
 
-from triggers.events import to_ms
+from pipeline.event_view import to_ms
 
 from .builders import at, event, harness
 

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from pipeline.event_view import to_ms
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import ENV_PREFIX, KafkaSettings, Settings, TriggerSettings
 from pipeline.topics import Topics
 from processors.worker.runner import settings_env, start_worker_process
 from tests.processors.worker_support import worker_settings
-from triggers.events import to_ms
 
 from .builders import RULES_DIR, T0, at, consent, event, session
 from .receiver import Receiver
