@@ -46,7 +46,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import WebhouseError
-from pipeline.event_view import EventView, event_view, to_ms
+from pipeline.event_view import EventView, event_view, header_view, to_ms, view_json
 from pipeline.runtime.clock import END_MS, StageClock
 from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.messages import Incoming
@@ -201,17 +201,29 @@ class TriggerCore:
                         continue
                     result.outputs.append(self._input(session.customer_id, "session", session.to_dict()))
                     continue
-                record = self.serdes["customer_event"].decode(message.value, message.topic)
-                view = event_view(record)
-                if view is None or view.is_bot:
-                    continue
-                if self._erased(_event_ids(view), (view.time, to_ms(record["received_at"]))):
-                    continue
-                self._handover(result, view.anonymous_id, view.customer_id, view.time)
-                result.outputs.append(self._input(view.customer_id, "event", view.to_dict()))
+                self._route_event(result, message)
             except (WebhouseError, KeyError, TypeError, ValueError) as exc:
                 self.dead_letter(result, message, "undecodable", exc, now)
         return result
+
+    def _route_event(self, result: Result, message: Incoming) -> None:
+        """An enriched event as its customer's input. The view comes from the headers the worker
+        wrote with it (``pipeline.event_view``), else from decoding the event; both give the same
+        bytes on the triggers topic (``view_json``)."""
+        carried = header_view(message.headers)
+        if carried is None:
+            record = self.serdes["customer_event"].decode(message.value, message.topic)
+            carried = view_json(event_view(record)), to_ms(record["received_at"]) or 0
+        body, received = carried
+        if body == b"null":  # nobody's, or a bot's
+            return
+        fields = json.loads(body)
+        customer_id, anonymous_id, at = fields["customer_id"], fields.get("anonymous_id"), fields["time"]
+        if self._erased((customer_id, anonymous_id, fields.get("user_id")), (at, received)):
+            return
+        self._handover(result, anonymous_id, customer_id, at)
+        value = b'{"body":%b,"kind":"event"}' % body  # what _json({"kind": "event", "body": ...}) writes
+        result.outputs.append(Output(self.topics.triggers_input, customer_id.encode(), value))
 
     def _broadcast(self, result: Result, message: Incoming) -> None:
         """A source partition's progress, to every triggers partition: each may hold a window

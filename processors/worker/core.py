@@ -42,6 +42,7 @@ from pipeline.collector.segment import IMPORTED_KEY
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import ProcessingError, SerdeError, WebhouseError
+from pipeline.event_view import view_headers
 from pipeline.runtime.control import END_OF_INPUT, WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.control import HEADER as CONTROL_HEADER
 from pipeline.runtime.messages import Incoming
@@ -678,7 +679,8 @@ class WorkerCore:
             given = record.get("anonymous_id") or record.get("user_id")
             key = given.encode() if given else message.key
         value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
-        result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition))
+        headers = view_headers(record, enrichment)  # what the triggers read instead of the event
+        result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition, headers))
 
     def _dead(self, result: BatchResult, message: Incoming, reason: str, detail: str, now: datetime,
               message_id: str | None = None) -> None:  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any, cast
 import fastavro
 import pytest
 
-from pipeline.runtime.control import Progress, SourceState, end_headers
+from pipeline.runtime.control import Progress, SourceState, end_headers, is_control
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record, Step
 from pipeline.serde import SingleObjectSerde, schema_fingerprint
@@ -129,7 +129,9 @@ class Harness:
     def decoded(self, kind: str) -> list[dict[str, Any]]:
         serde = {"enriched": EVENTS, "sessions": SESSIONS, "identity": LINKS, "deadletter": DEAD}[kind]
         return [
-            serde.decode(o.value or b"") for o in self.outputs if o.topic.endswith(kind) and not o.headers
+            serde.decode(o.value or b"")
+            for o in self.outputs
+            if o.topic.endswith(kind) and not is_control(o.headers)
         ]
 
     def progress(self, partition: int = 0) -> list[Progress]:
@@ -137,7 +139,7 @@ class Harness:
         return [
             Progress.from_bytes(o.value or b"")
             for o in self.outputs
-            if o.headers and o.partition == partition and o.topic.endswith("enriched")
+            if is_control(o.headers) and o.partition == partition and o.topic.endswith("enriched")
         ]
 
     def sessions_of(self) -> dict[str, str | None]:
@@ -358,7 +360,7 @@ def test_a_progress_report_of_an_aborted_batch_is_sent_again_when_the_batch_is_r
 
     def reports() -> list[Progress]:
         outputs = stage.process([end], stores, at(100)).outputs
-        reported = [o for o in outputs if o.headers and o.topic.endswith("enriched")]
+        reported = [o for o in outputs if is_control(o.headers) and o.topic.endswith("enriched")]
         return [Progress.from_bytes(o.value or b"") for o in reported]
 
     assert reports() == [Progress(SourceState.ENDED, at_ms(20))]  # the attempt, aborted

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.erasure import Erasure
+from pipeline.runtime.control import is_control
 from pipeline.runtime.stage import Record, Step
 from processors.worker.stage import DEVICES
 from tests.processors.test_worker_core import EVENTS, Harness, at, visit
@@ -70,7 +71,9 @@ def test_a_replay_of_the_raw_topic_rebuilds_nothing_of_the_forgotten_customer() 
     h.sweep()
 
     new = h.outputs[emitted:]
-    assert [o for o in new if not o.headers] == []  # no enriched event, session, link or dead letter
+    assert [
+        o for o in new if not is_control(o.headers)
+    ] == []  # no enriched event, session, link or dead letter
     assert h.devices == {}
     assert h.core.metrics.events.labels("erased")._value.get() == 4
 
@@ -87,7 +90,7 @@ def test_a_late_event_from_before_the_erasure_is_dropped_even_when_received_afte
     emitted = len(h.outputs)
     h.feed(late_by_device, late_by_user)
     h.sweep()
-    assert [o for o in h.outputs[emitted:] if not o.headers] == []
+    assert [o for o in h.outputs[emitted:] if not is_control(o.headers)] == []
     assert h.devices == {}
 
 
@@ -98,7 +101,7 @@ def test_a_device_linked_here_but_not_named_in_the_record_goes_too() -> None:
     assert set(result.erased) == {b"dev-a", b"dev-c"}
     emitted = len(h.outputs)
     h.replay(raw_event("c1", "dev-c", at(20)))
-    assert [o for o in h.outputs[emitted:] if not o.headers] == []
+    assert [o for o in h.outputs[emitted:] if not is_control(o.headers)] == []
 
 
 def test_a_new_event_after_the_erasure_starts_a_fresh_device_and_link() -> None:
@@ -115,9 +118,11 @@ def test_a_new_event_after_the_erasure_starts_a_fresh_device_and_link() -> None:
     new = h.outputs[emitted:]
     links = [o for o in new if o.topic.endswith("identity")]
     assert len(links) == 1  # ada's link starts again, from the new sign-in
-    enriched = [EVENTS.decode(o.value) for o in new if o.topic.endswith("enriched") and not o.headers]
+    enriched = [
+        EVENTS.decode(o.value) for o in new if o.topic.endswith("enriched") and not is_control(o.headers)
+    ]
     assert {r["message_id"] for r in enriched} == {"back", "p"}
-    sessions = [o for o in new if o.topic.endswith("sessions") and not o.headers]
+    sessions = [o for o in new if o.topic.endswith("sessions") and not is_control(o.headers)]
     assert len(sessions) == 1
     session = h.decoded("sessions")[-1]
     assert (session["event_count"], session["first_event_id"], session["customer_id"]) == (2, "back", "ada")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import cast
 
+from pipeline.runtime.control import is_control
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record
 from pipeline.serde import SingleObjectSerde
@@ -56,7 +57,9 @@ def send(runner: MemoryRunner, broker: MemoryBroker, topics: Topics, mid: str, s
 def sessions(broker: MemoryBroker, topics: Topics) -> list[tuple[int, str]]:
     return [
         (s["event_count"], s["closed_by"])
-        for s in (SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not m.headers)
+        for s in (
+            SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not is_control(m.headers)
+        )
     ]
 
 
@@ -105,7 +108,7 @@ def test_the_quiet_clock_survives_a_restart() -> None:
 def enriched(broker: MemoryBroker, topics: Topics) -> dict[str, str | None]:
     """message id -> session id of the enriched events out so far (None: its visit is open)."""
     events = [EVENTS.decode(m.value) for m in broker.records(topics.enriched_events) if m.key is not None]
-    visits = [SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not m.headers]
+    visits = [SESSIONS.decode(m.value) for m in broker.records(topics.sessions) if not is_control(m.headers)]
     return visits_of(events, visits)
 
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from pipeline.runtime.control import end_headers
+from pipeline.runtime.control import end_headers, is_control
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record, Step
 from pipeline.serde import SingleObjectSerde
@@ -206,11 +206,11 @@ class WorkerSessionizer:
         closes over it, by key, time and id (what the ``events_sessioned`` view does)."""
         outputs: list[Output] = []
         for record in step.outputs:
-            if record.topic == self.topics.sessions and not record.headers:
+            if record.topic == self.topics.sessions and not is_control(record.headers):
                 session = session_of(SESSIONS.decode(record.value or b""))
                 outputs.extend(self._assigned(session))
                 outputs.append(session)
-            elif record.topic == self.topics.enriched_events and not record.headers:
+            elif record.topic == self.topics.enriched_events and not is_control(record.headers):
                 enriched = EVENTS.decode(record.value or b"")
                 event = self.sent[enriched["message_id"]]
                 assert enriched["enrichment"]["session_id"] is None, "a session id before the visit closed"
