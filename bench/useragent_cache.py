@@ -8,8 +8,9 @@ tail, in event order) go through, in interleaved rounds, each starting cold:
 - ``lru``: ``UserAgentParser`` as the worker runs it (our LRU of ``--size`` agents, in front
   of ua-parser's default parser and its own 2,000-entry cache);
 - ``no-lru``: the same classification without our cache (ua-parser's cache only);
-- ``uncached``: no cache at all (every agent resolved by the regexes), on the first
-  ``--uncached-sample`` agents only, since it costs about a millisecond each.
+- ``uncached``: no cache at all (every agent resolved by ua-parser's matcher: its native one,
+  installed with the ``regex`` extra, else its pure-Python regexes at about a millisecond
+  each), on the first ``--uncached-sample`` agents only.
 
 Reports CPU microseconds per parse (min and median over the rounds) and the hit rate.
 """
@@ -17,6 +18,7 @@ Reports CPU microseconds per parse (min and median over the rounds) and the hit 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -35,8 +37,14 @@ def fresh_default_resolver() -> Callable[[str], ua_parser.Result]:
 
 
 def no_cache_resolver() -> Callable[[str], ua_parser.Result]:
-    parser = ua_parser.Parser(ua_parser.BasicResolver(ua_parser.load_builtins()))
-    return parser.parse
+    """The matcher ua-parser's default stack uses, without a cache: its native one
+    (``ua_parser.regex``, from the ``regex`` extra) when installed, else the pure-Python one."""
+    matchers = ua_parser.load_builtins()
+    if importlib.util.find_spec("ua_parser_rs") is not None:
+        from ua_parser.regex import Resolver
+
+        return ua_parser.Parser(Resolver(matchers)).parse
+    return ua_parser.Parser(ua_parser.BasicResolver(matchers)).parse
 
 
 def timed(parse: Callable[[str], object], agents: Sequence[str]) -> float:
