@@ -180,19 +180,21 @@ _OPTIONAL = tuple(
     for f in dataclasses.fields(EventView)
     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 )
+_REQUIRED = tuple(f.name for f in dataclasses.fields(EventView) if f.name not in _OPTIONAL)
 
 
 def view_json(view: EventView | None) -> bytes:
-    """A view as compact JSON, the fields at their defaults left out (``EventView.from_dict``
-    puts them back): what the worker's header and the triggers topic carry."""
+    """A view as compact JSON, the optional fields at their defaults left out
+    (``EventView.from_dict`` puts them back): what the worker's header and the triggers topic
+    carry. Fields in their declared order: the same view gives the same bytes."""
     if view is None or view.is_bot:
         return b"null"
-    data = view.to_dict()
+    data = {name: getattr(view, name) for name in _REQUIRED}
     for name in _OPTIONAL:
-        value = data[name]
-        if value is None or value is False or (isinstance(value, list | dict) and not value):
-            del data[name]
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+        value = getattr(view, name)
+        if not (value is None or value is False or value == () or value == {}):
+            data[name] = value
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def view_headers(record: dict[str, Any], enrichment: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
