@@ -69,7 +69,7 @@ HANDOVER_MEMORY = 100_000
 PASS_READ = 256  # states a full pass reads at a time (then checks how much the step holds)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per record, and a frozen init costs 4x
 class Output:
     topic: str
     key: bytes | None

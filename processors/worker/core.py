@@ -79,7 +79,7 @@ _BOUGHT = {"Order Completed"}
 _PROFILE_CALLS = {"identify", "alias", "group"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per record, and a frozen init costs 4x
 class Outgoing:
     topic: str
     key: bytes | None
