@@ -43,7 +43,7 @@ def _json_value(text: str) -> Any:
         return text
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event in the worker and per input in evaluate
 class EventView:
     """The fields of one enriched event that profiles and rules use."""
 
@@ -173,6 +173,7 @@ def event_view(record: dict[str, Any], enrichment: dict[str, Any] | None = None)
 
 # -- the view with the enriched event ------------------------------------------------------
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one per call
 VIEW_HEADER = "webhouse-view"  # the view as ``view_json`` writes it; ``null``: nobody's, or a bot's
 RECEIVED_HEADER = "webhouse-received-ms"  # the event's ``received_at``, epoch ms, in ASCII digits
 _OPTIONAL = tuple(
@@ -194,7 +195,7 @@ def view_json(view: EventView | None) -> bytes:
         value = getattr(view, name)
         if not (value is None or value is False or value == () or value == {}):
             data[name] = value
-    return json.dumps(data, separators=(",", ":")).encode()
+    return _COMPACT.encode(data).encode()
 
 
 def view_headers(record: dict[str, Any], enrichment: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:

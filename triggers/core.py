@@ -143,8 +143,11 @@ class Marks:
         return mark if mark is None or mark >= END_MS else mark - 1
 
 
+_SORTED_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # made once, not per call
+
+
 def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    return _SORTED_COMPACT.encode(data).encode()
 
 
 class TriggerCore:

@@ -35,6 +35,8 @@ from typing import Any
 
 from pipeline.errors import ProcessingError
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options makes one per call
+
 KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
 
@@ -61,7 +63,7 @@ class Held:
 
     def to_bytes(self) -> bytes:
         body = [self.at, self.rank, self.key.decode(), self.ident, self.device, self.envelope.decode()]
-        return json.dumps(body, separators=(",", ":")).encode()
+        return _COMPACT.encode(body).encode()
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Held:
