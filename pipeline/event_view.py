@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.serde import compact_json
+
 IMPORTED = "$imported"  # property the collector's import endpoint sets (pipeline.collector.segment)
 
 
@@ -173,7 +175,6 @@ def event_view(record: dict[str, Any], enrichment: dict[str, Any] | None = None)
 
 # -- the view with the enriched event ------------------------------------------------------
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one per call
 VIEW_HEADER = "webhouse-view"  # the view as ``view_json`` writes it; ``null``: nobody's, or a bot's
 RECEIVED_HEADER = "webhouse-received-ms"  # the event's ``received_at``, epoch ms, in ASCII digits
 _OPTIONAL = tuple(
@@ -195,7 +196,7 @@ def view_json(view: EventView | None) -> bytes:
         value = getattr(view, name)
         if not (value is None or value is False or value == () or value == {}):
             data[name] = value
-    return _COMPACT.encode(data).encode()
+    return compact_json(data)
 
 
 def view_headers(record: dict[str, Any], enrichment: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:

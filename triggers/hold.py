@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ProcessingError
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options makes one per call
+from pipeline.serde import compact_json
 
 KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
@@ -63,7 +62,7 @@ class Held:
 
     def to_bytes(self) -> bytes:
         body = [self.at, self.rank, self.key.decode(), self.ident, self.device, self.envelope.decode()]
-        return _COMPACT.encode(body).encode()
+        return compact_json(body)
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Held:
