@@ -39,6 +39,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from pipeline.deadletter import DeadLetter
+from pipeline.ends import ReadToEnd
 from pipeline.errors import PartitionTaken, SerdeError, SinkError
 from pipeline.health import Health
 from pipeline.kafka_admin import require_topics
@@ -46,7 +47,6 @@ from pipeline.runtime.control import is_control
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
-from sinks.ends import ReadToEnd
 from sinks.maintenance import Upkeep
 from sinks.metrics import SinkMetrics
 from sinks.store import DeltaStore, app_id
@@ -237,7 +237,7 @@ class SinkRunner:
         steps over transaction markers), else where the tables say we resume. The watermark is
         the cached one of the last fetch, so this costs no broker round trip; unknown (no fetch
         answered yet) counts as work, as a fetch is answered within a second. A partition read to
-        its end is checked against the broker now and then (``sinks.ends``): fetches that stopped
+        its end is checked against the broker now and then (``pipeline.ends``): fetches that stopped
         leave the cached figures frozen."""
         self.at_end.probe()
         assigned = bool(self.assigned)

@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from pipeline.ends import ReadToEnd
 from pipeline.kafka_admin import ensure_topics
 from pipeline.settings import KafkaSettings
 from pipeline.topics import TopicSpec
-from sinks.ends import ReadToEnd
 
 
 class FakeLister:
