@@ -1,7 +1,8 @@
-"""Which partitions the sink has read to their end, checked against the broker now and then.
+"""Which partitions a consumer (the sink's, a stage's) has read to their end, checked against the
+broker now and then.
 
 A read-committed consumer cannot tell "caught up" from its position alone: the last offset of a
-partition is often a transaction marker it steps over. So the sink trusts the end-of-partition
+partition is often a transaction marker it steps over. So the reader trusts the end-of-partition
 event, and a partition read to its end is no work waiting. But that belief is only as fresh as the
 last fetch: a consumer whose fetches stopped (seen after a group coordinator's node was killed:
 alive, silent, landing nothing) keeps believing it for ever, and its watchdog never sees work.
@@ -9,7 +10,7 @@ alive, silent, landing nothing) keeps believing it for ever, and its watchdog ne
 ``ReadToEnd`` remembers the end offset each event reported, and every ``every_s`` asks the broker,
 through an admin client of its own (a query on the consumer's connection waits behind its long-poll
 fetch), for the read-committed end of those partitions. The answer is collected on a later call,
-never waited for. An end that moved while no record came means the sink is behind there, until a
+never waited for. An end that moved while no record came means the reader is behind there, until a
 record or a new end event arrives; the watchdog then sees work without progress.
 """
 

@@ -3,11 +3,11 @@
 confluent-kafka's consume, produce and commit release the GIL while they wait, so the
 stages' I/O overlaps; their Python work shares one core, as faust's agents did. A
 stage that fails stops the process (exit code 1), and one that makes no progress while
-it has work (``pipeline.health``: no partitions assigned, or stuck in a commit, for
-``health.stall_after_s``) stops it with exit code 3, so that a supervisor restarts it:
-nothing is lost, since uncommitted work is read again. SIGTERM and SIGINT stop every
-stage at its next batch boundary, within ``health.stop_within_s``; each leaves its
-group, so partitions move at once.
+it has work (``pipeline.health``: no partitions assigned, stuck in a commit, or records left
+unread, ``KafkaRunner._behind``, for ``health.stall_after_s``) stops it with exit code 3,
+so that a supervisor restarts it: nothing is lost, since uncommitted work is read again.
+SIGTERM and SIGINT stop every stage at its next batch boundary, within
+``health.stop_within_s``; each leaves its group, so partitions move at once.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from pipeline.ends import ReadToEnd
 from pipeline.errors import ProcessingError
 from pipeline.health import Health
 from pipeline.runtime.messages import Incoming
@@ -101,6 +102,7 @@ class KafkaRunner:
         self.consumer = Consumer(self._consumer_conf())
         self.producer = Producer(self._producer_conf())
         self.broadcasts = Broadcasts(config.bootstrap, tuple(getattr(stage, "broadcasts", ())))
+        self.at_end = ReadToEnd(AdminClient({"bootstrap.servers": config.bootstrap}))
         self._reapply = False  # after an assignment: apply every broadcast record to the restored state
 
     # -- configuration ---------------------------------------------------------------------
@@ -114,6 +116,7 @@ class KafkaRunner:
             "enable.auto.offset.store": False,  # at-least-once stages store offsets after the work
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,  # what tells a partition read to its end (``_behind``)
             "partition.assignment.strategy": "range",  # co-partitioned inputs land together
             "session.timeout.ms": int(c.session_timeout_s * 1000),
             "heartbeat.interval.ms": int(min(3.0, c.session_timeout_s / 3) * 1000),
@@ -157,15 +160,14 @@ class KafkaRunner:
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.config.batch_max_events, self.config.batch_within_s)
-                # Work waits when nothing is assigned (an empty group) or records came; the loop
-                # coming round and each commit are what the watchdog watches (pipeline.health).
-                self.health.beat(has_work=not self.owned or bool(messages))
+                batch = self._incoming(messages)
+                # The loop coming round and each commit are what the watchdog watches (pipeline.health).
+                self.health.beat(has_work=not self.owned or bool(batch) or self._behind())
                 self.health.set_ready(bool(self.owned), "no partitions assigned")
                 self._apply_broadcasts(self.broadcasts.poll())
                 if self._reapply:
                     self._reapply = False
                     self._apply_broadcasts(self.broadcasts.seen)
-                batch = self._incoming(messages)
                 if batch:
                     self._process(batch)
                 if time.monotonic() >= next_tick:
@@ -197,12 +199,35 @@ class KafkaRunner:
             self._checkpoint(step, [])
         self._update_lag()
 
+    def _behind(self) -> bool:
+        """Work waits though no record came: an owned partition not read to its end, or one whose
+        end moved since (fetches that stopped: ``pipeline.ends``; seen as a trigger stage alive,
+        silent and 48 records behind for minutes). Read: the position once a record came (it steps
+        over transaction markers), else 0; an unknown end (no fetch answered yet) is work too."""
+        self.at_end.probe()
+        if self.at_end.behind:
+            return True
+        unread = [
+            TopicPartition(topic, p)
+            for topic in self.stage.inputs
+            for p in self.owned
+            if (topic, p) not in self.at_end
+        ]
+        if not unread:
+            return False
+        for tp in self.consumer.position(unread):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0 or max(tp.offset, 0) < high:
+                return True
+        return False
+
     def _incoming(self, messages: list[Message]) -> list[Incoming]:
         batch = []
         for m in messages:
             error = m.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    self.at_end.reached((str(m.topic()), int(m.partition() or 0)), int(m.offset() or 0))
                     continue
                 if error.fatal():
                     raise ProcessingError(self.stage.name, f"consumer failed: {error}")
@@ -216,6 +241,9 @@ class KafkaRunner:
             offset = int(m.offset() or 0)
             value = m.value() or b""
             batch.append(Incoming(str(m.topic()), partition, offset, m.key(), value, ts, tuple(headers)))
+        if batch:
+            for tp in {(record.topic, record.partition) for record in batch}:
+                self.at_end.left(tp)
         return batch
 
     # -- the checkpoint: outputs, state and offsets in one transaction ---------------------
@@ -317,6 +345,7 @@ class KafkaRunner:
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0  # nothing committed yet: from the start
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self._forget_ends(owned)  # read again from the committed offsets
 
     # -- rebalances ------------------------------------------------------------------------
 
@@ -339,6 +368,7 @@ class KafkaRunner:
         self.metrics.rebalances.labels(self.stage.name).inc()
         for store in self.stores.values():
             store.drop(lost)
+        self._forget_ends(lost)
         self.owned -= lost
         self.stage.assign(self.owned, self.stores)
 
@@ -349,6 +379,7 @@ class KafkaRunner:
         gone = self.owned - new
         for store in self.stores.values():
             store.drop(gone | added)
+        self._forget_ends(gone | added)
         started = time.perf_counter()
         self._await_stable_offsets(consumer, added)
         self._restore(added)
@@ -364,6 +395,9 @@ class KafkaRunner:
             "stage %s owns partitions %s (restored %s in %.2f s: %s)", self.stage.name, sorted(new),
             sorted(added), seconds, {name: len(s) for name, s in self.stores.items()},
         )  # fmt: skip
+
+    def _forget_ends(self, partitions: Collection[int]) -> None:
+        self.at_end.forget((topic, p) for topic in self.stage.inputs for p in partitions)
 
     def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> None:
         """Before reading a changelog's end: wait until the previous owner's last transaction is
