@@ -49,7 +49,7 @@ from tools.demo.run import (
     start_services,
     wait_queryable,
 )
-from tools.demo.services import ServiceGroup
+from tools.demo.services import ServiceError, ServiceGroup
 from tools.simulate.generate import Simulation, generate
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -110,6 +110,12 @@ def _send(running: Running, half: Simulation) -> int:
     return report.accepted
 
 
+def _print_log_tails(running: Running) -> None:
+    """Each service's last lines, to the captured output: a CI log keeps only its own tail."""
+    for service in running.group.services:
+        print(f"--- {service.name} (started {service.starts} times):\n{service.log_tail(15)}")
+
+
 def _groups_in_flow_order(settings: Settings) -> dict[str, list[str]]:
     """The worker, the trigger stages, then the sink: checked in this order, a group found caught
     up has already read what the groups before it wrote (outputs commit with their offsets)."""
@@ -158,7 +164,11 @@ def test_every_service_lands_again_within_60s_of_a_20s_broker_pause(running: Run
     second = dataclasses.replace(simulation, events=simulation.events[middle:])
 
     accepted = _send(running, first)
-    wait_queryable(settings, accepted, consumer_groups(settings), stack.check, settle_s=3, timeout_s=180)
+    try:
+        wait_queryable(settings, accepted, consumer_groups(settings), stack.check, settle_s=3, timeout_s=180)
+    except ServiceError:
+        _print_log_tails(running)
+        raise
     before = {name: snap.count for name, snap in snapshots(tables).items()}
     assert all(before[t] > 0 for t in ("events", "sessions", "identity_map", "profiles_history")), before
 
