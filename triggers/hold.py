@@ -61,13 +61,21 @@ class Held:
         return b"%d|%020d|%d|%s|%s" % (partition, self.at, self.rank, self.key, self.ident.encode())
 
     def to_bytes(self) -> bytes:
-        body = [self.at, self.rank, self.key.decode(), self.ident, self.device, self.envelope.decode()]
-        return compact_json(body)
+        """A JSON line of what orders the input, then its envelope as it came: the envelope is not
+        escaped into a JSON string, and a read parses only the first line (compact JSON holds no
+        raw newline, so the first one ends it)."""
+        head = compact_json([self.at, self.rank, self.key.decode(), self.ident, self.device])
+        return head + b"\n" + self.envelope
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Held:
-        at, rank, key, ident, device, envelope = json.loads(value)
-        return cls(int(at), int(rank), key.encode(), str(ident), bool(device), envelope.encode())
+        head, newline, envelope = value.partition(b"\n")
+        if newline:
+            at, rank, key, ident, device = json.loads(head)
+        else:  # written before 3 December 2026: one JSON array, the envelope its last item, a string
+            at, rank, key, ident, device, text = json.loads(value)
+            envelope = text.encode()
+        return cls(int(at), int(rank), key.encode(), str(ident), bool(device), envelope)
 
 
 def held_of(key: bytes, envelope: bytes, kind: str, body: Mapping[str, Any], gap_ms: int) -> Held:

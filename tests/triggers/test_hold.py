@@ -53,3 +53,15 @@ def test_a_slimmed_input_missing_from_the_store_is_an_error() -> None:
     slimmed = _inputs(1, 0)[0].slim()
     with pytest.raises(ProcessingError, match="not stored"):
         envelope_of(slimmed, 0, {}.get)
+
+
+def test_a_stored_input_reads_back_whole_in_either_format() -> None:
+    """The store's values since 3 December 2026 (a header line, then the envelope as it came),
+    and those written before (one JSON array) that a changelog may still hold."""
+    held = _inputs(1, 0)[0]
+    body = [held.at, held.rank, held.key.decode(), held.ident, held.device, held.envelope.decode()]
+    earlier = json.dumps(body, separators=(",", ":")).encode()
+    assert held.to_bytes().endswith(b"\n" + held.envelope)
+    assert Held.from_bytes(held.to_bytes()) == held
+    assert Held.from_bytes(earlier) == held
+    assert Held.from_bytes(earlier).envelope == held.envelope
