@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -358,12 +358,15 @@ class TriggerCore:
         so what a window or an hour sees never depends on how far one batch got. ``pending``: the
         ``trigger-pending`` store, where the bodies of slimmed inputs are (``triggers.hold``)."""
         result = Result()
+        applied: Counter[str] = Counter()  # by kind: the metric is counted once per kind and step
         for partition, mark in sorted(marks.items()):
             for device in (True, False):
                 for held in self.held.release(partition, device, mark.of(device)):
                     result.released.append((partition, held))
                     envelope = envelope_of(held, partition, pending)
-                    self._apply_held(result, partition, held, envelope, mark, stored, now)
+                    self._apply_held(result, partition, held, envelope, mark, stored, now, applied)
+        for kind, count in applied.items():
+            self.metrics.inputs.labels(kind).inc(count)
         return result.seal(self._index)
 
     def _load(
@@ -375,7 +378,8 @@ class TriggerCore:
         return CustomerState.from_dict(json.loads(raw)) if raw else None
 
     def _apply_held(self, result: Result, partition: int, held: Held, raw: bytes, mark: Marks,
-                    stored: Callable[[bytes], bytes | None], now: datetime) -> None:  # fmt: skip
+                    stored: Callable[[bytes], bytes | None], now: datetime,
+                    applied: Counter[str]) -> None:  # fmt: skip
         key = held.key
         envelope = json.loads(raw)
         kind, body = envelope["kind"], envelope["body"]
@@ -396,7 +400,7 @@ class TriggerCore:
             else:
                 other = CustomerState.from_dict(body["state"])
                 self._apply(result, partition, self.engine.absorb(state, other, key.decode(), body.get("at")))
-            self.metrics.inputs.labels(kind).inc()
+            applied[kind] += 1
         except (WebhouseError, KeyError, TypeError, ValueError) as exc:
             message = Incoming(self.topics.triggers_input, partition, -1, key, raw)
             self.dead_letter(result, message, "bad_trigger_input", exc, now)
