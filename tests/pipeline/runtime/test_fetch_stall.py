@@ -3,8 +3,9 @@
 Seen in CI: the trigger stages run apart, and the evaluate stage sat alive and silent with 48
 committed records unread for three minutes; it had no records in hand, so its watchdog saw no
 work. Fetches that stop are simulated here by pausing the consumer's partitions (alive, assigned,
-fetching nothing). The input is written in transactions, one of them aborted, so the partitions
-end in markers a read-committed consumer steps over: its position alone never reaches the end.
+fetching nothing). The input is written in transactions, some aborted, so the partitions end in
+markers and aborted records a read-committed consumer steps over: an end that moved by those
+alone is no work either.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ def test_fetches_that_stopped_are_a_stall_and_an_idle_end_is_not(kafka_bootstrap
     try:
         _until("read", lambda: stage.read == 40, 60)
         time.sleep(2 * STALL_AFTER_S)  # read to the end: idle, past the bound twice over
+        assert health.stall() is None
+        _send(kafka_bootstrap, topic, 0, abort_after=5)  # the end moves by records never to be read
+        time.sleep(2 * STALL_AFTER_S)
         assert health.stall() is None
 
         stage.stop_fetching.set()
