@@ -15,7 +15,10 @@ Method:
    ``floor`` (confluent-kafka consumer + fastavro decode, nothing else: floor_consumer.py),
    ``quixstreams`` (session_window(30 min).count() in its own virtualenv under
    .webhouse/bench/, made here: quix_job.py), ``worker`` (`webhouse worker` as deployed,
-   default triggers on) and ``worker-bare`` (no extensions). They run in interleaved rounds,
+   default triggers on) and ``worker-bare`` (no extensions); on request (``--contenders``)
+   ``worker-memory`` (state stores in memory) and ``worker-apart`` (the worker without its
+   triggers plus ``webhouse triggers run``: two processes, CPU summed, peak RSS the larger one).
+   They run in interleaved rounds,
    the order rotated each round, so a noisy neighbour hurts all alike. One uncounted run of the
    floor comes first (``--no-warmup``: none), so the fresh broker's start is in no round.
 3. Collector: the real collector and a bare aiohttp handler (the floor) under the same
@@ -59,7 +62,9 @@ BENCH = Path(__file__).resolve().parent
 QUIX_VENV = REPO_ROOT / ".webhouse" / "bench" / "quix-venv"
 QUIX_REQUIREMENT = "quixstreams>=3.28,<4"
 STREAM = ("floor", "quixstreams", "worker", "worker-bare")
-EXTRA = ("worker-memory",)  # on request: the worker with its state in memory (the disk store's cost)
+# On request: the worker with its state in memory (the disk store's cost); the worker without its
+# trigger stages plus `webhouse triggers run` running them, two processes (what a second core gives).
+EXTRA = ("worker-memory", "worker-apart")
 
 
 def say(*parts: object) -> None:
@@ -116,7 +121,10 @@ class StreamBench:
             kafka, self.tmp / f"worker-{kafka.topic_prefix}", triggers=contender != "worker-bare",
             state_store="memory" if contender == "worker-memory" else "disk",
         )  # fmt: skip
-        return harness.run_workers(contender, settings, self.n, self.tmp, on_started=on_started).run
+        apart = contender == "worker-apart"
+        return harness.run_workers(
+            contender, settings, self.n, self.tmp, on_started=on_started, triggers_apart=apart
+        ).run
 
 
 def median(values: Sequence[float]) -> float:

@@ -227,8 +227,12 @@ def run_workers(
     workers: int = 1,
     timeout_s: float = 1800,
     on_started: Callable[[list[int]], None] | None = None,
+    triggers_apart: bool = False,
 ) -> WorkerRun:
     """``webhouse worker`` child process(es) until the group has committed every raw event.
+
+    ``triggers_apart``: the workers run without their trigger stages, and one ``webhouse triggers
+    run`` process runs them (the same stages and groups); its CPU counts with the workers'.
 
     Steady state is first commit -> the poll at which the group has committed ``events`` and the
     trigger stages (when on) have read what the worker had written by then (``TriggersBehind``);
@@ -241,9 +245,14 @@ def run_workers(
     kafka, topics = settings.kafka, Topics.from_settings(settings.kafka)
     p = kafka.default_partitions
     start = time.monotonic()
+    bare = settings.model_copy(update={"worker": settings.worker.model_copy(update={"extensions": []})})
+    each = bare if triggers_apart else settings
     procs = [
-        start_worker_process(_instance(settings, i), log_dir / f"{contender}-{i}.log") for i in range(workers)
+        start_worker_process(_instance(each, i), log_dir / f"{contender}-{i}.log") for i in range(workers)
     ]
+    if triggers_apart:
+        log = log_dir / f"{contender}-triggers.log"
+        procs.append(start_worker_process(_instance(settings, workers), log, ("triggers", "run")))
     if on_started is not None:
         on_started([w.pid for w in procs])
     progress = GroupProgress(kafka.bootstrap_servers, app_id(settings))

@@ -107,11 +107,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker_process(settings: Settings, log_file: Path | None = None) -> subprocess.Popen[bytes]:
-    """``webhouse worker`` in a child process with these settings; the caller stops it."""
+def start_worker_process(
+    settings: Settings, log_file: Path | None = None, command_args: tuple[str, ...] = ("worker",)
+) -> subprocess.Popen[bytes]:
+    """``webhouse worker`` (or another webhouse command, ``command_args``: ``("triggers", "run")``)
+    in a child process with these settings; the caller stops it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(settings_env(settings))
-    command = [sys.executable, "-m", "tools.cli", "worker"]
+    command = [sys.executable, "-m", "tools.cli", *command_args]
     if log_file is None:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
