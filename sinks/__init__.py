@@ -6,8 +6,8 @@ Reading guide, in the order a record meets the modules:
 - ``flatten``: Avro record -> flat columns, driven by the schema (new optional fields become
   new nullable columns); ``pii``: e-mail, phone and IP keyed-hashed before they land;
 - ``rows``: the per-table transforms (analyst columns, order lines, e-mail interactions);
-- ``runner``: `webhouse sink`, the consumer loop (poll, decode, buffer, land, commit offsets);
-  ``ends``: which partitions it read to their end, checked against the broker (liveness);
+- ``runner``: `webhouse sink`, the consumer loop (poll, decode, buffer, land, commit offsets;
+  for liveness, ``pipeline.ends`` tells which partitions it read to their end);
 - ``store``: Delta appends that carry their Kafka offsets as application transactions, with
   the natural-id dedupe; ``upsert``: the MERGE of tables kept at one current row per id (the
   identity map); ``metrics``: what landed, commit latency, lag;
