@@ -10,6 +10,7 @@ partitions (each revokes), so this is a count of members' revocations, not of gr
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import urllib.request
@@ -48,11 +49,13 @@ class RebalanceCount:
                 self._seen[key] = max(self._seen.get(key, 0), n)
 
     def scrape(self, service: str, start: int, port: int) -> None:
-        """Read one service's counters; a process that is not (yet, or any more) answering is skipped."""
+        """Read one service's counters; a process that is not (yet, or any more) answering is skipped,
+        also one that dies in the middle of its answer (``IncompleteRead``: seen when the chaos
+        supervisor's scrape met a worker exiting, and the thread's error failed the run's test)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as answer:
                 text = answer.read().decode()
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             log.debug("no metrics from %s: %s", service, exc)
             return
         self.observe(service, start, rebalances_in(text))

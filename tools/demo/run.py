@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import shutil
@@ -116,7 +117,7 @@ def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             return bool(answer.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up, or gone in the middle of its answer
         return False
 
 

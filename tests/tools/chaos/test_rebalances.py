@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections import Counter
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -30,3 +32,25 @@ def test_a_restarted_process_adds_to_the_count_and_a_rescrape_does_not() -> None
     count.observe("sink-1", 1, Counter({"sink": 4}))
     assert count.by_stage() == Counter({"worker": 4, "sink": 4})
     assert count.total == 8
+
+
+def test_a_process_dying_in_the_middle_of_its_answer_is_skipped() -> None:
+    """A service that exits while it answers: headers promise a body that never comes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_half() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 15545\r\n\r\n# HELP partial")
+        conn.close()
+
+    thread = threading.Thread(target=answer_half, daemon=True)
+    thread.start()
+    count = RebalanceCount()
+    try:
+        count.scrape("worker-2", 1, port)
+    finally:
+        thread.join(5)
+        server.close()
+    assert count.total == 0
