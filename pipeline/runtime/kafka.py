@@ -241,7 +241,7 @@ class KafkaRunner:
             offset = int(m.offset() or 0)
             value = m.value() or b""
             batch.append(Incoming(str(m.topic()), partition, offset, m.key(), value, ts, tuple(headers)))
-        if batch:
+        if batch and self.at_end.ends:  # none read to its end (a busy stage): nothing to clear
             for tp in {(record.topic, record.partition) for record in batch}:
                 self.at_end.left(tp)
         return batch
