@@ -30,8 +30,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.errors import ProcessingError
 from pipeline.serde import compact_json
@@ -39,8 +38,10 @@ from pipeline.serde import compact_json
 KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Held:
+class Held(NamedTuple):
+    """One held input. A tuple, so that the heaps compare them natively, field by field: an ordered
+    dataclass's ``__lt__`` builds two tuples per comparison (measured: 2-5% of the evaluate stage)."""
+
     at: int
     rank: int
     key: bytes
