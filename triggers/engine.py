@@ -192,7 +192,7 @@ class Engine:
         for rule in self._by_source["event"]:
             if rule.trigger.matches(event.name):
                 alerts += self._run(rule, state, context, event.time, (event.message_id,), counter, live)
-        alerts += self._profile_rules(state, previous, event.time, event.message_id, live)
+        alerts += self._profile_rules(state, previous, event.time, event.message_id, live, context)
         prune(state, event.time, self.settings)
         return self._outcome(state, previous, alerts)
 
@@ -212,7 +212,7 @@ class Engine:
         counter = self._counter(state, session.end, None)
         for rule in self._by_source["session"]:
             alerts += self._run(rule, state, context, session.end, (session.session_id,), counter, live)
-        alerts += self._profile_rules(state, previous, session.end, session.session_id, live)
+        alerts += self._profile_rules(state, previous, session.end, session.session_id, live, context)
         return self._outcome(state, previous, alerts)
 
     def close_due(self, state: CustomerState, now: int) -> Outcome:
@@ -363,10 +363,12 @@ class Engine:
         event: EventView | None = None,
         session: SessionView | None = None,
     ) -> dict[str, Any]:
+        # Rules only read the context: the profile's fields are built once and shared.
+        fields = profile_fields(state.profile, now, self.tiers)
         context: dict[str, Any] = {
             "customer_id": state.customer_id,
-            "profile": profile_fields(state.profile, now, self.tiers),
-            "previous": profile_fields(previous, now, self.tiers),
+            "profile": fields,
+            "previous": fields if previous is state.profile else profile_fields(previous, now, self.tiers),
             "recommendations": [],
         }
         if event is not None:
@@ -492,13 +494,18 @@ class Engine:
     def _of_history(state: CustomerState, window: Window) -> bool:
         return bool(set(window.alert["triggering_event_ids"]) & set(state.imported_sessions))
 
-    def _profile_rules(
-        self, state: CustomerState, previous: Profile, now: int, cause: str, live: bool = True
-    ) -> list[Alert]:
+    def _profile_rules(self, state: CustomerState, previous: Profile, now: int, cause: str, live: bool = True,
+                       shared: dict[str, Any] | None = None) -> list[Alert]:  # fmt: skip
+        """``shared``: the context the input's own rules saw at ``now``; its profile fields are
+        reused (the profile rules see no ``event`` or ``session``)."""
         rules = self._by_source["profile"]
         if not rules or _substance(previous) == _substance(state.profile):
             return []
-        context = self._context(state, previous, now)
+        if shared is None:
+            context = self._context(state, previous, now)
+        else:
+            context = {"customer_id": state.customer_id, "profile": shared["profile"],
+                       "previous": shared["previous"], "recommendations": []}  # fmt: skip
         alerts: list[Alert] = []
         for rule in rules:
             alerts += self._run(rule, state, context, now, (cause,), lambda _: 0, live)
