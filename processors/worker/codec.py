@@ -22,6 +22,7 @@ from typing import Any
 import fastavro
 
 from pipeline.errors import SchemaError
+from pipeline.flat_avro import FlatWriter
 from pipeline.serde import SingleObjectSerde, make_serde
 
 _HEADER_LEN = 10
@@ -31,13 +32,12 @@ _SPLICED = b"S"
 _FULL = b"F"
 
 
-def _enrichment_schema(raw: Mapping[str, Any]) -> Any:
+def _enrichment_branch(raw: Mapping[str, Any]) -> dict[str, Any]:
     last = raw["fields"][-1]
     if last["name"] != "enrichment":
         raise SchemaError("customer_event: enrichment is not the last field; splicing is impossible")
     branch = next(t for t in last["type"] if isinstance(t, dict) and t.get("type") == "record")
-    namespace = raw.get("namespace")
-    return fastavro.parse_schema({**branch, "namespace": namespace})
+    return {**branch, "namespace": raw.get("namespace")}
 
 
 class EventCodec:
@@ -48,7 +48,9 @@ class EventCodec:
         self._splice = isinstance(self.serde, SingleObjectSerde)
         if isinstance(self.serde, SingleObjectSerde):
             self._header = self.serde._header
-            self._enrichment = _enrichment_schema(self.serde.schema.raw)
+            branch = _enrichment_branch(self.serde.schema.raw)
+            self._enrichment = fastavro.parse_schema(branch)
+            self._flat = FlatWriter.compile(branch)  # a third of fastavro's time (pipeline.flat_avro)
 
     def decode(self, value: bytes, topic: str = "") -> dict[str, Any]:
         return self.serde.decode(value, topic)
@@ -66,6 +68,9 @@ class EventCodec:
     ) -> bytes:
         """The enriched event: ``record`` (decoded from ``value``) with ``enrichment`` filled."""
         if self.can_splice(value, record):
+            flat = self._flat.write(enrichment) if self._flat is not None else None
+            if flat is not None:
+                return b"".join((value[:-1], _RECORD_BRANCH, flat))
             buf = io.BytesIO()
             buf.write(value[:-1])
             buf.write(_RECORD_BRANCH)
