@@ -62,6 +62,7 @@ class FlatWriter:
 
     def __init__(self, fields: tuple[tuple[str, bool, str], ...]) -> None:
         self.fields = fields
+        self.names = frozenset(name for name, _, _ in fields)
 
     @classmethod
     def compile(cls, schema: Mapping[str, Any]) -> FlatWriter | None:
@@ -75,8 +76,11 @@ class FlatWriter:
             fields.append((field["name"], *kind))
         return cls(tuple(fields))
 
-    def write(self, record: Mapping[str, Any]) -> bytes | None:
-        """The record's Avro binary; None when a value is not one this writer takes as is."""
+    def write(self, record: Mapping[str, Any], exact: bool = False) -> bytes | None:
+        """The record's Avro binary; None when a value is not one this writer takes as is, or
+        (``exact``, as fastavro's strict modes) when the record has a key the schema does not."""
+        if exact and not self.names.issuperset(record):
+            return None
         parts: list[bytes] = []
         put = parts.append
         for name, optional, kind in self.fields:

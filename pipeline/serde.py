@@ -30,6 +30,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from pipeline.errors import SchemaError, SerdeError, UnknownSchemaError
+from pipeline.flat_avro import FlatWriter
 from pipeline.settings import REPO_ROOT
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
@@ -193,8 +194,13 @@ class SingleObjectSerde:
         self.schema = self.catalog.get(schema_name)
         self._header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
         self._branches = branches(self.schema.raw)
+        self._flat = FlatWriter.compile(self.schema.raw)  # identity links, for one
 
     def encode(self, record: dict[str, Any], topic: str = "") -> bytes:
+        if self._flat is not None:
+            body = self._flat.write(record, exact=True)
+            if body is not None:  # else fastavro writes it, or says what is wrong
+                return self._header + body
         buf = io.BytesIO()
         buf.write(self._header)
         try:

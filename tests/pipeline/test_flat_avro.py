@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.errors import SerdeError
 from pipeline.flat_avro import FlatWriter, zigzag_varint
-from pipeline.serde import default_catalog
+from pipeline.serde import SingleObjectSerde, default_catalog
 
 _RAW = default_catalog().get("customer_event").raw
 ENRICHMENT = next(t for t in _RAW["fields"][-1]["type"] if isinstance(t, dict))
@@ -112,3 +113,28 @@ def test_zigzag_varint_is_avros_long(n: int) -> None:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, "long", n)
     assert zigzag_varint(n) == buf.getvalue()
+
+
+LINK = {
+    "anonymous_id": "anon-1",
+    "customer_id": "cust-ä",
+    "first_seen": datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    "last_seen": 1_780_000_000_000,
+    "source_event_id": "m-1",
+    "source_type": "identify",
+}
+
+
+def test_a_flat_schemas_serde_writes_fastavros_bytes_and_keeps_its_errors() -> None:
+    """identity_link is flat: ``SingleObjectSerde`` writes it with ``FlatWriter``, and still
+    refuses, through fastavro, a record with a key the schema lacks or without a required field."""
+    serde = SingleObjectSerde("identity_link")
+    assert serde._flat is not None
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, serde.schema.parsed, LINK, strict_allow_default=True)
+    assert serde.encode(LINK) == serde._header + buf.getvalue()
+    assert serde.decode(serde.encode(LINK))["customer_id"] == "cust-ä"
+    with pytest.raises(SerdeError):
+        serde.encode({**LINK, "unknown": 1})
+    with pytest.raises(SerdeError):
+        serde.encode({k: v for k, v in LINK.items() if k != "customer_id"})
