@@ -88,3 +88,29 @@ def test_processes_on_one_host_take_separate_files(tmp_path: Path) -> None:
     assert third.path.name == "slot-0.sqlite"
     second.close()
     third.close()
+
+
+def test_the_read_cache_holds_only_what_the_table_holds(tmp_path: Path) -> None:
+    """Rows read are cached (a second read does not ask SQLite); a commit updates or removes them;
+    a dropped, forgotten or restored partition's rows leave the cache; it keeps at most its size."""
+    files = StateFiles(tmp_path)
+    store = DiskStore(files.db, "states", cache_entries=2)
+    restore(store, 0, [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")], end=3)
+    restore(store, 1, [(b"z", b"9")], end=1)
+    assert (store.get(b"a"), store.get(b"z")) == (b"1", b"9")
+    files.db.execute('UPDATE "kv_states" SET value = ? WHERE key = ?', (b"behind its back", b"a"))
+    assert store.get(b"a") == b"1"  # from the cache
+    store.put(0, b"a", b"10")
+    store.put(1, b"z", None)
+    store.commit({0: 4, 1: 2}, SOURCE)
+    assert (store.get(b"a"), store.get(b"z")) == (b"10", None)
+    store.get(b"b")
+    store.get(b"c")
+    assert list(store.cache) == [b"b", b"c"]  # the least recently read went
+    store.drop({0})
+    assert store.get(b"b") is None and not store.cache
+    assert restore(store, 0, [(b"b", b"20")], end=5) == 4
+    assert store.get(b"b") == b"20"
+    store.resume_offset(0, SOURCE)  # restored again (a rewind): what it held is read anew
+    assert not store.cache
+    files.close()
