@@ -114,3 +114,21 @@ def test_the_read_cache_holds_only_what_the_table_holds(tmp_path: Path) -> None:
     store.resume_offset(0, SOURCE)  # restored again (a rewind): what it held is read anew
     assert not store.cache
     files.close()
+
+
+def test_a_key_found_absent_is_remembered_until_written_or_a_partition_moves(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("states")
+    restore(store, 0, [], end=0)
+    restore(store, 1, [], end=0)
+    assert store.get(b"new") is None
+    files.db.execute('INSERT INTO "kv_states" VALUES (?, ?, ?)', (b"new", 0, b"behind its back"))
+    assert store.get(b"new") is None  # remembered as absent: no second lookup
+    store.put(0, b"new", b"1")
+    store.commit({0: 1}, SOURCE)
+    assert store.get(b"new") == b"1"  # the commit's write replaced the absence
+    assert store.get(b"other") is None
+    files.db.execute('INSERT INTO "kv_states" VALUES (?, ?, ?)', (b"other", 0, b"2"))
+    store.drop({1})  # absences are of no known partition: all forgotten
+    assert store.get(b"other") == b"2"
+    files.close()
