@@ -26,6 +26,7 @@ from pipeline.errors import RuleError, WebhouseError
 from pipeline.runtime.host import StageSpec
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Overlay, Record, RunnerView, Step, Stores, StoreWrite
+from pipeline.runtime.store import prefetch
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from triggers.alerts import Alert
@@ -131,6 +132,7 @@ class EvaluateStage:
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
         """Hold the inputs, move the clocks, apply what they passed, then decide what is due."""
         taken = self.core.evaluate(batch, now)
+        prefetch(stores[STATES], (held.key for _, held in taken.held))  # one query, not one per key
         clocks = dict(stores[CLOCKS])
         changed, advanced = self.core.advance_clocks(clocks, taken)
         step = to_step(taken)

@@ -275,6 +275,24 @@ class DiskStore(Mapping[bytes, bytes]):
             self.cache.popitem(last=False)
         return value if value is not None else default
 
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Read these keys into the cache with one query per 500 (one GIL release, not one each)."""
+        wanted = [k for k in dict.fromkeys(keys) if k not in self.pending and k not in self.cache]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, partition, value FROM {self.table} WHERE key IN ({marks})"
+            rows = self.db.execute(query, chunk)
+            found = {bytes(key): (partition, value) for key, partition, value in rows}
+            for key in chunk:
+                row = found.get(key)
+                if row is None:
+                    self.cache[key] = (ABSENT, None)
+                elif row[0] in self.owned:
+                    self.cache[key] = (row[0], bytes(row[1]))
+        while len(self.cache) > self.cache_entries:
+            self.cache.popitem(last=False)
+
     def __getitem__(self, key: bytes) -> bytes:
         value = self.get(key)
         if value is None:
@@ -311,6 +329,13 @@ class DiskStore(Mapping[bytes, bytes]):
             f"SELECT count(*) FROM {self.table} WHERE partition IN ({marks})", tuple(self.owned)
         )
         return int(row.fetchone()[0])
+
+
+def prefetch(store: Mapping[bytes, bytes], keys: Iterable[bytes]) -> None:
+    """What a stage about to read these keys may ask of its store (a ``DiskStore`` reads them at
+    once; in memory there is nothing to do)."""
+    if isinstance(store, DiskStore):
+        store.prefetch(keys)
 
 
 Bounds = Mapping[int, tuple[int, int]]  # partition -> (first, end) offsets of its changelog

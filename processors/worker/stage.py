@@ -14,6 +14,7 @@ from datetime import datetime
 from pipeline.erasure import Erasure
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, RunnerView, Step, Stores, StoreWrite
+from pipeline.runtime.store import prefetch
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from processors.worker.core import BatchResult, WorkerCore
@@ -62,6 +63,8 @@ class WorkerStage:
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
         for message in batch:
             self.accounted[message.partition] = now
+        # A raw event's key is its device's id (the anonymous id, else the user id): one query.
+        prefetch(stores[DEVICES], (m.key for m in batch if m.key))
         return to_step(self.core.process(batch, now))
 
     def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:

@@ -132,3 +132,22 @@ def test_a_key_found_absent_is_remembered_until_written_or_a_partition_moves(tmp
     store.drop({1})  # absences are of no known partition: all forgotten
     assert store.get(b"other") == b"2"
     files.close()
+
+
+def test_prefetch_reads_many_keys_into_the_cache_at_once(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    store = files.store("states")
+    restore(store, 0, [(b"a", b"1")], end=1)
+    restore(store, 1, [(b"z", b"9")], end=1)
+    store.drop({1})
+    store.put(0, b"p", b"pending")
+    store.prefetch([b"a", b"z", b"none", b"p", b"a"])
+    assert dict(store.cache) == {b"a": (0, b"1"), b"none": (-1, None)}  # z: not owned; p: pending
+    files.db.execute('DELETE FROM "kv_states"')
+    assert (store.get(b"a"), store.get(b"none"), store.get(b"z"), store.get(b"p")) == (
+        b"1",
+        None,
+        None,
+        b"pending",
+    )
+    files.close()
