@@ -124,6 +124,7 @@ class StateFiles:
 
 READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 1-3 KB of JSON
 ABSENT = -1  # the read cache's partition of a key the table does not hold
+ROWS_PER_STATEMENT = 300  # 900 parameters: under SQLite's oldest limit (999)
 
 
 class DiskStore(Mapping[bytes, bytes]):
@@ -253,8 +254,17 @@ class DiskStore(Mapping[bytes, bytes]):
             else:
                 upserts.append((key, partition, value))
         # Deletes first is right: a key appears once in a batch of writes (the latest write won).
-        self.db.executemany(f"DELETE FROM {self.table} WHERE key = ?", deletes)
-        self.db.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?)", upserts)
+        # Many rows per statement: SQLite gives up the GIL at each statement step, and taking it
+        # back in a process of busy stages cost far more than the row (issue 11).
+        for start in range(0, len(deletes), ROWS_PER_STATEMENT):
+            keys = [key for (key,) in deletes[start : start + ROWS_PER_STATEMENT]]
+            self.db.execute(f"DELETE FROM {self.table} WHERE key IN ({','.join('?' * len(keys))})", keys)
+        for start in range(0, len(upserts), ROWS_PER_STATEMENT):
+            chunk = upserts[start : start + ROWS_PER_STATEMENT]
+            values = ",".join(["(?, ?, ?)"] * len(chunk))
+            self.db.execute(
+                f"INSERT OR REPLACE INTO {self.table} VALUES {values}", [v for row in chunk for v in row]
+            )
 
     # -- the stage's side (read-only) ----------------------------------------------------
 
@@ -276,10 +286,10 @@ class DiskStore(Mapping[bytes, bytes]):
         return value if value is not None else default
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
-        """Read these keys into the cache with one query per 500 (one GIL release, not one each)."""
+        """Read these keys into the cache, many per query (the GIL given up once, not per key)."""
         wanted = [k for k in dict.fromkeys(keys) if k not in self.pending and k not in self.cache]
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        for start in range(0, len(wanted), ROWS_PER_STATEMENT):
+            chunk = wanted[start : start + ROWS_PER_STATEMENT]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT key, partition, value FROM {self.table} WHERE key IN ({marks})"
             rows = self.db.execute(query, chunk)

@@ -151,3 +151,18 @@ def test_prefetch_reads_many_keys_into_the_cache_at_once(tmp_path: Path) -> None
         b"pending",
     )
     files.close()
+
+
+def test_a_commit_of_many_writes_lands_every_one(tmp_path: Path) -> None:
+    """Writes go many rows per statement: more rows than one statement takes, both ways."""
+    files = StateFiles(tmp_path)
+    store = files.store("states")
+    restore(store, 0, [(b"k%d" % i, b"old") for i in range(1000)], end=1000)
+    for i in range(1000):
+        store.put(0, b"k%d" % i, None if i % 3 == 0 else b"%d" % i)
+    for i in range(1000, 1700):
+        store.put(0, b"k%d" % i, b"%d" % i)
+    store.commit({0: 2700}, SOURCE)
+    expected = {b"k%d" % i: b"%d" % i for i in range(1700) if i >= 1000 or i % 3}
+    assert dict(store.items()) == expected
+    files.close()
