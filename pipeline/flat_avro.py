@@ -19,7 +19,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _LONG = (-(2**63), 2**63)
 _INT = (-(2**31), 2**31)
-_SCALARS = {"string", "long", "int", "boolean", "timestamp-millis"}
 
 
 def zigzag_varint(n: int) -> bytes:
@@ -36,14 +35,12 @@ def zigzag_varint(n: int) -> bytes:
 
 
 def _scalar(avro_type: Any) -> str | None:
-    if isinstance(avro_type, str):
-        return avro_type if avro_type in ("string", "long", "int", "boolean") else None
-    if isinstance(avro_type, dict) and avro_type.get("type") == "long":
+    if isinstance(avro_type, dict):
         logical = avro_type.get("logicalType")
-        return "timestamp-millis" if logical == "timestamp-millis" else ("long" if logical is None else None)
-    if isinstance(avro_type, dict) and avro_type.get("type") in ("string", "int", "boolean"):
-        return str(avro_type["type"]) if "logicalType" not in avro_type else None
-    return None
+        if avro_type.get("type") == "long" and logical == "timestamp-millis":
+            return "timestamp-millis"
+        avro_type = avro_type.get("type") if logical is None else None
+    return avro_type if avro_type in ("string", "long", "int", "boolean") else None
 
 
 def _field_kind(avro_type: Any) -> tuple[bool, str] | None:

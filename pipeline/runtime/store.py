@@ -280,9 +280,7 @@ class DiskStore(Mapping[bytes, bytes]):
         if row is not None and row[0] not in self.owned:
             return default
         value = None if row is None else bytes(row[1])
-        self.cache[key] = (ABSENT, None) if row is None else (row[0], value)
-        if len(self.cache) > self.cache_entries:
-            self.cache.popitem(last=False)
+        self._remember(key, row[0] if row is not None else ABSENT, value)
         return value if value is not None else default
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
@@ -297,10 +295,13 @@ class DiskStore(Mapping[bytes, bytes]):
             for key in chunk:
                 row = found.get(key)
                 if row is None:
-                    self.cache[key] = (ABSENT, None)
+                    self._remember(key, ABSENT, None)
                 elif row[0] in self.owned:
-                    self.cache[key] = (row[0], bytes(row[1]))
-        while len(self.cache) > self.cache_entries:
+                    self._remember(key, row[0], bytes(row[1]))
+
+    def _remember(self, key: bytes, partition: int, value: bytes | None) -> None:
+        self.cache[key] = (partition, value)
+        if len(self.cache) > self.cache_entries:
             self.cache.popitem(last=False)
 
     def __getitem__(self, key: bytes) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any
 import fastavro
 
 from pipeline.errors import SchemaError
-from pipeline.flat_avro import FlatWriter
+from pipeline.flat_avro import FlatWriter, zigzag_varint
 from pipeline.serde import SingleObjectSerde, make_serde
 
 _HEADER_LEN = 10
@@ -131,26 +131,15 @@ def _to_ms(value: datetime | int) -> int:
     return value if isinstance(value, int) else (value - _EPOCH) // _MS
 
 
-def _varint(n: int) -> bytes:
-    """Avro long: zigzag, then little-endian base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z & ~0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def _long_len(n: int) -> int:
-    return len(_varint(n))
+    return len(zigzag_varint(n))
 
 
 def _optional_string(value: str | None) -> bytes:
     if value is None:
         return b"\x00"
     data = value.encode()
-    return _RECORD_BRANCH + _varint(len(data)) + data
+    return _RECORD_BRANCH + zigzag_varint(len(data)) + data
 
 
 def _optional_string_len(value: str | None) -> int:
