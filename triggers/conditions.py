@@ -9,7 +9,7 @@ list becomes the alert's ``reasons``, so marketing can see why an alert fired.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,12 @@ class Reason:
         return {"condition": self.condition, "actual": json.dumps(self.actual, default=str, sort_keys=True)}
 
 
-def resolve(context: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path, or None when any step is missing."""
+def resolve(context: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, or None when any step is missing. A step may be any mapping
+    (the profile's fields are a lazy one, ``triggers.profile.ProfileFields``)."""
     value: Any = context
     for part in path.split("."):
-        if isinstance(value, dict) and part in value:
+        if (type(value) is dict or isinstance(value, Mapping)) and part in value:
             value = value[part]
         else:
             return None

@@ -116,3 +116,24 @@ def test_a_retried_order_on_a_device_and_its_customer_counts_once_after_the_merg
     h.event(retry)  # signed in meanwhile: the device's state moves to c-1, then the retry is read
     assert "dev-1" not in h.states  # merged
     assert (h.states["c-1"].profile.orders, h.states["c-1"].profile.lifetime_revenue) == (1, 80.0)
+
+
+def test_the_rules_view_is_every_field_built_on_reading() -> None:
+    """``profile_fields`` builds each field when read: the same names and values a built dict
+    had, lists as lists, and copies that a reader cannot change the profile through."""
+    p = Profile("c-1", anonymous_ids=("a-1",), orders=2, lifetime_revenue=101.0,
+                categories_bought={"music": 1, "books": 2}, products_bought=("b-1",))  # fmt: skip
+    fields = profile_fields(p, 0, TIERS)
+    assert dict(fields) == {
+        **p.to_dict(),
+        "days_since_last_seen": None,
+        "days_since_last_order": None,
+        "days_since_email_engagement": None,
+        "tier_rank": 0,
+        "average_order_value": 50.5,
+        "categories": ["books", "music"],
+    }
+    assert "tier_rank" in fields and "nothing" not in fields and fields.get("nothing") is None
+    fields["products_bought"].append("b-2")
+    fields["categories_bought"]["toys"] = 1
+    assert (p.products_bought, p.categories_bought) == (("b-1",), {"music": 1, "books": 2})
