@@ -194,7 +194,7 @@ class SingleObjectSerde:
         self.schema = self.catalog.get(schema_name)
         self._header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
         self._branches = branches(self.schema.raw)
-        self._flat = FlatWriter.compile(self.schema.raw)  # identity links, for one
+        self._flat = FlatWriter.compile(self.schema.raw)  # profiles, sessions, identity links
 
     def encode(self, record: dict[str, Any], topic: str = "") -> bytes:
         if self._flat is not None:

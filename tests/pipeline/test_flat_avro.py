@@ -38,19 +38,32 @@ def _fastavro(record: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def _values(avro_type: Any) -> st.SearchStrategy[Any]:
+    """Values of one Avro type that ``FlatWriter`` writes (the types of the flat schemas)."""
+    if isinstance(avro_type, list):
+        return st.one_of(st.none(), _values(avro_type[1]))
+    if isinstance(avro_type, dict):
+        kind = avro_type["type"]
+        if avro_type.get("logicalType") == "timestamp-millis":
+            return _TIMES
+        if kind == "enum":
+            return st.sampled_from(avro_type["symbols"])
+        if kind == "array":
+            return st.lists(_values(avro_type["items"]), max_size=4)
+        if kind == "map":
+            return st.dictionaries(st.text(max_size=5), _values(avro_type["values"]), max_size=4)
+        avro_type = kind
+    return {
+        "string": st.text(),
+        "boolean": st.booleans(),
+        "long": _LONGS,
+        "int": st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        "double": st.floats(),
+    }[avro_type]
+
+
 def _value(field: dict[str, Any]) -> st.SearchStrategy[Any]:
-    avro_type = field["type"]
-    optional = isinstance(avro_type, list)
-    inner = avro_type[1] if optional else avro_type
-    if inner == "string":
-        values: st.SearchStrategy[Any] = st.text()
-    elif inner == "boolean":
-        values = st.booleans()
-    elif inner == "long":
-        values = _LONGS
-    else:
-        values = _TIMES
-    return st.one_of(st.none(), values) if optional else values
+    return _values(field["type"])
 
 
 RECORDS = st.fixed_dictionaries({f["name"]: _value(f) for f in ENRICHMENT["fields"]})
@@ -96,16 +109,59 @@ def _one_field(avro_type: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "schema",
     [
-        _one_field("double"),
+        _one_field("float"),
+        _one_field("bytes"),
         _one_field(["string", "null"]),
         _one_field(["null", "string", "long"]),
-        _one_field({"type": "array", "items": "long"}),
+        _one_field({"type": "array", "items": {"type": "array", "items": "long"}}),
+        _one_field({"type": "map", "values": {"type": "record", "name": "S", "fields": []}}),
         _one_field({"type": "long", "logicalType": "timestamp-micros"}),
+        _one_field("SomeNamedType"),
         {"type": "enum", "name": "E", "symbols": ["A"]},
     ],
 )
 def test_other_schemas_are_not_flat(schema: dict[str, Any]) -> None:
     assert FlatWriter.compile(schema) is None
+
+
+FLAT_SCHEMAS = ("profile", "session", "identity_link")
+
+
+@pytest.mark.parametrize("name", FLAT_SCHEMAS)
+def test_the_profile_session_and_link_schemas_are_flat(name: str) -> None:
+    assert FlatWriter.compile(default_catalog().get(name).raw) is not None
+
+
+@pytest.mark.parametrize("name", FLAT_SCHEMAS)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_writes_fastavros_bytes_for_every_flat_schema(name: str, data: st.DataObject) -> None:
+    """Arrays, maps, enums and doubles too: each value as fastavro writes it."""
+    raw = default_catalog().get(name).raw
+    writer = FlatWriter.compile(raw)
+    assert writer is not None
+    record = data.draw(st.fixed_dictionaries({f["name"]: _value(f) for f in raw["fields"]}))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(raw), record)
+    assert writer.write(record) == buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("avro_type", "value"),
+    [
+        ("double", 1),  # an int: fastavro's own coercion decides
+        ("double", True),
+        ({"type": "array", "items": "string"}, "abc"),  # a string is no array here
+        ({"type": "array", "items": "string"}, ["a", 1]),
+        ({"type": "map", "values": "int"}, {1: 1}),  # a key not a string
+        ({"type": "map", "values": "int"}, {"a": 2**31}),
+        ({"type": "enum", "name": "E", "symbols": ["A"]}, "B"),
+    ],
+)
+def test_declines_collections_and_enums_it_cannot_write_exactly(avro_type: Any, value: Any) -> None:
+    writer = FlatWriter.compile(_one_field(avro_type))
+    assert writer is not None
+    assert writer.write({"x": value}) is None
 
 
 @given(_LONGS)
