@@ -43,6 +43,7 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from pipeline import fast_json
 from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import WebhouseError
@@ -220,7 +221,7 @@ class TriggerCore:
         body, received = carried
         if body == b"null":  # nobody's, or a bot's
             return
-        fields = json.loads(body)
+        fields = fast_json.loads(body)
         customer_id, anonymous_id, at = fields["customer_id"], fields.get("anonymous_id"), fields["time"]
         if self._erased((customer_id, anonymous_id, fields.get("user_id")), (at, received)):
             return
@@ -336,7 +337,7 @@ class TriggerCore:
                 self._progress(result, message, now)
                 continue
             try:
-                envelope = json.loads(message.value)
+                envelope = fast_json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
                 held = held_of(message.key, message.value, kind, body, self._gap_ms)
             except (WebhouseError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -375,13 +376,13 @@ class TriggerCore:
         if key in result.live:
             return result.live[key][1]
         raw = stored(key)
-        return CustomerState.from_dict(json.loads(raw)) if raw else None
+        return CustomerState.from_dict(fast_json.loads(raw)) if raw else None
 
     def _apply_held(self, result: Result, partition: int, held: Held, raw: bytes, mark: Marks,
                     stored: Callable[[bytes], bytes | None], now: datetime,
                     applied: Counter[str]) -> None:  # fmt: skip
         key = held.key
-        envelope = json.loads(raw)
+        envelope = fast_json.loads(raw)
         kind, body = envelope["kind"], envelope["body"]
         try:
             if self._erased_input(key, kind, body):
@@ -465,7 +466,7 @@ class TriggerCore:
 
     def _progress(self, result: Result, message: Incoming, now: datetime) -> None:
         try:
-            envelope = json.loads(message.value)
+            envelope = fast_json.loads(message.value)
             if envelope.get("kind") != PROGRESS_KIND:
                 raise ValueError(f"triggers input of kind {envelope.get('kind')!r} without a key")
             body = envelope["body"]
@@ -624,7 +625,7 @@ class TriggerCore:
         for key, stored in items:
             # Visited already in this step (due, then met again by the pass): as it is now.
             raw = result.states[key][1] if key in result.states else stored
-            state = CustomerState.from_dict(json.loads(raw)) if raw else None
+            state = CustomerState.from_dict(fast_json.loads(raw)) if raw else None
             if state is None:
                 self.due.pop(key, None)
                 continue

@@ -28,10 +28,10 @@ store when it is applied (``HeldInputs.slim``, ``envelope_of``).
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from pipeline import fast_json
 from pipeline.errors import ProcessingError
 from pipeline.serde import compact_json
 
@@ -72,9 +72,9 @@ class Held(NamedTuple):
     def from_bytes(cls, value: bytes) -> Held:
         head, newline, envelope = value.partition(b"\n")
         if newline:
-            at, rank, key, ident, device = json.loads(head)
+            at, rank, key, ident, device = fast_json.loads(head)
         else:  # written before 3 December 2026: one JSON array, the envelope its last item, a string
-            at, rank, key, ident, device, text = json.loads(value)
+            at, rank, key, ident, device, text = fast_json.loads(value)
             envelope = text.encode()
         return cls(int(at), int(rank), key.encode(), str(ident), bool(device), envelope)
 

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import fast_json
 from pipeline.errors import ProcessingError
 from processors.sessions.events import CampaignKey, SessionEvent
 from processors.sessions.policy import CloseRule, from_ms
@@ -239,7 +240,7 @@ class DeviceState:
     @classmethod
     def from_bytes(cls, data: bytes) -> DeviceState:
         try:
-            decoded = json.loads(data)
+            decoded = fast_json.loads(data)
         except ValueError as exc:
             raise ProcessingError("sessions", f"unreadable session state: {exc}") from exc
         return cls.from_dict(decoded)

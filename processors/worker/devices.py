@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import fast_json
 from processors.identity import IdentityState
 from processors.sessions.state import DeviceState
 
@@ -62,16 +63,16 @@ class Device:
             raw = record_body(data)
             seen = last_ms if flags & _SEEN else None
             return cls(partition, _session(raw), _identity(raw), seen, bool(flags & _VISITLESS))
-        raw = json.loads(data)  # written before the header
+        raw = fast_json.loads(data)  # written before the header
         return cls(raw["p"], _session(raw), _identity(raw), raw.get("t"), bool(raw.get("x")))
 
 
 def record_body(data: bytes) -> dict[str, Any]:
     """The JSON after a record's header: the visit (``s``) and the identity (``i``)."""
     if data[:1] == b"{":
-        return dict(json.loads(data))
+        return dict(fast_json.loads(data))
     _, _, _, _, length = _HEADER.unpack_from(data)
-    return dict(json.loads(data[_HEADER.size + length :]))
+    return dict(fast_json.loads(data[_HEADER.size + length :]))
 
 
 def _links(identity: IdentityState) -> Iterator[tuple[str, str, int]]:
@@ -103,7 +104,7 @@ class DeviceSummary:
         if data[:1] == b"{":  # written before the header: decoded in full, once
             return cls.of(Device.from_bytes(data))
         _, flags, partition, last_ms, length = _HEADER.unpack_from(data)
-        links = json.loads(data[_HEADER.size : _HEADER.size + length]) if length else ()
+        links = fast_json.loads(data[_HEADER.size : _HEADER.size + length]) if length else ()
         return cls(
             partition, bool(flags & _OPEN), bool(flags & _VISITLESS), last_ms if flags & _SEEN else None,
             tuple((str(c), str(a), int(t)) for c, a, t in links),

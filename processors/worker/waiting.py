@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Iterable
 
+from pipeline import fast_json
 from processors.sessions.events import SessionEvent
 from processors.sessions.state import event_from_list, event_to_list
 
@@ -32,8 +33,8 @@ def encode_waiting(event: SessionEvent) -> bytes:
 
 
 def decode_waiting(key: bytes, value: bytes) -> SessionEvent:
-    device_id, _ = json.loads(key)
-    return event_from_list(str(device_id), json.loads(value))
+    device_id, _ = fast_json.loads(key)
+    return event_from_list(str(device_id), fast_json.loads(value))
 
 
 def merge_waiting(buffer: list[SessionEvent], saved: list[SessionEvent]) -> list[SessionEvent]:
@@ -57,7 +58,7 @@ class WaitingLedger:
         known live), by device, each device's events in buffer order (time, id)."""
         found: dict[str, list[SessionEvent]] = {}
         for key, value in records:
-            if not value or str(json.loads(key)[0]) not in devices:
+            if not value or str(fast_json.loads(key)[0]) not in devices:
                 continue
             event = decode_waiting(key, value)
             found.setdefault(event.device_id, []).append(event)
