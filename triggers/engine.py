@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from pipeline.event_view import EventView
@@ -123,10 +124,14 @@ def _alert_from_dict(data: dict[str, Any]) -> Alert:
 
 
 def _alert_to_dict(alert: Alert) -> dict[str, Any]:
-    data = asdict(alert)
+    data = {name: getattr(alert, name) for name in _ALERT_FIELDS}  # asdict deep-copies
     data["reasons"] = [[r.condition, r.actual] for r in alert.reasons]
     data["triggering_event_ids"] = list(alert.triggering_event_ids)
+    data["data"] = dict(alert.data)
     return data
+
+
+_ALERT_FIELDS = tuple(f.name for f in dataclass_fields(Alert))
 
 
 class Engine:
@@ -363,7 +368,7 @@ class Engine:
         event: EventView | None = None,
         session: SessionView | None = None,
     ) -> dict[str, Any]:
-        # Rules only read the context: the profile's fields are built once and shared.
+        # Rules only read the context: one view of the profile (built as read) is shared.
         fields = profile_fields(state.profile, now, self.tiers)
         context: dict[str, Any] = {
             "customer_id": state.customer_id,

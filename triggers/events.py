@@ -9,7 +9,7 @@ become datetimes again only at the Avro boundary.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pipeline.event_view import profile_key, to_ms
@@ -45,7 +45,7 @@ class SessionView:
         return self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _SESSION_FIELDS}  # asdict deep-copies
         for key in ("products_viewed", "products_added", "products_bought"):
             data[key] = list(data[key])
         return data
@@ -56,6 +56,9 @@ class SessionView:
         for key in ("products_viewed", "products_added", "products_bought"):
             values[key] = tuple(values.get(key) or ())
         return cls(**values)
+
+
+_SESSION_FIELDS = tuple(f.name for f in fields(SessionView))
 
 
 def session_view(record: dict[str, Any]) -> SessionView:

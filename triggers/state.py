@@ -9,7 +9,7 @@ adapter writes it back to the store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.event_view import EventView
@@ -50,7 +50,9 @@ class Window:
     alert: dict[str, Any]  # the pending alert's fields (Alert, reasons as [condition, actual])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Hand-built, as ``Profile.to_dict``: ``dataclasses.asdict`` deep-copies the alert.
+        return {"alert_id": self.alert_id, "rule_id": self.rule_id, "start": self.start,
+                "deadline": self.deadline, "absent": self.absent, "alert": dict(self.alert)}  # fmt: skip
 
 
 @dataclass(slots=True)
