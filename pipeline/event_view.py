@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,12 +82,9 @@ class EventView:
     def category(self) -> str | None:
         return self.categories[0] if self.categories else None
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> EventFields:
         """The ``event.*`` namespace of rule conditions and templates."""
-        data = self.to_dict()
-        data["product_id"] = self.product_id
-        data["category"] = self.category
-        return data
+        return EventFields(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _EVENT_FIELDS}
@@ -105,6 +102,38 @@ class EventView:
 
 
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(EventView))
+_LISTS = frozenset({"product_ids", "categories", "consent_purposes"})
+_NAMESPACE = (*_EVENT_FIELDS, "product_id", "category")
+_IN_NAMESPACE = frozenset(_NAMESPACE)
+
+
+class EventFields(Mapping[str, Any]):
+    """An event's fields as rules see them (its ``to_dict`` plus ``product_id`` and ``category``),
+    each built when a rule reads it: rules read a few, and the dict of all was built per input.
+    Lists and the properties come as fresh copies, as the dict gave them."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: EventView) -> None:
+        self._view = view
+
+    def __getitem__(self, name: str) -> Any:
+        if name in _LISTS:
+            return list(getattr(self._view, name))
+        if name == "properties":
+            return dict(self._view.properties)
+        if name in _IN_NAMESPACE:
+            return getattr(self._view, name)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _IN_NAMESPACE
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_NAMESPACE)
+
+    def __len__(self) -> int:
+        return len(_NAMESPACE)
 
 
 def profile_key(customer_id: str | None, anonymous_id: str | None, user_id: str | None = None) -> str | None:

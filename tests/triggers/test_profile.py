@@ -137,3 +137,16 @@ def test_the_rules_view_is_every_field_built_on_reading() -> None:
     fields["products_bought"].append("b-2")
     fields["categories_bought"]["toys"] = 1
     assert (p.products_bought, p.categories_bought) == (("b-1",), {"music": 1, "books": 2})
+
+
+def test_the_rules_view_of_an_event_is_every_field_built_on_reading() -> None:
+    """``EventView.fields``: its ``to_dict`` plus ``product_id`` and ``category``, each built
+    when read, lists and properties as copies."""
+    view = event_view(order(at(10), revenue=30.0, products=["b-1", "b-2"], category="books"))
+    assert view is not None
+    fields = view.fields()
+    assert dict(fields) == {**view.to_dict(), "product_id": "b-1", "category": "books"}
+    assert "product_id" in fields and "nothing" not in fields and fields.get("nothing") is None
+    fields["product_ids"].append("b-3")
+    fields["properties"]["x"] = 1
+    assert view.product_ids == ("b-1", "b-2") and "x" not in view.properties
