@@ -65,16 +65,14 @@ class Outcome:
     profile_changed: bool = False
 
 
-def _substance(p: Profile) -> tuple[Any, ...]:
-    """The parts of a profile whose change is worth a profile-change rule's look."""
-    return (
-        p.orders,
-        p.lifetime_revenue,
-        p.value_tier,
-        p.sessions,
-        p.last_email_engagement,
-        tuple(sorted(p.consent.items())),
-        tuple(sorted(p.categories_bought.items())),
+def _same_substance(a: Profile, b: Profile) -> bool:
+    """Whether the parts of a profile whose change is worth a profile-change rule's look are the
+    same (as tuples: a value is equal to itself, NaN too; dicts whatever their order)."""
+    return a is b or (
+        (a.orders, a.lifetime_revenue, a.value_tier, a.sessions, a.last_email_engagement)
+        == (b.orders, b.lifetime_revenue, b.value_tier, b.sessions, b.last_email_engagement)
+        and a.consent == b.consent
+        and a.categories_bought == b.categories_bought
     )
 
 
@@ -88,7 +86,7 @@ def worth_publishing(previous: Profile, current: Profile) -> bool:
         return current != previous
     day = 24 * 3600 * 1000
     return (
-        _substance(previous) != _substance(current)
+        not _same_substance(previous, current)
         or previous.anonymous_ids != current.anonymous_ids
         or (previous.last_seen or 0) // day != (current.last_seen or 0) // day
     )
@@ -504,7 +502,7 @@ class Engine:
         """``shared``: the context the input's own rules saw at ``now``; its profile fields are
         reused (the profile rules see no ``event`` or ``session``)."""
         rules = self._by_source["profile"]
-        if not rules or _substance(previous) == _substance(state.profile):
+        if not rules or _same_substance(previous, state.profile):
             return []
         if shared is None:
             context = self._context(state, previous, now)
