@@ -94,14 +94,15 @@ def _check(cond: Condition, context: dict[str, Any], count_past: PastCounter) ->
     if isinstance(cond, Comparison):
         actual = resolve(context, cond.field)
         expected = resolve(context, cond.ref) if cond.ref else cond.value
-        held = OPERATORS[cond.op](actual, expected)
+        if not OPERATORS[cond.op](actual, expected):
+            return False, []  # a condition that did not hold gives no reason: none is kept
         seen: Any = actual if not cond.ref else {cond.field: actual, cond.ref: expected}
-        return held, [Reason(cond.describe(), seen)]
+        return True, [Reason(cond.describe(), seen)]
     if isinstance(cond, PastEventsCondition):
         past = cond.past_events
         count = count_past(cond)
         held = (past.min is None or count >= past.min) and (past.max is None or count <= past.max)
-        return held, [Reason(cond.describe(), count)]
+        return held, [Reason(cond.describe(), count)] if held else []
     assert isinstance(cond, AnyCondition)
     for option in cond.any:
         held, reasons = _check(option, context, count_past)
