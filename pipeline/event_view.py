@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline.serde import compact_json
 
@@ -107,12 +107,32 @@ _NAMESPACE = (*_EVENT_FIELDS, "product_id", "category")
 _IN_NAMESPACE = frozenset(_NAMESPACE)
 
 
-class EventFields(Mapping[str, Any]):
+class LazyFields(Mapping[str, Any]):
+    """A namespace of rules whose fields are built when a rule reads them (``EventFields``,
+    ``triggers.profile.ProfileFields``): a subclass names them and builds one in ``__getitem__``."""
+
+    __slots__ = ()
+    names: ClassVar[tuple[str, ...]] = ()
+    known: ClassVar[frozenset[str]] = frozenset()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class EventFields(LazyFields):
     """An event's fields as rules see them (its ``to_dict`` plus ``product_id`` and ``category``),
     each built when a rule reads it: rules read a few, and the dict of all was built per input.
     Lists and the properties come as fresh copies, as the dict gave them."""
 
     __slots__ = ("_view",)
+    names = _NAMESPACE
+    known = _IN_NAMESPACE
 
     def __init__(self, view: EventView) -> None:
         self._view = view
@@ -125,15 +145,6 @@ class EventFields(Mapping[str, Any]):
         if name in _IN_NAMESPACE:
             return getattr(self._view, name)
         raise KeyError(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in _IN_NAMESPACE
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_NAMESPACE)
-
-    def __len__(self) -> int:
-        return len(_NAMESPACE)
 
 
 def profile_key(customer_id: str | None, anonymous_id: str | None, user_id: str | None = None) -> str | None:

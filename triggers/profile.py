@@ -12,12 +12,12 @@ monetary = lifetime revenue); scores are relative to "now" and computed where a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pipeline.business import tier_for  # the one definition of value tiers (and VIP)
-from pipeline.event_view import EventView, from_ms
+from pipeline.event_view import EventView, LazyFields, from_ms
 from pipeline.settings import ValueTierSettings
 from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, EMAIL_ENGAGEMENT, ORDER_EVENT, SessionView
 
@@ -197,13 +197,22 @@ def next_day_change(since: int, after: int) -> int:
     return since + (max(0, (after - since) // DAY_MS) + 1) * DAY_MS
 
 
-class ProfileFields(Mapping[str, Any]):
+_COPIED: dict[str, Callable[[Any], Any]] = {
+    "anonymous_ids": list, "products_bought": list, "categories_bought": dict, "consent": dict,
+}  # fmt: skip
+_STORED = frozenset(_FIELDS)
+_NAMES = (*_FIELDS, *DAY_COUNTERS, "tier_rank", "average_order_value", "categories")
+
+
+class ProfileFields(LazyFields):
     """The ``profile.*`` / ``previous.*`` namespace of rules: the stored fields plus the
     'now'-relative ones (``DAY_COUNTERS``). Each is built when a rule reads it: rules read a few
     of its ~30 fields, and building them all, twice per input, was ~11% of the evaluate stage
     (issue 11). Lists and dicts come as fresh copies, as a built dict gave them."""
 
     __slots__ = ("_now", "_profile", "_tiers")
+    names = _NAMES
+    known = frozenset(_NAMES)
 
     def __init__(self, profile: Profile, now: int, tiers: Sequence[ValueTierSettings]) -> None:
         self._profile = profile
@@ -225,22 +234,6 @@ class ProfileFields(Mapping[str, Any]):
         if name == "categories":
             return sorted(profile.categories_bought)
         raise KeyError(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in _NAMES
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_NAMES)
-
-    def __len__(self) -> int:
-        return len(_NAMES)
-
-
-_COPIED: dict[str, Callable[[Any], Any]] = {
-    "anonymous_ids": list, "products_bought": list, "categories_bought": dict, "consent": dict,
-}  # fmt: skip
-_STORED = frozenset(_FIELDS)
-_NAMES = (*_FIELDS, *DAY_COUNTERS, "tier_rank", "average_order_value", "categories")
 
 
 def profile_fields(profile: Profile, now: int, tiers: Sequence[ValueTierSettings]) -> ProfileFields:
