@@ -17,7 +17,8 @@ and the triggers' index of when each state is next due (``triggers.core``); what
 with the number of events: everything else (decoded devices are capped by
 ``worker.device_cache``, states live in the state files), except while the evaluate stage lags:
 the customers' inputs it holds until the other partitions' hand-over reports come round its
-input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up.
+input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up, which
+``worker.downstream_backlog_max`` bounds (``--downstream-backlog-max 0``: unbounded, as before).
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--device-cache", type=int, help="worker.device_cache (default: the setting's)")
     parser.add_argument("--prefetch-kib", type=int, help="worker.prefetch_kib (default: the setting's)")
+    parser.add_argument(
+        "--downstream-backlog-max", type=int, help="worker.downstream_backlog_max (default: the setting's)"
+    )
     parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -128,7 +132,11 @@ def main() -> int:
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         kafka = harness.fresh_topics(bootstrap, args.partitions)
         settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
-        chosen = {"device_cache": args.device_cache, "prefetch_kib": args.prefetch_kib}
+        chosen = {
+            "device_cache": args.device_cache,
+            "prefetch_kib": args.prefetch_kib,
+            "downstream_backlog_max": args.downstream_backlog_max,
+        }
         worker = settings.worker.model_copy(update={k: v for k, v in chosen.items() if v is not None})
         settings = settings.model_copy(update={"worker": worker})
         raw = Topics.from_settings(kafka).raw_events

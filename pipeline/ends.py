@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any, Protocol
 
 from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
@@ -83,3 +83,19 @@ class ReadToEnd:
             )
         except KafkaException:
             self._asked = {}
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Wait for the questions still out (``settle``)."""
+        settle(self._asked.values(), timeout_s)
+        self._asked = {}
+
+
+def settle(futures: Iterable[Future[Any]], timeout_s: float) -> None:
+    """Wait until an admin client's answers are in, before its owner goes. An answer is delivered on
+    one of the client's own threads; if the client itself is garbage by then, a collection run on
+    that thread destroys the client from inside it, which librdkafka aborts the process for (seen
+    once as a segfault at the end of a test; confluent-kafka's own tests switch collection off
+    around such calls)."""
+    pending = [future for future in futures if not future.done()]
+    if pending:
+        wait(pending, timeout=timeout_s)

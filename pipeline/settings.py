@@ -309,6 +309,13 @@ class WorkerSettings(_Section):
         "queued.max.messages.kbytes, per stage; its own default, 65,536, is what a lagging stage's "
         "consumer fills: about 130 MiB more resident in a catch-up with the triggers on).",
     )
+    downstream_backlog_max: int = Field(
+        20_000,
+        ge=0,
+        description="In a catch-up, the worker stage stops reading the raw topic while the trigger stages of "
+        "its process have more than this many records unread, and goes on below it: their held inputs, "
+        "and so their memory, grow with that backlog. 0: no bound (the worker runs as far ahead as it can).",
+    )
     device_cache: int = Field(
         50_000,
         ge=1,

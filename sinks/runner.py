@@ -180,6 +180,7 @@ class SinkRunner:
                 self.upkeep.compact_now()
         finally:
             self.consumer.close()
+            self.at_end.close()
             self.producer.flush(10)
         return self.landed_rows
 

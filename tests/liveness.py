@@ -1,6 +1,6 @@
 """What the services' liveness tests share: a service started as its own process by its real
 command (a stall exit and a signal only show in a process of its own), its health endpoints
-read, and the bound a SIGTERM or SIGINT stop must keep."""
+read, the bound a SIGTERM or SIGINT stop must keep, and a clock the test moves by hand."""
 
 from __future__ import annotations
 
@@ -48,3 +48,13 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"not {what} within {timeout_s}s")
+
+
+class ManualClock:
+    """A monotonic clock that moves only when the test sets ``now``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline.health import EXIT_STALLED, AllHealth, Health, StallExit, Watchdog, stop_on_signals
@@ -37,8 +37,12 @@ class StageSpec:
     transactional: bool = True  # False: at-least-once, for stages with side effects outside Kafka
 
 
-def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> KafkaRunner:
-    """The stage's runner, with a ``Health`` of its own (``settings.health.stall_after_s``)."""
+def runner_for(
+    spec: StageSpec, settings: Settings, metrics: RuntimeMetrics, after: Sequence[StageSpec] = ()
+) -> KafkaRunner:
+    """The stage's runner, with a ``Health`` of its own (``settings.health.stall_after_s``). ``after``:
+    the stages downstream of it, whose backlog bounds its lead (``worker.downstream_backlog_max``;
+    the transactional ones only: a slow webhook endpoint must not hold the worker back)."""
     topics = Topics.from_settings(settings.kafka)
     w = settings.worker
     config = RunnerConfig(
@@ -53,6 +57,8 @@ def runner_for(spec: StageSpec, settings: Settings, metrics: RuntimeMetrics) -> 
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
         transactional=spec.transactional,
         state_dir=w.data_dir / "state" / spec.group_id if w.state_store == "disk" else None,
+        downstream={s.group_id: tuple(s.stage.inputs) for s in after if s.transactional},
+        downstream_max=w.downstream_backlog_max,
     )
     health = Health(
         spec.stage.name, settings.health.stall_after_s, call_within_s=settings.health.commit_within_s
@@ -71,6 +77,12 @@ def prepare_changelogs(settings: Settings, specs: list[StageSpec]) -> None:
 def process_health(runners: list[KafkaRunner]) -> AllHealth:
     """What the process's ``/health`` and ``/health/ready`` answer: every stage's health."""
     return AllHealth([r.health for r in runners])
+
+
+def head_first(specs: Sequence[StageSpec], settings: Settings, metrics: RuntimeMetrics) -> list[KafkaRunner]:
+    """Runners of a chain of stages (the first feeds the others): the first one's lead bounded by
+    the others' backlog, the others unbounded."""
+    return [runner_for(spec, settings, metrics, specs[1:] if i == 0 else ()) for i, spec in enumerate(specs)]
 
 
 def run_stages(

@@ -54,6 +54,7 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 from pipeline.ends import ReadToEnd
 from pipeline.errors import ProcessingError
 from pipeline.health import Health
+from pipeline.runtime.backlog import DownstreamBacklog
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Record, Stage, Step
@@ -76,6 +77,10 @@ class RunnerConfig:
     state_dir: Path | None = None  # stores on disk here (pipeline.runtime.store.DiskStore); None: memory
     prefetch_kib: int | None = None  # librdkafka's queued.max.messages.kbytes; None: its default
     extra_consumer: dict[str, Any] = field(default_factory=dict)
+    # The consumer groups after this stage (group -> its input topics) and how many records they may
+    # leave unread before this stage stops reading (``pipeline.runtime.backlog``); 0: no bound.
+    downstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    downstream_max: int = 0
 
 
 class KafkaRunner:
@@ -102,7 +107,15 @@ class KafkaRunner:
         self.consumer = Consumer(self._consumer_conf())
         self.producer = Producer(self._producer_conf())
         self.broadcasts = Broadcasts(config.bootstrap, tuple(getattr(stage, "broadcasts", ())))
-        self.at_end = ReadToEnd(AdminClient({"bootstrap.servers": config.bootstrap}))
+        admin = AdminClient({"bootstrap.servers": config.bootstrap})
+        self.at_end = ReadToEnd(admin)
+        self.backlog = (
+            DownstreamBacklog(admin, config.downstream, config.downstream_max)
+            if config.downstream and config.downstream_max > 0
+            else None
+        )
+        self._paused: frozenset[tuple[str, int]] = frozenset()  # held back (``_hold_back``)
+        self._held = False
         self._reapply = False  # after an assignment: apply every broadcast record to the restored state
 
     # -- configuration ---------------------------------------------------------------------
@@ -159,10 +172,12 @@ class KafkaRunner:
         log.info("stage %s running (group %s)", name, self.config.group_id)
         try:
             while not stop.is_set():
+                held = self._hold_back()
                 messages = self.consumer.consume(self.config.batch_max_events, self.config.batch_within_s)
                 batch = self._incoming(messages)
                 # The loop coming round and each commit are what the watchdog watches (pipeline.health).
-                self.health.beat(has_work=not self.owned or bool(batch) or self._behind())
+                # Held back, unread input is not work: the stages after it are (their own watchdogs).
+                self.health.beat(has_work=not self.owned or bool(batch) or (not held and self._behind()))
                 self.health.set_ready(bool(self.owned), "no partitions assigned")
                 self._apply_broadcasts(self.broadcasts.poll())
                 if self._reapply:
@@ -185,6 +200,26 @@ class KafkaRunner:
         self._checkpoint(step, _next_offsets(batch))
         self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
         self.metrics.events.labels(self.stage.name).inc(len(batch))
+
+    def _hold_back(self) -> bool:
+        """Read nothing while the stages after this one are more than ``downstream_max`` records
+        behind (``pipeline.runtime.backlog``): the assigned partitions are paused (those assigned
+        meanwhile too), and resumed once they are back under it."""
+        held = self.backlog is not None and self.backlog.over()
+        if held:
+            assigned = frozenset((tp.topic, tp.partition) for tp in self.consumer.assignment())
+            fresh = assigned - self._paused
+            if fresh:
+                self.consumer.pause([TopicPartition(t, p) for t, p in sorted(fresh)])
+            self._paused = assigned
+        elif self._paused:
+            again = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in self._paused]
+            self.consumer.resume(again)
+            self._paused = frozenset()
+        if held != self._held:
+            self._held = held
+            self.metrics.held_back.labels(self.stage.name).set(1 if held else 0)
+        return held
 
     def _apply_broadcasts(self, records: list[Incoming]) -> None:
         """Records every instance reads whole (erasures), applied before the inputs that follow."""
@@ -376,6 +411,7 @@ class KafkaRunner:
         """Keep what stays, forget what went, restore what is new (eager protocol: the full set)."""
         new = frozenset(tp.partition for tp in partitions)
         added = new - self.owned
+        self._paused = frozenset()  # an assignment's partitions start unpaused: paused again if held
         gone = self.owned - new
         for store in self.stores.values():
             store.drop(gone | added)
@@ -459,6 +495,9 @@ class KafkaRunner:
         try:
             self.consumer.close()  # leaves the group: the partitions move at once
         finally:
+            self.at_end.close()
+            if self.backlog is not None:
+                self.backlog.close()
             self.broadcasts.close()
             self.producer.flush(10)
             if self.files is not None:

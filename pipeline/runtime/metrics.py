@@ -32,6 +32,13 @@ class RuntimeMetrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=r,
         )
+        self.held_back = Gauge(
+            "webhouse_stage_held_back",
+            "1 while the stage reads nothing because the stages after it are more than "
+            "worker.downstream_backlog_max records behind (a catch-up), else 0.",
+            ["stage"],
+            registry=r,
+        )
         self.lag = Gauge(
             "webhouse_stage_consumer_lag",
             "Input records not yet read, by stage, topic and partition.",

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.errors import SettingsError
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
-from pipeline.runtime.host import StageSpec, prepare_changelogs, process_health, run_stages, runner_for
+from pipeline.runtime.host import StageSpec, head_first, prepare_changelogs, process_health, run_stages
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.settings import ENV_PREFIX, Settings
@@ -72,7 +72,7 @@ def run_worker(settings: Settings) -> int:
     specs = worker_stages(settings, registry)
     prepare_changelogs(settings, specs)
     runtime_metrics = RuntimeMetrics(registry)
-    runners = [runner_for(spec, settings, runtime_metrics) for spec in specs]
+    runners = head_first(specs, settings, runtime_metrics)  # the worker waits for its triggers in a catch-up
     serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
     return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))

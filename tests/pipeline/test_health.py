@@ -7,18 +7,11 @@ import threading
 from typing import Any
 
 from pipeline.health import EXIT_STALLED, Health, StallExit, Watchdog, health_routes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.liveness import ManualClock
 
 
 def test_work_without_progress_past_the_bound_is_a_stall() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=30, clock=clock)
     health.beat(has_work=True)
     clock.now += 29
@@ -30,7 +23,7 @@ def test_work_without_progress_past_the_bound_is_a_stall() -> None:
 
 
 def test_progress_or_no_work_is_not_a_stall() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=30, clock=clock)
     for _ in range(10):  # busy and moving
         clock.now += 10
@@ -44,7 +37,7 @@ def test_progress_or_no_work_is_not_a_stall() -> None:
 
 
 def test_work_counts_from_when_it_appeared_not_from_the_last_progress() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=30, clock=clock)
     clock.now += 1000  # long idle, no progress
     health.beat(has_work=True)
@@ -52,7 +45,7 @@ def test_work_counts_from_when_it_appeared_not_from_the_last_progress() -> None:
 
 
 def test_a_loop_that_does_not_come_round_is_a_stall() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=30, clock=clock)
     health.beat(has_work=False)
     clock.now += 31  # stuck in a flush: no beat at all
@@ -60,7 +53,7 @@ def test_a_loop_that_does_not_come_round_is_a_stall() -> None:
 
 
 def test_a_commit_not_back_within_its_bound_is_a_stall_long_before_the_loop_bound() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("worker", stall_after_s=120, clock=clock, call_within_s=30)
     health.beat(has_work=True)
     with health.within("the transaction commit"):
@@ -75,7 +68,7 @@ def test_a_commit_not_back_within_its_bound_is_a_stall_long_before_the_loop_boun
 
 
 def test_the_watchdog_acts_once_and_stops_the_loop() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=5, clock=clock)
     stop = threading.Event()
     exits: list[int] = []
@@ -95,7 +88,7 @@ def _get(app: Any, path: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_health_endpoints() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     health = Health("sink", stall_after_s=5, clock=clock)
 
     def metrics(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -16,6 +16,7 @@ from pipeline.ends import ReadToEnd
 from pipeline.kafka_admin import ensure_topics
 from pipeline.settings import KafkaSettings
 from pipeline.topics import TopicSpec
+from tests.liveness import ManualClock
 
 
 class FakeLister:
@@ -38,16 +39,8 @@ class FakeLister:
         self.pending = []
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_end_that_moved_while_no_record_came_is_work() -> None:
-    lister, clock = FakeLister({("t", 0): 10, ("t", 1): 7}), Clock()
+    lister, clock = FakeLister({("t", 0): 10, ("t", 1): 7}), ManualClock()
     ends = ReadToEnd(lister, every_s=5, clock=clock)
     ends.reached(("t", 0), 10)
     ends.reached(("t", 1), 7)
@@ -66,7 +59,7 @@ def test_an_end_that_moved_while_no_record_came_is_work() -> None:
 
 
 def test_an_answer_about_a_partition_read_since_is_ignored() -> None:
-    lister, clock = FakeLister({("t", 0): 12}), Clock()
+    lister, clock = FakeLister({("t", 0): 12}), ManualClock()
     ends = ReadToEnd(lister, every_s=5, clock=clock)
     ends.reached(("t", 0), 10)
     clock.now = 5

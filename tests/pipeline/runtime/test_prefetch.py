@@ -12,10 +12,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from pipeline.runtime.host import StageSpec, runner_for
+from pipeline.runtime.host import StageSpec, head_first, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
+from processors.worker.runner import close_stages, worker_stages
 
 
 class Idle:
@@ -45,3 +46,23 @@ def test_the_stage_consumer_prefetches_at_most_the_setting(tmp_path: Path) -> No
 
 def test_the_default_is_4_mib_not_librdkafkas_64() -> None:
     assert WorkerSettings().prefetch_kib == 4096
+
+
+def test_the_worker_stage_alone_is_bounded_by_its_trigger_stages_backlog(tmp_path: Path) -> None:
+    """``head_first``: the worker's runner knows the route and evaluate groups and their inputs (not
+    the webhook deliveries: a slow endpoint must not hold the worker back); theirs know none."""
+    worker = WorkerSettings(data_dir=tmp_path, state_store="memory", downstream_backlog_max=123)
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
+    registry = CollectorRegistry()
+    specs = worker_stages(settings, registry)
+    runners = head_first(specs, settings, RuntimeMetrics(registry))
+    try:
+        head, *others = runners
+        groups = {s.stage.name: (s.group_id, tuple(s.stage.inputs)) for s in specs}
+        assert head.stage.name == "worker" and head.config.downstream_max == 123
+        assert head.config.downstream == dict([groups["triggers-route"], groups["triggers-evaluate"]])
+        assert head.backlog is not None and all(r.backlog is None for r in others)
+    finally:
+        for runner in runners:
+            runner.consumer.close()
+        close_stages(specs)
