@@ -17,8 +17,8 @@ and the triggers' index of when each state is next due (``triggers.core``); what
 with the number of events: everything else (decoded devices are capped by
 ``worker.device_cache``, states live in the state files), except while the evaluate stage lags:
 the customers' inputs it holds until the other partitions' hand-over reports come round its
-input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up, which
-``worker.downstream_backlog_max`` bounds (``--downstream-backlog-max 0``: unbounded, as before).
+input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up, unless
+``worker.downstream_backlog_max`` (``--downstream-backlog-max N``) bounds it.
 """
 
 from __future__ import annotations

@@ -310,11 +310,12 @@ class WorkerSettings(_Section):
         "consumer fills: about 130 MiB more resident in a catch-up with the triggers on).",
     )
     downstream_backlog_max: int = Field(
-        20_000,
+        0,
         ge=0,
         description="In a catch-up, the worker stage stops reading the raw topic while the trigger stages of "
-        "its process have more than this many records unread, and goes on below it: their held inputs, "
-        "and so their memory, grow with that backlog. 0: no bound (the worker runs as far ahead as it can).",
+        "its process have more than this many records unread, and goes on below it: alerts then keep up "
+        "with the replay and the held inputs stay few, at a cost (20,000 made a 1M-event catch-up 20% "
+        "slower). 0 (the default): no bound, the worker runs as far ahead as it can.",
     )
     device_cache: int = Field(
         50_000,

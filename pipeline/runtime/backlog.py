@@ -3,9 +3,10 @@
 The worker stage reads the raw topic faster than the trigger stages after it can follow (in one
 process they share an interpreter lock; apart, they still do more work per event). In a catch-up
 it ran hundreds of thousands of records ahead of them, and what the evaluate stage holds while
-it lags grows with that lead (docs/performance.md, "Memory over a long run"). So a head stage
-stops reading while its downstream consumer groups have more than a bound of records unread, and
-goes on once they are back under it: Kafka keeps the backlog, not the processes' memory.
+it lags grows with that lead (docs/performance.md, "Memory over a long run"), and its alerts come
+at the end of the replay. With a bound set (``worker.downstream_backlog_max``, off by default: it
+costs throughput) a head stage stops reading while its downstream consumer groups have more than
+that many records unread, and goes on once they are back under it.
 
 ``DownstreamBacklog`` asks the broker, through an admin client, for the groups' committed offsets
 and the read-committed ends of their input topics, every ``every_s``; the answer is collected on a

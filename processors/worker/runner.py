@@ -72,7 +72,7 @@ def run_worker(settings: Settings) -> int:
     specs = worker_stages(settings, registry)
     prepare_changelogs(settings, specs)
     runtime_metrics = RuntimeMetrics(registry)
-    runners = head_first(specs, settings, runtime_metrics)  # the worker waits for its triggers in a catch-up
+    runners = head_first(specs, settings, runtime_metrics)  # worker.downstream_backlog_max bounds its lead
     serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
     return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))
