@@ -123,6 +123,9 @@ class StateFiles:
 
 
 READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 1-3 KB of JSON
+# Larger values are not cached: a record of a step's held inputs (``triggers.hold``) can be megabytes,
+# is read once per step at most, and 20,000 of them would not fit in memory.
+READ_CACHE_VALUE_MAX = 64 * 1024
 ABSENT = -1  # the read cache's partition of a key the table does not hold
 ROWS_PER_STATEMENT = 300  # 900 parameters: under SQLite's oldest limit (999)
 
@@ -220,7 +223,7 @@ class DiskStore(Mapping[bytes, bytes]):
         cache = self.cache
         for key, (partition, value) in writes.items():
             if key in cache:
-                if value is None:
+                if value is None or len(value) > READ_CACHE_VALUE_MAX:
                     del cache[key]
                 else:
                     cache[key] = (partition, value)
@@ -300,6 +303,8 @@ class DiskStore(Mapping[bytes, bytes]):
                     self._remember(key, row[0], bytes(row[1]))
 
     def _remember(self, key: bytes, partition: int, value: bytes | None) -> None:
+        if value is not None and len(value) > READ_CACHE_VALUE_MAX:
+            return
         self.cache[key] = (partition, value)
         if len(self.cache) > self.cache_entries:
             self.cache.popitem(last=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.runtime.store import DiskStore, StateFiles
+from pipeline.runtime.store import READ_CACHE_VALUE_MAX, DiskStore, StateFiles
 
 SOURCE = "cluster/changelog/id-1"
 
@@ -113,6 +113,21 @@ def test_the_read_cache_holds_only_what_the_table_holds(tmp_path: Path) -> None:
     assert store.get(b"b") == b"20"
     store.resume_offset(0, SOURCE)  # restored again (a rewind): what it held is read anew
     assert not store.cache
+    files.close()
+
+
+def test_large_values_are_read_from_the_table_each_time_not_cached(tmp_path: Path) -> None:
+    """A record of held inputs can be megabytes: a cache of 20,000 entries must not keep them."""
+    files = StateFiles(tmp_path)
+    store = files.store("pending")
+    large = b"x" * (READ_CACHE_VALUE_MAX + 1)
+    restore(store, 0, [(b"large", large), (b"small", b"1")], end=2)
+    assert (store.get(b"large"), store.get(b"small")) == (large, b"1")
+    store.prefetch([b"large"])
+    assert list(store.cache) == [b"small"]
+    store.put(0, b"small", large)
+    store.commit({0: 3}, SOURCE)
+    assert not store.cache and store.get(b"small") == large
     files.close()
 
 
