@@ -57,7 +57,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import SessionView, session_view
-from triggers.hold import Held, HeldInputs, envelope_of, held_of
+from triggers.hold import Held, HeldInputs, StoredBodies, batch_key, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -332,6 +332,7 @@ class TriggerCore:
         """Read a batch of the triggers topic: progress reports to ``Result.progress``, inputs to
         ``Result.held`` (applied later, by ``release``, once the clock has passed them)."""
         result = Result()
+        batches: dict[int, bytes] = {}  # partition -> the record its inputs held past this step go to
         for message in batch:
             if not message.key:  # only progress reports come without a customer key
                 self._progress(result, message, now)
@@ -339,7 +340,10 @@ class TriggerCore:
             try:
                 envelope = fast_json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
-                held = held_of(message.key, message.value, kind, body, self._gap_ms)
+                key = batches.get(message.partition)
+                if key is None:
+                    key = batches[message.partition] = batch_key(message.partition, message.offset)
+                held = held_of(message.key, message.value, kind, body, self._gap_ms, key)
             except (WebhouseError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
                 continue
@@ -360,11 +364,12 @@ class TriggerCore:
         ``trigger-pending`` store, where the bodies of slimmed inputs are (``triggers.hold``)."""
         result = Result()
         applied: Counter[str] = Counter()  # by kind: the metric is counted once per kind and step
+        bodies = StoredBodies(pending)
         for partition, mark in sorted(marks.items()):
             for device in (True, False):
                 for held in self.held.release(partition, device, mark.of(device)):
                     result.released.append((partition, held))
-                    envelope = envelope_of(held, partition, pending)
+                    envelope = bodies.envelope(held)
                     self._apply_held(result, partition, held, envelope, mark, stored, now, applied)
         for kind, count in applied.items():
             self.metrics.inputs.labels(kind).inc(count)

@@ -17,18 +17,28 @@ for every triggers partition to report how far it has handed device states on (t
 sources), since an absorbed device or a forwarded input comes through another partition. Device
 inputs never wait on those reports, so the reports cannot wait on each other.
 
-The held inputs live in the ``trigger-pending`` store (so a restart resumes with them), and in
-two heaps per partition here, rebuilt from the store after an assignment. Customer inputs wait
-for reports that come round the stage's own input topic, so in a catch-up they are held for as
-long as the stage lags, and their number grows with that lag: past ``triggers.held_in_memory``
-the heaps keep only what orders an input (``Held.slim``), and its body is read back from the
-store when it is applied (``HeldInputs.slim``, ``envelope_of``).
+The held inputs live in two heaps per partition here, and in the ``trigger-pending`` store so
+that a restart resumes with them: **one record per partition and step** holds the inputs that
+step read and could not apply yet. Nearly every customer input waits a step or more (for the
+reports above), and a record per input, written once and deleted once, was 40% of all the records
+the pipeline produced (issue 11). A stored input counts as applied once its partition's mark has
+passed it (``release`` takes exactly those, and the marks are stored with the step), so after an
+assignment the heaps are rebuilt from each record's inputs that the stored clocks have not passed.
+A record is deleted when its last input is applied, and written again with only the inputs still
+held once three quarters of it have been, so that one long-held input does not keep a large record.
+
+Customer inputs wait for reports that come round the stage's own input topic, so in a catch-up
+they are held for as long as the stage lags, and their number grows with that lag: past
+``triggers.held_in_memory`` the heaps keep only what orders an input (``Held.slim``), and its body
+is read back from its record when it is applied (``HeldInputs.slim``, ``StoredBodies``).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pipeline import fast_json
@@ -40,7 +50,8 @@ KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
 class Held(NamedTuple):
     """One held input. A tuple, so that the heaps compare them natively, field by field: an ordered
-    dataclass's ``__lt__`` builds two tuples per comparison (measured: 2-5% of the evaluate stage)."""
+    dataclass's ``__lt__`` builds two tuples per comparison (measured: 2-5% of the evaluate stage).
+    ``batch``: the key of the ``trigger-pending`` record it is (or will be) stored in."""
 
     at: int
     rank: int
@@ -48,18 +59,21 @@ class Held(NamedTuple):
     ident: str
     device: bool
     envelope: bytes
+    batch: bytes = b""
 
     @property
     def slimmed(self) -> bool:
         """Its body was dropped from memory: it is in the ``trigger-pending`` store."""
         return not self.envelope
 
+    @property
+    def identity(self) -> tuple[int, int, bytes, str, bool]:
+        """What tells it from the other inputs of its record (a retry repeats the same body)."""
+        return self.at, self.rank, self.key, self.ident, self.device
+
     def slim(self) -> Held:
         """The same input without its body (an envelope is never empty: it is a JSON object)."""
-        return Held(self.at, self.rank, self.key, self.ident, self.device, b"")
-
-    def store_key(self, partition: int) -> bytes:
-        return b"%d|%020d|%d|%s|%s" % (partition, self.at, self.rank, self.key, self.ident.encode())
+        return Held(self.at, self.rank, self.key, self.ident, self.device, b"", self.batch)
 
     def to_bytes(self) -> bytes:
         """A JSON line of what orders the input, then its envelope as it came: the envelope is not
@@ -69,17 +83,53 @@ class Held(NamedTuple):
         return head + b"\n" + self.envelope
 
     @classmethod
-    def from_bytes(cls, value: bytes) -> Held:
+    def from_bytes(cls, value: bytes, batch: bytes = b"") -> Held:
         head, newline, envelope = value.partition(b"\n")
         if newline:
             at, rank, key, ident, device = fast_json.loads(head)
         else:  # written before 3 December 2026: one JSON array, the envelope its last item, a string
             at, rank, key, ident, device, text = fast_json.loads(value)
             envelope = text.encode()
-        return cls(int(at), int(rank), key.encode(), str(ident), bool(device), envelope)
+        return cls(int(at), int(rank), key.encode(), str(ident), bool(device), envelope, batch)
 
 
-def held_of(key: bytes, envelope: bytes, kind: str, body: Mapping[str, Any], gap_ms: int) -> Held:
+BATCH_HEAD = b"held-batch\n"  # a record of many inputs; one without it holds a single input
+
+
+def batch_key(partition: int, offset: int) -> bytes:
+    """The record of the inputs a step read from one partition: named by the first one's offset
+    (a step redone after an abort reads the same offsets, and writes the same record again)."""
+    return b"%d|b%020d" % (partition, offset)
+
+
+def encode_batch(inputs: Iterable[Held]) -> bytes:
+    """Each input's ``to_bytes`` after its length, one after the other."""
+    parts = [BATCH_HEAD]
+    for held in inputs:
+        item = held.to_bytes()
+        parts.append(b"%d\n" % len(item))
+        parts.append(item)
+    return b"".join(parts)
+
+
+def stored_inputs(key: bytes, value: bytes) -> list[Held]:
+    """The inputs of a ``trigger-pending`` record: a step's (``encode_batch``), or a single one
+    as records were written before 4 December 2026 (each input under its own key)."""
+    if not value.startswith(BATCH_HEAD):
+        return [Held.from_bytes(value, key)]
+    inputs = []
+    at = len(BATCH_HEAD)
+    while at < len(value):
+        newline = value.index(b"\n", at)
+        end = newline + 1 + int(value[at:newline])
+        inputs.append(Held.from_bytes(value[newline + 1 : end], key))
+        at = end
+    return inputs
+
+
+def held_of(
+    key: bytes, envelope: bytes, kind: str, body: Mapping[str, Any], gap_ms: int, batch: bytes = b""
+) -> Held:
     """The time the clock vouches for, the order among equals and the class of one input."""
     name = key.decode()
     if kind == "event":
@@ -93,26 +143,59 @@ def held_of(key: bytes, envelope: bytes, kind: str, body: Mapping[str, Any], gap
     else:
         raise ValueError(f"unknown triggers input kind {kind!r}")
     device = kind == "handover" or (kind in ("event", "session") and body.get("anonymous_id") == name)
-    return Held(max(at, 0), KIND_RANK[kind], key, ident, device, envelope)
+    return Held(max(at, 0), KIND_RANK[kind], key, ident, device, envelope, batch)
+
+
+Mark = Callable[[int, bool], int | None]  # (partition, device) -> the mark its inputs are applied below
+PendingWrite = tuple[int, bytes, bytes | None]  # (partition, key, value or None: delete)
+SHRINK = 4  # a record is written again with its remaining inputs once 1/SHRINK of them remain
+
+
+def _applied(held: Held, mark: Mark, partition: int) -> bool:
+    before = mark(partition, held.device)
+    return before is not None and held.at < before
+
+
+@dataclass(slots=True)
+class _Record:
+    """A ``trigger-pending`` record: its partition, inputs still held, inputs it holds."""
+
+    partition: int
+    held: int
+    written: int
 
 
 class HeldInputs:
-    """Per owned partition, the held inputs of each class in release order."""
+    """Per owned partition, the held inputs of each class in release order, and which stored
+    record holds each (``settle`` says what to write to the ``trigger-pending`` store)."""
 
     def __init__(self) -> None:
         self._heaps: dict[tuple[int, bool], list[Held]] = {}
         self._bodies = 0  # held inputs that still carry their body
+        self._records: dict[bytes, _Record] = {}
+        self._emptied: list[tuple[int, bytes]] = []  # found with nothing held at a reset: to delete
 
-    def reset(self, partitions: Iterable[int], stored: Mapping[bytes, bytes]) -> None:
+    def reset(self, partitions: Iterable[int], stored: Mapping[bytes, bytes], mark: Mark) -> None:
+        """Rebuild from the store: of each record of these partitions, the inputs ``mark`` (the
+        stored clocks) has not passed; the others were applied by the step that stored the clocks."""
         owned = frozenset(partitions)
         self._heaps = {}
         self._bodies = 0
-        for store_key, value in stored.items():
-            partition = int(store_key.split(b"|", 1)[0])
-            if partition in owned:
-                held = Held.from_bytes(value)
-                self._heaps.setdefault((partition, held.device), []).append(held)
-                self._bodies += 1
+        self._records = {}
+        self._emptied = []
+        for key, value in stored.items():
+            partition = int(key.split(b"|", 1)[0])
+            if partition not in owned:
+                continue
+            inputs = stored_inputs(key, value)
+            held = [h for h in inputs if not _applied(h, mark, partition)]
+            if not held:
+                self._emptied.append((partition, key))
+                continue
+            self._records[key] = _Record(partition, len(held), len(inputs))
+            for h in held:
+                self._heaps.setdefault((partition, h.device), []).append(h)
+            self._bodies += len(held)
         for heap in self._heaps.values():
             heapq.heapify(heap)
 
@@ -120,10 +203,70 @@ class HeldInputs:
         heapq.heappush(self._heaps.setdefault((partition, held.device), []), held)
         self._bodies += 1
 
+    def settle(
+        self,
+        read: Iterable[tuple[int, Held]],
+        applied: Iterable[tuple[int, Held]],
+        mark: Mark,
+        stored: Callable[[bytes], bytes | None],
+    ) -> list[PendingWrite]:
+        """The step's writes to the ``trigger-pending`` store, after ``read`` (its inputs) and
+        ``applied`` (what it released): a record per batch key of the inputs it read and still
+        holds; the deletion of records whose last input it applied, and records mostly applied
+        written again with what remains (read back from ``stored``, kept by ``mark``)."""
+        fresh = Counter(held for _, held in read)
+        touched: set[bytes] = set()
+        for _, held in applied:
+            if fresh[held] > 0:  # read and applied in this step: never stored
+                fresh[held] -= 1
+                continue
+            record = self._records.get(held.batch)
+            if record is None:
+                raise ProcessingError(
+                    "triggers-evaluate", f"applied input {held.ident!r} has no stored record"
+                )
+            record.held -= 1
+            touched.add(held.batch)
+        writes: list[PendingWrite] = [(p, key, None) for p, key in self._emptied]
+        self._emptied = []
+        for key in sorted(touched):
+            writes.extend(self._shrink(key, mark, stored))
+        by_batch: dict[bytes, tuple[int, list[Held]]] = {}
+        for partition, held in read:
+            if fresh[held] > 0:
+                fresh[held] -= 1
+                by_batch.setdefault(held.batch, (partition, []))[1].append(held)
+        for key, (partition, inputs) in by_batch.items():
+            if key in self._records:
+                raise ProcessingError("triggers-evaluate", f"held inputs' record {key!r} written twice")
+            self._records[key] = _Record(partition, len(inputs), len(inputs))
+            writes.append((partition, key, encode_batch(inputs)))
+        return writes
+
+    def _shrink(self, key: bytes, mark: Mark, stored: Callable[[bytes], bytes | None]) -> list[PendingWrite]:
+        record = self._records[key]
+        if record.held == 0:
+            del self._records[key]
+            return [(record.partition, key, None)]
+        if record.held * SHRINK > record.written:
+            return []
+        value = stored(key)
+        held = (
+            []
+            if value is None
+            else [h for h in stored_inputs(key, value) if not _applied(h, mark, record.partition)]
+        )
+        if len(held) != record.held:
+            raise ProcessingError(
+                "triggers-evaluate", f"held inputs' record {key!r} holds {len(held)}, not {record.held}"
+            )
+        record.written = record.held
+        return [(record.partition, key, encode_batch(held))]
+
     def slim(self, keep: int) -> int:
         """Drop the bodies of every held input once more than ``keep`` carry one; returns how many
         were dropped. Only for inputs already in the ``trigger-pending`` store: the stage calls it
-        after a step's writes, before the next step reads them back (``envelope_of``)."""
+        after a step's writes, before the next step reads them back (``StoredBodies``)."""
         if self._bodies <= keep:
             return 0
         dropped = 0
@@ -150,12 +293,31 @@ class HeldInputs:
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
 
+    @property
+    def records(self) -> int:
+        """``trigger-pending`` records holding inputs still held."""
+        return len(self._records)
 
-def envelope_of(held: Held, partition: int, pending: Callable[[bytes], bytes | None] | None) -> bytes:
-    """The envelope of a held input: its own, or the stored one's if it was slimmed."""
-    if not held.slimmed:
-        return held.envelope
-    value = pending(held.store_key(partition)) if pending is not None else None
-    if value is None:
-        raise ProcessingError("triggers-evaluate", f"held input {held.ident!r} of {held.key!r} is not stored")
-    return Held.from_bytes(value).envelope
+
+class StoredBodies:
+    """The bodies of slimmed inputs, read back from their records: each record read and parsed
+    once per step, however many of its inputs the step applies."""
+
+    def __init__(self, stored: Callable[[bytes], bytes | None] | None) -> None:
+        self._stored = stored
+        self._read: dict[bytes, dict[tuple[int, int, bytes, str, bool], bytes]] = {}
+
+    def envelope(self, held: Held) -> bytes:
+        if not held.slimmed:
+            return held.envelope
+        bodies = self._read.get(held.batch)
+        if bodies is None:
+            value = self._stored(held.batch) if self._stored is not None else None
+            inputs = [] if value is None else stored_inputs(held.batch, value)
+            bodies = self._read[held.batch] = {h.identity: h.envelope for h in inputs}
+        envelope = bodies.get(held.identity)
+        if envelope is None:
+            raise ProcessingError(
+                "triggers-evaluate", f"held input {held.ident!r} of {held.key!r} is not stored"
+            )
+        return envelope

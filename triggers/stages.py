@@ -52,19 +52,6 @@ def to_step(result: Result) -> Step:
     return step
 
 
-def _pending_writes(taken: Result, released: Result) -> list[StoreWrite]:
-    """The held inputs to keep in the store: those read in this step and not already applied,
-    and the removal of those applied that an earlier step had stored."""
-    new = {held.store_key(p): (p, held) for p, held in taken.held}
-    writes: list[StoreWrite] = []
-    for partition, held in released.released:
-        key = held.store_key(partition)
-        if new.pop(key, None) is None:
-            writes.append(StoreWrite(PENDING, partition, key, None))
-    writes.extend(StoreWrite(PENDING, p, key, held.to_bytes()) for key, (p, held) in new.items())
-    return writes
-
-
 class RouteStage:
     name = "triggers-route"
     inputs: tuple[str, ...]
@@ -127,7 +114,8 @@ class EvaluateStage:
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         self.owned = partitions
         self.core.reset_index()
-        self.core.held.reset(partitions, stores[PENDING])
+        marks = self.core.marks(stores[CLOCKS], partitions)
+        self.core.held.reset(partitions, stores[PENDING], lambda p, device: marks[p].of(device))
 
     def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
         """Hold the inputs, move the clocks, apply what they passed, then decide what is due."""
@@ -141,7 +129,10 @@ class EvaluateStage:
         states = Overlay(stores[STATES], step.writes, STATES)
         released = self.core.release(marks, states.get, now, stores[PENDING].get)
         step.extend(to_step(released))
-        step.writes.extend(_pending_writes(taken, released))
+        pending = self.core.held.settle(
+            taken.held, released.released, lambda p, device: marks[p].of(device), stores[PENDING].get
+        )
+        step.writes.extend(StoreWrite(PENDING, p, key, value) for p, key, value in pending)
         self._count(released)
         if advanced:  # windows close when the marks pass them, not at the next timer
             step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
