@@ -501,7 +501,7 @@ class TriggerCore:
 
     def _publish(self, state: CustomerState, merged_into: str | None = None) -> Output:
         """The state's profile as its next numbered version (the number is kept in the state)."""
-        state.profile = replace(state.profile, version=state.profile.version + 1)
+        state.profile = state.profile.changed({"version": state.profile.version + 1})
         record = self.serdes["profile"].encode(to_record(state.profile, merged_into), self.topics.profiles)
         return Output(self.topics.profiles, state.profile.customer_id.encode(), record)
 

@@ -12,8 +12,9 @@ monetary = lifetime revenue); scores are relative to "now" and computed where a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from pipeline.business import tier_for  # the one definition of value tiers (and VIP)
@@ -58,6 +59,14 @@ class Profile:
         data["consent"] = dict(self.consent)
         return data
 
+    def changed(self, changes: Mapping[str, Any]) -> Profile:
+        """A copy with ``changes``: ``dataclasses.replace`` without its per-field checks, which
+        cost as much as the copy (a profile changes at every event: 8% of the evaluate stage)."""
+        values = list(_VALUES(self))
+        for name, value in changes.items():
+            values[_POSITION[name]] = value
+        return Profile(*values)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         values = dict(data)
@@ -67,6 +76,8 @@ class Profile:
 
 
 _FIELDS = tuple(f.name for f in fields(Profile))
+_VALUES = attrgetter(*_FIELDS)
+_POSITION = {name: i for i, name in enumerate(_FIELDS)}
 
 
 def tier_rank(tier: str | None, tiers: Sequence[ValueTierSettings]) -> int:
@@ -116,7 +127,7 @@ def apply_event(profile: Profile, event: EventView, tiers: Sequence[ValueTierSet
             products_bought=_add_unique(profile.products_bought, event.product_ids, MAX_PRODUCTS),
             value_tier=tier_for(revenue, orders, tiers),
         )
-    return replace(profile, **changes)
+    return profile.changed(changes)
 
 
 def apply_session(profile: Profile, session: SessionView) -> Profile:
@@ -124,13 +135,14 @@ def apply_session(profile: Profile, session: SessionView) -> Profile:
     anonymous_ids = profile.anonymous_ids
     if session.anonymous_id not in anonymous_ids:
         anonymous_ids = (*anonymous_ids, session.anonymous_id)
-    return replace(
-        profile,
-        sessions=profile.sessions + 1,
-        anonymous_ids=anonymous_ids,
-        first_seen=min(profile.first_seen or session.start, session.start),
-        last_seen=max(profile.last_seen or session.end, session.end),
-        updated_at=max(profile.updated_at or session.end, session.end),
+    return profile.changed(
+        {
+            "sessions": profile.sessions + 1,
+            "anonymous_ids": anonymous_ids,
+            "first_seen": min(profile.first_seen or session.start, session.start),
+            "last_seen": max(profile.last_seen or session.end, session.end),
+            "updated_at": max(profile.updated_at or session.end, session.end),
+        }
     )
 
 
@@ -157,26 +169,29 @@ def merge(into: Profile, other: Profile, tiers: Sequence[ValueTierSettings]) -> 
     revenue = round(into.lifetime_revenue + other.lifetime_revenue, 2)
     last_seen = _max(into.last_seen, other.last_seen)
     latest = max(into, other, key=lambda p: (_or(p.last_event_at, -1), p.last_event_id or ""))
-    return replace(
-        into,
-        anonymous_ids=tuple(dict.fromkeys((*into.anonymous_ids, *other.anonymous_ids, other.customer_id))),
-        first_seen=_min(into.first_seen, other.first_seen),
-        last_seen=last_seen,
-        last_event_id=latest.last_event_id,
-        last_event_at=latest.last_event_at,
-        event_count=into.event_count + other.event_count,
-        sessions=into.sessions + other.sessions,
-        orders=orders,
-        lifetime_revenue=revenue,
-        first_order_at=_min(into.first_order_at, other.first_order_at),
-        last_order_at=_max(into.last_order_at, other.last_order_at),
-        categories_bought=categories,
-        products_bought=_add_unique(other.products_bought, into.products_bought, MAX_PRODUCTS),
-        last_email_engagement=_max(into.last_email_engagement, other.last_email_engagement),
-        consent=consent,
-        consent_updated_at=_max(into.consent_updated_at, other.consent_updated_at),
-        value_tier=tier_for(revenue, orders, tiers),
-        updated_at=_max(into.updated_at, other.updated_at),
+    return into.changed(
+        {
+            "anonymous_ids": tuple(
+                dict.fromkeys((*into.anonymous_ids, *other.anonymous_ids, other.customer_id))
+            ),
+            "first_seen": _min(into.first_seen, other.first_seen),
+            "last_seen": last_seen,
+            "last_event_id": latest.last_event_id,
+            "last_event_at": latest.last_event_at,
+            "event_count": into.event_count + other.event_count,
+            "sessions": into.sessions + other.sessions,
+            "orders": orders,
+            "lifetime_revenue": revenue,
+            "first_order_at": _min(into.first_order_at, other.first_order_at),
+            "last_order_at": _max(into.last_order_at, other.last_order_at),
+            "categories_bought": categories,
+            "products_bought": _add_unique(other.products_bought, into.products_bought, MAX_PRODUCTS),
+            "last_email_engagement": _max(into.last_email_engagement, other.last_email_engagement),
+            "consent": consent,
+            "consent_updated_at": _max(into.consent_updated_at, other.consent_updated_at),
+            "value_tier": tier_for(revenue, orders, tiers),
+            "updated_at": _max(into.updated_at, other.updated_at),
+        }
     )
 
 

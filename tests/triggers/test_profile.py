@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from pipeline.event_view import event_view, to_ms
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import TriggerSettings
@@ -150,3 +153,16 @@ def test_the_rules_view_of_an_event_is_every_field_built_on_reading() -> None:
     fields["product_ids"].append("b-3")
     fields["properties"]["x"] = 1
     assert view.product_ids == ("b-1", "b-2") and "x" not in view.properties
+
+
+def test_changed_is_dataclasses_replace() -> None:
+    """``Profile.changed`` skips ``replace``'s checks, not its meaning: every other field is kept."""
+    profile = Profile("c-1", ("d-1",), first_seen=1, event_count=3, consent={"email": True}, version=2)
+    changes: dict[str, Any] = {
+        "event_count": 4,
+        "last_seen": 9,
+        "categories_bought": {"shoes": 1},
+        "version": 3,
+    }
+    assert profile.changed(changes) == dataclasses.replace(profile, **changes)
+    assert profile.changed({}) == profile and profile.event_count == 3
