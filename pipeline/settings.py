@@ -426,9 +426,9 @@ class TriggerSettings(_Section):
     held_in_memory: int = Field(
         20_000,
         ge=0,
-        description="Held inputs (waiting for the clock) whose bodies the evaluate stage keeps in memory; "
-        "past it, bodies are read back from its state store when applied. Their number grows with the "
-        "stage's lag in a catch-up; a held input without its body takes about a third of the memory.",
+        description="Held inputs (waiting for the clock) the evaluate stage keeps in memory; past it, "
+        "they are parked in their records in its state store, and each record's come back when the "
+        "clock nears them. Their number grows with the stage's lag in a catch-up.",
     )
     absence_grace_s: int = Field(
         60, ge=0, description="Lateness allowed before a sweep closes an absence window in event time."

@@ -57,7 +57,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import SessionView, session_view
-from triggers.hold import Held, HeldInputs, StoredBodies, batch_key, held_of
+from triggers.hold import Held, HeldInputs, batch_key, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -149,6 +149,11 @@ _SORTED_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # mad
 
 def _json(data: dict[str, Any]) -> bytes:
     return _SORTED_COMPACT.encode(data).encode()
+
+
+def _nothing_stored(key: bytes) -> bytes | None:
+    """No ``trigger-pending`` store: nothing was parked (tools that run the core alone)."""
+    return None
 
 
 class TriggerCore:
@@ -356,21 +361,19 @@ class TriggerCore:
         marks: Mapping[int, Marks],
         stored: Callable[[bytes], bytes | None],
         now: datetime,
-        pending: Callable[[bytes], bytes | None] | None = None,
+        pending: Callable[[bytes], bytes | None] = _nothing_stored,
     ) -> Result:
         """Apply, per partition and class, the held inputs the marks have passed, in order. Before
         each, its state's windows due and scheduled hours up to just before the input are decided,
         so what a window or an hour sees never depends on how far one batch got. ``pending``: the
-        ``trigger-pending`` store, where the bodies of slimmed inputs are (``triggers.hold``)."""
+        ``trigger-pending`` store, where parked held inputs are read back from (``triggers.hold``)."""
         result = Result()
         applied: Counter[str] = Counter()  # by kind: the metric is counted once per kind and step
-        bodies = StoredBodies(pending)
         for partition, mark in sorted(marks.items()):
             for device in (True, False):
-                for held in self.held.release(partition, device, mark.of(device)):
+                for held in self.held.release(partition, device, mark.of(device), pending):
                     result.released.append((partition, held))
-                    envelope = bodies.envelope(held)
-                    self._apply_held(result, partition, held, envelope, mark, stored, now, applied)
+                    self._apply_held(result, partition, held, mark, stored, now, applied)
         for kind, count in applied.items():
             self.metrics.inputs.labels(kind).inc(count)
         return result.seal(self._index)
@@ -383,10 +386,10 @@ class TriggerCore:
         raw = stored(key)
         return CustomerState.from_dict(fast_json.loads(raw)) if raw else None
 
-    def _apply_held(self, result: Result, partition: int, held: Held, raw: bytes, mark: Marks,
+    def _apply_held(self, result: Result, partition: int, held: Held, mark: Marks,
                     stored: Callable[[bytes], bytes | None], now: datetime,
                     applied: Counter[str]) -> None:  # fmt: skip
-        key = held.key
+        key, raw = held.key, held.envelope
         envelope = fast_json.loads(raw)
         kind, body = envelope["kind"], envelope["body"]
         try:

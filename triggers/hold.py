@@ -28,9 +28,11 @@ A record is deleted when its last input is applied, and written again with only 
 held once three quarters of it have been, so that one long-held input does not keep a large record.
 
 Customer inputs wait for reports that come round the stage's own input topic, so in a catch-up
-they are held for as long as the stage lags, and their number grows with that lag: past
-``triggers.held_in_memory`` the heaps keep only what orders an input (``Held.slim``), and its body
-is read back from its record when it is applied (``HeldInputs.slim``, ``StoredBodies``).
+they are held for as long as the stage lags, and their number grows with that lag (it was most of
+a worker's memory growth over a million events). Past ``triggers.held_in_memory`` the heaps are
+emptied into their records (``HeldInputs.park``): what stays in memory is, per record and class,
+the earliest time among its inputs. A record's inputs of a class come back into the heap when the
+mark is about to pass that time (``release``), so memory holds the inputs near the mark, not all.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pipeline import fast_json
@@ -62,18 +64,9 @@ class Held(NamedTuple):
     batch: bytes = b""
 
     @property
-    def slimmed(self) -> bool:
-        """Its body was dropped from memory: it is in the ``trigger-pending`` store."""
-        return not self.envelope
-
-    @property
     def identity(self) -> tuple[int, int, bytes, str, bool]:
         """What tells it from the other inputs of its record (a retry repeats the same body)."""
         return self.at, self.rank, self.key, self.ident, self.device
-
-    def slim(self) -> Held:
-        """The same input without its body (an envelope is never empty: it is a JSON object)."""
-        return Held(self.at, self.rank, self.key, self.ident, self.device, b"", self.batch)
 
     def to_bytes(self) -> bytes:
         """A JSON line of what orders the input, then its envelope as it came: the envelope is not
@@ -158,29 +151,35 @@ def _applied(held: Held, mark: Mark, partition: int) -> bool:
 
 @dataclass(slots=True)
 class _Record:
-    """A ``trigger-pending`` record: its partition, inputs still held, inputs it holds."""
+    """A ``trigger-pending`` record: its partition, inputs still held, inputs it holds; and per class
+    whose inputs are parked in it (not in memory), the mark they had been applied below then."""
 
     partition: int
     held: int
     written: int
+    parked: dict[bool, int | None] = field(default_factory=dict)
 
 
 class HeldInputs:
-    """Per owned partition, the held inputs of each class in release order, and which stored
-    record holds each (``settle`` says what to write to the ``trigger-pending`` store)."""
+    """Per owned partition, the held inputs of each class in release order, in memory or parked
+    in their records; and which stored record holds each (``settle`` says what to write)."""
 
     def __init__(self) -> None:
         self._heaps: dict[tuple[int, bool], list[Held]] = {}
-        self._bodies = 0  # held inputs that still carry their body
+        self._loaded = 0  # held inputs in the heaps
+        # Per partition and class, (the earliest time among a record's parked inputs, its key).
+        self._parked: dict[tuple[int, bool], list[tuple[int, bytes]]] = {}
         self._records: dict[bytes, _Record] = {}
         self._emptied: list[tuple[int, bytes]] = []  # found with nothing held at a reset: to delete
 
     def reset(self, partitions: Iterable[int], stored: Mapping[bytes, bytes], mark: Mark) -> None:
-        """Rebuild from the store: of each record of these partitions, the inputs ``mark`` (the
-        stored clocks) has not passed; the others were applied by the step that stored the clocks."""
+        """Start from the store: of each record of these partitions, the inputs ``mark`` (the stored
+        clocks) has not passed are held (the others were applied by the step that stored the
+        clocks), parked in their records until ``release`` comes near them."""
         owned = frozenset(partitions)
         self._heaps = {}
-        self._bodies = 0
+        self._loaded = 0
+        self._parked = {}
         self._records = {}
         self._emptied = []
         for key, value in stored.items():
@@ -192,16 +191,63 @@ class HeldInputs:
             if not held:
                 self._emptied.append((partition, key))
                 continue
-            self._records[key] = _Record(partition, len(held), len(inputs))
-            for h in held:
-                self._heaps.setdefault((partition, h.device), []).append(h)
-            self._bodies += len(held)
-        for heap in self._heaps.values():
-            heapq.heapify(heap)
+            record = self._records[key] = _Record(partition, len(held), len(inputs))
+            self._park(key, record, held, mark)
 
     def add(self, partition: int, held: Held) -> None:
         heapq.heappush(self._heaps.setdefault((partition, held.device), []), held)
-        self._bodies += 1
+        self._loaded += 1
+
+    def park(self, keep: int, mark: Mark) -> int:
+        """Past ``keep`` inputs in memory, put them all back into their records (stored: the stage
+        calls it after a step's writes, before the next step reads them); returns how many."""
+        if self._loaded <= keep:
+            return 0
+        by_record: dict[bytes, list[Held]] = {}
+        for heap in self._heaps.values():
+            for held in heap:
+                by_record.setdefault(held.batch, []).append(held)
+        for key, inputs in by_record.items():
+            self._park(key, self._records[key], inputs, mark)
+        parked, self._loaded, self._heaps = self._loaded, 0, {}
+        return parked
+
+    def _park(self, key: bytes, record: _Record, inputs: Iterable[Held], mark: Mark) -> None:
+        first: dict[bool, int] = {}
+        for held in inputs:
+            first[held.device] = min(first.get(held.device, held.at), held.at)
+        for device, at in first.items():
+            record.parked[device] = mark(record.partition, device)
+            heapq.heappush(self._parked.setdefault((record.partition, device), []), (at, key))
+
+    def release(
+        self, partition: int, device: bool, before: int | None, stored: Callable[[bytes], bytes | None]
+    ) -> Iterator[Held]:
+        """The held inputs of one class with ``at`` < ``before``, in order, taken out as they go;
+        first, those of the records parked with such an input are read back from ``stored``."""
+        if before is None:
+            return
+        self._unpark(partition, device, before, stored)
+        heap = self._heaps.get((partition, device))
+        while heap and heap[0].at < before:
+            self._loaded -= 1
+            yield heapq.heappop(heap)
+
+    def _unpark(
+        self, partition: int, device: bool, before: int, stored: Callable[[bytes], bytes | None]
+    ) -> None:
+        parked = self._parked.get((partition, device))
+        while parked and parked[0][0] < before:
+            _, key = heapq.heappop(parked)
+            below = self._records[key].parked.pop(device)
+            value = stored(key)
+            if value is None:
+                raise ProcessingError("triggers-evaluate", f"held inputs' record {key!r} is not stored")
+            heap = self._heaps.setdefault((partition, device), [])
+            for held in stored_inputs(key, value):
+                if held.device == device and (below is None or held.at >= below):
+                    heapq.heappush(heap, held)
+                    self._loaded += 1
 
     def settle(
         self,
@@ -263,61 +309,12 @@ class HeldInputs:
         record.written = record.held
         return [(record.partition, key, encode_batch(held))]
 
-    def slim(self, keep: int) -> int:
-        """Drop the bodies of every held input once more than ``keep`` carry one; returns how many
-        were dropped. Only for inputs already in the ``trigger-pending`` store: the stage calls it
-        after a step's writes, before the next step reads them back (``StoredBodies``)."""
-        if self._bodies <= keep:
-            return 0
-        dropped = 0
-        for heap in self._heaps.values():
-            for i, held in enumerate(heap):
-                if not held.slimmed:
-                    heap[i] = held.slim()
-                    dropped += 1
-            heapq.heapify(heap)  # equal inputs (a retry) may have compared by their bodies
-        self._bodies = 0
-        return dropped
-
-    def release(self, partition: int, device: bool, before: int | None) -> Iterator[Held]:
-        """The held inputs of one class with ``at`` < ``before``, in order, taken out as they go."""
-        heap = self._heaps.get((partition, device))
-        if before is None or not heap:
-            return
-        while heap and heap[0].at < before:
-            held = heapq.heappop(heap)
-            if not held.slimmed:
-                self._bodies -= 1
-            yield held
-
-    def __len__(self) -> int:
-        return sum(len(h) for h in self._heaps.values())
+    @property
+    def in_memory(self) -> int:
+        """Held inputs in the heaps (the others are parked in their records)."""
+        return self._loaded
 
     @property
     def records(self) -> int:
         """``trigger-pending`` records holding inputs still held."""
         return len(self._records)
-
-
-class StoredBodies:
-    """The bodies of slimmed inputs, read back from their records: each record read and parsed
-    once per step, however many of its inputs the step applies."""
-
-    def __init__(self, stored: Callable[[bytes], bytes | None] | None) -> None:
-        self._stored = stored
-        self._read: dict[bytes, dict[tuple[int, int, bytes, str, bool], bytes]] = {}
-
-    def envelope(self, held: Held) -> bytes:
-        if not held.slimmed:
-            return held.envelope
-        bodies = self._read.get(held.batch)
-        if bodies is None:
-            value = self._stored(held.batch) if self._stored is not None else None
-            inputs = [] if value is None else stored_inputs(held.batch, value)
-            bodies = self._read[held.batch] = {h.identity: h.envelope for h in inputs}
-        envelope = bodies.get(held.identity)
-        if envelope is None:
-            raise ProcessingError(
-                "triggers-evaluate", f"held input {held.ident!r} of {held.key!r} is not stored"
-            )
-        return envelope

@@ -137,7 +137,7 @@ class EvaluateStage:
         if advanced:  # windows close when the marks pass them, not at the next timer
             step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
         # Every input still held is in the store once this step's writes are (triggers.hold).
-        self.core.held.slim(self.held_in_memory)
+        self.core.held.park(self.held_in_memory, lambda p, device: marks[p].of(device))
         return step
 
     def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:

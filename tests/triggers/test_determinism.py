@@ -141,7 +141,7 @@ def test_the_scenario_alerts_as_the_clock_says() -> None:
 
 # A full pass of the sweep one state per step, two, or all at once (``triggers.sweep_chunk``).
 CHUNKS = st.sampled_from([1, 2, 10_000])
-# Held inputs' bodies dropped after every step, once more than one is held, or kept (the default).
+# Held inputs parked in the store after every step, once more than one is held, or kept (the default).
 HELD = st.sampled_from([0, 1, 20_000])
 
 

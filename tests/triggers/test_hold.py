@@ -1,9 +1,10 @@
-"""Held inputs: slimmed ones (``HeldInputs.slim``) come out in the same order with their bodies
-read back from the ``trigger-pending`` store, and the store holds one record per partition and
-step, from which a reset rebuilds exactly the inputs the stored marks have not passed."""
+"""Held inputs: parked ones (``HeldInputs.park``) come out in the same order, read back from the
+``trigger-pending`` store, which holds one record per partition and step; a reset holds exactly
+the inputs the stored marks have not passed."""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections import Counter
@@ -11,16 +12,7 @@ from collections import Counter
 import pytest
 
 from pipeline.errors import ProcessingError
-from triggers.hold import (
-    SHRINK,
-    Held,
-    HeldInputs,
-    StoredBodies,
-    batch_key,
-    encode_batch,
-    held_of,
-    stored_inputs,
-)
+from triggers.hold import SHRINK, Held, HeldInputs, Mark, batch_key, encode_batch, held_of, stored_inputs
 
 
 def _inputs(n: int, seed: int, batch: bytes = b"") -> list[Held]:
@@ -50,38 +42,56 @@ class Pending:
                 self.values[key] = value
 
 
+NEVER: Mark = lambda partition, device: None  # noqa: E731 - no mark yet: nothing is applied
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_slimmed_inputs_come_out_in_the_same_order_with_their_bodies(seed: int) -> None:
-    full, slim = HeldInputs(), HeldInputs()
+def test_parked_inputs_come_out_in_the_same_order(seed: int) -> None:
+    full, parked = HeldInputs(), HeldInputs()
     store = Pending()
-    never = lambda p, device: None  # noqa: E731 - no mark yet: nothing is applied
     for step in range(9):
         inputs = _inputs(7, seed * 100 + step, batch_key(0, step * 7))
         for held in inputs:
             full.add(0, held)
-            slim.add(0, held)
-        store.apply(slim.settle([(0, h) for h in inputs], [], never, store.values.get))
-        assert slim.slim(keep=3) > 0
-    expected = [(h.at, h.rank, h.key, h.ident, h.envelope) for h in full.release(0, False, 100)]
-    bodies = StoredBodies(store.values.get)
-    got = [(h.at, h.rank, h.key, h.ident, bodies.envelope(h)) for h in slim.release(0, False, 100)]
-    assert got == expected
+            parked.add(0, held)
+        store.apply(parked.settle([(0, h) for h in inputs], [], NEVER, store.values.get))
+        assert parked.park(keep=3, mark=NEVER) > 0 and parked.in_memory == 0
+    expected = list(full.release(0, False, 100, {}.get))
+    assert list(parked.release(0, False, 100, store.values.get)) == expected
+    assert parked.in_memory == 0
 
 
-def test_nothing_is_dropped_while_few_are_held() -> None:
+def test_nothing_is_parked_while_few_are_held() -> None:
     """Counted are the inputs held now, not all that were ever added."""
     held = HeldInputs()
     for round_ in range(3):
         for h in _inputs(3, round_):
             held.add(0, h)
-        assert held.slim(keep=3) == 0
-        assert not any(h.slimmed for h in held.release(0, False, 100))
+        assert held.park(keep=3, mark=NEVER) == 0
+        assert len(list(held.release(0, False, 100, {}.get))) == 3
 
 
-def test_a_slimmed_input_missing_from_the_store_is_an_error() -> None:
-    slimmed = _inputs(1, 0, batch_key(0, 1))[0].slim()
+def test_only_the_records_with_inputs_before_the_mark_come_back() -> None:
+    held, store = HeldInputs(), Pending()
+    early = [h._replace(at=t) for t, h in zip((1, 2, 3), _inputs(3, 1, batch_key(0, 0)), strict=True)]
+    late = [h._replace(at=t) for t, h in zip((50, 60, 70), _inputs(3, 2, batch_key(0, 3)), strict=True)]
+    for h in (*early, *late):
+        held.add(0, h)
+    store.apply(held.settle([(0, h) for h in (*early, *late)], [], NEVER, store.values.get))
+    held.park(keep=0, mark=NEVER)
+    assert list(held.release(0, False, 10, store.values.get)) == early
+    assert held.in_memory == 0  # the late record stayed parked
+
+
+def test_a_parked_record_missing_from_the_store_is_an_error() -> None:
+    held = HeldInputs()
+    inputs = _inputs(2, 0, batch_key(0, 1))
+    for h in inputs:
+        held.add(0, h)
+    held.settle([(0, h) for h in inputs], [], NEVER, {}.get)
+    held.park(keep=0, mark=NEVER)
     with pytest.raises(ProcessingError, match="not stored"):
-        StoredBodies({}.get).envelope(slimmed)
+        list(held.release(0, False, 100, {}.get))
 
 
 def test_a_stored_input_reads_back_whole_in_either_format() -> None:
@@ -107,8 +117,9 @@ class Stage:
     """What the evaluate stage does with its held inputs each step: read, release below a mark,
     settle the store; and a restart (``reset``) from the store and the last step's marks."""
 
-    def __init__(self, seed: int, most: int = 6) -> None:
+    def __init__(self, seed: int, most: int = 6, keep: int = 10**6) -> None:
         self.rng = random.Random(seed)
+        self.keep = keep  # held inputs kept in memory (``triggers.held_in_memory``)
         self.most = most  # inputs read per partition and step: fewer than this
         self.held = HeldInputs()
         self.store = Pending()
@@ -135,7 +146,9 @@ class Stage:
             if self.rng.random() < 0.5:
                 self.mark[key] = (mark or 0) + self.rng.randrange(6)
         released = [
-            (p, h) for (p, d) in sorted(self.mark) for h in self.held.release(p, d, self.mark[(p, d)])
+            (p, h)
+            for (p, d) in sorted(self.mark)
+            for h in self.held.release(p, d, self.mark[(p, d)], self.store.values.get)
         ]
         self.read += taken
         self.applied += released
@@ -143,6 +156,7 @@ class Stage:
         fresh.subtract(h for _, h in released)
         self.kept += sum(n for n in fresh.values() if n > 0)  # read and held past this step
         self.store.apply(self.held.settle(taken, released, self.marks, self.store.values.get))
+        self.held.park(self.keep, self.marks)
 
     def restart(self) -> None:
         self.held = HeldInputs()
@@ -161,11 +175,25 @@ def _still_held(stage: Stage, key: bytes, value: bytes) -> tuple[list[Held], lis
     return inputs, [h for h, mark in zip(inputs, marks, strict=True) if mark is None or h.at >= mark]
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_restarts_keep_exactly_the_inputs_not_applied(seed: int) -> None:
-    """After any step, a restart holds what was read and not applied, whatever records hold them;
-    no record outlives its inputs, and none keeps more than SHRINK times what it still holds."""
-    stage = Stage(seed)
+def _held_now(stage: Stage) -> list[tuple[int, int, int, bytes, str, bool, bytes]]:
+    """Every input the stage holds, in memory or parked: all released from a copy of it."""
+    held = copy.deepcopy(stage.held)
+    end = 2**62
+    return sorted(
+        _key(p, h)
+        for p in (0, 1)
+        for d in (False, True)
+        for h in held.release(p, d, end, stage.store.values.get)
+    )
+
+
+@pytest.mark.parametrize("keep", [10**6, 3, 0])
+@pytest.mark.parametrize("seed", range(12))
+def test_restarts_keep_exactly_the_inputs_not_applied(seed: int, keep: int) -> None:
+    """After any step, a restart holds what was read and not applied, whatever records hold them,
+    with the inputs in memory or parked in their records (``keep``); no record outlives its
+    inputs, and none keeps more than SHRINK times what it still holds."""
+    stage = Stage(seed, keep=keep)
     for _ in range(40):
         stage.step()
         if stage.rng.random() < 0.3:
@@ -173,8 +201,8 @@ def test_restarts_keep_exactly_the_inputs_not_applied(seed: int) -> None:
         expected = sorted(_key(p, h) for p, h in stage.read)
         for p, h in stage.applied:
             expected.remove(_key(p, h))
-        heaps = stage.held._heaps
-        assert sorted(_key(p, h) for (p, _), heap in heaps.items() for h in heap) == expected
+        assert _held_now(stage) == expected
+        assert stage.held.in_memory <= keep
         stored = []
         for key, value in stage.store.values.items():
             inputs, held = _still_held(stage, key, value)
