@@ -121,6 +121,7 @@ def main() -> int:
     parser.add_argument(
         "--downstream-backlog-max", type=int, help="worker.downstream_backlog_max (default: the setting's)"
     )
+    parser.add_argument("--held-in-memory", type=int, help="triggers.held_in_memory (default: the setting's)")
     parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -139,6 +140,9 @@ def main() -> int:
         }
         worker = settings.worker.model_copy(update={k: v for k, v in chosen.items() if v is not None})
         settings = settings.model_copy(update={"worker": worker})
+        if args.held_in_memory is not None:
+            triggers = settings.triggers.model_copy(update={"held_in_memory": args.held_in_memory})
+            settings = settings.model_copy(update={"triggers": triggers})
         raw = Topics.from_settings(kafka).raw_events
         harness.preload(bootstrap, raw, events.messages)
         lagging = None if args.no_triggers else evaluate_input(settings)

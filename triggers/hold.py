@@ -315,6 +315,11 @@ class HeldInputs:
         return self._loaded
 
     @property
+    def held(self) -> int:
+        """Held inputs stored, in memory or parked (after ``settle``: every input held)."""
+        return sum(record.held for record in self._records.values())
+
+    @property
     def records(self) -> int:
         """``trigger-pending`` records holding inputs still held."""
         return len(self._records)

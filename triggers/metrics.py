@@ -58,6 +58,12 @@ class TriggerMetrics:
             ["partition"],
             registry=r,
         )
+        self.held = Gauge(
+            "webhouse_trigger_held_inputs",
+            "Inputs the evaluate stage holds for its clock: in memory, or parked in trigger-pending.",
+            ["where"],
+            registry=r,
+        )
         # Series from the start, so dashboards and alert rules see a 0 rather than nothing.
         for reason in ("timeout", "connect"):
             self.webhook_failures.labels(reason)

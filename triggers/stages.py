@@ -129,15 +129,20 @@ class EvaluateStage:
         states = Overlay(stores[STATES], step.writes, STATES)
         released = self.core.release(marks, states.get, now, stores[PENDING].get)
         step.extend(to_step(released))
-        pending = self.core.held.settle(
-            taken.held, released.released, lambda p, device: marks[p].of(device), stores[PENDING].get
-        )
+
+        def applied_below(partition: int, device: bool) -> int | None:
+            return marks[partition].of(device)
+
+        pending = self.core.held.settle(taken.held, released.released, applied_below, stores[PENDING].get)
         step.writes.extend(StoreWrite(PENDING, p, key, value) for p, key, value in pending)
         self._count(released)
         if advanced:  # windows close when the marks pass them, not at the next timer
             step.extend(self._sweep(Overlay(stores[STATES], step.writes, STATES), clocks))
         # Every input still held is in the store once this step's writes are (triggers.hold).
-        self.core.held.park(self.held_in_memory, lambda p, device: marks[p].of(device))
+        held = self.core.held
+        held.park(self.held_in_memory, applied_below)
+        self.metrics.held.labels("memory").set(held.in_memory)
+        self.metrics.held.labels("parked").set(held.held - held.in_memory)
         return step
 
     def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:

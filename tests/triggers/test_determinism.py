@@ -82,7 +82,7 @@ class Pipeline:
         self.broker = MemoryBroker(PARTITIONS)
         self.restart_chance = restart_chance
         self._load(*SCENARIO)
-        metrics = TriggerMetrics()
+        metrics = self.metrics = TriggerMetrics()
         runners = [
             MemoryRunner(lambda: RouteStage(self.settings, metrics), self.broker, "t-route"),
             MemoryRunner(lambda: EvaluateStage(self.settings, metrics), self.broker, "t-evaluate"),
@@ -160,3 +160,12 @@ def test_restarts_between_batches_change_no_alert(seed: int, chunk: int, held: i
     also in the middle of a sweep's full pass, and with held inputs read back from the store."""
     pipeline = Pipeline(random.Random(seed), restart_chance=0.05, sweep_chunk=chunk, held_in_memory=held)
     assert pipeline.run() == reference()
+
+
+def test_the_held_inputs_are_counted_in_memory_and_parked() -> None:
+    """``webhouse_trigger_held_inputs``: set after every step; nothing is held once input ended."""
+    pipeline = Pipeline(random.Random(3), held_in_memory=0)
+    pipeline.run()
+    value = pipeline.metrics.registry.get_sample_value
+    assert value("webhouse_trigger_held_inputs", {"where": "memory"}) == 0
+    assert value("webhouse_trigger_held_inputs", {"where": "parked"}) == 0
