@@ -23,7 +23,7 @@ step read and could not apply yet. Nearly every customer input waits a step or m
 reports above), and a record per input, written once and deleted once, was 40% of all the records
 the pipeline produced (issue 11). A stored input counts as applied once its partition's mark has
 passed it (``release`` takes exactly those, and the marks are stored with the step), so after an
-assignment the heaps are rebuilt from each record's inputs that the stored clocks have not passed.
+assignment the held inputs are each record's inputs that the stored clocks have not passed.
 A record is deleted when its last input is applied, and written again with only the inputs still
 held once three quarters of it have been, so that one long-held input does not keep a large record.
 
@@ -62,11 +62,6 @@ class Held(NamedTuple):
     device: bool
     envelope: bytes
     batch: bytes = b""
-
-    @property
-    def identity(self) -> tuple[int, int, bytes, str, bool]:
-        """What tells it from the other inputs of its record (a retry repeats the same body)."""
-        return self.at, self.rank, self.key, self.ident, self.device
 
     def to_bytes(self) -> bytes:
         """A JSON line of what orders the input, then its envelope as it came: the envelope is not

@@ -164,7 +164,7 @@ class Stage:
 
 
 def _key(p: int, h: Held) -> tuple[int, int, int, bytes, str, bool, bytes]:
-    return (p, *h.identity, h.envelope)
+    return (p, h.at, h.rank, h.key, h.ident, h.device, h.envelope)
 
 
 def _still_held(stage: Stage, key: bytes, value: bytes) -> tuple[list[Held], list[Held]]:
