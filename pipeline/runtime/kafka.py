@@ -375,8 +375,7 @@ class KafkaRunner:
             store.drop(owned)
         self._restore(owned)
         self.stage.assign(owned, self.stores)
-        assigned = self.consumer.assignment()
-        committed = self.consumer.committed(assigned, timeout=60)
+        committed = committed_offsets(self.consumer, self.consumer.assignment(), timeout=60)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0  # nothing committed yet: from the start
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
@@ -446,7 +445,7 @@ class KafkaRunner:
         if not partitions or not self.config.transactional:
             return
         inputs = [TopicPartition(topic, p) for topic in self.stage.inputs for p in sorted(partitions)]
-        consumer.committed(inputs, timeout=RESTORE_WAIT_S)
+        committed_offsets(consumer, inputs, timeout=RESTORE_WAIT_S)
 
     def _restore(self, partitions: Collection[int]) -> None:
         if not partitions:
@@ -474,7 +473,7 @@ class KafkaRunner:
         return caught
 
     def _committed(self, tp: TopicPartition) -> int:
-        [committed] = self.consumer.committed([tp], timeout=10)
+        [committed] = committed_offsets(self.consumer, [tp], timeout=10)
         return max(committed.offset, 0)
 
     def quiet_for(self, partition: int) -> float:
@@ -539,6 +538,16 @@ settling = retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(60)
 def watermarks(consumer: Consumer, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
     low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=cached)
     return int(low), int(high)
+
+
+@settling
+def committed_offsets(
+    consumer: Consumer, partitions: list[TopicPartition], timeout: float
+) -> list[TopicPartition]:
+    """The group's committed offsets of ``partitions``. Asked in a rebalance callback too, where an
+    error leaves ``consume`` and ends the stage's thread: a group coordinator moving (NOT_COORDINATOR,
+    "Failed to get committed offsets", seen in CI) is asked again."""
+    return list(consumer.committed(partitions, timeout=timeout))
 
 
 class Broadcasts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from pipeline.runtime.kafka import watermarks
+from pipeline.runtime.kafka import committed_offsets, watermarks
 
 
 class SettlingConsumer:
@@ -34,3 +34,24 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(KafkaException):
         watermarks(consumer, TopicPartition("t", 0))  # type: ignore[arg-type]
     assert consumer.asked == 1
+
+
+class MovingCoordinator:
+    """Answers NOT_COORDINATOR ``times`` times (the group's coordinator moving), then the offsets."""
+
+    def __init__(self, times: int) -> None:
+        self.times, self.asked = times, 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.asked += 1
+        if self.asked <= self.times:
+            raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR, "Failed to get committed offsets"))
+        return [TopicPartition(tp.topic, tp.partition, 7) for tp in partitions]
+
+
+def test_committed_offsets_are_asked_again_while_the_coordinator_moves() -> None:
+    """Seen in CI: raised in the assignment callback, the error left ``consume`` and ended the
+    stage's thread (the watchdog then exited the worker with 3)."""
+    consumer = MovingCoordinator(times=2)
+    [tp] = committed_offsets(consumer, [TopicPartition("t", 0)], timeout=1)  # type: ignore[arg-type]
+    assert (tp.partition, tp.offset, consumer.asked) == (0, 7, 3)
