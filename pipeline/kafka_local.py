@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -85,12 +86,41 @@ def resolve_jars(version: str, cache_root: Path) -> Path:
     return target
 
 
+_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+_handed: set[int] = set()  # ports this process handed out: never twice
+_ports = random.Random()
+
+
 def free_port() -> int:
-    """A free loopback TCP port (for test, bench and demo brokers and services)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free loopback TCP port (for test, bench and demo brokers and services), taken below the
+    kernel's ephemeral range where one is known. A port from ``bind(0)`` lies inside that range, so
+    between its pick and the server's bind any outgoing connection could take it as its source port
+    (a cluster's nodes, started together, connect to each other: seen in CI as a node failing with
+    "Address already in use"); below the range only another explicit bind can."""
+    low, high = _below_ephemeral()
+    for _ in range(200):
+        port = _ports.randrange(low, high) if high > low else 0
+        if port in _handed:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+        _handed.add(chosen)
+        return chosen
+    raise LocalKafkaError(f"no free loopback port found in {low}-{high}")
+
+
+def _below_ephemeral() -> tuple[int, int]:
+    """[low, high) of the ports below the ephemeral range; (0, 0) if that range is not known."""
+    try:
+        first = int(_PORT_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return (_LOWEST_PORT, first) if first - _LOWEST_PORT >= 1_000 else (0, 0)
 
 
 def _split_host_port(bootstrap: str) -> tuple[str, int]:
