@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/worker_memory.py --events 1000000          # ~6 minutes here, with triggers
     .venv/bin/python bench/worker_memory.py --events 200000 --json
+    .venv/bin/python bench/worker_memory.py --events 1000000 --cycles 10   # 10M events, ~1-2 hours
 
 Starts its own broker on free ports (or uses --bootstrap), writes N events of the benches'
 workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, unless
@@ -114,6 +115,11 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--cycles", type=int, default=1,
+        help="run the events this many times over, each cycle later in event time, on new devices "
+        "(workload.replay): --events 1000000 --cycles 10 is a 10M-event run",
+    )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--device-cache", type=int, help="worker.device_cache (default: the setting's)")
@@ -129,7 +135,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="webhouse-memory-"))
     events = workload.load(args.events)
-    print(f"{len(events.messages)} events, {events.devices} devices; logs in {tmp}", flush=True)
+    total = args.events * args.cycles
+    print(f"{len(events.messages)} events x {args.cycles}, {events.devices * args.cycles} devices; "
+          f"logs in {tmp}", flush=True)  # fmt: skip
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         kafka = harness.fresh_topics(bootstrap, args.partitions)
         settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
@@ -145,15 +153,20 @@ def main() -> int:
             settings = settings.model_copy(update={"triggers": triggers})
         raw = Topics.from_settings(kafka).raw_events
         harness.preload(bootstrap, raw, events.messages)
+        cycles = workload.replay(events.messages, args.cycles, first=1)
+        later = threading.Thread(  # the later cycles are written while the worker runs
+            target=harness.preload, args=(bootstrap, raw, cycles), daemon=True
+        )
+        later.start()
         lagging = None if args.no_triggers else evaluate_input(settings)
         sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every, lagging)
         try:
             done = harness.run_workers(
-                "worker", settings, args.events, tmp, timeout_s=args.events / 100, on_started=sampler.start
+                "worker", settings, total, tmp, timeout_s=total / 100, on_started=sampler.start
             )
         finally:
             sampler.stop.set()
-    points = at_tenths(sampler.samples, args.events)
+    points = at_tenths(sampler.samples, total)
     for committed, resident, behind in points:
         lag = f", evaluate stage {behind:,} offsets behind its input" if behind >= 0 else ""
         print(f"  {committed:>10,} events committed: {resident:7.0f} MiB resident{lag}")
@@ -165,8 +178,8 @@ def main() -> int:
     print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
     if args.json:
         report = {
-            "events": args.events,
-            "devices": events.devices,
+            "events": total,
+            "devices": events.devices * args.cycles,
             "resident_mb_at_tenths": [[n, round(r, 1)] for n, r, _ in points],
             "evaluate_lag_at_tenths": [[n, lag] for n, _, lag in points],
             "growth_mb_per_100k_second_half": round(growth, 2),

@@ -15,6 +15,7 @@ Encoded runs are cached under ``.webhouse/bench/`` (keyed by schema, size and se
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 import re
@@ -179,3 +180,61 @@ def user_agents(workload: Workload) -> list[str]:
         if agent:
             agents.append(agent)
     return agents
+
+
+# What a replay renames, so that a later cycle's events are new events of new devices and orders
+# (the worker would drop a repeated event id as a duplicate). Customers keep their ids: a long run
+# is the same shop's customers coming back on new devices and cookies.
+_REPLAY_IDS = ("message_id", "anonymous_id")
+_REPLAY_SUB_IDS = {"context": ("device",), "commerce": ("order_id", "cart_id", "checkout_id")}
+
+
+def span(messages: list[tuple[bytes, bytes]]) -> timedelta:
+    """Whole days from the first event to the last, plus one: how far a replay cycle moves on."""
+    serde = SingleObjectSerde("customer_event")
+    times = [serde.decode(value)["timestamp"] for _, value in (messages[0], messages[-1])]
+    return timedelta(days=(max(times) - min(times)).days + 1)
+
+
+def replay(messages: list[tuple[bytes, bytes]], cycles: int, first: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """Cycles ``first`` to ``cycles - 1`` of the events: cycle 0 as generated, each later one
+    ``span`` later in event time with its devices, events and orders renamed (``_renamed``). A
+    run of N x cycles events without holding them all (a 10M-event run from a 1M-event workload)."""
+    if first == 0:
+        yield from messages
+    serde = SingleObjectSerde("customer_event")
+    shift = span(messages)
+    for cycle in range(max(first, 1), cycles):
+        for _, value in messages:
+            record = _renamed(serde.decode(value), cycle, shift * cycle)
+            yield (record["anonymous_id"] or record["user_id"]).encode(), serde.encode(record)
+
+
+def _renamed(record: dict[str, Any], cycle: int, later: timedelta) -> dict[str, Any]:
+    def rename(value: Any) -> Any:
+        return f"{value}~{cycle}" if isinstance(value, str) and value else value
+
+    for name in _REPLAY_IDS:
+        record[name] = rename(record[name])
+    for sub, names in _REPLAY_SUB_IDS.items():
+        inner = record.get(sub)
+        for name in names if inner else ():
+            if name == "device" and inner.get("device"):
+                inner["device"]["id"] = rename(inner["device"].get("id"))
+            elif name in inner:
+                inner[name] = rename(inner[name])
+    properties = record.get("properties") or {}
+    if isinstance(properties.get("order_id"), str):  # property values are JSON texts
+        properties["order_id"] = json.dumps(rename(json.loads(properties["order_id"])))
+    return _shifted(record, later)
+
+
+def _shifted(value: Any, later: timedelta) -> Any:
+    """Every timestamp in a record moved ``later``."""
+    if isinstance(value, datetime):
+        return value + later
+    if isinstance(value, dict):
+        return {k: _shifted(v, later) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, later) for v in value]
+    return value
