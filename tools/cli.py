@@ -7,6 +7,7 @@ A module in COMMAND_MODULES exposes ``register(subparsers)``, adding parsers who
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import logging
 import sys
@@ -52,7 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def enable_crash_traces() -> None:
+    """A process that dies of a signal (a SIGSEGV in a native library: a sink died so once in CI,
+    with nothing in its log) prints every thread's Python stack to stderr, which is its log.
+    Left as it is where already on (pytest turns it on for its own process)."""
+    if not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    enable_crash_traces()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
