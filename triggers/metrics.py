@@ -67,6 +67,8 @@ class TriggerMetrics:
         # Series from the start, so dashboards and alert rules see a 0 rather than nothing.
         for reason in ("timeout", "connect"):
             self.webhook_failures.labels(reason)
+        for where in ("memory", "parked"):
+            self.held.labels(where)
         self.dead_letters.labels("triggers", "undecodable")
         self.webhook_delivered = Counter(
             "webhouse_webhook_delivered", "Alerts a webhook accepted.", registry=r
