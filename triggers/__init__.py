@@ -9,6 +9,7 @@ Reading guide, in the order a record meets the modules:
 - ``triggers.hold``       evaluate holds each input until the clock has passed it, then applies
                           them in (time, kind, key, id) order: the same results in any read order
 - ``triggers.engine``     per customer: close due absence windows, update the profile, run rules
+- ``triggers.wake``       when a scheduled rule can next decide: the hours the sweep looks at
 - ``triggers.profile``    the customer profile: RFM parts, tiers, consent, merge
 - ``triggers.ruleset``    the YAML rule schema (documented there), validated with file:line errors
 - ``triggers.conditions`` condition operators, past-event counts, message templates

@@ -48,6 +48,7 @@ from triggers.profile import (
 )
 from triggers.ruleset import Comparison, PastEventsCondition, Rule, RuleSet, walk_conditions
 from triggers.state import CustomerState, PastEvent, Window
+from triggers.wake import Wake
 
 PastCounter = Callable[[PastEventsCondition], int]
 _PRIORITY = {"high": 0, "normal": 1, "low": 2}
@@ -165,6 +166,7 @@ class Engine:
         self._history_ms = rules.history_window_s * 1000
         schedule = self._by_source["schedule"]
         self._day_counters = {rule.id: _day_counters(rule) for rule in schedule}
+        self._wakes = {rule.id: Wake.of(rule) for rule in schedule}
         dumped = json.dumps([rule.model_dump(mode="json") for rule in schedule], sort_keys=True)
         self.schedule_version = hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
@@ -247,23 +249,49 @@ class Engine:
         than at ``after`` for ``state`` as it stands (None: no such hour). Between two inputs only
         the passing days move the scheduled rules' context (``DAY_COUNTERS``, by whole days), and
         the dedupe memory's pruning; so a sweep at any other hour changes nothing, and the stage
-        skips it. Absence and held windows are not counted here: the stage indexes their times."""
+        skips it; a rule is looked at once its conditions can hold (``triggers.wake``), every day
+        only while they could. Absence and held windows are not counted here: the stage indexes
+        their times."""
         hours: list[int] = []
         if self._by_source["schedule"] and state.profile.last_seen is not None:
             if state.schedule_seen != self.schedule_version:
                 return after + HOUR_MS  # changed by an input, or new rules: they look at the next hour
             anchor = state.profile.last_event_id or state.customer_id
+            context: list[dict[str, Any]] = []  # built once, if a rule's steady conditions need it
             for rule in self._by_source["schedule"]:
                 if state.scheduled.get(rule.id) == anchor:
                     continue  # decided for this anchor: it does not run again until an event
-                for stored in self._day_counters[rule.id]:
-                    since = getattr(state.profile, stored)
-                    if since is not None:
-                        hours.append(_hour_at_or_after(next_day_change(since, after)))
+                hours += self._rule_hours(rule, state, after, context)
         if state.emitted:
             pruned = min(state.emitted.values()) + self.settings.dedupe_retention_days * DAY_MS
             hours.append(max(hour_after(pruned), after + HOUR_MS))
         return min(hours, default=None)
+
+    def _rule_hours(
+        self, rule: Rule, state: CustomerState, after: int, context: list[dict[str, Any]]
+    ) -> list[int]:
+        """When an undecided scheduled rule is to be looked at after ``after``: the hour its
+        conditions can first hold, or (daily ones, or holding already but undecided, as under a
+        cooldown) each hour one of its day counters moves on; none before the next input."""
+        wake = self._wakes[rule.id]
+        if not wake.daily:
+
+            def view() -> dict[str, Any]:
+                if not context:
+                    context.append(self._context(state, state.profile, after))
+                return context[0]
+
+            earliest = wake.earliest(state.profile, view)
+            if earliest is None:
+                return []
+            if earliest > after:
+                return [_hour_at_or_after(earliest)]
+        hours = []
+        for stored in self._day_counters[rule.id]:
+            since = getattr(state.profile, stored)
+            if since is not None:
+                hours.append(_hour_at_or_after(next_day_change(since, after)))
+        return hours
 
     def _scheduled(self, state: CustomerState, present: int) -> list[Alert]:
         """The scheduled rules at hour ``present``, each at most once per anchor (the last event)."""

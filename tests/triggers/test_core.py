@@ -176,14 +176,17 @@ def test_sweep_visits_only_the_states_due() -> None:
     assert bus.core.due[b"c-2"].hour == to_ms(at(0, hours=1))  # changed: the rules look at 10:00
     bus.sweep(to_ms(at(0, hours=1)) + 1)  # just past 10:00: both visited at the hour; nothing due yet
     assert bus.alerts() == []
-    next_day = to_ms(at(0, hours=24)) // 3_600_000 * 3_600_000
-    assert bus.core.due[b"c-2"].hour == next_day  # seen: only the passing day changes its rules' view
+    # Seen, without an order: churn risk (orders >= 1) cannot fire before an input, so the next
+    # hour due is the state's expiry, not the next day (triggers.wake).
+    ttl_ms = bus.core.settings.triggers.state_ttl_days * 86_400_000
+    expiry = (to_ms(at(0)) + ttl_ms) // 3_600_000 * 3_600_000 + 3_600_000
+    assert bus.core.due[b"c-2"].hour == expiry
     bus.table.put(0, b"c-2", b"not json")  # reading it would raise: c-2 is not due until then
     bus.sweep(to_ms(at(7, hours=1)))  # 10:07: only c-1's window
     assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
     assert all(due.window is None for due in bus.core.due.values())
     bus.sweep(to_ms(at(0, hours=5)))  # 14:00: hours without anything to decide visit nobody
-    assert bus.core.due[b"c-2"].hour == next_day
+    assert bus.core.due[b"c-2"].hour == expiry
 
 
 def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:

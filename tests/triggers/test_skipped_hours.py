@@ -54,13 +54,22 @@ def _every_hour(engine: Engine, state: CustomerState, start: int, end: int) -> l
 
 
 def _skipping(engine: Engine, state: CustomerState, start: int, end: int) -> list[Alert]:
-    """As the stage does it (``TriggerCore._sweep_state``): the hours that can decide something,
-    then the windows due at the mark (the stage's index brings it there when one is due)."""
+    """As the stage does it (``TriggerCore._prepare`` and ``_sweep_state``), its mark moving on by
+    the hour: a state is visited only at a mark by which the hour ``next_hour`` gave it or one of
+    its windows is due (the stage's index); then the hours that can decide something up to the
+    mark, then the windows due at the mark, and ``next_hour`` is asked again from the mark."""
     alerts: list[Alert] = []
-    hour = engine.next_hour(state, start)
-    while hour is not None and hour <= end:
-        alerts += engine.sweep(state, hour, at=hour).alerts
-        hour = engine.next_hour(state, hour)
+    decided = start
+    for mark in range(start + HOUR_MS, end + 1, HOUR_MS):
+        hour = engine.next_hour(state, decided)
+        window_due = any(window.deadline <= mark for window in state.windows)
+        if (hour is None or hour > mark) and not window_due:
+            continue
+        while hour is not None and hour <= mark:
+            alerts += engine.sweep(state, hour, at=hour).alerts
+            hour = engine.next_hour(state, hour)
+        alerts += engine.sweep(state, mark, scheduled=False).alerts
+        decided = mark
     return [*alerts, *engine.sweep(state, end, scheduled=False).alerts]
 
 
@@ -73,6 +82,20 @@ def _comparable(state: CustomerState) -> CustomerState:
 def test_the_hours_skipped_decide_nothing(
     inputs: list[tuple[str, int, int]], span: int, retention: int
 ) -> None:
+    _same_either_way(inputs, span, retention)
+
+
+@settings(max_examples=30, deadline=None)
+@given(INPUTS, st.integers(24 * 58, 24 * 64), st.sampled_from([3, 90]))
+def test_a_buyer_silent_past_churn_risk_is_decided_at_the_same_hour(
+    inputs: list[tuple[str, int, int]], span: int, retention: int
+) -> None:
+    """The silences the first property rarely draws: past churn risk's 60 days after an order,
+    where the hour the stage wakes (``triggers.wake``) is the hour the alert is due."""
+    _same_either_way([*inputs, ("order", 91, 0)], span, retention)
+
+
+def _same_either_way(inputs: list[tuple[str, int, int]], span: int, retention: int) -> None:
     engine = _engine(retention)
     every: CustomerState | None = None
     skipping: CustomerState | None = None
@@ -94,16 +117,27 @@ def test_the_hours_skipped_decide_nothing(
     assert _comparable(every) == _comparable(skipping)
 
 
-def test_a_silent_buyer_is_looked_at_once_a_day() -> None:
-    """After the rules have seen it, a customer with an order wakes only when a day has passed
-    since it was last seen (churn risk counts days), not every hour."""
-    engine = _engine(30)
+def test_a_silent_buyer_is_looked_at_when_churn_risk_can_fire() -> None:
+    """After the rules have seen it, a customer with an order wakes when churn risk's 60 days
+    since last seen have passed, not every day (``triggers.wake``). (Its first alerts are
+    remembered for 90 days here: forgetting them is a reason to look too.)"""
+    engine = _engine(90)
     state = engine.on_event(None, event_view(order(at(30)))).state  # type: ignore[arg-type]
     hour = to_ms(at(0))
     first = engine.next_hour(state, hour)
     assert first == hour + HOUR_MS  # changed by an input: the rules look at the next hour
     engine.sweep(state, first, at=first)
-    assert engine.next_hour(state, first) == to_ms(at(0, days=1, hours=1))  # last seen 09:30: 10:00 next day
+    assert engine.next_hour(state, first) == to_ms(at(0, days=60, hours=1))  # last seen 09:30: 10:00
+
+
+def test_a_customer_without_an_order_is_not_looked_at_for_churn_risk() -> None:
+    """Churn risk needs an order, which only an input brings: nothing to look at until then."""
+    engine = _engine(30)
+    state = engine.on_event(None, event_view(event("Page Viewed", at(30), call="page"))).state  # type: ignore[arg-type]
+    first = engine.next_hour(state, to_ms(at(0)))
+    assert first is not None
+    engine.sweep(state, first, at=first)
+    assert engine.next_hour(state, first) is None
 
 
 def test_the_day_counters_are_what_moves_with_time_in_the_rules_view() -> None:
