@@ -46,11 +46,14 @@ Sample = tuple[float, int, float, int]  # seconds since start, raw committed, re
 
 class Sampler:
     """A ``Sample`` every ``every`` seconds. The lag is of the evaluate stage's group on its input
-    topic (``lagging``: group, topic), in offsets (transaction markers included); -1: not sampled."""
+    topic (``lagging``: group, topic), in offsets (transaction markers included); -1: not sampled.
+    With ``log``, each sample is also appended there as it is taken (a long run that fails still
+    leaves its curve)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, every: float,
-                 lagging: tuple[str, str] | None = None) -> None:  # fmt: skip
+                 lagging: tuple[str, str] | None = None, log: Path | None = None) -> None:  # fmt: skip
         self.bootstrap, self.group, self.topic, self.partitions = bootstrap, group, topic, partitions
+        self.log = log
         self.every = every
         self.lagging = lagging
         self.samples: list[Sample] = []
@@ -77,7 +80,11 @@ class Sampler:
                 if lag is not None:
                     ends = lag.produced(lag_topic, self.partitions)
                     behind = ends - lag.committed(lag_topic, self.partitions)
-                self.samples.append((time.monotonic() - started, done, resident, behind))
+                sample = (time.monotonic() - started, done, resident, behind)
+                self.samples.append(sample)
+                if self.log is not None:  # kept even when the run ends in an error
+                    with self.log.open("a") as out:
+                        out.write(f"{sample[0]:.0f} {done} {resident:.1f} {behind}\n")
                 self.stop.wait(self.every)
         finally:
             progress.close()
@@ -131,6 +138,10 @@ def main() -> int:
     parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--samples", type=Path, help="append each sample here as it is taken: seconds, raw events "
+        "committed, resident MiB, evaluate lag",
+    )  # fmt: skip
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="webhouse-memory-"))
@@ -159,7 +170,9 @@ def main() -> int:
         )
         later.start()
         lagging = None if args.no_triggers else evaluate_input(settings)
-        sampler = Sampler(bootstrap, app_id(settings), raw, args.partitions, args.every, lagging)
+        sampler = Sampler(
+            bootstrap, app_id(settings), raw, args.partitions, args.every, lagging, args.samples
+        )
         try:
             done = harness.run_workers(
                 "worker", settings, total, tmp, timeout_s=total / 100, on_started=sampler.start
