@@ -419,9 +419,10 @@ class TriggerSettings(_Section):
     sweep_chunk: int = Field(
         10_000,
         ge=1,
-        description="States one step of a full pass (after an assignment or a rules reload) visits "
-        "at most; the pass goes on over the next steps, so a transaction stays small whatever the "
-        "number of states.",
+        description="States one step of the sweep decides at most: those due (the earliest first), "
+        "and those a full pass (after an assignment or a rules reload) visits; the rest come in "
+        "the next steps, so a step stays short and a transaction small whatever the number of "
+        "states, also when a jump of the clock makes many due at once.",
     )
     held_in_memory: int = Field(
         20_000,

@@ -115,6 +115,10 @@ class Due:
         """No mark before this reaches it (an hour is reached no earlier than its mark)."""
         return min(t for t in (self.window, self.hour) if t is not None)
 
+    def indexed_as(self, earliest: int, queue: tuple[int, bool]) -> bool:
+        """Whether an index entry (its time, its queue: partition and class) is this one's."""
+        return (self.earliest, self.partition, self.device) == (earliest, *queue)
+
     def reached(self, mark: Marks) -> bool:
         decided = mark.decided(self.device)
         if decided is None:
@@ -615,7 +619,7 @@ class TriggerCore:
             return result
         every = self._every(marks)
         ended = self._ended(marks)
-        items = self._due_items(table, marks)
+        items = self._due_items(table, marks, self.settings.triggers.sweep_chunk)
         while True:
             self._sweep_some(result, items, marks, ended)
             # The full pass goes on until this step holds ``triggers.sweep_chunk`` changed states
@@ -694,33 +698,48 @@ class TriggerCore:
         return bool(self._pass) or self._pass_wanted
 
     def _due_items(
-        self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks]
+        self, table: Mapping[bytes, bytes], marks: Mapping[int, Marks], most: int
     ) -> list[tuple[bytes, bytes | None]]:
-        """The states due at these marks, from the index."""
+        """The states due at these marks, from the index, earliest first across the partitions and
+        classes, at most ``most``: the others stay indexed and come in the next steps, so one step
+        stays short however many states a jump of the clock makes due (a catch-up after downtime
+        made one step of millions of states take minutes, and the liveness check ended the worker).
+        Visiting a state later changes no decision: each decides its hours in order, and an input
+        first decides what is due before it."""
+        queues = self._marked_queues(marks)
+        heads = [(queue[0][0], key) for key, (queue, _, decided) in queues.items() if queue[0][0] <= decided]
+        heapq.heapify(heads)
         due: dict[bytes, None] = {}
-        for (partition, device), queue in self._queues.items():
-            mark = marks.get(partition)
-            decided = mark.decided(device) if mark is not None else None
-            if mark is None or decided is None:
-                continue
-            kept: list[tuple[int, bytes]] = []
-            while queue and queue[0][0] <= decided:
-                entry = heapq.heappop(queue)
-                self._queued -= 1
-                current = self.due.get(entry[1])
-                if current is None or (current.earliest, current.partition, current.device) != (
-                    entry[0],
-                    partition,
-                    device,
-                ):
-                    continue  # re-indexed since
+        kept: list[tuple[list[tuple[int, bytes]], tuple[int, bytes]]] = []
+        while heads and len(due) < most:
+            key = heapq.heappop(heads)[1]
+            queue, mark, decided = queues[key]
+            entry = heapq.heappop(queue)
+            self._queued -= 1
+            current = self.due.get(entry[1])
+            if current is not None and current.indexed_as(entry[0], key):  # else re-indexed since
                 if current.reached(mark):
                     due[entry[1]] = None
-                kept.append(entry)  # until the visit re-indexes it
-            for entry in kept:
-                heapq.heappush(queue, entry)
-                self._queued += 1
+                kept.append((queue, entry))  # until the visit re-indexes it
+            if queue and queue[0][0] <= decided:
+                heapq.heappush(heads, (queue[0][0], key))
+        for queue, entry in kept:
+            heapq.heappush(queue, entry)
+            self._queued += 1
         return [(key, table.get(key)) for key in due]
+
+    def _marked_queues(
+        self, marks: Mapping[int, Marks]
+    ) -> dict[tuple[int, bool], tuple[list[tuple[int, bytes]], Marks, int]]:
+        """The index's non-empty queues whose partition has a mark for their class: each with its
+        mark and the time decided through."""
+        queues = {}
+        for key, queue in self._queues.items():
+            mark = marks.get(key[0])
+            decided = mark.decided(key[1]) if mark is not None else None
+            if queue and mark is not None and decided is not None:
+                queues[key] = (queue, mark, decided)
+        return queues
 
     def _pass_items(self, table: Mapping[bytes, bytes], every: bool) -> list[tuple[bytes, bytes | None]]:
         """The full pass's next few states (a pass starts when wanted and none is under way). A

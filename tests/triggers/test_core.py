@@ -50,8 +50,8 @@ class Bus:
     0 of their topic; the stages' clock moves only by ``sweep`` (a progress report on every enriched
     partition), so nothing closes before a test says so."""
 
-    def __init__(self, partitions: int = 1) -> None:
-        settings = Settings(kafka=KafkaSettings(topic_prefix="t"), triggers=TriggerSettings())
+    def __init__(self, partitions: int = 1, triggers: TriggerSettings | None = None) -> None:
+        settings = Settings(kafka=KafkaSettings(topic_prefix="t"), triggers=triggers or TriggerSettings())
         self.local = LocalPipeline(settings, worker=False, partitions=partitions)
         self.topics = self.local.topics
         self.clock = -1
@@ -187,6 +187,26 @@ def test_sweep_visits_only_the_states_due() -> None:
     assert all(due.window is None for due in bus.core.due.values())
     bus.sweep(to_ms(at(0, hours=5)))  # 14:00: hours without anything to decide visit nobody
     assert bus.core.due[b"c-2"].hour == expiry
+
+
+def test_a_sweep_step_decides_at_most_sweep_chunk_due_states_the_earliest_first() -> None:
+    bus = Bus(triggers=TriggerSettings(sweep_chunk=2))
+    for i in (3, 0, 4, 1, 2):  # five carts left a minute apart; their windows close in that order
+        customer, anon = f"c-{i}", f"a-{i}"
+        bus.event(consent(at(0), customer=customer, anon=anon))
+        bus.session(
+            session(at(i), at(5 + i), customer=customer, anon=anon, added=["p-1"], session_id=f"s-{i}")
+        )
+    assert bus.alerts() == []
+    mark = to_ms(at(80))  # past every window: all five due at once
+    steps = [bus.core.sweep(bus.table, {0: Marks(mark, mark, mark)}) for _ in range(4)]
+    decided = [[(a.rule_id, a.customer_id) for a in step.alerts] for step in steps]
+    assert decided == [
+        [("cart_abandonment", "c-0"), ("cart_abandonment", "c-1")],
+        [("cart_abandonment", "c-2"), ("cart_abandonment", "c-3")],
+        [("cart_abandonment", "c-4")],
+        [],
+    ]
 
 
 def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:
