@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
+
+import pytest
 
 from pipeline.health import EXIT_STALLED, Health, StallExit, Watchdog, health_routes
 from tests.liveness import ManualClock
@@ -65,6 +68,30 @@ def test_a_commit_not_back_within_its_bound_is_a_stall_long_before_the_loop_boun
     with health.within("the transaction commit"):
         clock.now += 5  # a commit that returns in time is no stall, however often
     assert health.stall() is None
+
+
+def test_a_stall_logs_where_every_thread_is(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(100.0)
+    health = Health("worker", stall_after_s=5, clock=clock)
+    stuck, release = threading.Event(), threading.Event()
+
+    def the_stuck_loop() -> None:
+        stuck.set()
+        release.wait(5)
+
+    thread = threading.Thread(target=the_stuck_loop, name="stage-worker")
+    thread.start()
+    stuck.wait(5)
+    try:
+        clock.now += 6
+        with caplog.at_level(logging.ERROR, logger="pipeline.health"):
+            assert Watchdog(health, lambda reason: None).check()
+    finally:
+        release.set()
+        thread.join()
+    logged = caplog.records[-1].getMessage()
+    assert logged.startswith("worker: the loop has not come round for 6s; exiting")
+    assert "thread stage-worker:" in logged and "in the_stuck_loop" in logged
 
 
 def test_the_watchdog_acts_once_and_stops_the_loop() -> None:
