@@ -12,14 +12,15 @@ behind its input topic every ``--every`` seconds. Prints the resident set and th
 tenth of the events, the growth per 100,000 events over the second half, and the peak
 (``VmHWM``).
 
-What may grow, by design, with the number of devices and customers seen (the workload's
-device count grows with N): the customer index of signed-in devices (``processors.worker``)
-and the triggers' index of when each state is next due (``triggers.core``); what must not grow
-with the number of events: everything else (decoded devices are capped by
-``worker.device_cache``, states live in the state files), except while the evaluate stage lags:
-the customers' inputs it holds until the other partitions' hand-over reports come round its
-input topic are in memory too (``triggers.hold``), so they grow with that lag in a catch-up, unless
-``worker.downstream_backlog_max`` (``--downstream-backlog-max N``) bounds it.
+What may grow, by design, with the number of devices and customers seen (the workload's device
+count grows with N): the customer index of signed-in devices (``processors.identity``; devices
+leave it when they expire, ``worker.device_ttl_s``) and the triggers' index of when each state
+is next due (``triggers.core``); what must not grow with the number of events: everything else
+(decoded devices are capped by ``worker.device_cache``, states live in the state files), except
+while the evaluate stage lags: the customers' inputs it holds until the other partitions'
+hand-over reports come round its input topic are in memory too (``triggers.hold``), so they grow
+with that lag in a catch-up, unless ``worker.downstream_backlog_max``
+(``--downstream-backlog-max N``) bounds it.
 """
 
 from __future__ import annotations
