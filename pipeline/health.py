@@ -157,7 +157,7 @@ def thread_stacks() -> str:
     what the loop was stuck in (a stall seen in a 10M-event run left only its reason)."""
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     parts = []
-    for ident, frame in sys._current_frames().items():  # documented in sys; the stdlib's own use
+    for ident, frame in sys._current_frames().items():  # public, documented in sys (a CPython detail)
         stack = "".join(traceback.format_stack(frame))
         parts.append(f"thread {names.get(ident, ident)}:\n{stack}")
     return "\n".join(parts)

@@ -702,10 +702,9 @@ class TriggerCore:
     ) -> list[tuple[bytes, bytes | None]]:
         """The states due at these marks, from the index, earliest first across the partitions and
         classes, at most ``most``: the others stay indexed and come in the next steps, so one step
-        stays short however many states a jump of the clock makes due (a catch-up after downtime
-        made one step of millions of states take minutes, and the liveness check ended the worker).
-        Visiting a state later changes no decision: each decides its hours in order, and an input
-        first decides what is due before it."""
+        stays short however many states a jump of the clock (a catch-up after downtime, a replay)
+        makes due at once. Visiting a state later changes no decision: each decides its hours in
+        order, and an input first decides what is due before it."""
         queues = self._marked_queues(marks)
         heads = [(queue[0][0], key) for key, (queue, _, decided) in queues.items() if queue[0][0] <= decided]
         heapq.heapify(heads)
