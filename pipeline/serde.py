@@ -15,6 +15,9 @@ Encoding names the branch of every optional sub-record (``["null", Page]``) for 
 branch by validating the value against each candidate, which for a sub-record means the
 whole sub-record again, and that was over a third of the collector's CPU. The bytes are the
 same; strict writing (every field known, none missing without default) still applies.
+
+Before fastavro, a body of the current schema goes through cavro (``pipeline.cavro_codec``),
+2-3x faster on the customer event; whatever cavro refuses, fastavro answers as before.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from pipeline.cavro_codec import CavroCodec
 from pipeline.errors import SchemaError, SerdeError, UnknownSchemaError
 from pipeline.flat_avro import FlatWriter
 from pipeline.settings import REPO_ROOT
@@ -195,11 +199,16 @@ class SingleObjectSerde:
         self._header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
         self._branches = branches(self.schema.raw)
         self._flat = FlatWriter.compile(self.schema.raw)  # profiles, sessions, identity links
+        self._cavro = CavroCodec.compile(self.schema.raw)  # the customer event, and the rest
 
     def encode(self, record: dict[str, Any], topic: str = "") -> bytes:
         if self._flat is not None:
             body = self._flat.write(record, exact=True)
             if body is not None:  # else fastavro writes it, or says what is wrong
+                return self._header + body
+        if self._cavro is not None:
+            body = self._cavro.write(record)
+            if body is not None:  # the same: fastavro has the last word on what cavro refuses
                 return self._header + body
         buf = io.BytesIO()
         buf.write(self._header)
@@ -216,6 +225,10 @@ class SingleObjectSerde:
         writer = self.catalog.by_fingerprint.get(data[2:_HEADER_LEN])
         if writer is None:
             raise UnknownSchemaError(f"unknown writer schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        if writer is self.schema and self._cavro is not None:
+            record = self._cavro.read(data[_HEADER_LEN:])
+            if record is not None:  # else fastavro reads it, or says what is wrong
+                return record
         try:
             reader = None if writer is self.schema else self.schema.parsed
             result = fastavro.schemaless_reader(io.BytesIO(data[_HEADER_LEN:]), writer.parsed, reader)
