@@ -16,8 +16,9 @@ Method:
    ``quixstreams`` (session_window(30 min).count() in its own virtualenv under
    .webhouse/bench/, made here: quix_job.py), ``worker`` (`webhouse worker` as deployed,
    default triggers on) and ``worker-bare`` (no extensions); on request (``--contenders``)
-   ``worker-memory`` (state stores in memory) and ``worker-apart`` (the worker without its
-   triggers plus ``webhouse triggers run``: two processes, CPU summed, peak RSS the larger one).
+   ``worker-memory`` (state stores in memory), ``worker-apart`` (the worker without its
+   triggers plus ``webhouse triggers run``: two processes, CPU summed, peak RSS the larger one)
+   and ``floor-cavro`` (the floor decoding with cavro, as the worker's serde does).
    They run in interleaved rounds,
    the order rotated each round, so a noisy neighbour hurts all alike. One uncounted run of the
    floor comes first (``--no-warmup``: none), so the fresh broker's start is in no round.
@@ -63,8 +64,9 @@ QUIX_VENV = REPO_ROOT / ".webhouse" / "bench" / "quix-venv"
 QUIX_REQUIREMENT = "quixstreams>=3.28,<4"
 STREAM = ("floor", "quixstreams", "worker", "worker-bare")
 # On request: the worker with its state in memory (the disk store's cost); the worker without its
-# trigger stages plus `webhouse triggers run` running them, two processes (what a second core gives).
-EXTRA = ("worker-memory", "worker-apart")
+# trigger stages plus `webhouse triggers run` running them, two processes (what a second core gives);
+# the floor decoding with cavro, as the worker does (the stricter yardstick).
+EXTRA = ("worker-memory", "worker-apart", "floor-cavro")
 
 
 def say(*parts: object) -> None:
@@ -109,8 +111,16 @@ class StreamBench:
         kafka, raw = self._topics()
         log = self.tmp / f"{contender}.log"
         timeout = max(300.0, self.n / 200)
-        if contender == "floor":
-            command = [sys.executable, str(BENCH / "floor_consumer.py"), self.bootstrap, raw, str(self.n)]
+        if contender in ("floor", "floor-cavro"):
+            decoder = "cavro" if contender == "floor-cavro" else "fastavro"
+            command = [
+                sys.executable,
+                str(BENCH / "floor_consumer.py"),
+                self.bootstrap,
+                raw,
+                str(self.n),
+                decoder,
+            ]
             return harness.run_reporting_child(contender, command, timeout, log)
         if contender == "quixstreams":
             assert self.quix is not None
@@ -386,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stream_vs_quixstreams": per_round(stream_runs, "worker", "quixstreams", by_cpu=False),
         "stream_vs_floor_cpu": per_round(stream_runs, "worker", "floor", by_cpu=True),
         "stream_vs_quixstreams_cpu": per_round(stream_runs, "worker", "quixstreams", by_cpu=True),
+        "stream_vs_floor_cavro": per_round(stream_runs, "worker", "floor-cavro", by_cpu=False),
     }
     print("\n" + "\n".join(f"{k}: {v:.3f}" for k, v in ratios.items() if v is not None))
     say(f"took {time.monotonic() - started:.0f} s")
@@ -398,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sink_rows_per_s": sink.get("dedupe on", {}).get("rows_per_s"),
         "stream_vs_floor_cpu": ratios["stream_vs_floor_cpu"],
         "stream_vs_quixstreams_cpu": ratios["stream_vs_quixstreams_cpu"],
+        "stream_vs_floor_cavro": ratios["stream_vs_floor_cavro"],
         "collector_vs_floor": ratio(
             collector.get("collector", {}).get("events_per_s"),
             collector.get("collector-floor", {}).get("events_per_s"),

@@ -2,7 +2,10 @@
 
 Run by compare.py as a child process, so its CPU and peak RSS are its own:
 
-    python bench/floor_consumer.py BOOTSTRAP TOPIC EVENTS
+    python bench/floor_consumer.py BOOTSTRAP TOPIC EVENTS [fastavro|cavro]
+
+``cavro`` decodes with cavro instead, as the worker's serde does since 4 December 2026 (issue 11
+defines the floor with fastavro; compare.py's ``floor-cavro`` is the stricter yardstick).
 
 Reads the topic from the start in batches until EVENTS events are decoded; prints one JSON
 object (events, seconds, cpu_s, peak_rss_mb) measured from the first event to the last.
@@ -16,8 +19,10 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import cavro
 import fastavro
 from confluent_kafka import Consumer
 
@@ -32,8 +37,17 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def main(bootstrap: str, topic: str, events: int) -> None:
-    schema = fastavro.parse_schema(json.loads(SCHEMA.read_text()))
+def decoder(name: str) -> Callable[[bytes], object]:
+    raw = json.loads(SCHEMA.read_text())
+    if name == "cavro":
+        options = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True)
+        return cavro.Schema(raw, options=options).binary_decode  # type: ignore[no-any-return]
+    schema = fastavro.parse_schema(raw)
+    return lambda body: fastavro.schemaless_reader(io.BytesIO(body), schema, None)
+
+
+def main(bootstrap: str, topic: str, events: int, decoder_name: str = "fastavro") -> None:
+    decode = decoder(decoder_name)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"floor-{uuid.uuid4().hex[:8]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([topic])
@@ -47,7 +61,7 @@ def main(bootstrap: str, topic: str, events: int) -> None:
             for message in batch:
                 if message.error():
                     raise RuntimeError(f"consume error: {message.error()}")
-                fastavro.schemaless_reader(io.BytesIO(message.value()[HEADER:]), schema, None)
+                decode(message.value()[HEADER:])
                 seen += 1
         seconds, cpu = time.perf_counter() - first[0], time.process_time() - first[1]
     finally:
@@ -56,4 +70,4 @@ def main(bootstrap: str, topic: str, events: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
