@@ -33,7 +33,7 @@ BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
         ("waiting in select() (idle loop)", r"Selector\.select \(selectors|select \(selectors"),
-        ("Avro encode", r"Serde\.encode|schemaless_writer|fastavro/"),
+        ("Avro encode", r"Serde\.encode|schemaless_writer|fastavro/|CavroCodec\.write"),
         ("PII pseudonymisation", r"collector/pseudonymise\.py|pipeline/pii\.py"),
         ("size check (canonical JSON)", r"check_size|canonical_json"),
         ("event shape and time checks", r"collector/limits\.py"),

@@ -26,9 +26,9 @@ ACTIVITY: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("waiting in select() (py-spy counts it; mostly idle)", r"Selector\.select \(selectors"),
         ("socket writes (produce and fetch requests)", r"SocketTransport\.write|StreamWriter\.write"),
         ("user-agent parse", r"ua_parser/|enrichment/useragent\.py"),
-        # fastavro is compiled: its time shows on the Python line that calls it.
-        ("Avro decode", r"Serde\.decode|schemaless_reader"),
-        ("Avro encode and splice", r"Serde\.encode|schemaless_writer|EventCodec\."),
+        # fastavro and cavro are compiled: their time shows on the Python line that calls them.
+        ("Avro decode", r"Serde\.decode|schemaless_reader|CavroCodec\.read"),
+        ("Avro encode and splice", r"Serde\.encode|schemaless_writer|EventCodec\.|CavroCodec\.write"),
         ("JSON (device state, changelog)", r"/json/|to_bytes|from_bytes|to_dict|from_dict|to_json|from_json"),
         ("enrichment (URL, referrer, clock, geo)", r"processors/enrichment/"),
         ("sessionization", r"processors/sessions/"),
