@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from pipeline.collector import coerce, semantic
 from pipeline.collector.fields import Source, fill, fill_from
 from pipeline.errors import ValidationError
@@ -108,12 +110,27 @@ def canonical_json(raw: Any) -> bytes:
 
 
 def check_size(raw: Any, max_event_bytes: int) -> None:
+    """An event's size is its canonical JSON's; one surely within the limit by orjson's measure
+    (``_surely_within``) is not measured again."""
+    if _surely_within(raw, max_event_bytes):
+        return
     try:
         size = len(canonical_json(raw))
     except UnicodeEncodeError as exc:  # "\ud800" is valid JSON but no text: Avro could not store it
         raise ValidationError("invalid_unicode", f"a string is not valid Unicode: {exc.reason}") from None
     if size > max_event_bytes:
         raise ValidationError("event_too_large", f"event is {size} bytes, the limit is {max_event_bytes}")
+
+
+def _surely_within(raw: Any, max_event_bytes: int) -> bool:
+    """Whether orjson's compact text, about ten times faster to make, shows the event within the
+    limit: the canonical text is the same but for the key order and a float's exponent (``1e-07``
+    against ``1e-7``), so never twice as long. False for what orjson refuses (a lone surrogate, an
+    integer past 64 bits): ``canonical_json`` measures those, and names the surrogate."""
+    try:
+        return 2 * len(orjson.dumps(raw)) <= max_event_bytes
+    except orjson.JSONEncodeError:
+        return False
 
 
 def derive_message_id(raw: dict[str, Any], received_at: datetime) -> str:

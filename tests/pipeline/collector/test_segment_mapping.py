@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from pipeline.collector.segment import CHANNELS, BatchDefaults, check_size, map_event
+from pipeline.collector.segment import CHANNELS, BatchDefaults, canonical_json, check_size, map_event
 from pipeline.errors import ValidationError
 from pipeline.serde import SingleObjectSerde
 
@@ -652,3 +654,35 @@ def test_event_size_limit() -> None:
     with pytest.raises(ValidationError) as caught:
         check_size(raw, 1000)
     assert caught.value.reason == "event_too_large"
+
+
+_TEXT = st.text(st.characters(blacklist_categories=()), max_size=8)  # lone surrogates too
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON, st.integers(min_value=1, max_value=400))
+@example({"x": 1e-07}, 10)  # canonical {"x":1e-07} is 11 bytes, orjson's 10: a bound of 1x would pass it
+@example(["\ud800"], 400)
+@example(2**64, 400)
+def test_the_size_check_answers_as_the_canonical_measure_alone(raw: Any, limit: int) -> None:
+    """orjson's measure only lets through what the canonical JSON's does: lone surrogates,
+    integers past 64 bits and events near the limit are measured exactly."""
+
+    def exact() -> str | None:
+        try:
+            size = len(canonical_json(raw))
+        except UnicodeEncodeError:
+            return "invalid_unicode"
+        return "event_too_large" if size > limit else None
+
+    try:
+        check_size(raw, limit)
+        verdict = None
+    except ValidationError as caught:
+        verdict = caught.reason
+    assert verdict == exact()
