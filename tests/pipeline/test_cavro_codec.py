@@ -155,7 +155,17 @@ def test_changed_bytes_are_read_or_refused_as_fastavro_does(
         body[data.draw(st.integers(10, len(body) - 1))] = data.draw(st.integers(0, 255))
     else:
         body += data.draw(st.binary(min_size=1, max_size=4))
-    assert outcome(lambda: CAVRO.decode(bytes(body))) == outcome(lambda: FASTAVRO.decode(bytes(body)))
+    # By repr: a changed byte can make a double NaN, which equals nothing, itself included.
+    by_cavro, by_fastavro = (outcome(lambda s=serde: s.decode(bytes(body))) for serde in (CAVRO, FASTAVRO))
+    assert repr(by_cavro) == repr(by_fastavro)
+
+
+def test_a_nan_double_is_read_as_fastavro_reads_it() -> None:
+    event = _an_event()
+    event["commerce"]["products"][0]["price"] = float("nan")
+    body = FASTAVRO.encode(event)
+    assert CAVRO._cavro is not None and CAVRO._cavro.read(body[10:]) is not None  # cavro read it
+    assert repr(CAVRO.decode(body)) == repr(FASTAVRO.decode(body))
 
 
 @pytest.mark.parametrize(
