@@ -8,7 +8,7 @@ the same events with a value, a key or a byte changed.
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,22 +19,14 @@ from pipeline.cavro_codec import CavroCodec, containers
 from pipeline.errors import SerdeError
 from pipeline.serde import SingleObjectSerde, default_catalog
 from tests.factories import make_event
+from tests.pipeline.avro_values import LONGS, TIMES
 
 RAW = default_catalog().get("customer_event").raw
-_LONGS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-_TIMES = st.one_of(
-    _LONGS,
-    st.datetimes(
-        min_value=datetime(1900, 1, 1),
-        max_value=datetime(2200, 1, 1),
-        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5, minutes=-30))]),
-    ),
-)
 _PRIMITIVES: dict[str, st.SearchStrategy[Any]] = {
     "null": st.none(),
     "string": st.text(max_size=8),
     "boolean": st.booleans(),
-    "long": _LONGS,
+    "long": LONGS,
     "int": st.integers(min_value=-(2**31), max_value=2**31 - 1),
     "double": st.floats(allow_nan=False),  # NaN != NaN would fail the record comparison, not the codec
     "float": st.floats(allow_nan=False, width=32),
@@ -50,7 +42,7 @@ def values(avro_type: Any) -> st.SearchStrategy[Any]:
         return _PRIMITIVES[avro_type]
     kind = avro_type["type"]
     if avro_type.get("logicalType") == "timestamp-millis":
-        return _TIMES
+        return TIMES
     if kind == "record":
         return st.fixed_dictionaries({f["name"]: values(f["type"]) for f in avro_type["fields"]})
     if kind == "enum":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
@@ -14,22 +14,13 @@ from hypothesis import strategies as st
 from pipeline.errors import SerdeError
 from pipeline.flat_avro import FlatWriter, zigzag_varint
 from pipeline.serde import SingleObjectSerde, default_catalog
+from tests.pipeline.avro_values import LONGS, TIMES
 
 _RAW = default_catalog().get("customer_event").raw
 ENRICHMENT = next(t for t in _RAW["fields"][-1]["type"] if isinstance(t, dict))
 SCHEMA = {**ENRICHMENT, "namespace": _RAW.get("namespace")}
 PARSED = fastavro.parse_schema(SCHEMA)
 WRITER = FlatWriter.compile(SCHEMA)
-
-_LONGS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-_TIMES = st.one_of(
-    _LONGS,
-    st.datetimes(
-        min_value=datetime(1900, 1, 1),
-        max_value=datetime(2200, 1, 1),
-        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5, minutes=-30))]),
-    ),
-)
 
 
 def _fastavro(record: dict[str, Any]) -> bytes:
@@ -45,7 +36,7 @@ def _values(avro_type: Any) -> st.SearchStrategy[Any]:
     if isinstance(avro_type, dict):
         kind = avro_type["type"]
         if avro_type.get("logicalType") == "timestamp-millis":
-            return _TIMES
+            return TIMES
         if kind == "enum":
             return st.sampled_from(avro_type["symbols"])
         if kind == "array":
@@ -56,7 +47,7 @@ def _values(avro_type: Any) -> st.SearchStrategy[Any]:
     return {
         "string": st.text(),
         "boolean": st.booleans(),
-        "long": _LONGS,
+        "long": LONGS,
         "int": st.integers(min_value=-(2**31), max_value=2**31 - 1),
         "double": st.floats(),
     }[avro_type]
@@ -164,7 +155,7 @@ def test_declines_collections_and_enums_it_cannot_write_exactly(avro_type: Any, 
     assert writer.write({"x": value}) is None
 
 
-@given(_LONGS)
+@given(LONGS)
 def test_zigzag_varint_is_avros_long(n: int) -> None:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, "long", n)
