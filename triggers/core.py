@@ -470,7 +470,7 @@ class TriggerCore:
             outcome = self.engine.on_session(device, SessionView.from_dict(body))
         alerts = [*outcome.alerts, *self.engine.close_due(device, state.linked_at).alerts]
         self._emit_alerts(result, state.customer_id.encode(), alerts)
-        moved = CustomerState.forwarding(state.customer_id, target, state.linked_at, device)
+        moved = CustomerState.forwarding(state.customer_id, target, state.linked_at, device, partition)
         result.live[state.customer_id.encode()] = (partition, moved)
         absorb = {"to": target, "state": device.to_dict(), "at": state.linked_at}
         result.outputs.append(self._input(target, "absorb", absorb))
@@ -535,7 +535,8 @@ class TriggerCore:
             result.outputs.append(self._publish(state, merged_into=customer_id))
         # The device's state now lives with the customer; what comes later under the device's
         # key follows it there (``_forward``).
-        result.live[key] = (partition, CustomerState.forwarding(device, customer_id, linked_at, state))
+        marker = CustomerState.forwarding(device, customer_id, linked_at, state, partition)
+        result.live[key] = (partition, marker)
 
     def reload(self, rules: RuleSet) -> None:
         """New rules: every state is visited again (a full pass), so that the scheduled rules
@@ -641,6 +642,8 @@ class TriggerCore:
             if state is None:
                 self.due.pop(key, None)
                 continue
+            if state.partition is None:  # a forwarding marker written before markers kept theirs
+                state.partition = self.partition_of(key)
             owner = marks.get(state.partition) if state.partition is not None else None
             mark = owner.decided(state.device) if owner is not None else None
             if owner is None or mark is None:

@@ -151,13 +151,15 @@ class CustomerState:
 
     @classmethod
     def forwarding(
-        cls, key: str, customer_id: str, linked_at: int | None, device: CustomerState | None
+        cls, key: str, customer_id: str, linked_at: int | None, device: CustomerState | None, partition: int
     ) -> CustomerState:
         """What stays under a device key once its state lives with ``customer_id``: where to, since
         when, and what the device alone knew (consent, awaited events, ids seen), so that an input
-        from before the link that is read after it is judged as it would have been in time."""
+        from before the link that is read after it is judged as it would have been in time. Its
+        partition puts it in the sweep's index, which drops it ``triggers.state_ttl_days`` after
+        the link."""
         state = cls.new(key)
-        state.moved_to, state.linked_at = customer_id, linked_at
+        state.moved_to, state.linked_at, state.partition = customer_id, linked_at, partition
         if device is not None:
             state.consents, state.history = list(device.consents), list(device.history)
             state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)

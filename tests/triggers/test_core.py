@@ -40,6 +40,12 @@ def moved(bus: Bus) -> dict[bytes, str | None]:
     return {k: s.moved_to for k, s in states.items() if s.moved_to is not None}
 
 
+def identity_link(anon: str, customer: str, when: datetime) -> dict:
+    """The worker's record that a device signed in as a customer (an identify call)."""
+    return {"anonymous_id": anon, "customer_id": customer, "first_seen": when, "last_seen": when,
+            "source_event_id": "m-identify", "source_type": "identify"}  # fmt: skip
+
+
 def at_watermark(now: int) -> dict[int, Marks]:
     """Both triggers partitions' marks at ``now``."""
     return {p: Marks(now, now, now) for p in (0, 1)}
@@ -252,19 +258,46 @@ def test_an_undeliverable_alert_becomes_a_delivery_dead_letter_per_receiver() ->
 def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None:
     bus = Bus()
     bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
-    link = {
-        "anonymous_id": "dev-4",
-        "customer_id": "c-4",
-        "first_seen": at(2),
-        "last_seen": at(2),
-        "source_event_id": "m-identify",
-        "source_type": "identify",
-    }
+    link = identity_link("dev-4", "c-4", at(2))
     bus.raw(bus.topics.identity, LINKS.encode(link))
     bus.sweep(to_ms(at(3)))
     assert moved(bus) == {b"dev-4": "c-4"}
     bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
     assert moved(bus) == {b"dev-4": "c-4"}
+
+
+def test_a_forwarding_marker_expires_counted_from_its_link() -> None:
+    """A device handed over leaves a marker under its key, so that late inputs follow it to the
+    customer; it is dropped at the first hour ``triggers.state_ttl_days`` after the link (with no
+    partition of its own it was never visited by the sweep, and every device ever linked stayed)."""
+    bus = Bus(triggers=TriggerSettings(state_ttl_days=30))
+    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
+    link = identity_link("dev-4", "c-4", at(2))
+    bus.raw(bus.topics.identity, LINKS.encode(link))
+    bus.sweep(to_ms(at(3)))
+    assert moved(bus) == {b"dev-4": "c-4"}
+    bus.event(event("Page Viewed", at(0, days=29), customer="c-4", anon="dev-5", call="page"))
+    bus.sweep(to_ms(at(3, days=30)))
+    assert moved(bus) == {b"dev-4": "c-4", b"dev-5": "c-4"}
+    bus.sweep(to_ms(at(3, days=30, hours=1)))  # the first hour 30 days after the link
+    assert moved(bus) == {b"dev-5": "c-4"}  # linked on day 29: stays
+
+
+def test_a_marker_stored_without_its_partition_expires_after_a_full_pass() -> None:
+    """Markers written before they kept their partition: the full pass after an assignment finds
+    theirs, and indexes them for their expiry."""
+    bus = Bus(triggers=TriggerSettings(state_ttl_days=30))
+    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
+    link = identity_link("dev-4", "c-4", at(2))
+    bus.raw(bus.topics.identity, LINKS.encode(link))
+    bus.sweep(to_ms(at(3)))
+    old = {**json.loads(bus.table[b"dev-4"]), "partition": None}
+    bus.table.put(0, b"dev-4", json.dumps(old).encode())
+    bus.core.reset_index()  # as after an assignment
+    bus.sweep(to_ms(at(3, days=30)))
+    assert moved(bus) == {b"dev-4": "c-4"}
+    bus.sweep(to_ms(at(3, days=30, hours=1)))
+    assert moved(bus) == {}
 
 
 def test_a_later_input_does_not_close_a_window_only_the_watermark_does() -> None:
