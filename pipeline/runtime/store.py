@@ -23,11 +23,11 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline.errors import ProcessingError
+from pipeline.runtime.read_cache import ReadCache
 
 
 class StateStore(Mapping[bytes, bytes]):
@@ -122,7 +122,8 @@ class StateFiles:
         os.close(self.lock)
 
 
-READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 1-3 KB of JSON
+READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 3-23 KB of JSON, a device record ~1 KB
+READ_CACHE_BYTES = 64 * 2**20  # per store: 20,000 entries of 3 KB (a first pass of a replay) fit
 # Larger values are not cached: a record of a step's held inputs (``triggers.hold``) can be megabytes,
 # is read once per step at most, and 20,000 of them would not fit in memory.
 READ_CACHE_VALUE_MAX = 64 * 1024
@@ -136,14 +137,21 @@ class DiskStore(Mapping[bytes, bytes]):
     ``source`` names the changelog a partition's rows follow (cluster id and topic): rows saved
     from another cluster or topic are thrown away rather than resumed.
 
-    Rows read, and keys found absent, are kept in a bounded read cache (least recently used out),
+    Rows read, and keys found absent, are kept in a read cache bounded by entries and bytes
+    (``pipeline.runtime.read_cache``: least recently used out),
     updated by each commit and emptied of a partition's rows (and of every absent key, whose
     partition is not known) whenever a partition is dropped, forgotten or restored, so it only
     ever holds what the table holds. The evaluate stage reads a customer's state at each of its
     steps, and each SQLite lookup gives up the GIL: in a process of several busy stages, taking
     it back made the lookups an eighth of that stage's time (issue 11)."""
 
-    def __init__(self, db: sqlite3.Connection, name: str, cache_entries: int = READ_CACHE_ENTRIES) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        name: str,
+        cache_entries: int = READ_CACHE_ENTRIES,
+        cache_bytes: int = READ_CACHE_BYTES,
+    ) -> None:
         self.db = db
         self.name = name
         self.table = f'"kv_{name}"'
@@ -156,8 +164,7 @@ class DiskStore(Mapping[bytes, bytes]):
         self.pending: dict[bytes, tuple[int, bytes | None]] = {}
         self.restoring: dict[bytes, tuple[int, bytes | None]] = {}
         # Committed rows read: key -> (partition, value), or (ABSENT, None) for a key not there.
-        self.cache: OrderedDict[bytes, tuple[int, bytes | None]] = OrderedDict()
-        self.cache_entries = cache_entries
+        self.cache = ReadCache(cache_entries, cache_bytes, READ_CACHE_VALUE_MAX)
 
     # -- the runtime's side --------------------------------------------------------------
 
@@ -220,13 +227,8 @@ class DiskStore(Mapping[bytes, bytes]):
         for partition, offset in positions.items():
             self._save_position(partition, source, offset)
         self.db.execute("COMMIT")
-        cache = self.cache
         for key, (partition, value) in writes.items():
-            if key in cache:
-                if value is None or len(value) > READ_CACHE_VALUE_MAX:
-                    del cache[key]
-                else:
-                    cache[key] = (partition, value)
+            self.cache.refresh(key, partition, value)
 
     def _save_position(self, partition: int, source: str, offset: int) -> None:
         self.db.execute(
@@ -234,16 +236,14 @@ class DiskStore(Mapping[bytes, bytes]):
         )
 
     def _uncache(self, partitions: Collection[int]) -> None:
-        if self.cache:
-            gone = {*partitions, ABSENT}
-            self.cache = OrderedDict((k, pv) for k, pv in self.cache.items() if pv[0] not in gone)
+        self.cache.drop({*partitions, ABSENT})
 
     def _flush_restoring(self) -> None:
         if not self.restoring:
             return
         rows, self.restoring = self.restoring, {}
         for key in rows:
-            self.cache.pop(key, None)
+            self.cache.discard(key)
         self.db.execute("BEGIN")
         self._write((key, partition, value) for key, (partition, value) in rows.items())
         self.db.execute("COMMIT")
@@ -275,15 +275,14 @@ class DiskStore(Mapping[bytes, bytes]):
         pending = self.pending.get(key)
         if pending is not None:
             return pending[1] if pending[1] is not None else default
-        cached = self.cache.get(key)
+        cached = self.cache.touch(key)
         if cached is not None:
-            self.cache.move_to_end(key)
             return cached[1] if cached[1] is not None else default
         row = self.db.execute(f"SELECT partition, value FROM {self.table} WHERE key = ?", (key,)).fetchone()
         if row is not None and row[0] not in self.owned:
             return default
         value = None if row is None else bytes(row[1])
-        self._remember(key, row[0] if row is not None else ABSENT, value)
+        self.cache.remember(key, row[0] if row is not None else ABSENT, value)
         return value if value is not None else default
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
@@ -298,16 +297,9 @@ class DiskStore(Mapping[bytes, bytes]):
             for key in chunk:
                 row = found.get(key)
                 if row is None:
-                    self._remember(key, ABSENT, None)
+                    self.cache.remember(key, ABSENT, None)
                 elif row[0] in self.owned:
-                    self._remember(key, row[0], bytes(row[1]))
-
-    def _remember(self, key: bytes, partition: int, value: bytes | None) -> None:
-        if value is not None and len(value) > READ_CACHE_VALUE_MAX:
-            return
-        self.cache[key] = (partition, value)
-        if len(self.cache) > self.cache_entries:
-            self.cache.popitem(last=False)
+                    self.cache.remember(key, row[0], bytes(row[1]))
 
     def __getitem__(self, key: bytes) -> bytes:
         value = self.get(key)
