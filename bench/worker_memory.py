@@ -9,8 +9,8 @@ workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, 
 ``--no-triggers``; state on disk) until it has committed them all, and samples its resident set
 (``VmRSS``), the raw events its group has committed and how far the triggers' evaluate stage is
 behind its input topic every ``--every`` seconds. Prints the resident set and that lag at each
-tenth of the events, the growth per 100,000 events over the second half, and the peak
-(``VmHWM``).
+tenth of the events, the growth per 100,000 events over the second half, the peak (``VmHWM``),
+and the rows of each state store at the end.
 
 What may grow, by design, with the number of devices and customers seen (the workload's device
 count grows with N): the customer index of signed-in devices (``processors.identity``; devices
@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import harness
@@ -118,6 +120,20 @@ def growth_per_100k(points: list[tuple[int, float, int]]) -> float:
     return (r1 - r0) / max(1, n1 - n0) * 100_000
 
 
+def state_rows(data_dir: Path) -> dict[str, int]:
+    """Rows of each state store in the worker's SQLite files (``pipeline.runtime.store``), summed
+    over its stages' slots, when the last raw event was committed (the evaluate stage may still be
+    behind): what is sized by what was seen, as the state expiries leave it."""
+    rows: dict[str, int] = {}
+    for path in sorted(data_dir.rglob("slot-*.sqlite")):
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in (t for t in tables if t.startswith("kv_")):
+                (count,) = db.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+                rows[table[3:]] = rows.get(table[3:], 0) + int(count)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,6 +206,8 @@ def main() -> int:
         f"peak {done.run.peak_rss_mb:.0f} MiB"
     )
     print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
+    rows = state_rows(tmp / "worker")
+    print("  state rows at the end: " + ", ".join(f"{name} {n:,}" for name, n in sorted(rows.items())))
     if args.json:
         report = {
             "events": total,
@@ -199,6 +217,7 @@ def main() -> int:
             "growth_mb_per_100k_second_half": round(growth, 2),
             "peak_rss_mb": done.run.peak_rss_mb,
             "events_per_s": done.run.events_per_s,
+            "state_rows": rows,
         }
         print(json.dumps(report))
     return 0
