@@ -122,8 +122,8 @@ def growth_per_100k(points: list[tuple[int, float, int]]) -> float:
 
 def state_rows(data_dir: Path) -> dict[str, int]:
     """Rows of each state store in the worker's SQLite files (``pipeline.runtime.store``), summed
-    over its stages' slots, when the last raw event was committed (the evaluate stage may still be
-    behind): what is sized by what was seen, as the state expiries leave it."""
+    over its stages' slots, at the end of the run (every raw event committed, the trigger stages
+    caught up: ``harness.run_workers``): what is sized by what was seen, as the expiries leave it."""
     rows: dict[str, int] = {}
     for path in sorted(data_dir.rglob("slot-*.sqlite")):
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
