@@ -47,7 +47,7 @@ from triggers.profile import (
     profile_fields,
 )
 from triggers.ruleset import Comparison, PastEventsCondition, Rule, RuleSet, walk_conditions
-from triggers.state import CustomerState, PastEvent, Window
+from triggers.state import CustomerState, PastEvent, Window, input_fingerprint
 from triggers.wake import Wake
 
 PastCounter = Callable[[PastEventsCondition], int]
@@ -174,9 +174,10 @@ class Engine:
 
     def on_event(self, state: CustomerState | None, event: EventView) -> Outcome:
         state = state or CustomerState.new(event.customer_id)
-        if event.is_bot or event.message_id in state.seen_ids:
+        seen = input_fingerprint(event.message_id)
+        if event.is_bot or seen in state.seen:
             return Outcome(state)
-        self._remember(state, event.message_id)
+        self._remember(state, seen)
         state.schedule_seen = None
         if event.name == ORDER_EVENT and not state.count_order(event.order_id, ORDER_MEMORY):
             return Outcome(state)  # a retried order: the fact is in the profile and the rules saw it
@@ -203,9 +204,10 @@ class Engine:
 
     def on_session(self, state: CustomerState | None, session: SessionView) -> Outcome:
         state = state or CustomerState.new(session.customer_id)
-        if session.session_id in state.seen_ids:
+        seen = input_fingerprint(session.session_id)
+        if seen in state.seen:
             return Outcome(state)
-        self._remember(state, session.session_id)
+        self._remember(state, seen)
         state.schedule_seen = None
         alerts: list[Alert] = []
         previous = state.profile
@@ -321,9 +323,8 @@ class Engine:
         into.history = sorted(
             [*into.history, *(e for e in other.history if e.id not in known)], key=lambda e: e.time
         )
-        into.seen_ids = list(dict.fromkeys([*other.seen_ids, *into.seen_ids]))[
-            -self.settings.history_max_events :
-        ]
+        merged = list(dict.fromkeys([*other.seen, *into.seen]))
+        into.seen = dict.fromkeys(merged[-self.settings.history_max_events :])
         open_ids = {w.alert_id for w in into.windows}
         for window in other.windows:
             if window.alert_id in open_ids or window.alert_id in into.emitted:
@@ -368,10 +369,11 @@ class Engine:
         if len(state.imported_sessions) > self.settings.history_max_events:
             del state.imported_sessions[: -self.settings.history_max_events]
 
-    def _remember(self, state: CustomerState, input_id: str) -> None:
-        state.seen_ids.append(input_id)
-        if len(state.seen_ids) > self.settings.history_max_events:
-            del state.seen_ids[: -self.settings.history_max_events]
+    def _remember(self, state: CustomerState, seen: str) -> None:
+        """Remember an input's fingerprint as the latest; the oldest beyond the cap go."""
+        state.seen[seen] = None
+        while len(state.seen) > self.settings.history_max_events:
+            del state.seen[next(iter(state.seen))]
 
     def _trim_history(self, state: CustomerState, now: int) -> None:
         """Keep the rules' longest window of plentiful events (views), at most the count cap, and

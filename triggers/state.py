@@ -9,11 +9,30 @@ adapter writes it back to the store.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.event_view import EventView
 from triggers.profile import Profile
+
+
+def input_fingerprint(input_id: str) -> str:
+    """What a state keeps of an input's id (a message or session id) against replays: 72 bits of
+    its BLAKE2b digest in 12 characters, a third of a message id's length. The ids were most of a
+    returning customer's state (docs/performance.md, "The triggers' state over replay cycles").
+    Two of a customer's last ``triggers.history_max_events`` inputs share one with a chance of
+    about 300 in 2**72."""
+    digest = hashlib.blake2b(input_id.encode("utf-8", "surrogatepass"), digest_size=9).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def _seen(data: dict[str, Any]) -> dict[str, None]:
+    """The fingerprints of a stored state; a state stored before them kept the ids themselves."""
+    if "seen" in data:
+        return dict.fromkeys(data["seen"])
+    return dict.fromkeys(map(input_fingerprint, data.get("seen_ids", [])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +79,9 @@ class CustomerState:
     customer_id: str
     profile: Profile
     history: list[PastEvent] = field(default_factory=list)
-    seen_ids: list[str] = field(default_factory=list)  # recent message / session ids, for replays
+    # The fingerprints of the latest inputs' ids (``input_fingerprint``), oldest first, against
+    # replays: a dict for its order and its lookups.
+    seen: dict[str, None] = field(default_factory=dict)
     windows: list[Window] = field(default_factory=list)
     last_fired: dict[str, int] = field(default_factory=dict)  # rule id -> alert time
     daily: dict[str, int] = field(default_factory=dict)  # UTC day number -> fired marketing alerts
@@ -107,7 +128,7 @@ class CustomerState:
             "customer_id": self.customer_id,
             "profile": self.profile.to_dict(),
             "history": [e.to_list() for e in self.history],
-            "seen_ids": list(self.seen_ids),
+            "seen": list(self.seen),
             "windows": [w.to_dict() for w in self.windows],
             "last_fired": dict(self.last_fired),
             "daily": dict(self.daily),
@@ -131,7 +152,7 @@ class CustomerState:
             customer_id=data["customer_id"],
             profile=Profile.from_dict(data["profile"]),
             history=[PastEvent.from_list(e) for e in data.get("history", [])],
-            seen_ids=list(data.get("seen_ids", [])),
+            seen=_seen(data),
             windows=[Window(**w) for w in data.get("windows", [])],
             last_fired=dict(data.get("last_fired", {})),
             daily=dict(data.get("daily", {})),
@@ -162,7 +183,7 @@ class CustomerState:
         state.moved_to, state.linked_at, state.partition = customer_id, linked_at, partition
         if device is not None:
             state.consents, state.history = list(device.consents), list(device.history)
-            state.seen_ids, state.emitted = list(device.seen_ids), dict(device.emitted)
+            state.seen, state.emitted = dict(device.seen), dict(device.emitted)
             state.order_ids = list(device.order_ids)
             state.imported_sessions = list(device.imported_sessions)
         return state
@@ -171,7 +192,7 @@ class CustomerState:
         """A fresh device state holding only the knowledge a forwarding marker kept."""
         copy = CustomerState.new(self.customer_id)
         copy.consents, copy.history = list(self.consents), list(self.history)
-        copy.seen_ids, copy.emitted = list(self.seen_ids), dict(self.emitted)
+        copy.seen, copy.emitted = dict(self.seen), dict(self.emitted)
         copy.order_ids = list(self.order_ids)
         copy.imported_sessions = list(self.imported_sessions)
         return copy

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pipeline.event_view import to_ms
 from triggers.ruleset import load_rules
+from triggers.stages import STATES
+from triggers.state import input_fingerprint
 
 from .builders import RULES_DIR, at, consent, event, harness, order, session, summary
 
@@ -125,4 +128,29 @@ def test_bots_are_ignored() -> None:
     h.event(consent(at(0)))
     for minute in range(5):
         assert h.event(event("Product Viewed", at(minute + 1), products=["p-1"], is_bot=True)) == []
+    assert h.states["c-1"].profile.event_count == 1
+
+
+def test_the_latest_inputs_are_remembered_against_replays_the_oldest_forgotten_first() -> None:
+    h = harness(history_max_events=10)
+    for i in range(11):
+        h.event(event("Page Viewed", at(i), call="page", message_id=f"m-{i}"))
+    h.event(event("Page Viewed", at(20), call="page", message_id="m-10"))  # remembered: dropped
+    assert h.states["c-1"].profile.event_count == 11
+    h.event(event("Page Viewed", at(21), call="page", message_id="m-0"))  # the oldest went: counted
+    assert h.states["c-1"].profile.event_count == 12
+
+
+def test_a_state_stored_with_the_ids_themselves_still_drops_their_replays() -> None:
+    """States written before they kept fingerprints held the inputs' ids: read back, they are
+    fingerprinted, so what they had seen is still known."""
+    h = harness()
+    h.event(event("Page Viewed", at(0), call="page", message_id="m-1"))
+    store = h.local.evaluate.stores[STATES]
+    stored = json.loads(store[b"c-1"])
+    assert stored["seen"] == [input_fingerprint("m-1")] and "seen_ids" not in stored
+    stored["seen_ids"] = ["m-1"]
+    del stored["seen"]
+    store.put(0, b"c-1", json.dumps(stored).encode())
+    h.event(event("Page Viewed", at(1), call="page", message_id="m-1"))
     assert h.states["c-1"].profile.event_count == 1
