@@ -1,9 +1,10 @@
 """The disk store's read cache: committed rows by key, the least recently used out first.
 
 Bounded by entries and by bytes. A count alone bounds nothing when values grow: a customer's
-trigger state is 3 KB at first and 10-23 KB once the customer has come back a few times (the ids
-kept against replays fill up), so 20,000 cached states went from about 60 MB to over 200 MB
-in a long replay (docs/performance.md, "The triggers' state over replay cycles").
+trigger state grows as the customer comes back (in the bench's replay cycles, 2-3 KB on average at
+first and about 6 KB after four cycles, the largest 16 KB; before the ids kept against replays were
+fingerprinted, 11 and 23 KB), so the memory of 20,000 cached states grew with it
+(docs/performance.md, "The triggers' state over replay cycles").
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping
 
 Row = tuple[int, bytes | None]  # (partition, value); value None: the key is known to be absent
-# What an entry costs besides its key's and value's bytes: two bytes objects, a tuple, the
-# dict's slot and link (CPython 3.11, 64-bit; about 200 bytes measured with sys.getsizeof).
+# What an entry costs besides its key's and value's bytes (CPython 3.11, 64-bit): the tuple and
+# the ordered dict's slot, 130 bytes by tracemalloc, and the two bytes objects' headers, 33 each.
 ENTRY_OVERHEAD = 200
 
 

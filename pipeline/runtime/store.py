@@ -122,7 +122,7 @@ class StateFiles:
         os.close(self.lock)
 
 
-READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 3-23 KB of JSON, a device record ~1 KB
+READ_CACHE_ENTRIES = 20_000  # per store; a trigger state is 2-16 KB of JSON, a device record ~1 KB
 READ_CACHE_BYTES = 64 * 2**20  # per store: 20,000 entries of 3 KB (a first pass of a replay) fit
 # Larger values are not cached: a record of a step's held inputs (``triggers.hold``) can be megabytes,
 # is read once per step at most, and 20,000 of them would not fit in memory.
