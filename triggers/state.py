@@ -22,8 +22,8 @@ def input_fingerprint(input_id: str) -> str:
     """What a state keeps of an input's id (a message or session id) against replays: 72 bits of
     its BLAKE2b digest in 12 characters, a third of a message id's length. The ids were most of a
     returning customer's state (docs/performance.md, "The triggers' state over replay cycles").
-    Two of a customer's last ``triggers.history_max_events`` inputs share one with a chance of
-    about 300 in 2**72."""
+    A new input is taken for one of the customer's last ``triggers.history_max_events`` (300) with
+    a chance of about 300 in 2**72 (6e-20), and then dropped as a replay."""
     digest = hashlib.blake2b(input_id.encode("utf-8", "surrogatepass"), digest_size=9).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
