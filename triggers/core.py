@@ -644,7 +644,7 @@ class TriggerCore:
                 continue
             if state.partition is None:  # a forwarding marker written before markers kept theirs
                 state.partition = self.partition_of(key)
-            owner = marks.get(state.partition) if state.partition is not None else None
+            owner = marks.get(state.partition)
             mark = owner.decided(state.device) if owner is not None else None
             if owner is None or mark is None:
                 self._index(key, state)  # its partition has no mark yet: indexed, decided later

@@ -46,6 +46,13 @@ def identity_link(anon: str, customer: str, when: datetime) -> dict:
             "source_event_id": "m-identify", "source_type": "identify"}  # fmt: skip
 
 
+def link_device(bus: Bus) -> None:
+    """dev-4 views a product, then signs in as c-4 (an identity link alone); read past it."""
+    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
+    bus.raw(bus.topics.identity, LINKS.encode(identity_link("dev-4", "c-4", at(2))))
+    bus.sweep(to_ms(at(3)))
+
+
 def at_watermark(now: int) -> dict[int, Marks]:
     """Both triggers partitions' marks at ``now``."""
     return {p: Marks(now, now, now) for p in (0, 1)}
@@ -257,12 +264,10 @@ def test_an_undeliverable_alert_becomes_a_delivery_dead_letter_per_receiver() ->
 
 def test_an_identity_link_alone_moves_the_device_state_to_the_customer() -> None:
     bus = Bus()
-    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
-    link = identity_link("dev-4", "c-4", at(2))
-    bus.raw(bus.topics.identity, LINKS.encode(link))
-    bus.sweep(to_ms(at(3)))
+    link_device(bus)
     assert moved(bus) == {b"dev-4": "c-4"}
-    bus.raw(bus.topics.identity, LINKS.encode(link))  # the compacted topic re-read: nothing to move
+    link = LINKS.encode(identity_link("dev-4", "c-4", at(2)))
+    bus.raw(bus.topics.identity, link)  # the compacted topic re-read: nothing to move
     assert moved(bus) == {b"dev-4": "c-4"}
 
 
@@ -271,10 +276,7 @@ def test_a_forwarding_marker_expires_counted_from_its_link() -> None:
     customer; it is dropped at the first hour ``triggers.state_ttl_days`` after the link (with no
     partition of its own it was never visited by the sweep, and every device ever linked stayed)."""
     bus = Bus(triggers=TriggerSettings(state_ttl_days=30))
-    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
-    link = identity_link("dev-4", "c-4", at(2))
-    bus.raw(bus.topics.identity, LINKS.encode(link))
-    bus.sweep(to_ms(at(3)))
+    link_device(bus)
     assert moved(bus) == {b"dev-4": "c-4"}
     bus.event(event("Page Viewed", at(0, days=29), customer="c-4", anon="dev-5", call="page"))
     bus.sweep(to_ms(at(3, days=30)))
@@ -287,10 +289,7 @@ def test_a_marker_stored_without_its_partition_expires_after_a_full_pass() -> No
     """Markers written before they kept their partition: the full pass after an assignment finds
     theirs, and indexes them for their expiry."""
     bus = Bus(triggers=TriggerSettings(state_ttl_days=30))
-    bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
-    link = identity_link("dev-4", "c-4", at(2))
-    bus.raw(bus.topics.identity, LINKS.encode(link))
-    bus.sweep(to_ms(at(3)))
+    link_device(bus)
     old = {**json.loads(bus.table[b"dev-4"]), "partition": None}
     bus.table.put(0, b"dev-4", json.dumps(old).encode())
     bus.core.reset_index()  # as after an assignment
