@@ -30,6 +30,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from pipeline.event_view import EventView
+from pipeline.fingerprint import id_fingerprint
 from pipeline.runtime.clock import END_MS
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
@@ -47,7 +48,7 @@ from triggers.profile import (
     profile_fields,
 )
 from triggers.ruleset import Comparison, PastEventsCondition, Rule, RuleSet, walk_conditions
-from triggers.state import CustomerState, PastEvent, Window, input_fingerprint
+from triggers.state import CustomerState, PastEvent, Window
 from triggers.wake import Wake
 
 PastCounter = Callable[[PastEventsCondition], int]
@@ -174,7 +175,7 @@ class Engine:
 
     def on_event(self, state: CustomerState | None, event: EventView) -> Outcome:
         state = state or CustomerState.new(event.customer_id)
-        seen = input_fingerprint(event.message_id)
+        seen = id_fingerprint(event.message_id)
         if event.is_bot or seen in state.seen:
             return Outcome(state)
         self._remember(state, seen)
@@ -204,7 +205,7 @@ class Engine:
 
     def on_session(self, state: CustomerState | None, session: SessionView) -> Outcome:
         state = state or CustomerState.new(session.customer_id)
-        seen = input_fingerprint(session.session_id)
+        seen = id_fingerprint(session.session_id)
         if seen in state.seen:
             return Outcome(state)
         self._remember(state, seen)

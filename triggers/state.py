@@ -9,30 +9,19 @@ adapter writes it back to the store.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.event_view import EventView
+from pipeline.fingerprint import id_fingerprint
 from triggers.profile import Profile
-
-
-def input_fingerprint(input_id: str) -> str:
-    """What a state keeps of an input's id (a message or session id) against replays: 72 bits of
-    its BLAKE2b digest in 12 characters, a third of a message id's length. The ids were most of a
-    returning customer's state (docs/performance.md, "The triggers' state over replay cycles").
-    A new input is taken for one of the customer's last ``triggers.history_max_events`` (300) with
-    a chance of about 300 in 2**72 (6e-20), and then dropped as a replay."""
-    digest = hashlib.blake2b(input_id.encode("utf-8", "surrogatepass"), digest_size=9).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
 def _seen(data: dict[str, Any]) -> dict[str, None]:
     """The fingerprints of a stored state; a state stored before them kept the ids themselves."""
     if "seen" in data:
         return dict.fromkeys(data["seen"])
-    return dict.fromkeys(map(input_fingerprint, data.get("seen_ids", [])))
+    return dict.fromkeys(map(id_fingerprint, data.get("seen_ids", [])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +68,7 @@ class CustomerState:
     customer_id: str
     profile: Profile
     history: list[PastEvent] = field(default_factory=list)
-    # The fingerprints of the latest inputs' ids (``input_fingerprint``), oldest first, against
+    # The fingerprints of the latest inputs' ids (``pipeline.fingerprint``), oldest first, against
     # replays: a dict for its order and its lookups.
     seen: dict[str, None] = field(default_factory=dict)
     windows: list[Window] = field(default_factory=list)

@@ -21,10 +21,12 @@ from typing import Any
 
 from pipeline import fast_json
 from pipeline.errors import ProcessingError
+from pipeline.fingerprint import id_fingerprint
 from processors.sessions.events import CampaignKey, SessionEvent
 from processors.sessions.policy import CloseRule, from_ms
 
-STATE_VERSION = 1
+# 2: the duplicate memory keeps fingerprints of the ids (``seen``); 1 kept the ids (``recent``).
+STATE_VERSION = 2
 _JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps would build one per call
 NO_WATERMARK = -(2**62)
 
@@ -199,8 +201,10 @@ class DeviceState:
     buffer: list[SessionEvent] = field(default_factory=list)  # unreleased, by (time_ms, event_id)
     current: OpenSession | None = None
     last_customer_id: str | None = None
-    recent_ids: deque[str] = field(default_factory=deque)  # last ids taken or reported late
-    known_ids: set[str] = field(default_factory=set)  # the same ids, for O(1) lookups
+    # The duplicate memory: fingerprints (``pipeline.fingerprint``) of the last ids taken or
+    # reported late, oldest first, and the same as a set for its lookups.
+    recent_seen: deque[str] = field(default_factory=deque)
+    known_seen: set[str] = field(default_factory=set)
 
     def to_dict(self, with_buffer: bool = True) -> dict[str, Any]:
         """``with_buffer=False``: the waiting events are saved apart, each once (the worker's
@@ -211,7 +215,7 @@ class DeviceState:
             "wm": self.watermark_ms,
             "cur": self.current.to_list() if self.current is not None else None,
             "cid": self.last_customer_id,
-            "recent": list(self.recent_ids),
+            "seen": list(self.recent_seen),
         }
         if with_buffer:
             data["buf"] = [event_to_list(event) for event in self.buffer]
@@ -219,19 +223,23 @@ class DeviceState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceState:
-        if data.get("v") != STATE_VERSION:
-            raise ProcessingError("sessions", f"unknown session state version {data.get('v')!r}")
+        version = data.get("v")
+        if version == STATE_VERSION:
+            recent = deque(data["seen"])
+        elif version == 1:  # stored before the fingerprints: the ids themselves
+            recent = deque(map(id_fingerprint, data["recent"]))
+        else:
+            raise ProcessingError("sessions", f"unknown session state version {version!r}")
         device_id = data["device"]
         buffer = [event_from_list(device_id, row) for row in data.get("buf", ())]
-        recent = deque(data["recent"])
         return cls(
             device_id=device_id,
             watermark_ms=data["wm"],
             buffer=buffer,
             current=OpenSession.from_list(data["cur"]) if data["cur"] is not None else None,
             last_customer_id=data["cid"],
-            recent_ids=recent,
-            known_ids=set(recent),
+            recent_seen=recent,
+            known_seen=set(recent),
         )
 
     def to_bytes(self) -> bytes:

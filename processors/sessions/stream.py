@@ -13,8 +13,8 @@ starts another visit, or when W reaches the visit's first time boundary (inactiv
 midnight). ``release_waiting`` releases everything now, keeping the open visit open (a quiet
 partition); ``flush`` also closes it, as ``idle_sweep`` (an end of input).
 
-Cost per event: a set lookup for duplicates, an append (in-order) or bisect insert into the small
-buffer, and a constant amount of aggregate work per released event.
+Cost per event: a fingerprint of its id and a set lookup for duplicates, an append (in-order) or
+bisect insert into the small buffer, and a constant amount of aggregate work per released event.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 
 from pipeline.errors import ProcessingError
+from pipeline.fingerprint import id_fingerprint
 from processors.sessions.events import SessionEvent, session_id_for
 from processors.sessions.policy import CloseRule, SessionPolicy, from_ms
 from processors.sessions.records import (
@@ -54,11 +55,12 @@ def add_event(
             "sessions", f"event {event.event_id} of device {event.device_id} given to {state.device_id}"
         )
     event_id = event.event_id
+    seen = id_fingerprint(event_id)
     buffer = state.buffer
-    if event_id in state.known_ids or (buffer and _is_buffered(buffer, event)):
+    if seen in state.known_seen or (buffer and _is_buffered(buffer, event)):
         return state, [DuplicateEvent(event_id)]
     floor = state.watermark_ms if state.watermark_ms > watermark_ms else watermark_ms
-    _remember(state, event_id, policy)
+    _remember(state, seen, policy)
     if event.time_ms < floor:
         return state, [LateEvent(event, floor)]
     if buffer:
@@ -159,18 +161,20 @@ def last_event_ms(state: DeviceState) -> int | None:
 def seen_before(state: DeviceState, event_id: str, policy: SessionPolicy) -> bool:
     """The duplicate check of an event that joins no visit (a crawler's, a CRM call's): True when
     its id is among the key's remembered ids (a client's retry), else it is remembered now."""
-    if event_id in state.known_ids:
+    seen = id_fingerprint(event_id)
+    if seen in state.known_seen:
         return True
-    _remember(state, event_id, policy)
+    _remember(state, seen, policy)
     return False
 
 
-def _remember(state: DeviceState, event_id: str, policy: SessionPolicy) -> None:
-    """Keep the last ``policy.dedup_memory`` ids taken (waiting events are also found in the buffer)."""
-    recent = state.recent_ids
-    known = state.known_ids
-    known.add(event_id)
-    recent.append(event_id)
+def _remember(state: DeviceState, seen: str, policy: SessionPolicy) -> None:
+    """Keep the fingerprints of the last ``policy.dedup_memory`` ids taken (waiting events are
+    also found in the buffer, by their ids)."""
+    recent = state.recent_seen
+    known = state.known_seen
+    known.add(seen)
+    recent.append(seen)
     while len(recent) > policy.dedup_memory:
         known.discard(recent.popleft())
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from pipeline.event_view import to_ms
+from pipeline.fingerprint import id_fingerprint
 from triggers.ruleset import load_rules
 from triggers.stages import STATES
-from triggers.state import input_fingerprint
 
 from .builders import RULES_DIR, at, consent, event, harness, order, session, summary
 
@@ -148,7 +148,7 @@ def test_a_state_stored_with_the_ids_themselves_still_drops_their_replays() -> N
     h.event(event("Page Viewed", at(0), call="page", message_id="m-1"))
     store = h.local.evaluate.stores[STATES]
     stored = json.loads(store[b"c-1"])
-    assert stored["seen"] == [input_fingerprint("m-1")] and "seen_ids" not in stored
+    assert stored["seen"] == [id_fingerprint("m-1")] and "seen_ids" not in stored
     stored["seen_ids"] = ["m-1"]
     del stored["seen"]
     store.put(0, b"c-1", json.dumps(stored).encode())

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from pipeline.errors import ProcessingError
+from pipeline.fingerprint import id_fingerprint
 from processors.sessions import DeviceState
+from processors.sessions.stream import add_event, advance
 from tests.processors.sessions.helpers import WorkerSessionizer, ev, policy
 
 
@@ -21,3 +28,30 @@ def test_state_round_trips_through_bytes_mid_visit() -> None:
     restored = DeviceState.from_bytes(state.to_bytes())
     assert restored == state
     assert [e.payload for e in restored.buffer] == [e.payload for e in state.buffer]
+
+
+def test_the_duplicate_memory_is_stored_as_fingerprints_not_ids() -> None:
+    sessionizer = WorkerSessionizer(policy())
+    message_id = "5b0b1a0e-7c0e-4b7e-9d63-3f1f2b9d0c11"
+    sessionizer.process_many([ev(message_id, 0)])
+    stored = json.loads(sessionizer.states["d1"].to_bytes())
+    assert stored["seen"] == [id_fingerprint(message_id)] and "recent" not in stored
+    assert message_id not in json.dumps(stored["seen"])
+
+
+def test_a_state_stored_before_the_fingerprints_still_knows_its_ids() -> None:
+    pol = policy()
+    first = ev("a", 0)
+    state, _ = add_event(None, first, first.time_ms, pol)
+    state, _ = advance(state, first.time_ms + 1, pol)  # "a" released: only the memory knows it
+    assert not state.buffer
+    stored = state.to_dict()
+    del stored["seen"]
+    old = DeviceState.from_dict({**stored, "v": 1, "recent": ["a"]})
+    _, outputs = add_event(old, ev("a", 0), first.time_ms + 1, pol)
+    assert [type(o).__name__ for o in outputs] == ["DuplicateEvent"]
+
+
+def test_a_state_of_an_unknown_version_is_refused() -> None:
+    with pytest.raises(ProcessingError):
+        DeviceState.from_dict({"v": 3, "device": "d1", "wm": 0, "cur": None, "cid": None, "seen": []})

@@ -8,6 +8,7 @@ import pytest
 
 import processors.sessions
 from pipeline.errors import ProcessingError, SettingsError, ValidationError
+from pipeline.fingerprint import id_fingerprint
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import load_settings
 from processors.sessions import (
@@ -191,7 +192,7 @@ def test_dedup_memory_bounds_what_a_device_remembers() -> None:
     pol = policy(dedup_memory=1)
     sessionizer = WorkerSessionizer(pol)
     sessionizer.process_many([ev("a", 0), ev("b", 10), ev("c", 11)])  # "a" released, "b", "c" wait
-    assert list(sessionizer.states["d1"].recent_ids) == ["c"]
+    assert list(sessionizer.states["d1"].recent_seen) == [id_fingerprint("c")]
     again = sessionizer.process(ev("b", 10)) + sessionizer.process(ev("a", 0))
     # "b" still waits in the buffer: a duplicate; "a" is forgotten and behind the watermark: late.
     assert [type(o).__name__ for o in again] == ["DuplicateEvent", "LateEvent"]
