@@ -57,7 +57,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import SessionView, session_view
-from triggers.hold import Held, HeldInputs, batch_key, held_of
+from triggers.hold import BatchKeys, Held, HeldInputs, held_of
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -341,7 +341,7 @@ class TriggerCore:
         """Read a batch of the triggers topic: progress reports to ``Result.progress``, inputs to
         ``Result.held`` (applied later, by ``release``, once the clock has passed them)."""
         result = Result()
-        batches: dict[int, bytes] = {}  # partition -> the record its inputs held past this step go to
+        records = BatchKeys()  # the records its inputs held past this step go to
         for message in batch:
             if not message.key:  # only progress reports come without a customer key
                 self._progress(result, message, now)
@@ -349,9 +349,8 @@ class TriggerCore:
             try:
                 envelope = fast_json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
-                key = batches.get(message.partition)
-                if key is None:
-                    key = batches[message.partition] = batch_key(message.partition, message.offset)
+                size = len(message.key) + len(message.value)
+                key = records.key(message.partition, message.offset, size)
                 held = held_of(message.key, message.value, kind, body, self._gap_ms, key)
             except (WebhouseError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)

@@ -19,7 +19,8 @@ inputs never wait on those reports, so the reports cannot wait on each other.
 
 The held inputs live in two heaps per partition here, and in the ``trigger-pending`` store so
 that a restart resumes with them: **one record per partition and step** holds the inputs that
-step read and could not apply yet. Nearly every customer input waits a step or more (for the
+step read and could not apply yet (or a few, each up to ``RECORD_BYTES``, for a step of large
+inputs). Nearly every customer input waits a step or more (for the
 reports above), and a record per input, written once and deleted once, was 40% of all the records
 the pipeline produced (issue 11). A stored input counts as applied once its partition's mark has
 passed it (``release`` takes exactly those, and the marks are stored with the step), so after an
@@ -88,6 +89,33 @@ def batch_key(partition: int, offset: int) -> bytes:
     """The record of the inputs a step read from one partition: named by the first one's offset
     (a step redone after an abort reads the same offsets, and writes the same record again)."""
     return b"%d|b%020d" % (partition, offset)
+
+
+# A record past this many bytes of inputs is closed, and the step's next inputs of its partition go
+# to another. A step reads up to ``worker.batch_max_events`` inputs; all in one record could pass
+# what Kafka takes in one record (librdkafka's ``message.max.bytes``, 1,000,000), and that failed
+# the step's transaction, and the same step again after every restart: the stage stalled.
+RECORD_BYTES = 256 * 1024
+_ITEM_OVERHEAD = 64  # the order line and the length before each input, less its key and id
+
+
+class BatchKeys:
+    """The record (``batch_key``) each input a step reads goes to: per partition, named by the
+    offset of the first input in it, and another once it holds ``RECORD_BYTES``. The same inputs
+    read in the same order get the same keys, as ``batch_key`` promises a step redone."""
+
+    def __init__(self, limit: int = RECORD_BYTES) -> None:
+        self.limit = limit
+        self._open: dict[int, tuple[bytes, int]] = {}  # partition -> its open record, bytes in it
+
+    def key(self, partition: int, offset: int, size: int) -> bytes:
+        """The key of the record an input of ``size`` bytes (its key and envelope) goes to."""
+        size += _ITEM_OVERHEAD
+        record = self._open.get(partition)
+        if record is None or record[1] + size > self.limit:
+            record = (batch_key(partition, offset), 0)
+        self._open[partition] = (record[0], record[1] + size)
+        return record[0]
 
 
 def encode_batch(inputs: Iterable[Held]) -> bytes:

@@ -22,13 +22,16 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from pipeline.errors import ProcessingError
+from pipeline.errors import ProcessingError, ProduceError
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.stage import Record, Stage, Step
 from pipeline.runtime.store import DiskStore, StateFiles, StateStore, restore
 from pipeline.topics import Topics
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+# The largest record ``KafkaRunner``'s producer takes (librdkafka's ``message.max.bytes``, which it
+# leaves at its default): a larger one fails the step's transaction there, so it fails here too.
+RECORD_MAX_BYTES = 1_000_000
 IDLE_TICKS_MAX = 100_000  # a stage whose timer always has work would never let ``run`` end
 
 
@@ -43,6 +46,9 @@ class MemoryBroker:
         return self.logs.setdefault(topic, {}).setdefault(partition, [])
 
     def append(self, record: Record) -> Incoming:
+        size = len(record.key or b"") + len(record.value or b"")
+        if size > RECORD_MAX_BYTES:
+            raise ProduceError(f"a record of {size} bytes to {record.topic}: Kafka takes {RECORD_MAX_BYTES}")
         partition = record.partition
         if partition is None:
             partition = zlib.crc32(record.key or b"") % self.partitions

@@ -15,8 +15,9 @@ from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
 from triggers.core import Incoming, Marks, TriggerCore
+from triggers.hold import RECORD_BYTES
 from triggers.metrics import TriggerMetrics
-from triggers.stages import STATES, EvaluateStage, RouteStage
+from triggers.stages import PENDING, STATES, EvaluateStage, RouteStage
 from triggers.state import CustomerState
 
 from .builders import at, consent, event, order, session
@@ -477,3 +478,24 @@ def test_a_handover_of_a_rewound_batch_is_routed_again_and_a_repeat_changes_noth
     bus.event(signed_in)  # the same input again (as after a rebalance): its hand-over repeated
     assert moved(bus) == {b"dev-5": "c-5"}
     assert dict(bus.table) == before
+
+
+def test_a_step_of_large_held_inputs_is_stored_in_records_kafka_takes() -> None:
+    """A step reads up to ``worker.batch_max_events`` inputs. Held in one record, 400 events of
+    4 KB passed the largest record Kafka takes (1,000,000 bytes): the step failed, and failed
+    again after each restart. Now they go to several records, and every input is applied."""
+    bus = Bus()
+    route, evaluate = bus.local.runners
+    count = 400
+    for i in range(count):
+        record = event("Page Viewed", at(i), call="page")
+        record["properties"] = {"note": "x" * 4000}
+        bus.local.enriched(record)
+    route.process(route.take(bus.topics.enriched_events, 0, count))
+    evaluate.process(evaluate.take(bus.topics.triggers_input, 0, count))
+    stored = dict(evaluate.stores[PENDING].items())
+    assert len(stored) > 1
+    assert all(len(value) <= 2 * RECORD_BYTES for value in stored.values())
+    evaluate.restart()
+    bus.sweep(to_ms(at(count)))
+    assert bus.local.states()["c-1"].profile.event_count == count

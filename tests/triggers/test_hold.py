@@ -12,7 +12,17 @@ from collections import Counter
 import pytest
 
 from pipeline.errors import ProcessingError
-from triggers.hold import SHRINK, Held, HeldInputs, Mark, batch_key, encode_batch, held_of, stored_inputs
+from triggers.hold import (
+    SHRINK,
+    BatchKeys,
+    Held,
+    HeldInputs,
+    Mark,
+    batch_key,
+    encode_batch,
+    held_of,
+    stored_inputs,
+)
 
 
 def _inputs(n: int, seed: int, batch: bytes = b"") -> list[Held]:
@@ -219,3 +229,16 @@ def test_records_are_a_few_per_step_not_one_per_input() -> None:
         stage.step()
     assert stage.kept > 2000
     assert stage.store.writes < 2 * 2 * 30  # a record per partition and step, written and deleted
+
+
+def test_a_step_s_inputs_go_to_another_record_once_one_holds_its_bytes() -> None:
+    def keys() -> list[bytes]:
+        records = BatchKeys(limit=1000)
+        return [records.key(partition, offset, 300) for offset in range(5) for partition in (0, 1)]
+
+    got = keys()
+    # 364 bytes an input with its overhead: two to a record, per partition, named by the first.
+    assert got[0::2] == [batch_key(0, 0), batch_key(0, 0), batch_key(0, 2), batch_key(0, 2), batch_key(0, 4)]
+    assert got[1::2] == [batch_key(1, 0), batch_key(1, 0), batch_key(1, 2), batch_key(1, 2), batch_key(1, 4)]
+    assert keys() == got  # a step redone writes the same records
+    assert BatchKeys(limit=1000).key(0, 7, 5000) == batch_key(0, 7)  # one larger than a record: alone
