@@ -8,6 +8,7 @@ the same millisecond still have one agreed order and replays cut the same visits
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,23 @@ from processors.sessions.policy import to_ms
 ORDER_COMPLETED = "Order Completed"
 
 CampaignKey = tuple[str | None, str | None, str | None]
+
+# What a visit lists of its products (viewed, added, bought) and remembers of its orders: the first
+# VISIT_IDS_MAX distinct ids of each, none longer than VISIT_ID_CHARS_MAX. Unbounded, a crawler
+# taken for a browser (60,000 products in an hour) made the open visit in the device's record, and
+# the visit record, larger than Kafka takes in one record (1,000,000 bytes): the step failed, and
+# again after each restart. Bounded, the lists take at most 3 x 128 KB. The events keep them all.
+VISIT_IDS_MAX = 1_000
+VISIT_ID_CHARS_MAX = 128
+
+
+def keep_ids(kept: dict[str, None], new: Iterable[str]) -> None:
+    """Add ``new`` to ``kept`` in order, each once, within the bounds above."""
+    for value in new:
+        if len(kept) >= VISIT_IDS_MAX:
+            return
+        if len(value) <= VISIT_ID_CHARS_MAX:
+            kept[value] = None
 
 
 @dataclass(frozen=True, slots=True)

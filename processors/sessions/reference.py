@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from processors.sessions.events import CampaignKey, SessionEvent, session_id_for
+from processors.sessions.events import CampaignKey, SessionEvent, keep_ids, session_id_for
 from processors.sessions.policy import CloseRule, SessionPolicy, from_ms
 from processors.sessions.records import Session
 
@@ -122,19 +122,23 @@ def _landing_and_exit(page_views: list[SessionEvent]) -> tuple[str | None, str |
 
 
 def _in_order(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
-    """Every value once, in order of first appearance."""
-    return tuple(dict.fromkeys(value for group in groups for value in group))
+    """Every value once, in order of first appearance, as many as a visit lists (``keep_ids``)."""
+    kept: dict[str, None] = {}
+    for group in groups:
+        keep_ids(kept, group)
+    return tuple(kept)
 
 
 def _revenue(visit: list[SessionEvent]) -> float:
-    """Each order's revenue once: a second event with the same order id is a client retry."""
+    """Each order's revenue once: a second event with the same order id is a client retry (of
+    the orders a visit remembers, ``keep_ids``)."""
     revenue = 0.0
-    orders: set[str] = set()
+    orders: dict[str, None] = {}
     for event in visit:
         if event.revenue is None or event.order_id in orders:
             continue
         if event.order_id is not None:
-            orders.add(event.order_id)
+            keep_ids(orders, (event.order_id,))
         revenue += event.revenue
     return revenue
 

@@ -23,7 +23,7 @@ from bisect import bisect_left, insort
 
 from pipeline.errors import ProcessingError
 from pipeline.fingerprint import id_fingerprint
-from processors.sessions.events import SessionEvent, session_id_for
+from processors.sessions.events import SessionEvent, keep_ids, session_id_for
 from processors.sessions.policy import CloseRule, SessionPolicy, from_ms
 from processors.sessions.records import (
     Assignment,
@@ -266,17 +266,17 @@ def _extend(state: DeviceState, current: OpenSession, event: SessionEvent) -> No
     if current.os_family is None:
         current.os_family = event.os_family
     if event.products_viewed:
-        current.products_viewed.update(dict.fromkeys(event.products_viewed))
+        keep_ids(current.products_viewed, event.products_viewed)
     if event.products_added:
-        current.products_added.update(dict.fromkeys(event.products_added))
+        keep_ids(current.products_added, event.products_added)
     if event.products_bought:
-        current.products_bought.update(dict.fromkeys(event.products_bought))
+        keep_ids(current.products_bought, event.products_bought)
     if event.revenue is not None:
         order_id = event.order_id
         if order_id is None:
             current.revenue += event.revenue
         elif order_id not in current.order_ids:  # a client retry of the same order counts once
-            current.order_ids[order_id] = None
+            keep_ids(current.order_ids, (order_id,))
             current.revenue += event.revenue
     if event.is_order_completed:
         current.converted = True

@@ -407,3 +407,27 @@ def test_idle_devices_expire_from_the_state_and_come_back_afresh() -> None:
     assert h.sessions_of()["a9"] not in {h.sessions_of()["a0"], None}
     [a9] = [r for r in h.decoded("enriched") if r["message_id"] == "a9"]
     assert a9["enrichment"]["customer_id"] is None  # no stitching until it signs in again
+
+
+def test_a_visit_of_endless_products_keeps_its_records_within_what_kafka_takes() -> None:
+    """A crawler taken for a browser views 60,000 distinct products in one visit (an hour, 60 list
+    events of 1,000). Listed whole, the open visit in the device's record and then the visit
+    record passed the largest record Kafka takes (1,000,000 bytes): the step failed, and the same
+    step again after each restart, so the worker stalled. A visit lists the first 1,000."""
+    harness = Harness()
+    products = [[{"product_id": f"sku-{n:06d}-{i:04d}"} for i in range(1000)] for n in range(60)]
+    for n, listed in enumerate(products):
+        harness.feed(
+            raw_event(
+                f"pv-{n}",
+                "crawler",
+                at(n * 50),
+                type="track",
+                event="Product Viewed",
+                commerce={"products": listed},
+            )
+        )
+    harness.sweep()
+    [visit] = harness.decoded("sessions")
+    assert visit["event_count"] == 60
+    assert visit["products_viewed"] == [p["product_id"] for p in products[0]]

@@ -22,8 +22,10 @@ from processors.sessions import (
     advance,
     flush,
     next_wakeup,
+    sessionize_batch,
     to_ms,
 )
+from processors.sessions.events import VISIT_ID_CHARS_MAX, VISIT_IDS_MAX, keep_ids
 from tests.processors.sessions.helpers import (
     MINUTE_MS,
     T0,
@@ -196,3 +198,29 @@ def test_dedup_memory_bounds_what_a_device_remembers() -> None:
     again = sessionizer.process(ev("b", 10)) + sessionizer.process(ev("a", 0))
     # "b" still waits in the buffer: a duplicate; "a" is forgotten and behind the watermark: late.
     assert [type(o).__name__ for o in again] == ["DuplicateEvent", "LateEvent"]
+
+
+def test_a_visit_lists_its_first_thousand_products_and_no_overlong_id_as_the_reference_does() -> None:
+    pol = policy()
+    overlong = "x" * (VISIT_ID_CHARS_MAX + 1)
+    events = [
+        ev(
+            f"e{n}",
+            n,
+            event_name="Product Viewed",
+            products_viewed=(overlong, *(f"p{n}-{i}" for i in range(300))),
+        )
+        for n in range(5)
+    ]
+    [visit] = sessions(run(events, pol))
+    assert visit.products_viewed == tuple(f"p{n}-{i}" for n in range(5) for i in range(300))[:VISIT_IDS_MAX]
+    [batch_visit] = sessionize_batch(events, pol).sessions
+    assert batch_visit == visit
+
+
+def test_keep_ids_adds_in_order_each_once_within_its_bounds() -> None:
+    kept: dict[str, None] = {"a": None}
+    keep_ids(kept, ["b", "a", "x" * (VISIT_ID_CHARS_MAX + 1), "c"])
+    assert list(kept) == ["a", "b", "c"]
+    keep_ids(kept, (f"n{i}" for i in range(2 * VISIT_IDS_MAX)))
+    assert len(kept) == VISIT_IDS_MAX and list(kept)[:4] == ["a", "b", "c", "n0"]
