@@ -290,6 +290,12 @@ class WorkerSettings(_Section):
     identity_device_window_s: int = Field(
         7 * 24 * 3600, gt=0, description="The device limit's sliding window (event time): a week."
     )
+    identity_customer_limit: int = Field(
+        100,
+        ge=0,
+        description="Most customers one device links; past it a device is shared (a kiosk, a server "
+        "sending one anonymous id for everyone) and links no more; 0: no limit.",
+    )
     batch_max_events: int = Field(
         2000, gt=0, description="Records a stage takes per batch (one transaction per batch)."
     )

@@ -50,12 +50,14 @@ _REJECTED_MEMORY = 16  # refusals a device remembers, so each is reported once
 
 @dataclass(frozen=True, slots=True)
 class IdentityGuard:
-    """Which ids never link, and how many devices one customer may gather in a window."""
+    """Which ids never link, how many devices one customer may gather in a window, and how many
+    customers one device may link."""
 
     blocked_values: frozenset[str] = frozenset()  # compared trimmed and case-folded
     blocked_patterns: tuple[re.Pattern[str], ...] = ()  # full matches of the trimmed value
     device_limit: int = 0  # 0: no limit
     device_window: timedelta = timedelta(days=7)
+    customer_limit: int = 0  # 0: no limit
 
     @classmethod
     def from_settings(cls, worker: WorkerSettings) -> IdentityGuard:
@@ -64,6 +66,7 @@ class IdentityGuard:
             tuple(re.compile(p) for p in worker.identity_blocked_patterns),
             worker.identity_device_limit,
             timedelta(seconds=worker.identity_device_window_s),
+            worker.identity_customer_limit,
         )
 
     def is_blocked(self, value: str) -> bool:
@@ -80,12 +83,13 @@ NO_GUARD = IdentityGuard()
 class Rejection:
     """A link the guards refused: the worker counts it and records it as a dead letter."""
 
-    rule: str  # blocklist, device_limit
+    rule: str  # blocklist, device_limit, customer_limit
     field: str  # the id that broke the rule: user_id, anonymous_id, previous_id
     value: str  # its value (device_limit: the customer's user id; the device is ``anonymous_id``)
     anonymous_id: str | None
     customer_id: str | None
     linked_devices: int | None = None  # device_limit: devices already linked within the window
+    linked_customers: int | None = None  # customer_limit: customers the device has linked
 
     @property
     def memo(self) -> str:
@@ -101,6 +105,7 @@ class Rejection:
                 "anonymous_id": self.anonymous_id,
                 "customer_id": self.customer_id,
                 "linked_devices": self.linked_devices,
+                "linked_customers": self.linked_customers,
             },
             separators=(",", ":"),
         )
@@ -328,6 +333,10 @@ def stitch(
         if over is not None:
             ids.rejections.append(Rejection("device_limit", "user_id", user_id, anonymous_id, user_id, over))
             return _result(state, state, None, changed, ids)
+        if 0 < guard.customer_limit <= len(links):  # a shared device: the user id is still theirs
+            ids.rejections.append(Rejection("customer_limit", "anonymous_id", anonymous_id, anonymous_id,
+                                            user_id, linked_customers=len(links)))  # fmt: skip
+            return _result(state, state, user_id, changed, ids)
         link = Link(anonymous_id, user_id, event_time, event_time, event["message_id"], source or "event")
         links.append(link)
         changed.append(link)

@@ -176,6 +176,24 @@ def test_the_device_limit_counts_recent_devices_of_the_customer() -> None:
     assert [lk.anonymous_id for lk in later.changed] == ["dev-3"]
 
 
+def test_a_shared_device_links_at_most_the_customer_limit_and_the_user_id_stays_the_customer() -> None:
+    guard = IdentityGuard(customer_limit=2)
+    state = IdentityState()
+    for n, user in enumerate(("ada", "bob")):
+        state = stitch(state, ev(f"k{n}", anon="kiosk", user=user), at(n), guard=guard).state
+    carl = stitch(state, ev("k2", anon="kiosk", user="carl"), at(2), guard=guard)
+    assert (carl.changed, carl.customer_id, carl.state_changed) == ((), "carl", True)  # the memo is new
+    assert [(r.rule, r.field, r.value, r.linked_customers) for r in carl.reported] == [
+        ("customer_limit", "anonymous_id", "kiosk", 2)
+    ]
+    assert [lk.customer_id for lk in carl.state.links] == ["ada", "bob"]
+    dora = stitch(carl.state, ev("k3", anon="kiosk", user="dora"), at(3), guard=guard)
+    assert dora.reported == () and len(dora.rejections) == 1 and dora.customer_id == "dora"
+    # A customer already linked still is; without a limit the device links them all.
+    assert stitch(carl.state, ev("k4", anon="kiosk", user="ada"), at(4), guard=guard).rejections == ()
+    assert len(stitch(state, ev("k5", anon="kiosk", user="carl"), at(5)).state.links) == 3
+
+
 def test_a_late_sign_in_of_another_customer_does_not_hide_a_later_one() -> None:
     d = Device()
     d.send(ev("a1", user="ada"), 0)

@@ -431,3 +431,32 @@ def test_a_visit_of_endless_products_keeps_its_records_within_what_kafka_takes()
     [visit] = harness.decoded("sessions")
     assert visit["event_count"] == 60
     assert visit["products_viewed"] == [p["product_id"] for p in products[0]]
+
+
+def test_a_device_shared_by_thousands_of_customers_stays_a_record_kafka_takes() -> None:
+    """A server sending one anonymous id with every user's identify: each new customer was one
+    more link in the device's record, and at about 7,500 the record passed the largest Kafka
+    takes (1,000,000 bytes) and the worker stalled on that step. The device links 100
+    (``worker.identity_customer_limit``), reports itself once, and each event keeps its user id."""
+    harness = Harness()
+    users = [f"user-{i:05d}" for i in range(8000)]
+    for start in range(0, len(users), 2000):
+        harness.feed(
+            *[
+                raw_event(
+                    f"identify-{i:05d}-from-the-shared-device",
+                    "kiosk",
+                    at(i),
+                    type="identify",
+                    user_id=users[i],
+                )
+                for i in range(start, start + 2000)
+            ]
+        )
+    links = harness.decoded("identity")
+    assert [link["customer_id"] for link in links] == users[:100]
+    [dead] = harness.decoded("deadletter")
+    assert (dead["reason"], json.loads(dead["detail"])["rule"]) == ("identity_rejected", "customer_limit")
+    customers = [event["enrichment"]["customer_id"] for event in harness.decoded("enriched")]
+    assert customers == users
+    assert len(harness.devices[b"kiosk"]) < 20_000
