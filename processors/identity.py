@@ -249,6 +249,8 @@ class Stitched:
     reported: tuple[Rejection, ...] = ()  # those not reported before (for dead letters)
     anonymous_id: str | None = None  # the event's anonymous id unless the guards refused it
     user_id: str | None = None  # the event's user id unless the guards refused it
+    # The customer limit refused to link the device: the event is its user's, not the device's.
+    device_shared: bool = False
 
 
 def _ms(value: datetime) -> int:
@@ -336,7 +338,7 @@ def stitch(
         if 0 < guard.customer_limit <= len(links):  # a shared device: the user id is still theirs
             ids.rejections.append(Rejection("customer_limit", "anonymous_id", anonymous_id, anonymous_id,
                                             user_id, linked_customers=len(links)))  # fmt: skip
-            return _result(state, state, user_id, changed, ids)
+            return replace(_result(state, state, user_id, changed, ids), device_shared=True)
         link = Link(anonymous_id, user_id, event_time, event_time, event["message_id"], source or "event")
         links.append(link)
         changed.append(link)

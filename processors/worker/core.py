@@ -529,7 +529,8 @@ class WorkerCore:
             enrichment["is_late"] = late
             if late:
                 self._outcomes["late"] += 1  # an accepted one is counted when sessionized
-            self._enriched_now(message, record, enrichment, result, session_key.encode())
+            self._enriched_now(message, record, enrichment, result, session_key.encode(),
+                               linked=not stitched.device_shared)  # fmt: skip
         self._emit(outputs, session_key, partition, result)
         self._wakeups(partition).set(session_key, next_wakeup(device.session, self.policy))
 
@@ -673,13 +674,17 @@ class WorkerCore:
         self._enriched_now(message, record, enrichment, result)
 
     def _enriched_now(self, message: Incoming, record: dict[str, Any], enrichment: dict[str, Any],
-                      result: BatchResult, key: bytes | None = None) -> None:  # fmt: skip
-        """The enriched event on its way, keyed by ``key`` (its session key), else by its ids."""
+                      result: BatchResult, key: bytes | None = None,
+                      linked: bool = True) -> None:  # fmt: skip
+        """The enriched event on its way, keyed by ``key`` (its session key), else by its ids.
+        ``linked=False``: its device and its customer were not linked (a shared device), so its
+        view for the triggers leaves the device out, which would hand the device over."""
         if key is None:
             given = record.get("anonymous_id") or record.get("user_id")
             key = given.encode() if given else message.key
         value = self.codec.enriched(message.value, record, enrichment, self.topics.enriched_events)
-        headers = view_headers(record, enrichment)  # what the triggers read instead of the event
+        viewed = record if linked else {**record, "anonymous_id": None}
+        headers = view_headers(viewed, enrichment)  # what the triggers read instead of the event
         result.outputs.append(Outgoing(self.topics.enriched_events, key, value, message.partition, headers))
 
     def _dead(self, result: BatchResult, message: Incoming, reason: str, detail: str, now: datetime,

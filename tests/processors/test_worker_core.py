@@ -11,6 +11,7 @@ from typing import Any, cast
 import fastavro
 import pytest
 
+from pipeline.event_view import VIEW_HEADER
 from pipeline.runtime.control import Progress, SourceState, end_headers, is_control
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.stage import Record, Step
@@ -460,3 +461,9 @@ def test_a_device_shared_by_thousands_of_customers_stays_a_record_kafka_takes() 
     customers = [event["enrichment"]["customer_id"] for event in harness.decoded("enriched")]
     assert customers == users
     assert len(harness.devices[b"kiosk"]) < 20_000
+    # The triggers see the refused events as their users' without the device, so they hand it over
+    # to nobody (a view with both would move the device's state to each user in turn).
+    enriched = [o for o in harness.outputs if o.topic.endswith("enriched") and not is_control(o.headers)]
+    views = [json.loads(dict(o.headers)[VIEW_HEADER]) for o in enriched]
+    assert [v.get("anonymous_id") for v in views] == ["kiosk"] * 100 + [None] * 7900
+    assert [v["customer_id"] for v in views] == users
