@@ -95,7 +95,7 @@ class Result:
         for key, (partition, state) in self.live.items():
             if index is not None:
                 index(key, state)
-            self.states[key] = (partition, _json(state.to_dict()) if state is not None else None)
+            self.states[key] = (partition, state_bytes(state) if state is not None else None)
         self.live.clear()
         return self
 
@@ -153,6 +153,23 @@ _SORTED_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # mad
 
 def _json(data: dict[str, Any]) -> bytes:
     return _SORTED_COMPACT.encode(data).encode()
+
+
+# A customer's stored state past this size gives up its oldest past events, half at a time, until
+# it fits. The history is bounded in count (``triggers.history_max_events``) but not in bytes: 300
+# Product Viewed events listing 250 products each (a list page tracked as a product view) made a
+# state of over 1 MB, past the 1,000,000 bytes Kafka takes in one record, and the evaluate stage
+# stopped on it, again after each restart. Every other part of a state is bounded far below this.
+STATE_BYTES_MAX = 512 * 1024
+
+
+def state_bytes(state: CustomerState) -> bytes:
+    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` while it has history."""
+    data = _json(state.to_dict())
+    while len(data) > STATE_BYTES_MAX and state.history:
+        del state.history[: max(1, len(state.history) // 2)]
+        data = _json(state.to_dict())
+    return data
 
 
 def _nothing_stored(key: bytes) -> bytes | None:

@@ -14,7 +14,7 @@ from pipeline.runtime.store import StateStore
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
-from triggers.core import Incoming, Marks, TriggerCore
+from triggers.core import STATE_BYTES_MAX, Incoming, Marks, TriggerCore
 from triggers.hold import RECORD_BYTES
 from triggers.metrics import TriggerMetrics
 from triggers.stages import PENDING, STATES, EvaluateStage, RouteStage
@@ -499,3 +499,18 @@ def test_a_step_of_large_held_inputs_is_stored_in_records_kafka_takes() -> None:
     evaluate.restart()
     bus.sweep(to_ms(at(count)))
     assert bus.local.states()["c-1"].profile.event_count == count
+
+
+def test_a_state_of_many_large_past_events_gives_up_its_oldest_to_stay_a_record_kafka_takes() -> None:
+    """300 Product Viewed events of 250 products each (a list page tracked as a product view):
+    the customer's history made a state of over 1 MB, past the largest record Kafka takes, and the
+    evaluate stage stopped on it. Now the oldest past events go first, until it fits."""
+    bus = Bus()
+    for n in range(300):
+        listed = [f"sku-{n:03d}-{i:03d}" for i in range(250)]
+        bus.event(event("Product Viewed", at(n), products=listed))
+    stored = bus.table.get(b"c-1")
+    assert stored is not None and len(stored) <= STATE_BYTES_MAX
+    state = CustomerState.from_dict(json.loads(stored))
+    assert state.profile.event_count == 300
+    assert 0 < len(state.history) < 300 and state.history[-1].product_ids[0] == "sku-299-000"
