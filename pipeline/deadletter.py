@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The most of its input a dead letter keeps. An input may be as large as Kafka takes in one record
+# (1,000,000 bytes), and its dead letter, with the input whole, would be larger: its produce failed,
+# and the stage stopped on that input after every restart. A cut payload says so in the headers
+# (``payload_bytes``: the input's size); the id is still of the whole input.
+PAYLOAD_MAX_BYTES = 512 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -42,16 +48,19 @@ class DeadLetter:
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record of schemas/dead_letter.avsc."""
+        headers = dict(self.headers)
+        if len(self.payload) > PAYLOAD_MAX_BYTES:
+            headers["payload_bytes"] = str(len(self.payload))
         return {
             "dead_letter_id": self.dead_letter_id,
             "stage": self.stage,
             "reason": self.reason,
             "detail": self.detail[:4000],
-            "payload": self.payload,
+            "payload": self.payload[:PAYLOAD_MAX_BYTES],
             "failed_at": self.failed_at,
             "source_topic": self.source_topic,
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "message_id": self.message_id,
-            "headers": dict(self.headers),
+            "headers": headers,
         }

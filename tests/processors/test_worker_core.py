@@ -467,3 +467,14 @@ def test_a_device_shared_by_thousands_of_customers_stays_a_record_kafka_takes() 
     views = [json.loads(dict(o.headers)[VIEW_HEADER]) for o in enriched]
     assert [v.get("anonymous_id") for v in views] == ["kiosk"] * 100 + [None] * 7900
     assert [v["customer_id"] for v in views] == users
+
+
+def test_an_undecodable_input_as_large_as_kafka_takes_is_dead_lettered_cut() -> None:
+    """A raw record near the largest Kafka takes, that is no event: its dead letter with the
+    input whole was larger than that, its produce failed, and the worker stopped on it."""
+    harness = Harness()
+    junk = b"\x00" * 999_990
+    harness.feed(junk)
+    [dead] = harness.decoded("deadletter")
+    assert dead["reason"] == "undecodable" and dead["payload"] == junk[: len(dead["payload"])]
+    assert len(dead["payload"]) < len(junk) and dead["headers"]["payload_bytes"] == "999990"
