@@ -46,7 +46,11 @@ class MemoryBroker:
         return self.logs.setdefault(topic, {}).setdefault(partition, [])
 
     def append(self, record: Record) -> Incoming:
-        size = len(record.key or b"") + len(record.value or b"")
+        size = (
+            len(record.key or b"")
+            + len(record.value or b"")
+            + sum(len(n) + len(v or b"") for n, v in record.headers)
+        )
         if size > RECORD_MAX_BYTES:
             raise ProduceError(f"a record of {size} bytes to {record.topic}: Kafka takes {RECORD_MAX_BYTES}")
         partition = record.partition

@@ -73,6 +73,10 @@ from processors.worker.waiting import WaitingLedger, Writes, merge_waiting
 
 log = logging.getLogger(__name__)
 STAGE = "worker"
+# The largest raw event the worker takes. Its enriched record is the event and its enrichment, with
+# the event's view for the triggers in the headers (about its size again): within Kafka's largest
+# record (1,000,000 bytes) with room to spare. Eight times the collector's own limit (32 KB).
+RAW_EVENT_MAX_BYTES = 256 * 1024
 _VIEWED = {"Product Viewed", "Product Clicked"}
 _ADDED = {"Product Added"}
 _BOUGHT = {"Order Completed"}
@@ -331,10 +335,8 @@ class WorkerCore:
                     ended.add(partition)
                 continue
             ended.discard(partition)  # input after an end of input: a new epoch
-            try:
-                record = self.codec.decode(message.value, message.topic)
-            except SerdeError as exc:
-                self._dead(result, message, "undecodable", str(exc), now)
+            record = self._decoded(message, result, now)
+            if record is None:
                 continue
             received.append(record["received_at"])
             try:
@@ -481,6 +483,21 @@ class WorkerCore:
             result.outputs.append(Outgoing(topic, None, progress.to_bytes(), partition, headers))
 
     # -- internals -----------------------------------------------------------------------
+
+    def _decoded(self, message: Incoming, result: BatchResult, now: datetime) -> dict[str, Any] | None:
+        """The raw event, or None when it is a dead letter: too large for its enriched record, or
+        no event. The collector takes events up to ``collector.max_event_bytes``, but a touchpoint
+        may write to the raw topic itself: a 600 KB event made an enriched record (with its view in
+        the headers) larger than Kafka takes, and the worker stopped on it after every restart."""
+        if len(message.value) > RAW_EVENT_MAX_BYTES:
+            detail = f"{len(message.value)} bytes; the worker takes events up to {RAW_EVENT_MAX_BYTES}"
+            self._dead(result, message, "event_too_large", detail, now)
+            return None
+        try:
+            return self.codec.decode(message.value, message.topic)
+        except SerdeError as exc:
+            self._dead(result, message, "undecodable", str(exc), now)
+            return None
 
     def _one(self, message: Incoming, record: dict[str, Any], result: BatchResult, dirty: set[str],
              touched: set[int], now: datetime) -> None:  # fmt: skip

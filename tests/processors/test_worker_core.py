@@ -476,5 +476,18 @@ def test_an_undecodable_input_as_large_as_kafka_takes_is_dead_lettered_cut() -> 
     junk = b"\x00" * 999_990
     harness.feed(junk)
     [dead] = harness.decoded("deadletter")
-    assert dead["reason"] == "undecodable" and dead["payload"] == junk[: len(dead["payload"])]
+    assert dead["reason"] == "event_too_large" and dead["payload"] == junk[: len(dead["payload"])]
     assert len(dead["payload"]) < len(junk) and dead["headers"]["payload_bytes"] == "999990"
+
+
+def test_an_event_too_large_for_its_enriched_record_is_dead_lettered_and_one_below_goes_on() -> None:
+    """The collector takes events up to 32 KB, but a touchpoint may write to the raw topic itself.
+    A 600 KB event went on as an enriched record with its view in the headers, twice its size and
+    more than Kafka takes: the worker stopped on it. Past 256 KiB an event is a dead letter now."""
+    harness = Harness()
+    big = raw_event("big", "dev-1", at(0), properties={"blob": "x" * 600_000})
+    fits = raw_event("fits", "dev-1", at(1), properties={"blob": "x" * 200_000})
+    harness.feed(big, fits)
+    [dead] = harness.decoded("deadletter")
+    assert (dead["reason"], dead["message_id"]) == ("event_too_large", None)
+    assert [event["message_id"] for event in harness.decoded("enriched")] == ["fits"]
