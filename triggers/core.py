@@ -159,7 +159,9 @@ def _json(data: dict[str, Any]) -> bytes:
 # it fits. The history is bounded in count (``triggers.history_max_events``) but not in bytes: 300
 # Product Viewed events listing 250 products each (a list page tracked as a product view) made a
 # state of over 1 MB, past the 1,000,000 bytes Kafka takes in one record, and the evaluate stage
-# stopped on it, again after each restart. Every other part of a state is bounded far below this.
+# stopped on it, again after each restart. The other parts are bounded by count and stay far below
+# this, except a profile's categories bought and consent purposes, which only a client sending
+# thousands of distinct ones would grow (not bounded yet).
 STATE_BYTES_MAX = 512 * 1024
 
 

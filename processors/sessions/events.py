@@ -23,7 +23,7 @@ CampaignKey = tuple[str | None, str | None, str | None]
 # VISIT_IDS_MAX distinct ids of each, none longer than VISIT_ID_CHARS_MAX. Unbounded, a crawler
 # taken for a browser (60,000 products in an hour) made the open visit in the device's record, and
 # the visit record, larger than Kafka takes in one record (1,000,000 bytes): the step failed, and
-# again after each restart. Bounded, the lists take at most 3 x 128 KB. The events keep them all.
+# again after each restart. Bounded, the four take at most about 4 x 131 KB. The events keep all.
 VISIT_IDS_MAX = 1_000
 VISIT_ID_CHARS_MAX = 128
 
