@@ -57,7 +57,7 @@ from pipeline.topics import Topics
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, NOTHING, Engine, Outcome, hour_after
 from triggers.events import SessionView, session_view
-from triggers.hold import BatchKeys, Held, HeldInputs, held_of
+from triggers.hold import BatchKeys, Held, HeldInputs, held_of, stored_size
 from triggers.metrics import TriggerMetrics
 from triggers.profile import to_record
 from triggers.ruleset import RuleSet
@@ -166,7 +166,8 @@ STATE_BYTES_MAX = 512 * 1024
 
 
 def state_bytes(state: CustomerState) -> bytes:
-    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` while it has history."""
+    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` while it has history
+    (the oldest past events are dropped from ``state`` itself, so memory and store agree)."""
     data = _json(state.to_dict())
     while len(data) > STATE_BYTES_MAX and state.history:
         del state.history[: max(1, len(state.history) // 2)]
@@ -368,9 +369,8 @@ class TriggerCore:
             try:
                 envelope = fast_json.loads(message.value)
                 kind, body = envelope["kind"], envelope["body"]
-                size = len(message.key) + len(message.value)
-                key = records.key(message.partition, message.offset, size)
-                held = held_of(message.key, message.value, kind, body, self._gap_ms, key)
+                held = held_of(message.key, message.value, kind, body, self._gap_ms)
+                held = held._replace(batch=records.key(message.partition, message.offset, stored_size(held)))
             except (WebhouseError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.dead_letter(result, message, "bad_trigger_input", exc, now)
                 continue

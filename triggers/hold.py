@@ -96,21 +96,36 @@ def batch_key(partition: int, offset: int) -> bytes:
 # what Kafka takes in one record (librdkafka's ``message.max.bytes``, 1,000,000), and that failed
 # the step's transaction, and the same step again after every restart: the stage stalled.
 RECORD_BYTES = 256 * 1024
-_ITEM_OVERHEAD = 64  # the order line and the length before each input, less its key and id
+# Each stored input's bytes beside its key, id and envelope: the order line's numbers, quotes and
+# commas (at most 37), the length before it (at most 9), and a share of the record's head (11).
+ITEM_OVERHEAD = 64
+
+
+def _json_text_bytes(text: str) -> int:
+    """At most the bytes of ``text`` as compact JSON writes it inside quotes: one per character
+    when ASCII, else up to 12 (an escaped surrogate pair)."""
+    return len(text) if text.isascii() else 12 * len(text)
+
+
+def stored_size(held: Held) -> int:
+    """At most the bytes ``held`` takes in a record, less ``ITEM_OVERHEAD``: its key and id in the
+    order line, and its envelope."""
+    return _json_text_bytes(held.key.decode()) + _json_text_bytes(held.ident) + len(held.envelope)
 
 
 class BatchKeys:
     """The record (``batch_key``) each input a step reads goes to: per partition, named by the
-    offset of the first input in it, and another once it holds ``RECORD_BYTES``. The same inputs
-    read in the same order get the same keys, as ``batch_key`` promises a step redone."""
+    offset of the first input in it, and another before it would pass ``RECORD_BYTES`` (an input
+    larger than that alone goes to a record of its own). The same inputs read in the same order
+    get the same keys, as ``batch_key`` promises a step redone."""
 
     def __init__(self, limit: int = RECORD_BYTES) -> None:
         self.limit = limit
         self._open: dict[int, tuple[bytes, int]] = {}  # partition -> its open record, bytes in it
 
     def key(self, partition: int, offset: int, size: int) -> bytes:
-        """The key of the record an input of ``size`` bytes (its key and envelope) goes to."""
-        size += _ITEM_OVERHEAD
+        """The key of the record an input of ``size`` bytes (``stored_size``) goes to."""
+        size += ITEM_OVERHEAD
         record = self._open.get(partition)
         if record is None or record[1] + size > self.limit:
             record = (batch_key(partition, offset), 0)

@@ -495,7 +495,7 @@ def test_a_step_of_large_held_inputs_is_stored_in_records_kafka_takes() -> None:
     evaluate.process(evaluate.take(bus.topics.triggers_input, 0, count))
     stored = dict(evaluate.stores[PENDING].items())
     assert len(stored) > 1
-    assert all(len(value) <= 2 * RECORD_BYTES for value in stored.values())
+    assert all(len(value) <= RECORD_BYTES for value in stored.values())
     evaluate.restart()
     bus.sweep(to_ms(at(count)))
     assert bus.local.states()["c-1"].profile.event_count == count

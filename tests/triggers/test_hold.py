@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.errors import ProcessingError
 from triggers.hold import (
+    ITEM_OVERHEAD,
     SHRINK,
     BatchKeys,
     Held,
@@ -22,6 +23,7 @@ from triggers.hold import (
     encode_batch,
     held_of,
     stored_inputs,
+    stored_size,
 )
 
 
@@ -242,3 +244,16 @@ def test_a_step_s_inputs_go_to_another_record_once_one_holds_its_bytes() -> None
     assert got[1::2] == [batch_key(1, 0), batch_key(1, 0), batch_key(1, 2), batch_key(1, 2), batch_key(1, 4)]
     assert keys() == got  # a step redone writes the same records
     assert BatchKeys(limit=1000).key(0, 7, 5000) == batch_key(0, 7)  # one larger than a record: alone
+
+
+@pytest.mark.parametrize(
+    ("key", "message_id"),
+    [("c-1", "m-1"), ("c-1", "x" * 400), ("kunde-ü", "nachricht-ß" * 20), ("c-😀", "😀" * 50)],
+)
+def test_an_input_takes_no_more_in_its_record_than_its_stored_size_and_the_overhead(
+    key: str, message_id: str
+) -> None:
+    body = {"time": 2**62, "message_id": message_id, "anonymous_id": None}
+    envelope = json.dumps({"kind": "event", "body": body}).encode()
+    held = held_of(key.encode(), envelope, "event", body, 0, batch_key(0, 10**15))
+    assert len(encode_batch([held])) <= stored_size(held) + ITEM_OVERHEAD
