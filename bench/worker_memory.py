@@ -10,7 +10,10 @@ workload to a fresh raw topic, runs one `webhouse worker` (default triggers on, 
 (``VmRSS``), the raw events its group has committed and how far the triggers' evaluate stage is
 behind its input topic every ``--every`` seconds. Prints the resident set and that lag at each
 tenth of the events, the growth per 100,000 events over the second half, the peak (``VmHWM``),
-and the rows of each state store at the end.
+and the rows of each state store at the end. With ``--triggers-apart`` the trigger stages run in a
+``webhouse triggers run`` process of their own (a core and an interpreter lock of their own, so
+the evaluate stage's lag and the worker stage's memory are measured apart), and each process's
+resident set is sampled and printed.
 
 What may grow, by design, with the number of devices and customers seen (the workload's device
 count grows with N): the customer index of signed-in devices (``processors.identity``; devices
@@ -44,7 +47,8 @@ from pipeline.topics import Topics
 from processors.worker.runner import group_id as app_id
 from triggers.stages import EvaluateStage, consumer_groups
 
-Sample = tuple[float, int, float, int]  # seconds since start, raw committed, resident MiB, evaluate lag
+# seconds since start, raw committed, resident MiB of each process (the worker's first), evaluate lag
+Sample = tuple[float, int, tuple[float, ...], int]
 
 
 class Sampler:
@@ -64,10 +68,10 @@ class Sampler:
         self.thread: threading.Thread | None = None
 
     def start(self, pids: list[int]) -> None:
-        self.thread = threading.Thread(target=self._run, args=(pids[0],), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(pids,), daemon=True)
         self.thread.start()
 
-    def _run(self, pid: int) -> None:
+    def _run(self, pids: list[int]) -> None:
         progress = harness.GroupProgress(self.bootstrap, self.group)
         lag_group, lag_topic = self.lagging or ("", "")
         lag = harness.GroupProgress(self.bootstrap, lag_group) if self.lagging else None
@@ -75,9 +79,9 @@ class Sampler:
         try:
             while not self.stop.is_set():
                 try:
-                    resident = harness.status_mb(pid, "VmRSS")
+                    resident = tuple(harness.status_mb(pid, "VmRSS") for pid in pids)
                 except OSError:
-                    return  # the worker ended
+                    return  # a process ended
                 done = progress.committed(self.topic, self.partitions)
                 behind = -1
                 if lag is not None:
@@ -87,7 +91,8 @@ class Sampler:
                 self.samples.append(sample)
                 if self.log is not None:  # kept even when the run ends in an error
                     with self.log.open("a") as out:
-                        out.write(f"{sample[0]:.0f} {done} {resident:.1f} {behind}\n")
+                        mib = "+".join(f"{r:.1f}" for r in resident)
+                        out.write(f"{sample[0]:.0f} {done} {mib} {behind}\n")
                 self.stop.wait(self.every)
         finally:
             progress.close()
@@ -103,8 +108,9 @@ def evaluate_input(settings: Settings) -> tuple[str, str]:
     raise LookupError("no evaluate stage among the trigger stages")
 
 
-def at_tenths(samples: list[Sample], events: int) -> list[tuple[int, float, int]]:
-    """The first sample at or past each tenth of the events: (events committed, resident MiB, lag)."""
+def at_tenths(samples: list[Sample], events: int) -> list[tuple[int, tuple[float, ...], int]]:
+    """The first sample at or past each tenth of the events: (events committed, resident MiB of
+    each process, lag)."""
     out = []
     for tenth in range(1, 11):
         target = events * tenth // 10
@@ -114,10 +120,10 @@ def at_tenths(samples: list[Sample], events: int) -> list[tuple[int, float, int]
     return out
 
 
-def growth_per_100k(points: list[tuple[int, float, int]]) -> float:
-    """MiB per 100,000 events between the middle and the end of the run."""
+def growth_per_100k(points: list[tuple[int, tuple[float, ...], int]], process: int = 0) -> float:
+    """MiB per 100,000 events between the middle and the end of the run, of one process."""
     (n0, r0, _), (n1, r1, _) = points[len(points) // 2 - 1], points[-1]
-    return (r1 - r0) / max(1, n1 - n0) * 100_000
+    return (r1[process] - r0[process]) / max(1, n1 - n0) * 100_000
 
 
 def state_rows(data_dir: Path) -> dict[str, int]:
@@ -153,6 +159,10 @@ def main() -> int:
     )
     parser.add_argument("--held-in-memory", type=int, help="triggers.held_in_memory (default: the setting's)")
     parser.add_argument("--no-triggers", action="store_true", help="the worker without its extensions")
+    parser.add_argument(
+        "--triggers-apart", action="store_true",
+        help="the trigger stages in a `webhouse triggers run` process of their own",
+    )  # fmt: skip
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument(
@@ -192,18 +202,22 @@ def main() -> int:
         )
         try:
             done = harness.run_workers(
-                "worker", settings, total, tmp, timeout_s=total / 100, on_started=sampler.start
-            )
+                "worker", settings, total, tmp, timeout_s=total / 100, on_started=sampler.start,
+                triggers_apart=args.triggers_apart and not args.no_triggers,
+            )  # fmt: skip
         finally:
             sampler.stop.set()
     points = at_tenths(sampler.samples, total)
+    names = ["worker", "triggers"][: len(points[0][1])] if points else ["worker"]
     for committed, resident, behind in points:
         lag = f", evaluate stage {behind:,} offsets behind its input" if behind >= 0 else ""
-        print(f"  {committed:>10,} events committed: {resident:7.0f} MiB resident{lag}")
-    growth = growth_per_100k(points)
+        mib = ", ".join(f"{name} {r:.0f}" for name, r in zip(names, resident, strict=True))
+        print(f"  {committed:>10,} events committed: resident MiB {mib}{lag}")
+    growth = [growth_per_100k(points, i) for i in range(len(names))]
     print(
-        f"  growth over the second half: {growth:.1f} MiB per 100,000 events; "
-        f"peak {done.run.peak_rss_mb:.0f} MiB"
+        "  growth over the second half, MiB per 100,000 events: "
+        + ", ".join(f"{name} {g:.1f}" for name, g in zip(names, growth, strict=True))
+        + f"; peak {done.run.peak_rss_mb:.0f} MiB"
     )
     print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
     rows = state_rows(tmp / "worker")
@@ -212,9 +226,10 @@ def main() -> int:
         report = {
             "events": total,
             "devices": events.devices * args.cycles,
-            "resident_mb_at_tenths": [[n, round(r, 1)] for n, r, _ in points],
+            "processes": names,
+            "resident_mb_at_tenths": [[n, *(round(x, 1) for x in r)] for n, r, _ in points],
             "evaluate_lag_at_tenths": [[n, lag] for n, _, lag in points],
-            "growth_mb_per_100k_second_half": round(growth, 2),
+            "growth_mb_per_100k_second_half": [round(g, 2) for g in growth],
             "peak_rss_mb": done.run.peak_rss_mb,
             "events_per_s": done.run.events_per_s,
             "state_rows": rows,
