@@ -6,7 +6,10 @@ Starts the real stack as `webhouse chaos` does (``tools.chaos.stack.Stack``: a l
 its own; ``tools.demo.run.start_services``: `webhouse collector`, `webhouse worker` with the
 triggers in it, `webhouse sink`), with the settings' defaults, not the demo's quicker ones (the
 sink's batch window, the worker's idle intervals); ``--lateness`` sets the worker's allowed
-lateness, ``--sink-window`` the sink's batch window (``webhouse.batch_max_seconds``). One probe
+lateness, ``--sink-window`` the sink's batch window (``webhouse.batch_max_seconds``),
+``--triggers-apart`` runs the triggers in a `webhouse triggers run` process of their own (the
+events table does not wait for them, but in one process they share the worker's interpreter lock;
+apart, each has a core). One probe
 event, landed before the traffic starts, shows every stage is up.
 
 Then it posts Segment ``/v1/batch`` requests at a fixed rate for a fixed time, every event stamped
@@ -332,6 +335,7 @@ class Options:
     devices: int
     poll: float
     workdir: Path
+    triggers_apart: bool = False
 
 
 def effective(settings: Settings, opts: Options) -> dict[str, Any]:
@@ -345,6 +349,7 @@ def effective(settings: Settings, opts: Options) -> dict[str, Any]:
         "sink_batch_max_seconds": settings.webhouse.batch_max_seconds if window is None else window,
         "sink_batch_max_rows": settings.webhouse.batch_max_rows,
         "partitions": settings.kafka.default_partitions,
+        "triggers_apart": opts.triggers_apart,
     }
 
 
@@ -477,7 +482,7 @@ def run_bench(opts: Options) -> dict[str, Any]:
             stack.bootstrap, Topics.from_settings(run.kafka).specs(), settings.kafka.replication_factor
         )
         with ServiceGroup(env=env, log_dir=opts.workdir / "logs") as group:
-            start_services(group, stack.collector_url)
+            start_services(group, stack.collector_url, separate_triggers=opts.triggers_apart)
             log(f"stack up in {opts.workdir} (broker {stack.bootstrap}, collector {stack.collector_url})")
             stack.group = group  # Stack.close stops the services too, should we fail before the with ends
             return measure(opts, settings, stack, group, run)
@@ -528,6 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=500, help="distinct anonymous ids (visitors)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between reads of the events table")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".webhouse" / "bench" / "freshness")
+    parser.add_argument(
+        "--triggers-apart", action="store_true",
+        help="the trigger stages in a `webhouse triggers run` process of their own",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     opts = Options(
@@ -540,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devices=args.devices,
         poll=args.poll,
         workdir=args.workdir.resolve(),
+        triggers_apart=args.triggers_apart,
     )
     try:
         result = run_bench(opts)
