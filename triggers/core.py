@@ -155,24 +155,73 @@ def _json(data: dict[str, Any]) -> bytes:
     return _SORTED_COMPACT.encode(data).encode()
 
 
-# A customer's stored state past this size gives up its oldest past events, half at a time, until
-# it fits. The history is bounded in count (``triggers.history_max_events``) but not in bytes: 300
-# Product Viewed events listing 250 products each (a list page tracked as a product view) made a
-# state of over 1 MB, past the 1,000,000 bytes Kafka takes in one record, and the evaluate stage
-# stopped on it, again after each restart. The other parts are bounded by count and stay far below
-# this, except a profile's categories bought and consent purposes, which only a client sending
-# thousands of distinct ones would grow (not bounded yet).
+# A customer's stored state past this size gives up, half at a time and in this order, until it
+# fits: its oldest past events, the categories it bought least, its oldest products bought, its
+# oldest anonymous ids. The history is bounded in count (``triggers.history_max_events``) but not
+# in bytes: 300 Product Viewed events listing 250 products each (a list page tracked as a product
+# view) made a state of over 1 MB, past the 1,000,000 bytes Kafka takes in one record, and the
+# evaluate stage stopped on it, again after each restart. The profile's categories are bounded by
+# nothing, its products and anonymous ids by count only, and each name can be as long as an event
+# allows (32 KB at the collector): a client sending long or many distinct ones stopped it the same
+# way. Consents are never dropped (a guardrail reads them): a client sending thousands of distinct
+# or very long consent purposes could still pass the bound (not bounded yet).
 STATE_BYTES_MAX = 512 * 1024
 
 
+def _drop_oldest_history(state: CustomerState) -> bool:
+    if not state.history:
+        return False
+    del state.history[: max(1, len(state.history) // 2)]
+    return True
+
+
+def _drop_least_bought(state: CustomerState) -> bool:
+    bought = state.profile.categories_bought
+    if not bought:
+        return False
+    ranked = sorted(bought.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(sorted(ranked[: len(ranked) // 2]))
+    state.profile = state.profile.changed({"categories_bought": kept})
+    return True
+
+
+def _drop_oldest_products(state: CustomerState) -> bool:
+    products = state.profile.products_bought
+    if not products:
+        return False
+    state.profile = state.profile.changed(
+        {"products_bought": products[len(products) // 2 + len(products) % 2 :]}
+    )
+    return True
+
+
+def _drop_oldest_anonymous_ids(state: CustomerState) -> bool:
+    ids = state.profile.anonymous_ids
+    if not ids:
+        return False
+    state.profile = state.profile.changed({"anonymous_ids": ids[len(ids) // 2 + len(ids) % 2 :]})
+    return True
+
+
+_TRIMS = (_drop_oldest_history, _drop_least_bought, _drop_oldest_products, _drop_oldest_anonymous_ids)
+
+
 def state_bytes(state: CustomerState) -> bytes:
-    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` while it has history
-    (the oldest past events are dropped from ``state`` itself, so memory and store agree)."""
+    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` unless its consents
+    alone pass it (what is dropped to fit is dropped from ``state`` itself, so memory and store
+    agree)."""
     data = _json(state.to_dict())
-    while len(data) > STATE_BYTES_MAX and state.history:
-        del state.history[: max(1, len(state.history) // 2)]
-        data = _json(state.to_dict())
+    for trim in _TRIMS:
+        while len(data) > STATE_BYTES_MAX and trim(state):
+            data = _json(state.to_dict())
     return data
+
+
+def handed_over(state: CustomerState) -> dict[str, Any]:
+    """A device's state as its hand-over (``absorb``) carries it: trimmed as it would be stored.
+    It grew within the batch that hands it over, and was never stored at that size."""
+    state_bytes(state)
+    return state.to_dict()
 
 
 def _nothing_stored(key: bytes) -> bytes | None:
@@ -490,7 +539,7 @@ class TriggerCore:
         self._emit_alerts(result, state.customer_id.encode(), alerts)
         moved = CustomerState.forwarding(state.customer_id, target, state.linked_at, device, partition)
         result.live[state.customer_id.encode()] = (partition, moved)
-        absorb = {"to": target, "state": device.to_dict(), "at": state.linked_at}
+        absorb = {"to": target, "state": handed_over(device), "at": state.linked_at}
         result.outputs.append(self._input(target, "absorb", absorb))
         return True
 
@@ -548,7 +597,7 @@ class TriggerCore:
         if state is not None and state.moved_to is None:
             if linked_at is not None:
                 self._apply(result, partition, self.engine.close_due(state, linked_at))
-            body = {"to": customer_id, "state": state.to_dict(), "at": linked_at}
+            body = {"to": customer_id, "state": handed_over(state), "at": linked_at}
             result.outputs.append(self._input(customer_id, "absorb", body))
             result.outputs.append(self._publish(state, merged_into=customer_id))
         # The device's state now lives with the customer; what comes later under the device's

@@ -514,3 +514,64 @@ def test_a_state_of_many_large_past_events_gives_up_its_oldest_to_stay_a_record_
     state = CustomerState.from_dict(json.loads(stored))
     assert state.profile.event_count == 300
     assert 0 < len(state.history) < 300 and state.history[-1].product_ids[0] == "sku-299-000"
+
+
+def stored_state(bus: Bus, key: bytes) -> CustomerState:
+    stored = bus.table.get(key)
+    assert stored is not None and len(stored) <= STATE_BYTES_MAX
+    return CustomerState.from_dict(json.loads(stored))
+
+
+def test_a_profile_of_many_long_categories_keeps_the_most_bought_to_stay_a_record_kafka_takes() -> None:
+    """A category is a name as long as the event allows, and a profile counted every one it ever
+    saw: 500 orders of a distinct 2 KB category made a state past the largest record Kafka
+    takes, and the evaluate stage stopped on it. Now the least bought go first, until it fits."""
+    bus = Bus()
+    for n in range(1_000):
+        category = "favourite" if n % 2 else f"cat-{n:04d}-" + "x" * 2_000
+        bus.event(order(at(n), category=category))
+    state = stored_state(bus, b"c-1")
+    assert state.profile.orders == 1_000
+    assert state.profile.categories_bought["favourite"] == 500
+    assert 1 < len(state.profile.categories_bought) < 501
+
+
+def test_a_profile_of_long_product_ids_keeps_the_latest_to_stay_a_record_kafka_takes() -> None:
+    """The last 100 products bought, each id as long as the event allows (here 11 KB): past the
+    largest record Kafka takes. Now the oldest go first, until it fits."""
+    bus = Bus()
+    for n in range(100):
+        bus.event(order(at(n), products=[f"p-{n:03d}-" + "x" * 11_000]))
+    state = stored_state(bus, b"c-1")
+    assert state.profile.orders == 100
+    assert 0 < len(state.profile.products_bought) < 100
+    assert state.profile.products_bought[-1].startswith("p-099-")
+
+
+def test_a_profile_of_many_long_anonymous_ids_keeps_the_latest_to_stay_a_record_kafka_takes() -> None:
+    """Every device a customer ever used stays in the profile's anonymous ids: 500 devices of
+    2 KB ids (a client that puts a token in the anonymous id) passed the largest record Kafka
+    takes. Now the oldest go first, until it fits."""
+    bus = Bus()
+    for n in range(500):
+        bus.event(event("Page Viewed", at(n), anon=f"d-{n:03d}-" + "x" * 2_000, call="page"))
+    state = stored_state(bus, b"c-1")
+    assert state.profile.event_count == 500
+    assert 0 < len(state.profile.anonymous_ids) < 500
+    assert state.profile.anonymous_ids[-1].startswith("d-499-")
+
+
+def test_a_device_state_grown_within_one_batch_is_handed_over_trimmed() -> None:
+    """A device's state is trimmed when stored, but its hand-over to the customer carried it as
+    the batch left it: 300 large Product Viewed events and the sign-in applied in one step made
+    an ``absorb`` input past the largest record Kafka takes. Now it carries the trimmed state."""
+    bus = Bus()
+    for n in range(300):
+        listed = [f"sku-{n:03d}-{i:03d}" for i in range(250)]
+        record = event("Product Viewed", at(n), customer=None, anon="dev-1", products=listed)
+        bus.event(record, follow=False)
+    bus.event(event("Signed In", at(300), customer="c-1", anon="dev-1"), follow=False)
+    bus.sweep(to_ms(at(301)))  # every input applied in one step of the evaluate stage
+    assert moved(bus) == {b"dev-1": "c-1"}
+    state = stored_state(bus, b"c-1")
+    assert state.profile.event_count == 301
