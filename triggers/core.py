@@ -574,9 +574,16 @@ class TriggerCore:
             result.alerts.append(alert)
 
     def _publish(self, state: CustomerState, merged_into: str | None = None) -> Output:
-        """The state's profile as its next numbered version (the number is kept in the state)."""
+        """The state's profile as its next numbered version (the number is kept in the state). A
+        profile past the state's bound grew within this step, which stores the state trimmed: it is
+        trimmed now, as the state will be, so the record stays one Kafka takes."""
         state.profile = state.profile.changed({"version": state.profile.version + 1})
         record = self.serdes["profile"].encode(to_record(state.profile, merged_into), self.topics.profiles)
+        if len(record) > STATE_BYTES_MAX:
+            state_bytes(state)  # its JSON is at least as long as the profile's Avro
+            record = self.serdes["profile"].encode(
+                to_record(state.profile, merged_into), self.topics.profiles
+            )
         return Output(self.topics.profiles, state.profile.customer_id.encode(), record)
 
     def _handover_state(

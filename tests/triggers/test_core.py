@@ -575,3 +575,16 @@ def test_a_device_state_grown_within_one_batch_is_handed_over_trimmed() -> None:
     assert moved(bus) == {b"dev-1": "c-1"}
     state = stored_state(bus, b"c-1")
     assert state.profile.event_count == 301
+
+
+def test_a_profile_grown_within_one_batch_is_published_trimmed() -> None:
+    """The state is trimmed when a step stores it, but the profile is published as each input
+    leaves it: 500 orders of a distinct 2 KB category applied in one step published a profile
+    past the largest record Kafka takes. Now a profile past the state's bound is published trimmed."""
+    bus = Bus()
+    for n in range(500):
+        bus.event(order(at(n), category=f"cat-{n:04d}-" + "x" * 2_000), follow=False)
+    bus.sweep(to_ms(at(501)))  # every input applied in one step of the evaluate stage
+    assert stored_state(bus, b"c-1").profile.orders == 500
+    latest = bus.profiles()[-1]
+    assert latest["orders"] == 500 and 0 < len(latest["categories_bought"]) < 500
