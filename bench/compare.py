@@ -54,6 +54,7 @@ import collector_throughput
 import harness
 import sink_throughput
 import workload
+from scratch import scratch_dir
 
 from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.settings import REPO_ROOT
@@ -349,8 +350,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    with scratch_dir("webhouse-compare-") as tmp:
+        return compare(args, tmp)
+
+
+def compare(args: argparse.Namespace, tmp: Path) -> int:
+    """Every part of the comparison; logs and state in ``tmp``."""
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="webhouse-compare-"))
     contenders: list[str] = list(args.contenders)
     quix, skipped = None, ""
     if "quixstreams" in contenders:

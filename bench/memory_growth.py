@@ -18,12 +18,12 @@ import argparse
 import gc
 import json
 import sys
-import tempfile
 import tracemalloc
 from pathlib import Path
 
 import workload
 from prometheus_client import CollectorRegistry
+from scratch import scratch_dir
 
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.messages import Incoming
@@ -89,11 +89,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=10, help="allocation sites printed")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
+    with scratch_dir("webhouse-growth-") as tmp:
+        return measure(args, tmp)
 
+
+def measure(args: argparse.Namespace, tmp: Path) -> int:
+    """The run, its stages' state files in ``tmp``."""
     messages = workload.load(args.events).messages
     topics = Topics.from_settings(Settings().kafka)
     broker = MemoryBroker(topics.partitions)
-    runners = stages(broker, topics, Path(tempfile.mkdtemp(prefix="webhouse-growth-")), args.device_cache)
+    runners = stages(broker, topics, tmp, args.device_cache)
     tracemalloc.start(args.frames)
     parts = [len(messages) * (i + 1) // 4 for i in range(4)]
     points: list[tuple[int, tracemalloc.Snapshot]] = []

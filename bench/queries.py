@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
+from scratch import scratch_dir
 
 from pipeline.settings import Settings, WebhouseSettings
 from sinks.analyses import funnel_sql, paths_sql
@@ -311,7 +311,15 @@ def main() -> None:
         "--old-links", type=int, default=0, help="each increment also links this many year-old devices"
     )
     args = parser.parse_args()
-    root = args.root or Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
+    if args.root is not None:
+        measure(args, args.root)
+        return
+    with scratch_dir("webhouse-bench-") as root:
+        measure(args, root)
+
+
+def measure(args: argparse.Namespace, root: Path) -> None:
+    """Generate the tables into ``root`` unless they are there, then time the queries."""
     if not (root / "events").exists():
         started = time.perf_counter()
         generate(root, args.events, args.days, args.chunks)

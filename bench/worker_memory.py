@@ -32,7 +32,6 @@ import argparse
 import json
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from contextlib import closing
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import harness
 import workload
+from scratch import scratch_dir
 
 from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.settings import Settings
@@ -171,7 +171,12 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="webhouse-memory-"))
+    with scratch_dir("webhouse-memory-") as tmp:
+        return measure(args, tmp)
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> int:
+    """The run, its logs and state files in ``tmp``."""
     events = workload.load(args.events)
     total = args.events * args.cycles
     print(f"{len(events.messages)} events x {args.cycles}, {events.devices * args.cycles} devices; "

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import harness
 import workload
+from scratch import scratch_dir
 
 from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.settings import Settings, WorkerSettings
@@ -74,7 +74,12 @@ def main() -> int:
     parser.add_argument("--debug", action="store_true", help="worker logs per-batch timings")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="webhouse-bench-"))
+    with scratch_dir("webhouse-bench-") as tmp:
+        return measure(args, tmp)
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> int:
+    """The run, its logs in ``tmp``."""
     print(f"loading {args.events} events ...", flush=True)
     events = workload.load(args.events)
     print(
