@@ -54,7 +54,7 @@ from triggers.wake import Wake
 PastCounter = Callable[[PastEventsCondition], int]
 _PRIORITY = {"high": 0, "normal": 1, "low": 2}
 NOTHING = ""  # a held alert's window: no event cancels it
-CONSENT_MEMORY = 64  # consent changes kept per customer (a few per purpose and year in practice)
+CONSENT_MEMORY = 64  # consent changes kept per customer and purpose (a few a year in practice)
 AWAITED_MEMORY = 100  # awaited events (orders) kept per customer, however old
 ORDER_MEMORY = 1000  # order ids remembered per customer, so that a retried order counts once
 HOUR_MS = 3600 * 1000

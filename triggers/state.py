@@ -9,6 +9,7 @@ adapter writes it back to the store.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,9 +198,20 @@ class CustomerState:
         return True
 
     def record_consent(self, time: int, purposes: tuple[str, ...], granted: bool, keep: int) -> None:
-        """Add consent changes in time order; keep the latest ``keep`` (older ones are superseded)."""
+        """Add consent changes in time order; keep the latest ``keep`` of each purpose (older ones
+        are superseded). Kept per purpose, not in all: changes of other purposes pushed a
+        withdrawal out, and the consent default answered in its place."""
         merged = sorted({*self.consents, *((time, p, granted) for p in purposes)})
-        self.consents = merged[-keep:]
+        per_purpose: Counter[str] = Counter(purpose for _, purpose, _ in merged)
+        if max(per_purpose.values(), default=0) > keep:
+            kept = []
+            for change in merged:  # oldest first: a purpose's first changes go while it has too many
+                if per_purpose[change[1]] > keep:
+                    per_purpose[change[1]] -= 1
+                else:
+                    kept.append(change)
+            merged = kept
+        self.consents = merged
 
     def consent_at(self, purpose: str, time: int) -> bool | None:
         """The consent for ``purpose`` in force at event time ``time``; None if never given or refused."""

@@ -41,6 +41,17 @@ def test_consent_is_per_purpose() -> None:
     assert summary(h.event(order(at(1)))) == [("first_purchase_welcome", "suppressed", "consent_missing")]
 
 
+def test_a_withdrawal_is_not_forgotten_for_changes_of_other_purposes() -> None:
+    """A customer's consent changes were kept as the latest 64 of any purpose: 64 grants of
+    analytics (a consent banner re-sent on each page) pushed out the withdrawal of
+    marketing_email, and with consent granted by default a welcome went out against it."""
+    h = harness("first_purchase_welcome", consent_default_granted=True)
+    h.event(consent(at(0), granted=False))
+    for n in range(1, 70):
+        h.event(event("Consent Granted", at(n), channel="server", purposes=["analytics"]))
+    assert summary(h.event(order(at(80)))) == [("first_purchase_welcome", "suppressed", "consent_missing")]
+
+
 def test_daily_cap_counts_fired_marketing_alerts_per_utc_day() -> None:
     h = harness(daily_cap_per_customer=1)
     h.event(consent(at(0)))
