@@ -90,12 +90,16 @@ class Result:
     held: list[tuple[int, Held]] = field(default_factory=list)  # inputs read, to hold (partition, input)
     released: list[tuple[int, Held]] = field(default_factory=list)  # held inputs applied
 
-    def seal(self, index: Callable[[bytes, CustomerState | None], None] | None = None) -> Result:
+    def seal(
+        self,
+        fit: Callable[[CustomerState], bytes],
+        index: Callable[[bytes, CustomerState | None], None] | None = None,
+    ) -> Result:
         """Serialize each touched state once, however many inputs of the batch touched it."""
         for key, (partition, state) in self.live.items():
             if index is not None:
                 index(key, state)
-            self.states[key] = (partition, state_bytes(state) if state is not None else None)
+            self.states[key] = (partition, fit(state) if state is not None else None)
         self.live.clear()
         return self
 
@@ -163,8 +167,8 @@ def _json(data: dict[str, Any]) -> bytes:
 # evaluate stage stopped on it, again after each restart. The profile's categories are bounded by
 # nothing, its products and anonymous ids by count only, and each name can be as long as an event
 # allows (32 KB at the collector): a client sending long or many distinct ones stopped it the same
-# way. Consents are never dropped (a guardrail reads them): a client sending thousands of distinct
-# or very long consent purposes could still pass the bound (not bounded yet).
+# way. Consent purposes too: last, those no guardrail reads (outside ``triggers.consent_purposes``
+# and the rules' own) go; the others never do.
 STATE_BYTES_MAX = 512 * 1024
 
 
@@ -206,22 +210,34 @@ def _drop_oldest_anonymous_ids(state: CustomerState) -> bool:
 _TRIMS = (_drop_oldest_history, _drop_least_bought, _drop_oldest_products, _drop_oldest_anonymous_ids)
 
 
-def state_bytes(state: CustomerState) -> bytes:
-    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` unless its consents
-    alone pass it (what is dropped to fit is dropped from ``state`` itself, so memory and store
-    agree)."""
+def _drop_unread_consents(state: CustomerState, read: frozenset[str]) -> bool:
+    consent = {purpose: granted for purpose, granted in state.profile.consent.items() if purpose in read}
+    changes = [change for change in state.consents if change[1] in read]
+    if len(consent) == len(state.profile.consent) and len(changes) == len(state.consents):
+        return False
+    state.profile = state.profile.changed({"consent": consent})
+    state.consents = changes
+    return True
+
+
+def state_bytes(state: CustomerState, read_purposes: frozenset[str]) -> bytes:
+    """The state as stored: sorted compact JSON, within ``STATE_BYTES_MAX`` unless the consents
+    of ``read_purposes`` (those a guardrail may ask for) alone pass it. What is dropped to fit is
+    dropped from ``state`` itself, so memory and store agree."""
     data = _json(state.to_dict())
     for trim in _TRIMS:
         while len(data) > STATE_BYTES_MAX and trim(state):
             data = _json(state.to_dict())
+    if len(data) > STATE_BYTES_MAX and _drop_unread_consents(state, read_purposes):
+        data = _json(state.to_dict())
     return data
 
 
-def handed_over(state: CustomerState) -> dict[str, Any]:
-    """A device's state as its hand-over (``absorb``) carries it: trimmed as it would be stored.
-    It grew within the batch that hands it over, and was never stored at that size."""
-    state_bytes(state)
-    return state.to_dict()
+def read_purposes(settings: Settings, rules: RuleSet) -> frozenset[str]:
+    """The consent purposes a guardrail may ask for: the vocabulary and what the rules name
+    (the worker loads rules outside the vocabulary too; only `webhouse triggers validate` refuses
+    them)."""
+    return frozenset(settings.triggers.consent_purposes) | {r.consent for r in rules.rules if r.consent}
 
 
 def _nothing_stored(key: bytes) -> bytes | None:
@@ -235,6 +251,7 @@ class TriggerCore:
         self.topics = Topics.from_settings(settings.kafka)
         self.engine = Engine(rules, settings.triggers)
         self.metrics = metrics
+        self._read_purposes = read_purposes(settings, rules)
         url = settings.kafka.schema_registry_url
         self.serdes = {
             name: make_serde(name, url)
@@ -447,7 +464,7 @@ class TriggerCore:
                     self._apply_held(result, partition, held, mark, stored, now, applied)
         for kind, count in applied.items():
             self.metrics.inputs.labels(kind).inc(count)
-        return result.seal(self._index)
+        return result.seal(self._fit, self._index)
 
     def _load(
         self, result: Result, key: bytes, stored: Callable[[bytes], bytes | None]
@@ -539,7 +556,7 @@ class TriggerCore:
         self._emit_alerts(result, state.customer_id.encode(), alerts)
         moved = CustomerState.forwarding(state.customer_id, target, state.linked_at, device, partition)
         result.live[state.customer_id.encode()] = (partition, moved)
-        absorb = {"to": target, "state": handed_over(device), "at": state.linked_at}
+        absorb = {"to": target, "state": self._handed_over_state(device), "at": state.linked_at}
         result.outputs.append(self._input(target, "absorb", absorb))
         return True
 
@@ -573,6 +590,16 @@ class TriggerCore:
             result.outputs.append(Output(self.topics.alerts, key, record))
             result.alerts.append(alert)
 
+    def _fit(self, state: CustomerState) -> bytes:
+        """The state as stored, trimmed to fit (``state_bytes``)."""
+        return state_bytes(state, self._read_purposes)
+
+    def _handed_over_state(self, state: CustomerState) -> dict[str, Any]:
+        """A device's state as its hand-over (``absorb``) carries it: trimmed as it would be
+        stored. It grew within the batch that hands it over, and was never stored at that size."""
+        self._fit(state)
+        return state.to_dict()
+
     def _publish(self, state: CustomerState, merged_into: str | None = None) -> Output:
         """The state's profile as its next numbered version (the number is kept in the state). A
         profile past the state's bound grew within this step, which stores the state trimmed: it is
@@ -580,7 +607,7 @@ class TriggerCore:
         state.profile = state.profile.changed({"version": state.profile.version + 1})
         record = self.serdes["profile"].encode(to_record(state.profile, merged_into), self.topics.profiles)
         if len(record) > STATE_BYTES_MAX:
-            state_bytes(state)  # its JSON is at least as long as the profile's Avro
+            self._fit(state)  # its JSON is at least as long as the profile's Avro
             record = self.serdes["profile"].encode(
                 to_record(state.profile, merged_into), self.topics.profiles
             )
@@ -604,7 +631,7 @@ class TriggerCore:
         if state is not None and state.moved_to is None:
             if linked_at is not None:
                 self._apply(result, partition, self.engine.close_due(state, linked_at))
-            body = {"to": customer_id, "state": handed_over(state), "at": linked_at}
+            body = {"to": customer_id, "state": self._handed_over_state(state), "at": linked_at}
             result.outputs.append(self._input(customer_id, "absorb", body))
             result.outputs.append(self._publish(state, merged_into=customer_id))
         # The device's state now lives with the customer; what comes later under the device's
@@ -616,6 +643,7 @@ class TriggerCore:
         """New rules: every state is visited again (a full pass), so that the scheduled rules
         look at each at its next hour (``Engine.schedule_version`` changed)."""
         self.engine.reload(rules)
+        self._read_purposes = read_purposes(self.settings, rules)
         self.reset_index()
 
     def reset_index(self) -> None:
@@ -649,7 +677,7 @@ class TriggerCore:
                 result.live[key] = (self.partition_of(key), None)
             result.outputs.append(Output(self.topics.profiles, key, None))
         self.metrics.inputs.labels("erasure").inc()
-        return result.seal(self._index)
+        return result.seal(self._fit, self._index)
 
     def partition_of(self, key: bytes) -> int:
         """The triggers partition of a key, as the producer's default partitioner places it."""
@@ -726,7 +754,7 @@ class TriggerCore:
             prepared = self._prepare(result, key, state, mark, owner.now, ended)
             if key not in result.live:
                 self._index(key, prepared)  # unchanged: indexed as it is (a full pass builds the index)
-            result.seal(self._index)
+            result.seal(self._fit, self._index)
             if prepared is not None and result.states.get(key, (0, None))[1] == stored:
                 del result.states[key]  # nothing changed: no changelog write
 

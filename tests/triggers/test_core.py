@@ -588,3 +588,19 @@ def test_a_profile_grown_within_one_batch_is_published_trimmed() -> None:
     assert stored_state(bus, b"c-1").profile.orders == 500
     latest = bus.profiles()[-1]
     assert latest["orders"] == 500 and 0 < len(latest["categories_bought"]) < 500
+
+
+def test_a_profile_of_many_long_consent_purposes_keeps_those_rules_may_read() -> None:
+    """A consent purpose is a name as long as the event allows, and a profile kept each one it
+    saw: 500 consent events of a distinct 2 KB purpose passed the largest record Kafka takes. Now
+    the purposes outside ``triggers.consent_purposes`` (which no rule may name; the analysts'
+    consent view reads the events) go when the state passes its bound; those inside never do."""
+    bus = Bus()
+    bus.event(consent(at(0)))  # marketing_email granted
+    for n in range(1, 501):
+        purpose = f"purpose-{n:03d}-" + "x" * 2_000
+        bus.event(event("Consent Granted", at(n), channel="server", purposes=[purpose]))
+    state = stored_state(bus, b"c-1")
+    assert state.profile.event_count == 501
+    assert state.profile.consent["marketing_email"] is True and len(state.profile.consent) < 501
+    assert state.consent_at("marketing_email", to_ms(at(600))) is True
