@@ -10,17 +10,21 @@ remedy, with the Kafka clients replaced by recorders.
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from pipeline.runtime import kafka as runtime_kafka
 from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
 from pipeline.runtime.metrics import RuntimeMetrics
-from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
+from pipeline.runtime.stage import Incoming, Record, RunnerView, Step, Stores
 
 
 class Quiet:
@@ -80,3 +84,67 @@ def test_an_aborted_transaction_is_redone_by_a_new_producer_of_the_same_transact
     assert runner.producer.calls == ["init_transactions"]  # a new epoch before the redo
     assert runner.producer.conf["transactional.id"] == first.conf["transactional.id"]
     assert rewound == [True]
+
+
+class OversizeFirst:
+    """Copies each input to ``out``; its first output is larger than ``out`` takes, so the first
+    transaction fails delivery and aborts (an abortable error, as a dying broker's timeouts are)."""
+
+    name = "copier"
+    store_names: tuple[str, ...] = ()
+    tick_interval_s = 0.2
+
+    def __init__(self, source: str, out: str) -> None:
+        self.inputs = (source,)
+        self.out = out
+        self.tries = 0
+
+    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
+        return None
+
+    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
+        self.tries += 1
+        pad = b"x" * 5_000 if self.tries == 1 else b""
+        return Step(outputs=[Record(self.out, m.key, m.value + pad, m.partition) for m in batch])
+
+    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
+        return Step()
+
+
+@pytest.mark.kafka
+def test_after_an_abort_on_a_real_broker_the_redo_commits_every_output_once(kafka_bootstrap: str) -> None:
+    """The same path against the project's broker: the new producer fences the old one, and the
+    batch redone after the abort lands every output once."""
+    source, out = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("abort-in", "abort-out"))
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    small = {"max.message.bytes": "2000"}
+    for done in admin.create_topics([NewTopic(source, 1, 1), NewTopic(out, 1, 1, config=small)]).values():
+        done.result()
+    sender = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(20):
+        sender.produce(source, key=b"k%d" % i, value=b"v%d" % i, partition=0)
+    sender.flush(30)
+    stage = OversizeFirst(source, out)
+    config = RunnerConfig(kafka_bootstrap, f"g-{source}", {}, batch_within_s=0.2, instance_id="0")
+    runner = KafkaRunner(stage, config, RuntimeMetrics(CollectorRegistry()))
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        reader = Consumer({
+            "bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+        })  # fmt: skip
+        reader.subscribe([out])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < 20 and time.monotonic() < deadline:
+            message = reader.poll(0.5)
+            if message is not None and message.error() is None:
+                got.append(message.value() or b"")
+        reader.close()
+    finally:
+        stop.set()
+        thread.join(30)
+    assert stage.tries >= 2  # the first transaction aborted and the batch was redone
+    assert sorted(got) == sorted(b"v%d" % i for i in range(20))
