@@ -19,6 +19,7 @@ worker's transaction committed), and when it first appeared in the Delta ``event
 every ``--poll`` seconds; a DuckDB query reads the same snapshot, ``sinks.duck``). After the
 traffic it waits up to ``--wait`` seconds for what was acknowledged to land.
 
+The collector's latency at that rate (post -> 200, requests): ``request_ms``.
 Freshness = queryable - acknowledged. "steady" keeps the events acknowledged while traffic still
 flowed for a margin after them (the sink's batch window and the worker's batches see steady
 traffic), not the tail sent just before the traffic stopped. The worker sends each event on at
@@ -112,6 +113,9 @@ class Sent:
     failed: int = 0  # events in requests that got no answer
     started: float = 0.0
     ended: float = 0.0  # wall time of the last answer
+    # seconds from each answered request's post to its 200 (the collector answers once the broker
+    # has every event of it): the collector's latency at the offered rate, not at saturation
+    request_s: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -124,6 +128,7 @@ async def post_batch(
 ) -> None:
     batch = [page_event(mid, f"fresh-device-{int(mid.rsplit('-', 1)[1]) % devices}") for mid in ids]
     out.sent += len(batch)
+    posted = time.time()
     try:
         async with http.post(f"{url}/v1/batch", json={"batch": batch}) as answer:
             await answer.read()
@@ -135,6 +140,7 @@ async def post_batch(
         out.failed += len(batch)
         return
     out.acked.update(dict.fromkeys(ids, at))
+    out.request_s.append(at - posted)
     out.ended = max(out.ended, at)
 
 
@@ -378,6 +384,7 @@ def report(
         "never_enriched": sum(1 for i in acked if i not in enriched),
         "waited_s": round(waited_s, 1),
         "settings": knobs,
+        "request_ms": asdict(Stats.of(1000 * s for s in sent.request_s)),
         "all": split(acked, sent, enriched, table),
         "steady": {"acknowledged": len(steady), **split(steady, sent, enriched, table)},
         "steady_rule": f"acknowledged >= {STEADY_MARGIN_S:.0f}s before the traffic stopped",
@@ -509,6 +516,9 @@ def table_text(result: dict[str, Any]) -> str:
                 f"{'-' if s[k] is None else s[k]:>8}" for k in ("min", "p50", "p90", "p99", "max")
             )
             lines.append(f"{subset + ' ' + figure:<28}{s['count']:>8}{cells}")
+    r = result["request_ms"]
+    cells = "".join(f"{'-' if r[k] is None else r[k]:>8}" for k in ("min", "p50", "p90", "p99", "max"))
+    lines.append(f"{'request ms (post -> 200)':<28}{r['count']:>8}{cells}")
     lines.append(
         "by acknowledgement time (s since the traffic started): count, freshness p50 / max, to enriched p50"
     )

@@ -38,4 +38,5 @@ def test_freshness_reports_every_figure_for_a_short_run(tmp_path: Path) -> None:
     figures = result["all"]
     assert {f: figures[f]["count"] for f in FIGURES} == dict.fromkeys(FIGURES, 80), figures
     assert all(is_number(figures[f][s]) for f in FIGURES for s in STATS), figures
+    assert result["request_ms"]["count"] == 8 and all(is_number(result["request_ms"][s]) for s in STATS)
     assert result["settings"]["allowed_lateness_s"] == 2
