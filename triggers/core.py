@@ -161,14 +161,16 @@ def _json(data: dict[str, Any]) -> bytes:
 
 # A customer's stored state past this size gives up, half at a time and in this order, until it
 # fits: its oldest past events, the categories it bought least, its oldest products bought, its
-# oldest anonymous ids. The history is bounded in count (``triggers.history_max_events``) but not
-# in bytes: 300 Product Viewed events listing 250 products each (a list page tracked as a product
-# view) made a state of over 1 MB, past the 1,000,000 bytes Kafka takes in one record, and the
-# evaluate stage stopped on it, again after each restart. The profile's categories are bounded by
-# nothing, its products and anonymous ids by count only, and each name can be as long as an event
-# allows (32 KB at the collector): a client sending long or many distinct ones stopped it the same
-# way. Consent purposes too: last, those no guardrail reads (outside ``triggers.consent_purposes``
-# and the rules' own) go; the others never do.
+# oldest anonymous ids, the oldest of the order ids it remembers against retries (an order id
+# forgotten this way would count again if retried). The history is bounded in count
+# (``triggers.history_max_events``) but not in bytes: 300 Product Viewed events listing 250
+# products each (a list page tracked as a product view) made a state of over 1 MB, past the
+# 1,000,000 bytes Kafka takes in one record, and the evaluate stage stopped on it, again after
+# each restart. The profile's categories are bounded by nothing, its products, anonymous ids and
+# order ids by count only, and each can be as long as an event allows (32 KB at the collector):
+# a client sending long or many distinct ones stopped it the same way. Consent purposes too:
+# last, those no guardrail reads (outside ``triggers.consent_purposes`` and the rules' own) go;
+# the others never do.
 STATE_BYTES_MAX = 512 * 1024
 
 
@@ -207,7 +209,20 @@ def _drop_oldest_anonymous_ids(state: CustomerState) -> bool:
     return True
 
 
-_TRIMS = (_drop_oldest_history, _drop_least_bought, _drop_oldest_products, _drop_oldest_anonymous_ids)
+def _drop_oldest_order_ids(state: CustomerState) -> bool:
+    if not state.order_ids:
+        return False
+    del state.order_ids[: max(1, len(state.order_ids) // 2)]
+    return True
+
+
+_TRIMS = (
+    _drop_oldest_history,
+    _drop_least_bought,
+    _drop_oldest_products,
+    _drop_oldest_anonymous_ids,
+    _drop_oldest_order_ids,
+)
 
 
 def _drop_unread_consents(state: CustomerState, read: frozenset[str]) -> bool:

@@ -604,3 +604,15 @@ def test_a_profile_of_many_long_consent_purposes_keeps_those_rules_may_read() ->
     assert state.profile.event_count == 501
     assert state.profile.consent["marketing_email"] is True and len(state.profile.consent) < 501
     assert state.consent_at("marketing_email", to_ms(at(600))) is True
+
+
+def test_a_state_of_many_long_order_ids_forgets_the_oldest_to_stay_a_record_kafka_takes() -> None:
+    """A state remembers its last 1,000 order ids against a client's retry, each as long as the
+    event allows: 500 orders with 2 KB ids passed the largest record Kafka takes. Now the oldest
+    ids go, after the history and the profile's lists, until it fits."""
+    bus = Bus()
+    for n in range(500):
+        bus.event(order(at(n), order_id=f"o-{n:03d}-" + "x" * 2_000, products=[]))
+    state = stored_state(bus, b"c-1")
+    assert state.profile.orders == 500
+    assert 0 < len(state.order_ids) < 500 and state.order_ids[-1].startswith("o-499-")
