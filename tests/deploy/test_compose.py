@@ -19,7 +19,7 @@ def _services() -> dict[str, Any]:
 
 def test_every_webhouse_service_reads_its_secrets_from_the_env_file() -> None:
     services = _services()
-    assert {"collector", "worker", "sink"} <= set(services)
+    assert {"collector", "worker", "triggers", "sink"} <= set(services)
     secret_vars = {env_name(key) for key in SECRET_KEYS}
     for name, service in services.items():
         assert service.get("env_file") == ["webhouse.env"], name
@@ -29,19 +29,27 @@ def test_every_webhouse_service_reads_its_secrets_from_the_env_file() -> None:
 def test_services_are_scrapeable_from_other_containers() -> None:
     services = _services()
     assert services["collector"]["environment"]["WEBHOUSE_COLLECTOR__HOST"] == "0.0.0.0"
-    for name in ("worker", "sink"):
+    for name in ("worker", "triggers", "sink"):
         assert services[name]["environment"]["WEBHOUSE_METRICS__HOST"] == "0.0.0.0"
 
 
 def test_the_services_are_restarted_when_they_exit() -> None:
     """A service that finds itself stuck exits non-zero (pipeline/health.py) for this restart."""
     services = _services()
-    for name in ("collector", "worker", "sink"):
+    for name in ("collector", "worker", "triggers", "sink"):
         assert services[name]["restart"] == "unless-stopped", name
 
 
-def test_the_worker_keeps_its_state_stores_on_a_volume() -> None:
+def test_the_worker_and_the_triggers_keep_their_state_stores_on_volumes() -> None:
     """On disk by default (worker.state_store): on a volume, a recreated container resumes them."""
-    worker = _services()["worker"]
-    state = worker["environment"]["WEBHOUSE_WORKER__DATA_DIR"]
-    assert any(volume.endswith(f":{state}") for volume in worker["volumes"])
+    for name in ("worker", "triggers"):
+        service = _services()[name]
+        state = service["environment"]["WEBHOUSE_WORKER__DATA_DIR"]
+        assert any(volume.endswith(f":{state}") for volume in service["volumes"]), name
+
+
+def test_the_trigger_stages_run_in_a_process_of_their_own() -> None:
+    """Not in the worker as well: the two would run the same stages in the same consumer groups."""
+    services = _services()
+    assert services["worker"]["environment"]["WEBHOUSE_WORKER__EXTENSIONS"] == "[]"
+    assert services["triggers"]["command"] == ["triggers", "run"]

@@ -1,6 +1,6 @@
-"""A real Prometheus (Debian's package) scrapes a real collector, worker and sink on the test broker,
-fed ten simulated days by the simulator: every scrape target is up, every rule loads, and every
-dashboard query returns data."""
+"""A real Prometheus (Debian's package) scrapes a real collector, worker, trigger process and sink on
+the test broker, run as deploy/docker-compose.yml runs them, fed ten simulated days by the
+simulator: every scrape target is up, every rule loads, and every dashboard query returns data."""
 
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ def _prometheus_config(targets: dict[str, str], path: Path) -> Path:
 
 @pytest.fixture
 def services(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Collector, worker and sink as `webhouse` commands; returns each job's metrics address."""
+    """Collector, worker, triggers and sink as `webhouse` commands, the trigger stages apart from the
+    worker as in deploy/docker-compose.yml; returns each job's metrics address."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    ports = {"collector": free_port(), "worker": free_port(), "sink": free_port()}
+    ports = {"collector": free_port(), "worker": free_port(), "triggers": free_port(), "sink": free_port()}
     env = {
         "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
@@ -83,7 +84,10 @@ def services(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     with ServiceGroup(env=env, log_dir=tmp_path / "logs") as group:
         collector = group.start("collector", "collector")
-        group.start("worker", "worker", extra_env={"WEBHOUSE_METRICS__PORT": str(ports["worker"])})
+        worker_env = {"WEBHOUSE_METRICS__PORT": str(ports["worker"]), "WEBHOUSE_WORKER__EXTENSIONS": "[]"}
+        group.start("worker", "worker", extra_env=worker_env)
+        triggers_env = {"WEBHOUSE_METRICS__PORT": str(ports["triggers"])}
+        group.start("triggers", "triggers", "run", extra_env=triggers_env)
         group.start("sink", "sink", extra_env={"WEBHOUSE_METRICS__PORT": str(ports["sink"])})
         url = f"http://127.0.0.1:{ports['collector']}"
         group.wait_until(collector, lambda: _http_ok(f"{url}/health/ready"), 30, "ready")

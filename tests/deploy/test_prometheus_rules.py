@@ -31,7 +31,7 @@ def test_the_scrape_config_and_its_rule_files_are_valid() -> None:
 def test_the_scrape_config_names_every_service() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == {"webhouse-collector", "webhouse-worker", "webhouse-sink"}
+    assert jobs == {"webhouse-collector", "webhouse-worker", "webhouse-triggers", "webhouse-sink"}
 
 
 def test_the_alerting_rules_pass_their_unit_tests() -> None:
