@@ -13,7 +13,11 @@ tenth of the events, the growth per 100,000 events over the second half, the pea
 and the rows of each state store at the end. With ``--triggers-apart`` the trigger stages run in a
 ``webhouse triggers run`` process of their own (a core and an interpreter lock of their own, so
 the evaluate stage's lag and the worker stage's memory are measured apart), and each process's
-resident set is sampled and printed.
+resident set is sampled and printed. ``--trace-from N`` names what grows: the trigger process (the
+worker without ``--triggers-apart``) starts ``tracemalloc`` at N raw events and dumps a snapshot at
+each tenth after it (``bench/traced.py``); what grew most from the first snapshot to the last is
+printed. Memory the interpreter does not allocate (SQLite's page cache, librdkafka's queues) is
+outside those figures: the resident set less the traced total.
 
 What may grow, by design, with the number of devices and customers seen (the workload's device
 count grows with N): the customer index of signed-in devices (``processors.identity``; devices
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -40,6 +45,7 @@ from pathlib import Path
 import harness
 import workload
 from scratch import scratch_dir
+from traced import Tracer, grew_most, traced_mib
 
 from pipeline.kafka_local import broker_or_ephemeral
 from pipeline.settings import Settings
@@ -58,7 +64,9 @@ class Sampler:
     leaves its curve)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, every: float,
-                 lagging: tuple[str, str] | None = None, log: Path | None = None) -> None:  # fmt: skip
+                 lagging: tuple[str, str] | None = None, log: Path | None = None,
+                 tracer: Tracer | None = None) -> None:  # fmt: skip
+        self.tracer = tracer
         self.bootstrap, self.group, self.topic, self.partitions = bootstrap, group, topic, partitions
         self.log = log
         self.every = every
@@ -68,6 +76,8 @@ class Sampler:
         self.thread: threading.Thread | None = None
 
     def start(self, pids: list[int]) -> None:
+        if self.tracer is not None:  # the last process: the trigger stages' when apart, else the worker
+            self.tracer.attach(pids[-1])
         self.thread = threading.Thread(target=self._run, args=(pids,), daemon=True)
         self.thread.start()
 
@@ -88,6 +98,8 @@ class Sampler:
                     ends = lag.produced(lag_topic, self.partitions)
                     behind = ends - lag.committed(lag_topic, self.partitions)
                 sample = (time.monotonic() - started, done, resident, behind)
+                if self.tracer is not None:
+                    self.tracer.at(done)
                 self.samples.append(sample)
                 if self.log is not None:  # kept even when the run ends in an error
                     with self.log.open("a") as out:
@@ -140,6 +152,21 @@ def state_rows(data_dir: Path) -> dict[str, int]:
     return rows
 
 
+def report_trace(tracer: Tracer, top: int) -> dict[str, object]:
+    """Prints the traced total at each snapshot and the sites that grew most from the first to the
+    last; returns the same for the JSON report."""
+    snaps = tracer.snapshots()
+    totals = [[n, round(traced_mib(snap), 1)] for n, snap in snaps]
+    print("  traced (tracemalloc) MiB: " + ", ".join(f"{n:,} events {mib}" for n, mib in totals))
+    sites = grew_most(snaps[0][1], snaps[-1][1], top) if len(snaps) > 1 else []
+    if sites:
+        print(f"  grew most from {snaps[0][0]:,} to {snaps[-1][0]:,} events:")
+    for site in sites:
+        frames = " <- ".join(reversed(site["frames"]))  # type: ignore[call-overload]
+        print(f"    {site['mib']:7.2f} MiB {site['blocks']:+9,} blocks  {frames}")
+    return {"traced_mib": totals, "grew_most": sites}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,6 +190,12 @@ def main() -> int:
         "--triggers-apart", action="store_true",
         help="the trigger stages in a `webhouse triggers run` process of their own",
     )  # fmt: skip
+    parser.add_argument(
+        "--trace-from", type=int, help="tracemalloc in the trigger process (the worker without "
+        "--triggers-apart) from this many raw events on, a snapshot at each tenth after it; prints "
+        "what grew from the first snapshot to the last",
+    )  # fmt: skip
+    parser.add_argument("--top", type=int, default=15, help="allocation sites printed with --trace-from")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument(
@@ -202,8 +235,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
         )
         later.start()
         lagging = None if args.no_triggers else evaluate_input(settings)
+        tracer = None
+        if args.trace_from is not None:
+            tenths = [total * i // 10 for i in range(1, 11)]
+            tracer = Tracer(tmp / "trace", args.trace_from, [n for n in tenths if n > args.trace_from])
+            os.environ.update(tracer.environ())
         sampler = Sampler(
-            bootstrap, app_id(settings), raw, args.partitions, args.every, lagging, args.samples
+            bootstrap, app_id(settings), raw, args.partitions, args.every, lagging, args.samples, tracer
         )
         try:
             done = harness.run_workers(
@@ -225,6 +263,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
         + f"; peak {done.run.peak_rss_mb:.0f} MiB"
     )
     print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
+    grown = report_trace(tracer, args.top) if tracer is not None else None
     rows = state_rows(tmp / "worker")
     print("  state rows at the end: " + ", ".join(f"{name} {n:,}" for name, n in sorted(rows.items())))
     if args.json:
@@ -239,6 +278,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
             "events_per_s": done.run.events_per_s,
             "state_rows": rows,
         }
+        if grown is not None:
+            report["traced"] = grown
         print(json.dumps(report))
     return 0
 
