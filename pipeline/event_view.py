@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pipeline.serde import compact_json
+from pipeline import fast_json
 
 IMPORTED = "$imported"  # property the collector's import endpoint sets (pipeline.collector.segment)
 
@@ -236,7 +236,7 @@ def view_json(view: EventView | None) -> bytes:
         value = getattr(view, name)
         if not (value is None or value is False or value == () or value == {}):
             data[name] = value
-    return compact_json(data)
+    return fast_json.compact(data)
 
 
 def view_headers(record: dict[str, Any], enrichment: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:

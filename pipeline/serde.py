@@ -40,12 +40,6 @@ from pipeline.settings import REPO_ROOT
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options makes one per call
-
-
-def compact_json(data: Any) -> bytes:
-    """JSON without spaces, as bytes: what the stages' small per-record JSON values are."""
-    return _COMPACT.encode(data).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,7 +336,7 @@ class TriggerCore:
         if self._erased((customer_id, anonymous_id, fields.get("user_id")), (at, received)):
             return
         self._handover(result, anonymous_id, customer_id, at)
-        value = b'{"body":%b,"kind":"event"}' % body  # what _json({"kind": "event", "body": ...}) writes
+        value = b'{"body":%b,"kind":"event"}' % body  # what _json({"kind": "event", "body": ...}) means
         result.outputs.append(Output(self.topics.triggers_input, customer_id.encode(), value))
 
     def _broadcast(self, result: Result, message: Incoming) -> None:

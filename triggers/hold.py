@@ -46,7 +46,6 @@ from typing import Any, NamedTuple
 
 from pipeline import fast_json
 from pipeline.errors import ProcessingError
-from pipeline.serde import compact_json
 
 KIND_RANK = {"absorb": 0, "event": 1, "session": 2, "handover": 3}
 
@@ -68,7 +67,7 @@ class Held(NamedTuple):
         """A JSON line of what orders the input, then its envelope as it came: the envelope is not
         escaped into a JSON string, and a read parses only the first line (compact JSON holds no
         raw newline, so the first one ends it)."""
-        head = compact_json([self.at, self.rank, self.key.decode(), self.ident, self.device])
+        head = fast_json.compact([self.at, self.rank, self.key.decode(), self.ident, self.device])
         return head + b"\n" + self.envelope
 
     @classmethod
