@@ -1,5 +1,5 @@
-"""``tracemalloc`` snapshots of a bench's child process at chosen event counts, and what grew
-between them (``bench/worker_memory.py --trace-from``).
+"""``tracemalloc`` snapshots and malloc's figures of a bench's child process at chosen event
+counts, and what grew between them (``bench/worker_memory.py --trace-from``).
 
 The child runs ``bench/tracehook/sitecustomize.py`` at start-up (that folder on ``PYTHONPATH``):
 tracing starts when the bench asks, so the run before it keeps its pace, and each snapshot is
@@ -8,6 +8,7 @@ dumped by the child and read here after the run.
 
 from __future__ import annotations
 
+import json
 import os
 import tracemalloc
 from pathlib import Path
@@ -16,11 +17,12 @@ HOOK = Path(__file__).resolve().parent / "tracehook"
 
 
 class Tracer:
-    """Asks process ``pid`` to start tracing at ``start`` events done, and for a snapshot at each
-    of ``points`` (event counts), from the sampler's thread (``at``)."""
+    """Asks process ``pid`` to start tracing at ``start`` events done (unless not ``trace``), and for
+    malloc's figures and a snapshot at each of ``points`` (event counts), from the sampler's
+    thread (``at``)."""
 
-    def __init__(self, folder: Path, start: int, points: list[int]) -> None:
-        self.folder, self.start, self.points = folder, start, sorted(points)
+    def __init__(self, folder: Path, start: int, points: list[int], trace: bool = True) -> None:
+        self.folder, self.start, self.points, self.trace = folder, start, sorted(points), trace
         self.asked: set[int] = set()
         self.pid: int | None = None
 
@@ -39,7 +41,8 @@ class Tracer:
         if self.pid is None or done < self.start:
             return
         own = self.folder / str(self.pid)
-        (own / "start").touch()
+        if self.trace:
+            (own / "start").touch()
         for point in self.points:
             if done >= point and point not in self.asked:
                 self.asked.add(point)
@@ -51,6 +54,14 @@ class Tracer:
             return []
         found = sorted((self.folder / str(self.pid)).glob("*.snapshot"), key=lambda p: int(p.stem))
         return [(int(p.stem), tracemalloc.Snapshot.load(str(p))) for p in found]
+
+    def malloc_figures(self) -> list[tuple[int, dict[str, int]]]:
+        """glibc's figures the child wrote at each point (bytes): ``rss``, ``malloc_in_use``,
+        ``malloc_free`` (held in its arenas, not given back), ``malloc_arenas``."""
+        if self.pid is None:
+            return []
+        found = sorted((self.folder / str(self.pid)).glob("*.malloc"), key=lambda p: int(p.stem))
+        return [(int(p.stem), json.loads(p.read_text())) for p in found]
 
 
 def grew_most(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int) -> list[dict[str, object]]:

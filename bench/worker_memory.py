@@ -153,18 +153,27 @@ def state_rows(data_dir: Path) -> dict[str, int]:
 
 
 def report_trace(tracer: Tracer, top: int) -> dict[str, object]:
-    """Prints the traced total at each snapshot and the sites that grew most from the first to the
-    last; returns the same for the JSON report."""
+    """Prints malloc's figures and the traced total at each point, and the sites that grew most from
+    the first snapshot to the last; returns the same for the JSON report."""
+    mib = 2**20
+    figures = tracer.malloc_figures()
+    for n, f in figures:
+        rss, used, free, arenas = (
+            f[k] / mib for k in ("rss", "malloc_in_use", "malloc_free", "malloc_arenas")
+        )
+        print(f"  {n:>10,} events: resident {rss:.0f} MiB; malloc in use {used:.0f}, "
+              f"free in its arenas {free:.0f}, arenas {arenas:.0f}")  # fmt: skip
     snaps = tracer.snapshots()
     totals = [[n, round(traced_mib(snap), 1)] for n, snap in snaps]
-    print("  traced (tracemalloc) MiB: " + ", ".join(f"{n:,} events {mib}" for n, mib in totals))
+    if totals:
+        print("  traced (tracemalloc) MiB: " + ", ".join(f"{n:,} events {mib}" for n, mib in totals))
     sites = grew_most(snaps[0][1], snaps[-1][1], top) if len(snaps) > 1 else []
     if sites:
         print(f"  grew most from {snaps[0][0]:,} to {snaps[-1][0]:,} events:")
     for site in sites:
         frames = " <- ".join(reversed(site["frames"]))  # type: ignore[call-overload]
         print(f"    {site['mib']:7.2f} MiB {site['blocks']:+9,} blocks  {frames}")
-    return {"traced_mib": totals, "grew_most": sites}
+    return {"malloc": figures, "traced_mib": totals, "grew_most": sites}
 
 
 def main() -> int:
@@ -196,6 +205,10 @@ def main() -> int:
         "what grew from the first snapshot to the last",
     )  # fmt: skip
     parser.add_argument("--top", type=int, default=15, help="allocation sites printed with --trace-from")
+    parser.add_argument(
+        "--no-tracemalloc", action="store_true",
+        help="with --trace-from: malloc's figures only, no tracemalloc (which slows the process)",
+    )  # fmt: skip
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument(
@@ -238,7 +251,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
         tracer = None
         if args.trace_from is not None:
             tenths = [total * i // 10 for i in range(1, 11)]
-            tracer = Tracer(tmp / "trace", args.trace_from, [n for n in tenths if n > args.trace_from])
+            points = [n for n in tenths if n > args.trace_from]
+            tracer = Tracer(tmp / "trace", args.trace_from, points, trace=not args.no_tracemalloc)
             os.environ.update(tracer.environ())
         sampler = Sampler(
             bootstrap, app_id(settings), raw, args.partitions, args.every, lagging, args.samples, tracer

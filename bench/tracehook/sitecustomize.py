@@ -1,24 +1,61 @@
-"""Bench only: lets ``bench/worker_memory.py --trace`` take ``tracemalloc`` snapshots of a running
-child process (``webhouse triggers run``) at the event counts it chooses, without a hook in the
-service's own code.
+"""Bench only: lets ``bench/worker_memory.py --trace-from`` look into a running child process
+(``webhouse triggers run``) at the event counts it chooses, without a hook in the service's own code.
 
 A child started with this folder on ``PYTHONPATH`` and ``BENCH_TRACE_DIR=<dir>`` in its
-environment watches ``<dir>/<its pid>``: a file ``start`` starts tracing (tracing from the start would slow
-the whole run, and what was allocated before the first snapshot does not matter), a file
-``<name>.want`` is answered by ``<name>.snapshot`` (``tracemalloc.Snapshot.dump``, written under a
-temporary name and renamed, so the bench never reads half a file). Python imports ``sitecustomize``
-at start-up when it is on the path; without the variable this does nothing.
+environment watches ``<dir>/<its pid>``: a file ``start`` starts ``tracemalloc`` (tracing from the
+start would slow the whole run, and what was allocated before the first snapshot does not
+matter); a file ``<name>.want`` is answered by ``<name>.malloc`` (glibc's ``mallinfo2``: what
+malloc has handed out and what it holds free, across its arenas, and the resident set) and, when
+tracing, ``<name>.snapshot`` (``tracemalloc.Snapshot.dump``). Each is written under a temporary
+name and renamed, so the bench never reads half a file. Python imports ``sitecustomize`` at
+start-up when it is on the path; without the variable this does nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 FRAMES = 8  # enough to tell the store, the cache and the stage apart
+
+
+_MALLINFO2 = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+              "keepcost")  # fmt: skip
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2]
+
+
+def _malloc_figures() -> dict[str, int]:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    status = Path("/proc/self/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return {
+        "rss": rss_kib * 1024,
+        "malloc_in_use": info.uordblks + info.hblkhd,  # small and large blocks handed out
+        "malloc_free": info.fordblks,  # free in the arenas, not given back to the system
+        "malloc_arenas": info.arena,
+    }
+
+
+def _renamed_into(path: Path, write: Callable[[Path], object]) -> None:
+    unfinished = path.with_suffix(".partial")
+    write(unfinished)
+    unfinished.rename(path)
+
+
+def _dump(snapshot: tracemalloc.Snapshot, path: Path) -> None:
+    snapshot.dump(str(path))
 
 
 def _watch(folder: Path) -> None:
@@ -26,10 +63,11 @@ def _watch(folder: Path) -> None:
         if not tracemalloc.is_tracing() and (folder / "start").exists():
             tracemalloc.start(FRAMES)
         for wanted in sorted(folder.glob("*.want")):
+            text = json.dumps(_malloc_figures())
+            _renamed_into(wanted.with_suffix(".malloc"), partial(Path.write_text, data=text))
             if tracemalloc.is_tracing():
-                partial = wanted.with_suffix(".partial")
-                tracemalloc.take_snapshot().dump(str(partial))
-                partial.rename(wanted.with_suffix(".snapshot"))
+                snapshot = tracemalloc.take_snapshot()
+                _renamed_into(wanted.with_suffix(".snapshot"), partial(_dump, snapshot))
             wanted.unlink()
         time.sleep(0.5)
 

@@ -1,5 +1,5 @@
-"""bench/traced.py with its start-up hook: a child asked to trace and snapshot does, and what it kept
-between two snapshots is named by the line that allocated it."""
+"""bench/traced.py with its start-up hook: a child asked to trace and snapshot does, what it kept
+between two snapshots is named by the line that allocated it, and malloc's figures come with each."""
 
 from __future__ import annotations
 
@@ -53,3 +53,7 @@ def test_a_child_snapshots_when_asked_and_the_growing_line_is_named(tmp_path: Pa
     top = grew_most(snaps[0][1], snaps[1][1], 1)[0]
     assert top["frames"] == ["<string>:5"]
     assert top["mib"] > 1  # the child keeps about 10 MB a second
+    figures = tracer.malloc_figures()
+    assert [n for n, _ in figures] == [20, 30]
+    assert figures[1][1]["malloc_in_use"] > figures[0][1]["malloc_in_use"]  # bytearrays of 100 KB: malloc's
+    assert all(f["rss"] > f["malloc_in_use"] for _, f in figures)
