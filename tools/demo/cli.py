@@ -54,9 +54,9 @@ def register(sub: Any) -> None:
         "demo",
         help="run the whole pipeline on simulated customers and write a report",
         description="Starts Kafka (the local broker unless one answers at kafka.bootstrap_servers), the "
-        "collector, the worker and the sink; replays simulated customers through the collector; waits "
-        "until the webhouse holds it all; prints a summary and writes an offline HTML report. "
-        "Ctrl-C stops everything cleanly.",
+        "collector, the worker, the trigger stages and the sink; replays simulated customers through the "
+        "collector; waits until the webhouse holds it all; prints a summary and writes an offline HTML "
+        "report. Ctrl-C stops everything cleanly.",
     )
     p.add_argument("--workdir", type=Path, default=Path(".webhouse/demo"), help="tables, logs, report")
     p.add_argument("--scale", type=int, default=1, help="multiply the default size and rate (bigger demo)")

@@ -2,7 +2,8 @@
 
 1. a broker: the configured one if it answers, else the project's local Kafka;
 2. the project's topics under a run prefix (fresh run: a new prefix, old demo topics dropped);
-3. `webhouse collector`, `webhouse worker`, `webhouse sink` as child processes;
+3. `webhouse collector`, `webhouse worker`, `webhouse triggers run`, `webhouse sink` as child
+   processes (the trigger stages in a process of their own, as `deploy/docker-compose.yml` runs them);
 4. the traffic simulator through the real collector (Segment HTTP API);
 5. a wait until what was sent is queryable in the webhouse;
 6. a summary from DuckDB, and an offline HTML report;
@@ -267,8 +268,8 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
 
         with ServiceGroup(env=env, log_dir=opts.workdir / "logs") as group:
             url = f"http://127.0.0.1:{collector_port}"
-            start_services(group, url)
-            say(f"collector at {url}; worker and sink started (logs in {group.log_dir})")
+            start_services(group, url, separate_triggers=True)
+            say(f"collector at {url}; worker, triggers and sink started (logs in {group.log_dir})")
 
             now = datetime.now(UTC).replace(microsecond=0)
             config = simulation_config(settings, opts.seed, opts.customers, opts.days, now, opts.mix)

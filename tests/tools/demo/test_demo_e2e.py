@@ -1,6 +1,6 @@
 """The whole house on the real broker: `webhouse demo`'s run, checked against the simulator's truth.
 
-Collector, worker and sink run as the real child processes the demo starts; the simulator
+Collector, worker, trigger stages and sink run as the real child processes the demo starts; the simulator
 sends through HTTP; every figure below is read back from the webhouse with DuckDB.
 """
 
