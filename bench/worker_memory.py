@@ -216,6 +216,9 @@ def main() -> int:
         "committed, resident MiB, evaluate lag",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.triggers_apart and args.downstream_backlog_max:
+        parser.error("--downstream-backlog-max bounds the worker by the trigger stages of its own process; "
+                     "with --triggers-apart there are none (the worker refuses to start)")  # fmt: skip
 
     with scratch_dir("webhouse-memory-") as tmp:
         return measure(args, tmp)

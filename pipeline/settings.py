@@ -321,7 +321,9 @@ class WorkerSettings(_Section):
         description="In a catch-up, the worker stage stops reading the raw topic while the trigger stages of "
         "its process have more than this many records unread, and goes on below it: alerts then keep up "
         "with the replay and the held inputs stay few, at a cost (at 20,000 a 1M-event catch-up ran at "
-        "0.8x the events/s). 0 (the default): no bound, the worker runs as far ahead as it can.",
+        "0.8x the events/s). 0 (the default): no bound, the worker runs as far ahead as it can. A worker "
+        "without trigger stages in its process (they run in `webhouse triggers run`) refuses to start "
+        "with it set: it would bound nothing.",
     )
     device_cache: int = Field(
         50_000,

@@ -70,12 +70,27 @@ def run_worker(settings: Settings) -> int:
     require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
     specs = worker_stages(settings, registry)
+    refuse_a_bound_on_nothing(settings, specs)
     prepare_changelogs(settings, specs)
     runtime_metrics = RuntimeMetrics(registry)
     runners = head_first(specs, settings, runtime_metrics)  # worker.downstream_backlog_max bounds its lead
     serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
     return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))
+
+
+def refuse_a_bound_on_nothing(settings: Settings, specs: list[StageSpec]) -> None:
+    """``worker.downstream_backlog_max`` bounds the worker stage by the backlog of the transactional
+    stages after it in this process (``head_first``). With none here (the triggers run in a process
+    of their own, as the compose file runs them, or not at all) it would bound nothing, and the lag
+    it was set to hold would grow unseen; the start is refused instead."""
+    bound = settings.worker.downstream_backlog_max
+    if bound and not any(spec.transactional for spec in specs[1:]):
+        raise SettingsError(
+            f"worker.downstream_backlog_max is {bound}, but no trigger stage runs in this worker's process "
+            f"(worker.extensions: {list(settings.worker.extensions)}), and the bound counts only those: "
+            "unset it here, or run the trigger stages in the worker"
+        )
 
 
 def close_stages(specs: list[StageSpec]) -> None:

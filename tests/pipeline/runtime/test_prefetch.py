@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from pipeline.errors import SettingsError
 from pipeline.runtime.host import StageSpec, head_first, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
-from processors.worker.runner import close_stages, worker_stages
+from processors.worker.runner import close_stages, refuse_a_bound_on_nothing, worker_stages
 
 
 class Idle:
@@ -65,4 +67,32 @@ def test_the_worker_stage_alone_is_bounded_by_its_trigger_stages_backlog(tmp_pat
     finally:
         for runner in runners:
             runner.consumer.close()
+        close_stages(specs)
+
+
+def test_a_worker_without_trigger_stages_refuses_a_bound_it_could_not_keep(tmp_path: Path) -> None:
+    """The triggers in a process of their own (``worker.extensions`` empty, as the compose file runs
+    the worker): nothing in the worker's process to count, so a bound set is refused, not ignored."""
+    worker = WorkerSettings(
+        data_dir=tmp_path, state_store="memory", downstream_backlog_max=123, extensions=[]
+    )
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
+    alone = worker_stages(settings, CollectorRegistry())
+    try:
+        with pytest.raises(SettingsError, match="downstream_backlog_max is 123"):
+            refuse_a_bound_on_nothing(settings, alone)
+        unbounded = settings.model_copy(
+            update={"worker": worker.model_copy(update={"downstream_backlog_max": 0})}
+        )
+        refuse_a_bound_on_nothing(unbounded, alone)  # no bound: nothing to refuse
+    finally:
+        close_stages(alone)
+    with_triggers = Settings(
+        kafka=settings.kafka,
+        worker=WorkerSettings(data_dir=tmp_path, state_store="memory", downstream_backlog_max=123),
+    )
+    specs = worker_stages(with_triggers, CollectorRegistry())
+    try:
+        refuse_a_bound_on_nothing(with_triggers, specs)  # the trigger stages run here: the bound holds
+    finally:
         close_stages(specs)
