@@ -27,7 +27,7 @@ is next due (``triggers.core``); what must not grow with the number of events: e
 while the evaluate stage lags: the customers' inputs it holds until the other partitions'
 hand-over reports come round its input topic are in memory too (``triggers.hold``), so they grow
 with that lag in a catch-up, unless ``worker.downstream_backlog_max``
-(``--downstream-backlog-max N``) bounds it.
+(``--downstream-backlog-max N``) bounds it, with the triggers in the worker or apart.
 """
 
 from __future__ import annotations
@@ -216,9 +216,9 @@ def main() -> int:
         "committed, resident MiB, evaluate lag",
     )  # fmt: skip
     args = parser.parse_args()
-    if args.triggers_apart and args.downstream_backlog_max:
-        parser.error("--downstream-backlog-max bounds the worker by the trigger stages of its own process; "
-                     "with --triggers-apart there are none (the worker refuses to start)")  # fmt: skip
+    if args.no_triggers and args.downstream_backlog_max:
+        parser.error("--downstream-backlog-max bounds the worker by the trigger stages' backlog; with "
+                     "--no-triggers none runs, and the worker would wait for them")  # fmt: skip
 
     with scratch_dir("webhouse-memory-") as tmp:
         return measure(args, tmp)

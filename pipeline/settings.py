@@ -318,12 +318,18 @@ class WorkerSettings(_Section):
     downstream_backlog_max: int = Field(
         0,
         ge=0,
-        description="In a catch-up, the worker stage stops reading the raw topic while the trigger stages of "
-        "its process have more than this many records unread, and goes on below it: alerts then keep up "
-        "with the replay and the held inputs stay few, at a cost (at 20,000 a 1M-event catch-up ran at "
-        "0.8x the events/s). 0 (the default): no bound, the worker runs as far ahead as it can. A worker "
-        "without trigger stages in its process (they run in `webhouse triggers run`) refuses to start "
-        "with it set: it would bound nothing.",
+        description="In a catch-up, the worker stage stops reading the raw topic while the consumer groups "
+        "of downstream_backlog_of (the route and evaluate trigger stages) have more than this many records "
+        "unread, and goes on below it: alerts then keep up with the replay and the held inputs stay few. "
+        "It counts those groups wherever their stages run, in the worker's process or in `webhouse "
+        "triggers run`, and a group that never committed as having all its input unread: the worker "
+        "waits for a trigger process that has not started. 0 (the default): no bound, the worker runs "
+        "as far ahead as it can.",
+    )
+    downstream_backlog_of: list[str] = Field(
+        default_factory=lambda: ["triggers.stages"],
+        description="Modules whose backlog_groups(settings) name the consumer groups (and the topics they "
+        "read) that downstream_backlog_max counts; a module that is not installed counts nothing.",
     )
     device_cache: int = Field(
         50_000,

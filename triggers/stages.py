@@ -258,6 +258,13 @@ def consumer_groups(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def backlog_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The groups whose backlog bounds the worker's lead (``worker.downstream_backlog_max``), and what
+    they read: route and evaluate, not deliver (a slow webhook endpoint must not hold the worker back)."""
+    deliver = _group(settings, DeliverStage.name)
+    return {group: tuple(inputs) for group, inputs in consumer_groups(settings).items() if group != deliver}
+
+
 def stages(settings: Settings, metrics: TriggerMetrics) -> list[StageSpec]:
     """The trigger stages, each its own consumer group ``<prefix>-<worker app id>-<stage name>``."""
     return [

@@ -52,6 +52,8 @@ class DownstreamBacklog:
         self.every_s = every_s
         self.clock = clock
         self.unread: int | None = None  # the last answer; None: not known
+        self.unread_by_group: dict[str, int] = {}  # the last answer, per group
+        self.never_committed: frozenset[str] = frozenset()  # groups of the last answer with no commit
         self._partitions: dict[str, list[TopicPartition]] = {}  # group -> its input partitions
         self._ends: dict[TopicPartition, Future[Any]] = {}
         self._committed: dict[str, Future[Any]] = {}
@@ -105,15 +107,30 @@ class DownstreamBacklog:
             for group, inputs in self.groups.items()
         }
 
+    def describe(self) -> str:
+        """The last answer in words, for the log line when the head stage holds back."""
+        groups = ", ".join(f"{group} {n:,}" for group, n in sorted(self.unread_by_group.items()))
+        text = f"{self.unread or 0:,} records unread downstream (bound {self.limit:,}: {groups})"
+        if self.never_committed:
+            text += f"; never committed: {', '.join(sorted(self.never_committed))} (is that stage running?)"
+        return text
+
     def _count(self) -> int | None:
-        """The sum of end - committed over every input partition; None if an answer was an error."""
+        """The sum of end - committed over every input partition; None if an answer was an error. A
+        group that never committed has all of its input unread."""
         try:
             ends = {(tp.topic, tp.partition): int(f.result().offset) for tp, f in self._ends.items()}
-            unread = 0
-            for future in self._committed.values():
-                for tp in future.result().topic_partitions:
-                    committed = max(int(tp.offset), 0)  # nothing committed yet: all of it is unread
-                    unread += max(0, ends.get((tp.topic, tp.partition), committed) - committed)
-            return unread
+            by_group: dict[str, int] = {}
+            never: set[str] = set()
+            for group, future in self._committed.items():
+                partitions = future.result().topic_partitions
+                if all(int(tp.offset) < 0 for tp in partitions):
+                    never.add(group)
+                by_group[group] = sum(
+                    max(0, ends.get((tp.topic, tp.partition), 0) - max(int(tp.offset), 0))
+                    for tp in partitions
+                )
         except KafkaException:
             return None
+        self.unread_by_group, self.never_committed = by_group, frozenset(never)
+        return sum(by_group.values())

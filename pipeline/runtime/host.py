@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.health import EXIT_STALLED, AllHealth, Health, StallExit, Watchdog, stop_on_signals
@@ -38,11 +38,14 @@ class StageSpec:
 
 
 def runner_for(
-    spec: StageSpec, settings: Settings, metrics: RuntimeMetrics, after: Sequence[StageSpec] = ()
+    spec: StageSpec,
+    settings: Settings,
+    metrics: RuntimeMetrics,
+    downstream: Mapping[str, tuple[str, ...]] | None = None,
 ) -> KafkaRunner:
-    """The stage's runner, with a ``Health`` of its own (``settings.health.stall_after_s``). ``after``:
-    the stages downstream of it, whose backlog bounds its lead (``worker.downstream_backlog_max``;
-    the transactional ones only: a slow webhook endpoint must not hold the worker back)."""
+    """The stage's runner, with a ``Health`` of its own (``settings.health.stall_after_s``).
+    ``downstream``: consumer groups (and the topics they read) whose backlog bounds its lead
+    (``worker.downstream_backlog_max``), in this process or another."""
     topics = Topics.from_settings(settings.kafka)
     w = settings.worker
     config = RunnerConfig(
@@ -57,7 +60,7 @@ def runner_for(
         instance_id=w.instance_id or f"{socket.gethostname()}-{os.getpid()}",
         transactional=spec.transactional,
         state_dir=w.data_dir / "state" / spec.group_id if w.state_store == "disk" else None,
-        downstream={s.group_id: tuple(s.stage.inputs) for s in after if s.transactional},
+        downstream=dict(downstream or {}),
         downstream_max=w.downstream_backlog_max,
     )
     health = Health(
@@ -79,10 +82,17 @@ def process_health(runners: list[KafkaRunner]) -> AllHealth:
     return AllHealth([r.health for r in runners])
 
 
-def head_first(specs: Sequence[StageSpec], settings: Settings, metrics: RuntimeMetrics) -> list[KafkaRunner]:
+def head_first(
+    specs: Sequence[StageSpec],
+    settings: Settings,
+    metrics: RuntimeMetrics,
+    downstream: Mapping[str, tuple[str, ...]],
+) -> list[KafkaRunner]:
     """Runners of a chain of stages (the first feeds the others): the first one's lead bounded by
-    the others' backlog, the others unbounded."""
-    return [runner_for(spec, settings, metrics, specs[1:] if i == 0 else ()) for i, spec in enumerate(specs)]
+    the backlog of ``downstream`` (which may run here or elsewhere), the others unbounded."""
+    return [
+        runner_for(spec, settings, metrics, downstream if i == 0 else None) for i, spec in enumerate(specs)
+    ]
 
 
 def run_stages(

@@ -219,6 +219,9 @@ class KafkaRunner:
         if held != self._held:
             self._held = held
             self.metrics.held_back.labels(self.stage.name).set(1 if held else 0)
+            if self.backlog is not None:
+                log.info("stage %s %s: %s", self.stage.name, "holds back" if held else "reads on",
+                         self.backlog.describe())  # fmt: skip
         return held
 
     def _apply_broadcasts(self, records: list[Incoming]) -> None:

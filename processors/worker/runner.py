@@ -42,22 +42,28 @@ def worker_stages(settings: Settings, registry: CollectorRegistry) -> list[Stage
 
 
 def extension_stages(settings: Settings, registry: CollectorRegistry) -> list[StageSpec]:
-    """``<module>.stages(settings, registry)`` for each of ``settings.worker.extensions``; a module
+    """``<module>.stages_for(settings, registry)`` for each of ``settings.worker.extensions``; a module
     that is not installed is skipped, one that fails stops the start (no half-configured worker)."""
-    import importlib.util
-
     specs: list[StageSpec] = []
     for name in settings.worker.extensions:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            log.info("worker extension %s not installed; skipped", name)
-            continue
-        module: Any = importlib.import_module(name)
-        specs.extend(module.stages_for(settings, registry))
+        module = _installed(name, "worker.extensions")
+        if module is not None:
+            specs.extend(module.stages_for(settings, registry))
     return specs
+
+
+def _installed(name: str, setting: str) -> Any:
+    """The module ``name``, or None (logged) when it is not installed; one that fails to import raises."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        log.info("%s: module %s not installed; skipped", setting, name)
+        return None
+    return importlib.import_module(name)
 
 
 def run_worker(settings: Settings) -> int:
@@ -69,28 +75,37 @@ def run_worker(settings: Settings) -> int:
     topics = Topics.from_settings(settings.kafka)
     require_topics(settings.kafka, topics.specs())
     check_copartitioned(settings.kafka.bootstrap_servers, topics)
+    downstream = downstream_groups(settings)  # worker.downstream_backlog_max bounds the worker's lead by them
     specs = worker_stages(settings, registry)
-    refuse_a_bound_on_nothing(settings, specs)
     prepare_changelogs(settings, specs)
     runtime_metrics = RuntimeMetrics(registry)
-    runners = head_first(specs, settings, runtime_metrics)  # worker.downstream_backlog_max bounds its lead
+    runners = head_first(specs, settings, runtime_metrics, downstream)
     serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
     return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))
 
 
-def refuse_a_bound_on_nothing(settings: Settings, specs: list[StageSpec]) -> None:
-    """``worker.downstream_backlog_max`` bounds the worker stage by the backlog of the transactional
-    stages after it in this process (``head_first``). With none here (the triggers run in a process
-    of their own, as the compose file runs them, or not at all) it would bound nothing, and the lag
-    it was set to hold would grow unseen; the start is refused instead."""
+def downstream_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The consumer groups (and the topics they read) whose backlog bounds the worker stage's lead:
+    ``backlog_groups(settings)`` of each module of ``worker.downstream_backlog_of``, whether their
+    stages run in this process (``worker.extensions``) or in ``webhouse triggers run``, as the
+    compose file runs them. None without a bound. A bound with no group to count would bound
+    nothing, and the lag it was set to hold would grow unseen: the start is refused instead."""
     bound = settings.worker.downstream_backlog_max
-    if bound and not any(spec.transactional for spec in specs[1:]):
+    if not bound:
+        return {}
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in settings.worker.downstream_backlog_of:
+        module = _installed(name, "worker.downstream_backlog_of")
+        if module is not None:
+            groups.update(module.backlog_groups(settings))
+    if not groups:
         raise SettingsError(
-            f"worker.downstream_backlog_max is {bound}, but no trigger stage runs in this worker's process "
-            f"(worker.extensions: {list(settings.worker.extensions)}), and the bound counts only those: "
-            "unset it here, or run the trigger stages in the worker"
+            f"worker.downstream_backlog_max is {bound}, but no module of worker.downstream_backlog_of "
+            f"({list(settings.worker.downstream_backlog_of)}) is installed and names a consumer group to "
+            "count: unset the bound, or name the trigger stages' module (triggers.stages)"
         )
+    return groups
 
 
 def close_stages(specs: list[StageSpec]) -> None:

@@ -95,6 +95,26 @@ def test_over_the_bound_only_once_an_answer_says_so() -> None:
     assert not backlog.over() and backlog.unread == 1
 
 
+def test_a_group_that_never_committed_is_named_when_the_head_holds_back() -> None:
+    """A trigger process that has not started (or has never committed) holds the worker at the
+    bound: the log line says which group, so an operator sees why the worker waits."""
+    admin, clock = FakeAdmin(), ManualClock()
+    backlog = DownstreamBacklog(admin, {"down": ("t",)}, limit=100, every_s=1.0, clock=clock)
+    admin.ends = {0: 80, 1: 21}
+    backlog.over()
+    admin.answer()
+    assert backlog.over() and backlog.never_committed == {"down"}
+    assert backlog.describe() == (
+        "101 records unread downstream (bound 100: down 101); never committed: down (is that stage running?)"
+    )
+    admin.committed = {0: -1001, 1: 0}  # one partition committed: the group has run
+    clock.now = 1.0
+    backlog.over()
+    admin.answer()
+    assert backlog.over() and backlog.never_committed == set()
+    assert backlog.describe() == "101 records unread downstream (bound 100: down 101)"
+
+
 def test_at_the_bound_is_not_over_it_and_an_error_is_unknown() -> None:
     admin, clock = FakeAdmin(), ManualClock()
     backlog = DownstreamBacklog(admin, {"down": ("t",)}, limit=100, every_s=1.0, clock=clock)

@@ -18,7 +18,7 @@ from pipeline.runtime.host import StageSpec, head_first, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
-from processors.worker.runner import close_stages, refuse_a_bound_on_nothing, worker_stages
+from processors.worker.runner import close_stages, downstream_groups, worker_stages
 
 
 class Idle:
@@ -52,12 +52,13 @@ def test_the_default_is_4_mib_not_librdkafkas_64() -> None:
 
 def test_the_worker_stage_alone_is_bounded_by_its_trigger_stages_backlog(tmp_path: Path) -> None:
     """``head_first``: the worker's runner knows the route and evaluate groups and their inputs (not
-    the webhook deliveries: a slow endpoint must not hold the worker back); theirs know none."""
+    the webhook deliveries: a slow endpoint must not hold the worker back); theirs know none. The
+    groups ``triggers.stages.backlog_groups`` names are those of the stages it builds."""
     worker = WorkerSettings(data_dir=tmp_path, state_store="memory", downstream_backlog_max=123)
     settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
     registry = CollectorRegistry()
     specs = worker_stages(settings, registry)
-    runners = head_first(specs, settings, RuntimeMetrics(registry))
+    runners = head_first(specs, settings, RuntimeMetrics(registry), downstream_groups(settings))
     try:
         head, *others = runners
         groups = {s.stage.name: (s.group_id, tuple(s.stage.inputs)) for s in specs}
@@ -70,29 +71,42 @@ def test_the_worker_stage_alone_is_bounded_by_its_trigger_stages_backlog(tmp_pat
         close_stages(specs)
 
 
-def test_a_worker_without_trigger_stages_refuses_a_bound_it_could_not_keep(tmp_path: Path) -> None:
-    """The triggers in a process of their own (``worker.extensions`` empty, as the compose file runs
-    the worker): nothing in the worker's process to count, so a bound set is refused, not ignored."""
-    worker = WorkerSettings(
-        data_dir=tmp_path, state_store="memory", downstream_backlog_max=123, extensions=[]
-    )
-    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
-    alone = worker_stages(settings, CollectorRegistry())
+def test_the_bound_counts_the_trigger_stages_running_in_another_process(tmp_path: Path) -> None:
+    """The triggers in ``webhouse triggers run`` (``worker.extensions`` empty, as the compose file
+    runs the worker): the worker still bounds its lead by their groups, through the broker."""
+    apart = WorkerSettings(data_dir=tmp_path, state_store="memory", downstream_backlog_max=123, extensions=[])
+    together = apart.model_copy(update={"extensions": ["triggers.stages"]})
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    groups = downstream_groups(Settings(kafka=kafka, worker=apart))
+    assert groups == downstream_groups(Settings(kafka=kafka, worker=together))
+    assert sorted(groups) == [
+        f"{kafka.topic_prefix}-{apart.app_id}-triggers-{s}" for s in ("evaluate", "route")
+    ]
+    specs = worker_stages(Settings(kafka=kafka, worker=apart), CollectorRegistry())
     try:
-        with pytest.raises(SettingsError, match="downstream_backlog_max is 123"):
-            refuse_a_bound_on_nothing(settings, alone)
-        unbounded = settings.model_copy(
-            update={"worker": worker.model_copy(update={"downstream_backlog_max": 0})}
+        assert [s.stage.name for s in specs] == ["worker"]
+        [runner] = head_first(
+            specs, Settings(kafka=kafka, worker=apart), RuntimeMetrics(CollectorRegistry()), groups
         )
-        refuse_a_bound_on_nothing(unbounded, alone)  # no bound: nothing to refuse
-    finally:
-        close_stages(alone)
-    with_triggers = Settings(
-        kafka=settings.kafka,
-        worker=WorkerSettings(data_dir=tmp_path, state_store="memory", downstream_backlog_max=123),
-    )
-    specs = worker_stages(with_triggers, CollectorRegistry())
-    try:
-        refuse_a_bound_on_nothing(with_triggers, specs)  # the trigger stages run here: the bound holds
+        try:
+            assert runner.backlog is not None and runner.backlog.groups == groups
+        finally:
+            runner.consumer.close()
     finally:
         close_stages(specs)
+
+
+def test_a_bound_with_no_group_to_count_is_refused(tmp_path: Path) -> None:
+    """No module of ``worker.downstream_backlog_of`` installed: a bound set would bound nothing, so
+    the start is refused rather than the bound ignored; without a bound nothing is asked."""
+    worker = WorkerSettings(
+        data_dir=tmp_path, state_store="memory", downstream_backlog_max=123,
+        downstream_backlog_of=["no_such_module.stages"],
+    )  # fmt: skip
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), worker=worker)
+    with pytest.raises(SettingsError, match="downstream_backlog_max is 123"):
+        downstream_groups(settings)
+    unbounded = settings.model_copy(
+        update={"worker": worker.model_copy(update={"downstream_backlog_max": 0})}
+    )
+    assert downstream_groups(unbounded) == {}
