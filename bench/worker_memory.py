@@ -161,8 +161,12 @@ def report_trace(tracer: Tracer, top: int) -> dict[str, object]:
         rss, used, free, arenas = (
             f[k] / mib for k in ("rss", "malloc_in_use", "malloc_free", "malloc_arenas")
         )
+        pymalloc = (  # absent under PYTHONMALLOC=malloc
+            f"; pymalloc arenas {f['pymalloc_arenas'] / mib:.0f}, live blocks in them "
+            f"{f['pymalloc_in_use'] / mib:.0f}" if "pymalloc_arenas" in f else ""
+        )  # fmt: skip
         print(f"  {n:>10,} events: resident {rss:.0f} MiB; malloc in use {used:.0f}, "
-              f"free in its arenas {free:.0f}, arenas {arenas:.0f}")  # fmt: skip
+              f"free in its arenas {free:.0f}, arenas {arenas:.0f}{pymalloc}")  # fmt: skip
     snaps = tracer.snapshots()
     totals = [[n, round(traced_mib(snap), 1)] for n, snap in snaps]
     if totals:

@@ -5,7 +5,9 @@ A child started with this folder on ``PYTHONPATH`` and ``BENCH_TRACE_DIR=<dir>``
 environment watches ``<dir>/<its pid>``: a file ``start`` starts ``tracemalloc`` (tracing from the
 start would slow the whole run, and what was allocated before the first snapshot does not
 matter); a file ``<name>.want`` is answered by ``<name>.malloc`` (glibc's ``mallinfo2``: what
-malloc has handed out and what it holds free, across its arenas, and the resident set) and, when
+malloc has handed out and what it holds free, across its arenas, and the resident set; and
+Python's own allocator for small objects, pymalloc: the arenas it holds and the bytes of live
+blocks in them, from ``_PyObject_DebugMallocStats``; absent under ``PYTHONMALLOC=malloc``) and, when
 tracing, ``<name>.snapshot`` (``tracemalloc.Snapshot.dump``). Each is written under a temporary
 name and renamed, so the bench never reads half a file. Python imports ``sitecustomize`` at
 start-up when it is on the path; without the variable this does nothing.
@@ -48,6 +50,31 @@ def _malloc_figures() -> dict[str, int]:
     }
 
 
+def _pymalloc_figures(scratch: Path) -> dict[str, int]:
+    """pymalloc's arenas and the live blocks in them (bytes), parsed from its statistics report, which
+    it writes to a C ``FILE`` only (called with the GIL held, as ``ctypes.pythonapi`` does)."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    report = ctypes.pythonapi._PyObject_DebugMallocStats
+    report.argtypes = [ctypes.c_void_p]
+    out = libc.fopen(str(scratch).encode(), b"w")
+    try:
+        report(out)
+    finally:
+        libc.fclose(out)
+    figures: dict[str, int] = {}
+    for line in scratch.read_text().splitlines():
+        label, _, value = (part.strip() for part in line.partition("="))
+        if label.endswith("bytes/arena"):  # "<n> arenas * <size> bytes/arena = <total>"
+            figures["pymalloc_arenas"] = int(value.replace(",", ""))
+        elif label == "# bytes in allocated blocks":
+            figures["pymalloc_in_use"] = int(value.replace(",", ""))
+    scratch.unlink()
+    return figures
+
+
 def _renamed_into(path: Path, write: Callable[[Path], object]) -> None:
     unfinished = path.with_suffix(".partial")
     write(unfinished)
@@ -63,7 +90,7 @@ def _watch(folder: Path) -> None:
         if not tracemalloc.is_tracing() and (folder / "start").exists():
             tracemalloc.start(FRAMES)
         for wanted in sorted(folder.glob("*.want")):
-            text = json.dumps(_malloc_figures())
+            text = json.dumps(_malloc_figures() | _pymalloc_figures(wanted.with_suffix(".pymalloc")))
             _renamed_into(wanted.with_suffix(".malloc"), partial(Path.write_text, data=text))
             if tracemalloc.is_tracing():
                 snapshot = tracemalloc.take_snapshot()

@@ -89,7 +89,7 @@ def downstream_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The consumer groups (and the topics they read) whose backlog bounds the worker stage's lead:
     ``backlog_groups(settings)`` of each module of ``worker.downstream_backlog_of``, whether their
     stages run in this process (``worker.extensions``) or in ``webhouse triggers run``, as the
-    compose file runs them. None without a bound. A bound with no group to count would bound
+    compose file runs them; none without a bound. A bound with no group to count would bound
     nothing, and the lag it was set to hold would grow unseen: the start is refused instead."""
     bound = settings.worker.downstream_backlog_max
     if not bound:
