@@ -116,6 +116,7 @@ class KafkaRunner:
         )
         self._paused: frozenset[tuple[str, int]] = frozenset()  # held back (``_hold_back``)
         self._held = False
+        self.metrics.held_back.labels(stage.name).set(0)  # a series from the start, 0 while not held
         self._reapply = False  # after an assignment: apply every broadcast record to the restored state
 
     # -- configuration ---------------------------------------------------------------------
