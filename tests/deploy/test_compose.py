@@ -53,3 +53,16 @@ def test_the_trigger_stages_run_in_a_process_of_their_own() -> None:
     services = _services()
     assert services["worker"]["environment"]["WEBHOUSE_WORKER__EXTENSIONS"] == "[]"
     assert services["triggers"]["command"] == ["triggers", "run"]
+
+
+def test_the_stream_services_allocate_through_jemalloc() -> None:
+    """Under pymalloc the trigger process's resident set grew with arenas it could not return
+    (docs/performance.md, "The lead bounded in the deployed layout"); the image links jemalloc at
+    the path preloaded here."""
+    services = _services()
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    for name in ("worker", "triggers"):
+        env = services[name]["environment"]
+        assert env["PYTHONMALLOC"] == "malloc", name
+        assert env["LD_PRELOAD"] == "/usr/local/lib/libjemalloc.so.2", name
+        assert env["LD_PRELOAD"] in dockerfile and "libjemalloc2" in dockerfile
