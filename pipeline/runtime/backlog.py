@@ -9,7 +9,8 @@ costs throughput) a head stage stops reading while its downstream consumer group
 that many records unread, and goes on once they are back under it.
 
 ``DownstreamBacklog`` asks the broker, through an admin client, for the groups' committed offsets
-and the read-committed ends of their input topics, every ``every_s``; the answer is collected on a
+and the read-committed ends of their input topics, every ``every_s`` (``unread``: what lies
+between them, transaction markers aside); the answer is collected on a
 later call, never waited for, so the head stage's loop never blocks on it. Until a first answer
 (and when the broker does not answer) the backlog counts as unknown: the head reads on, so a
 broker that cannot be asked never stops the pipeline, it only leaves the lead unbounded.
@@ -116,21 +117,38 @@ class DownstreamBacklog:
         return text
 
     def _count(self) -> int | None:
-        """The sum of end - committed over every input partition; None if an answer was an error. A
-        group that never committed has all of its input unread."""
+        """The records unread over every input partition; None if an answer was an error. A group
+        that never committed has all of its input unread."""
         try:
             ends = {(tp.topic, tp.partition): int(f.result().offset) for tp, f in self._ends.items()}
             by_group: dict[str, int] = {}
             never: set[str] = set()
             for group, future in self._committed.items():
                 partitions = future.result().topic_partitions
-                if all(int(tp.offset) < 0 for tp in partitions):
+                if partitions and all(int(tp.offset) < 0 for tp in partitions):
                     never.add(group)
                 by_group[group] = sum(
-                    max(0, ends.get((tp.topic, tp.partition), 0) - max(int(tp.offset), 0))
-                    for tp in partitions
+                    unread(ends.get((tp.topic, tp.partition), 0), int(tp.offset)) for tp in partitions
                 )
         except KafkaException:
             return None
         self.unread_by_group, self.never_committed = by_group, frozenset(never)
         return sum(by_group.values())
+
+
+def unread(end: int, committed: int) -> int:
+    """Records a group has still to read of one partition: ``end`` (read-committed) less its
+    ``committed`` offset (negative: none), less the transaction marker that closes the partition.
+
+    The stages write in transactions, and each leaves a marker (a control record) after its
+    records. A stage commits the offset after the last record it read, so a stage that has read
+    everything is one offset short of the end; counted as a record, that marker kept one per input
+    partition "unread" for ever, and a bound at or below that count (four per partition for the
+    trigger groups) held the worker back for good once the triggers had caught up (5 December
+    2026). Markers before the last still count (one per transaction left to read, against a batch
+    of records each); one offset fewer is counted wherever anything is left, which is one record
+    too few if the last records' writer was not transactional.
+    """
+    if committed < 0:
+        return max(0, end)
+    return max(0, end - committed - 1)

@@ -92,7 +92,25 @@ def test_over_the_bound_only_once_an_answer_says_so() -> None:
     clock.now = 1.0
     assert backlog.over()  # asked again; the last answer holds meanwhile
     admin.answer()
-    assert not backlog.over() and backlog.unread == 1
+    assert not backlog.over() and backlog.unread == 0  # 1: read up to its transaction marker
+
+
+def test_a_group_read_up_to_its_markers_has_nothing_unread() -> None:
+    """Each transaction ends in a marker the group cannot read: a caught-up group commits one
+    offset short of each end. Counted as records, those markers held a worker with a bound of a
+    few records back for good once the triggers had caught up (found by
+    tests/processors/test_worker_bound_apart.py with a bound of 5)."""
+    admin, clock = FakeAdmin(), ManualClock()
+    backlog = DownstreamBacklog(admin, {"down": ("t",)}, limit=0, every_s=1.0, clock=clock)
+    admin.ends, admin.committed = {0: 250, 1: 31}, {0: 249, 1: 30}
+    backlog.over()
+    admin.answer()
+    assert not backlog.over() and backlog.unread == 0
+    admin.ends = {0: 252, 1: 31}  # a transaction of one record and its marker
+    clock.now = 1.0
+    backlog.over()
+    admin.answer()
+    assert backlog.over() and backlog.unread == 2  # the marker it stands at counts: one per transaction
 
 
 def test_a_group_that_never_committed_is_named_when_the_head_holds_back() -> None:
@@ -100,14 +118,14 @@ def test_a_group_that_never_committed_is_named_when_the_head_holds_back() -> Non
     bound: the log line says which group, so an operator sees why the worker waits."""
     admin, clock = FakeAdmin(), ManualClock()
     backlog = DownstreamBacklog(admin, {"down": ("t",)}, limit=100, every_s=1.0, clock=clock)
-    admin.ends = {0: 80, 1: 21}
+    admin.ends = {0: 80, 1: 22}
     backlog.over()
     admin.answer()
     assert backlog.over() and backlog.never_committed == {"down"}
     assert backlog.describe() == (
-        "101 records unread downstream (bound 100: down 101); never committed: down (is that stage running?)"
+        "102 records unread downstream (bound 100: down 102); never committed: down (is that stage running?)"
     )
-    admin.committed = {0: -1001, 1: 0}  # one partition committed: the group has run
+    admin.committed = {0: -1001, 1: 0}  # one partition committed: the group has run (80 + 21 unread)
     clock.now = 1.0
     backlog.over()
     admin.answer()
@@ -118,7 +136,7 @@ def test_a_group_that_never_committed_is_named_when_the_head_holds_back() -> Non
 def test_at_the_bound_is_not_over_it_and_an_error_is_unknown() -> None:
     admin, clock = FakeAdmin(), ManualClock()
     backlog = DownstreamBacklog(admin, {"down": ("t",)}, limit=100, every_s=1.0, clock=clock)
-    admin.ends, admin.committed = {0: 150, 1: 50}, {0: 100, 1: 0}
+    admin.ends, admin.committed = {0: 151, 1: 51}, {0: 100, 1: 0}  # 50 records and a marker each
     backlog.over()
     admin.answer()
     assert not backlog.over() and backlog.unread == 100
