@@ -138,16 +138,18 @@ class DownstreamBacklog:
 
 def unread(end: int, committed: int) -> int:
     """Records a group has still to read of one partition: ``end`` (read-committed) less its
-    ``committed`` offset (negative: none), less the transaction marker that closes the partition.
+    ``committed`` offset (negative: none), less one for the marker that closes the last transaction.
 
-    The stages write in transactions, and each leaves a marker (a control record) after its
-    records. A stage commits the offset after the last record it read, so a stage that has read
-    everything is one offset short of the end; counted as a record, that marker kept one per input
-    partition "unread" for ever, and a bound at or below that count (four per partition for the
-    trigger groups) held the worker back for good once the triggers had caught up (5 December
-    2026). Markers before the last still count (one per transaction left to read, against a batch
-    of records each); one offset fewer is counted wherever anything is left, which is one record
-    too few if the last records' writer was not transactional.
+    The stages write in transactions, each closed by a marker (a control record) that a
+    read-committed consumer never gets. A stage commits its consumer's position, which steps over
+    markers (``KafkaRunner._offsets_after``), but when a marker comes after the consume that
+    returned its records, the stage stands one short of the end until more comes. Counted as a
+    record, that marker kept one per input partition "unread", and a bound at or below that count
+    (four per partition for the trigger groups) held the worker back for good once the triggers
+    had caught up (5 December 2026). Leaving out the last offset is exact for a group that stood
+    at the end before the last transaction; markers before the last still count (one per
+    transaction, against a batch of records each); it is one too few if the writer was not
+    transactional.
     """
     if committed < 0:
         return max(0, end)

@@ -103,6 +103,7 @@ class KafkaRunner:
         self.reached: dict[str, dict[int, int]] = {}
         self.sources: dict[str, str] = {}  # store -> changelog_source of its changelog
         self.owned: frozenset[int] = frozenset()
+        self.committed_to: dict[tuple[str, int], int] = {}  # input partition -> offset we last committed
         self.last_arrival: dict[int, float] = {}
         self.consumer = Consumer(self._consumer_conf())
         self.producer = Producer(self._producer_conf())
@@ -186,6 +187,7 @@ class KafkaRunner:
                     self._apply_broadcasts(self.broadcasts.seen)
                 if batch:
                     self._process(batch)
+                self._commit_ends()
                 if time.monotonic() >= next_tick:
                     self._tick()
                     next_tick = time.monotonic() + interval
@@ -197,10 +199,39 @@ class KafkaRunner:
         now = datetime.now(UTC)
         for message in batch:
             self.last_arrival[message.partition] = time.monotonic()
+        offsets = self._offsets_after(batch)
         step = self.stage.process(batch, self.stores, now)
-        self._checkpoint(step, _next_offsets(batch))
+        self._checkpoint(step, offsets)
         self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
         self.metrics.events.labels(self.stage.name).inc(len(batch))
+
+    def _offsets_after(self, batch: list[Incoming]) -> list[TopicPartition]:
+        """Where the group's offsets go with ``batch``: past its last record of each partition, or
+        at the consumer's position there when that is further on. Read at once after the consume
+        that returned the batch, the position has stepped over only what a read-committed consumer
+        never gets (the marker that ends each transaction, aborted records). Committed, it lets a
+        caught-up group stand at the end of its input rather than one marker short of it, and past
+        an aborted tail rather than before it until a later record comes: consumer-group lag reads
+        0, and so does the backlog that bounds a head stage (``pipeline.runtime.backlog``)."""
+        after = _next_offsets(batch)
+        position = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(after)}
+        return [
+            TopicPartition(tp.topic, tp.partition, max(tp.offset, position.get((tp.topic, tp.partition), -1)))
+            for tp in after
+        ]
+
+    def _commit_ends(self) -> None:
+        """Commit the end of each owned input partition read to an end past what was committed.
+        The position steps over a transaction's marker when librdkafka meets it, which can be a
+        consume after the one that returned the transaction's records; that consume returns no
+        record of the partition, only its end (``_offsets_after`` covers the other case)."""
+        ends = [
+            TopicPartition(topic, p, end)
+            for (topic, p), end in self.at_end.ends.items()
+            if p in self.owned and end > self.committed_to.get((topic, p), -1)
+        ]
+        if ends:
+            self._checkpoint(Step(), ends)
 
     def _hold_back(self) -> bool:
         """Read nothing while the stages after this one are more than ``downstream_max`` records
@@ -294,6 +325,7 @@ class KafkaRunner:
             self._commit_stores()
             if offsets:
                 self.consumer.store_offsets(offsets=offsets)
+            self._note_committed(offsets)
             self.health.progressed()
             return
         try:
@@ -308,8 +340,13 @@ class KafkaRunner:
             self._failed_transaction(exc)
             return
         self._commit_stores()
+        self._note_committed(offsets)
         self.metrics.transactions.labels(self.stage.name, "committed").inc()
         self.health.progressed()
+
+    def _note_committed(self, offsets: list[TopicPartition]) -> None:
+        for tp in offsets:
+            self.committed_to[(tp.topic, tp.partition)] = tp.offset
 
     def _send(self, step: Step) -> None:
         for record in step.outputs:
@@ -452,6 +489,9 @@ class KafkaRunner:
 
     def _forget_ends(self, partitions: Collection[int]) -> None:
         self.at_end.forget((topic, p) for topic in self.stage.inputs for p in partitions)
+        for topic in self.stage.inputs:
+            for p in partitions:
+                self.committed_to.pop((topic, p), None)
 
     def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> None:
         """Before reading a changelog's end: wait until the previous owner's last transaction is
