@@ -8,8 +8,8 @@ Two splits of the same samples (py-spy leaves idle threads out by default):
 - activity: from the innermost frame outwards, the first frame that names a known piece of
   work (Avro decode or encode, the user-agent parse, JSON state, sessionization, ...);
   frames of generic helpers (``re``, ``datetime``, ``typing``) are looked through;
-- stage: the innermost frame of ``triggers/`` or ``processors/``, else the framework (faust,
-  mode, aiokafka, asyncio, producer and consumer threads): who asked for the work.
+- stage: the innermost frame of ``triggers/`` or ``processors/``, else the runtime and the Kafka
+  client (faust and aiokafka in profiles from before 2 December 2026): who asked for the work.
 """
 
 from __future__ import annotations
@@ -24,26 +24,34 @@ ACTIVITY: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
         ("waiting in select() (py-spy counts it; mostly idle)", r"Selector\.select \(selectors"),
-        ("socket writes (produce and fetch requests)", r"SocketTransport\.write|StreamWriter\.write"),
         ("user-agent parse", r"ua_parser/|enrichment/useragent\.py"),
         # fastavro and cavro are compiled: their time shows on the Python line that calls them.
         ("Avro decode", r"Serde\.decode|schemaless_reader|CavroCodec\.read"),
-        ("Avro encode and splice", r"Serde\.encode|schemaless_writer|EventCodec\.|CavroCodec\.write"),
-        ("JSON (device state, changelog)", r"/json/|to_bytes|from_bytes|to_dict|from_dict|to_json|from_json"),
+        (
+            "Avro encode and splice",
+            r"Serde\.encode|schemaless_writer|EventCodec\.|CavroCodec\.write|flat_avro\.py",
+        ),
+        ("the event's view (headers)", r"pipeline/event_view"),
+        (
+            "JSON (states, held inputs, changelog)",
+            r"/json/|fast_json|to_bytes|from_bytes|to_dict|from_dict|to_json|from_json",
+        ),
         ("enrichment (URL, referrer, clock, geo)", r"processors/enrichment/"),
         ("sessionization", r"processors/sessions/"),
         ("identity", r"processors/identity"),
         ("triggers rules and profiles", r"triggers/"),
-        ("Kafka client (aiokafka)", r"aiokafka/|confluent_kafka"),
-        ("faust / mode framework", r"faust/|mode/|venusian/"),
+        ("worker stage (other)", r"processors/worker/"),
+        ("runtime: consume, produce, commit, stores", r"pipeline/runtime/"),
+        ("Kafka client", r"aiokafka/|confluent_kafka"),
+        ("faust / mode framework (before 2 December 2026)", r"faust/|mode/|venusian/"),
         ("asyncio machinery (tasks, futures, callbacks)", r"asyncio/"),
-        ("worker runtime (other)", r"processors/worker/|pipeline/runtime/"),
     )
 )
 STAGE: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("triggers agents (triggers/)", re.compile(r"triggers/")),
-    ("worker agent (processors/)", re.compile(r"processors/")),
+    ("trigger stages (triggers/)", re.compile(r"triggers/")),
+    ("worker stage (processors/)", re.compile(r"processors/")),
 )
+FRAMEWORK = "runtime and Kafka client (pipeline/runtime, confluent-kafka; faust before 2 December 2026)"
 
 
 def frames(stack: str) -> list[str]:
@@ -71,7 +79,7 @@ def split(lines: list[str]) -> tuple[Counter[str], Counter[str], int]:
         total += n
         innermost_first = frames(stack)
         activity[bucket(innermost_first, ACTIVITY, "other")] += n
-        stage[bucket(innermost_first, STAGE, "framework (faust, mode, aiokafka, asyncio)")] += n
+        stage[bucket(innermost_first, STAGE, FRAMEWORK)] += n
     return activity, stage, total
 
 
