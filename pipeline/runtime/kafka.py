@@ -488,10 +488,10 @@ class KafkaRunner:
         )  # fmt: skip
 
     def _forget_ends(self, partitions: Collection[int]) -> None:
-        self.at_end.forget((topic, p) for topic in self.stage.inputs for p in partitions)
-        for topic in self.stage.inputs:
-            for p in partitions:
-                self.committed_to.pop((topic, p), None)
+        inputs = [(topic, p) for topic in self.stage.inputs for p in partitions]
+        self.at_end.forget(inputs)
+        for tp in inputs:
+            self.committed_to.pop(tp, None)
 
     def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> None:
         """Before reading a changelog's end: wait until the previous owner's last transaction is

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,8 +25,8 @@ from pipeline.health import Health
 from pipeline.runtime.backlog import DownstreamBacklog
 from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
 from pipeline.runtime.metrics import RuntimeMetrics
-from pipeline.runtime.stage import Incoming, Record, RunnerView, Step, Stores
 from tests.liveness import ManualClock, wait_for
+from tests.pipeline.runtime.copy_stage import Copy
 
 
 class FakeAdmin:
@@ -160,29 +159,6 @@ def test_closing_waits_for_the_answers_still_out() -> None:
     backlog.close()
     assert futures and all(future.done() for future in futures)
     answering.join()
-
-
-class Copy:
-    """Copies each record of ``in`` to ``mid`` (same partition), in the batch's transaction."""
-
-    name = "copy"
-    store_names: tuple[str, ...] = ()
-    tick_interval_s = 60.0
-
-    def __init__(self, source: str, target: str) -> None:
-        self.inputs = (source,)
-        self.target = target
-        self.read = 0
-
-    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        return None
-
-    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
-        self.read += len(batch)
-        return Step([Record(self.target, m.key, m.value, m.partition) for m in batch])
-
-    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
-        return Step()
 
 
 def _committed_count(bootstrap: str, topic: str) -> int:

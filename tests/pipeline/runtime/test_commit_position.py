@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime
 
 import pytest
 from confluent_kafka import Consumer, IsolationLevel, Producer, TopicPartition
@@ -22,33 +21,10 @@ from prometheus_client import CollectorRegistry
 from pipeline.health import Health
 from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
 from pipeline.runtime.metrics import RuntimeMetrics
-from pipeline.runtime.stage import Incoming, Record, RunnerView, Step, Stores
 from tests.liveness import wait_for
+from tests.pipeline.runtime.copy_stage import Copy
 
 pytestmark = pytest.mark.kafka
-
-
-class Copy:
-    """Copies each record of its input to ``target``, in the batch's transaction."""
-
-    name = "copy"
-    store_names: tuple[str, ...] = ()
-    tick_interval_s = 60.0
-
-    def __init__(self, source: str, target: str) -> None:
-        self.inputs = (source,)
-        self.target = target
-        self.read = 0
-
-    def assign(self, partitions: frozenset[int], stores: Stores) -> None:
-        return None
-
-    def process(self, batch: list[Incoming], stores: Stores, now: datetime) -> Step:
-        self.read += len(batch)
-        return Step([Record(self.target, m.key, m.value, m.partition) for m in batch])
-
-    def tick(self, stores: Stores, view: RunnerView, now: datetime) -> Step:
-        return Step()
 
 
 def _write(bootstrap: str, topic: str) -> None:
