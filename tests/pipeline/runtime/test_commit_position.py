@@ -44,6 +44,12 @@ def _write(bootstrap: str, topic: str) -> None:
     producer.abort_transaction(30)
 
 
+def _end(admin: AdminClient, topic: str) -> int:
+    latest = {TopicPartition(topic, 0): OffsetSpec.latest()}
+    [end] = admin.list_offsets(latest, isolation_level=IsolationLevel.READ_COMMITTED).values()
+    return int(end.result().offset)
+
+
 def _committed(bootstrap: str, group: str, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
@@ -60,11 +66,9 @@ def test_a_caught_up_stage_commits_the_end_of_its_input(kafka_bootstrap: str) ->
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in (source, target)]).values():
         future.result()
     _write(kafka_bootstrap, source)
-    tp = TopicPartition(source, 0)
-    [end] = admin.list_offsets(
-        {tp: OffsetSpec.latest()}, isolation_level=IsolationLevel.READ_COMMITTED
-    ).values()
-    assert end.result().offset == 23
+    # The coordinator answers the abort once it is decided and writes the partition's marker
+    # after that, so the read-committed end reaches 23 a moment after ``abort_transaction``.
+    wait_for("the read-committed end at 23", lambda: _end(admin, source) == 23, 30)
 
     stage = Copy(source, target)
     config = RunnerConfig(
