@@ -159,6 +159,13 @@ class CollectorSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8088, ge=0, le=65535)
+    processes: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Collector processes serving the port together (one core each at most; "
+        "pipeline.collector.processes).",
+    )
     write_keys: dict[str, str] = Field(
         default_factory=lambda: {"dev-write-key": "dev"},
         description="Accepted write keys mapped to a source name (Basic auth user name).",

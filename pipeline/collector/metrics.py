@@ -2,14 +2,20 @@
 
 A registry per collector lets tests run several collectors in one process; the
 ``webhouse collector`` command passes prometheus_client's global registry so the
-process and platform collectors are exported next to these.
+process and platform collectors are exported next to these. Under ``--processes N``
+(``pipeline.collector.processes``) each process counts into prometheus_client's
+multiprocess files instead, and ``exposition`` sums all the processes' counts.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when first imported
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class CollectorMetrics:
                 "webhouse_collector_requests_in_flight",
                 "Requests being handled right now.",
                 registry=registry,
+                multiprocess_mode="livesum",  # several processes: the sum over those alive
             ),
             unexpected_errors=Counter(
                 "webhouse_collector_unexpected_errors",
@@ -70,3 +77,13 @@ class CollectorMetrics:
                 registry=registry,
             ),
         )
+
+    def exposition(self) -> bytes:
+        """The text /metrics serves: this registry's metrics, or, when the processes count into
+        multiprocess files, every process's, summed (whichever process is asked)."""
+        directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()  # per scrape, holding nothing but the files' sum
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)

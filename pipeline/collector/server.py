@@ -66,8 +66,9 @@ class CollectorServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> str:
-        """Bind and serve; returns the base URL (``http://host:port``)."""
+    async def start(self, reuse_port: bool = False) -> str:
+        """Bind and serve; returns the base URL (``http://host:port``). ``reuse_port``: share the
+        port with other processes (SO_REUSEPORT), as ``--processes N`` does."""
         collector = self.settings.collector
         refuse_default_secrets(self.settings, "collector", collector.host)
         await self._prepare_topics()
@@ -81,7 +82,8 @@ class CollectorServer:
         )
         try:
             await self._runner.setup()
-            await web.TCPSite(self._runner, collector.host, collector.port).start()
+            site = web.TCPSite(self._runner, collector.host, collector.port, reuse_port=reuse_port or None)
+            await site.start()
         except BaseException:
             await self.stop()
             raise
