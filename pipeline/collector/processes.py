@@ -15,7 +15,7 @@ thread or lock of the parent's is copied), prints the usual "listening on" line 
 serve, and on SIGTERM or SIGINT passes SIGTERM on and waits for each to finish its open
 requests and flush its producer. It does not restart a process that died: it stops the
 others and exits 1, so that what started the command (systemd, compose) restarts the whole,
-with every process's state fresh.
+with every process's state fresh. A process whose parent is gone (SIGKILLed) stops itself.
 
 Metrics: each process counts into prometheus_client's multiprocess files, in a directory made
 for the run (``PROMETHEUS_MULTIPROC_DIR``, unless already set), and /metrics, whichever
@@ -33,6 +33,8 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0  # imports, the topics check (health_timeout_s each), the bind
+ORPHAN_CHECK_S = 1.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -136,12 +139,26 @@ def _serve_one(settings: Settings, ready: Connection) -> None:
     from pipeline.collector.cli import serve
 
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    _stop_when_orphaned(os.getppid())
     try:
         asyncio.run(serve(settings, reuse_port=True, announce=ready.send))
     except BaseException as exc:
         with contextlib.suppress(OSError):  # the parent gone: the exception raised says it all
             ready.send(f"error: {type(exc).__name__}: {exc}")
         raise
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A parent SIGKILLed cannot pass a stop on: its processes would go on serving the port beside
+    the next run's. Each checks every second that it still has its parent, else stops itself."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        log.error("the collector's parent process %d is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def _await_ready(children: list[_Child]) -> str:

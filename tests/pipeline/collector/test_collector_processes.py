@@ -1,6 +1,7 @@
 """`webhouse collector --processes 2`: two processes serve one port, every accepted event is on
 the raw topic once, /metrics sums both processes whichever answers, SIGTERM stops them all,
-and a process that dies stops the others and the command (exit 1)."""
+a process that dies stops the others and the command (exit 1), and the processes of a
+command SIGKILLed stop by themselves."""
 
 from __future__ import annotations
 
@@ -133,4 +134,18 @@ def test_a_process_that_dies_stops_the_others_and_the_command(
         assert process.wait(timeout=60) == 1
         wait_for("the other collector process gone", lambda: not _alive(second), 30)
     with pytest.raises(requests.ConnectionError):  # nothing serves the port any more
+        requests.get(f"{url}/health", timeout=5)
+
+
+def test_the_processes_of_a_killed_command_stop_by_themselves(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    with two_processes(kafka_settings, metrics_dir) as (process, url):
+        pids = _pids(metrics_dir)
+        assert len(pids) == 2
+        process.kill()  # no SIGTERM passed on: they would serve the port beside the next run's
+        process.wait(timeout=30)
+        wait_for("both collector processes gone", lambda: not any(_alive(pid) for pid in pids), 60)
+    with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/health", timeout=5)
