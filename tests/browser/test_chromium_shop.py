@@ -213,7 +213,7 @@ def test_retries_keep_the_message_id_and_batches_pass_the_preflight(
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         seen.append((request.method, request.path))
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     @web.middleware
     async def lose_first_answer(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -221,7 +221,7 @@ def test_retries_keep_the_message_id_and_batches_pass_the_preflight(
         if request.path == "/v1/t" and armed and not failed:
             failed.append(request.path)
             return web.json_response({"success": False, "code": "kafka_unavailable"}, status=503)
-        return response  # type: ignore[no-any-return]
+        return response
 
     collector = start_collector(kafka_settings, shop)
     collector.server.app.middlewares.insert(0, record)  # outside CORS: sees the preflights too

@@ -41,8 +41,8 @@ def latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            if (error := msg.error()) is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     at_end.add(msg.partition() or 0)
                     if consumer.assignment() and at_end >= {p.partition for p in consumer.assignment()}:
                         break

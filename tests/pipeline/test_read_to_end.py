@@ -26,10 +26,10 @@ class FakeLister:
         self.ends = ends
         self.pending: list[tuple[TopicPartition, Future[Any]]] = []
 
-    def list_offsets(
-        self, query: dict[TopicPartition, OffsetSpec], **_: Any
+    def list_offsets(  # the parameter named as in ``OffsetLister``
+        self, topic_partition_offsets: dict[TopicPartition, OffsetSpec], **_: Any
     ) -> dict[TopicPartition, Future[Any]]:
-        asked = {tp: Future[Any]() for tp in query}
+        asked = {tp: Future[Any]() for tp in topic_partition_offsets}
         self.pending += list(asked.items())
         return asked
 
@@ -92,7 +92,11 @@ def test_the_end_event_offset_is_the_read_committed_end(kafka_settings: KafkaSet
     end = None
     for _ in range(100):
         msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is not None and msg.error().code() == KafkaError._PARTITION_EOF:
+        if (
+            msg is not None
+            and (error := msg.error()) is not None
+            and error.code() == KafkaError._PARTITION_EOF
+        ):
             end = msg.offset()
             break
     consumer.close()

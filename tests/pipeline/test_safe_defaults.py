@@ -61,7 +61,7 @@ def test_a_reachable_collector_with_default_secrets_is_refused_naming_each() -> 
 
 def test_loopback_keeps_the_defaults_for_a_laptop() -> None:
     for service in ("collector", "worker", "triggers", "sink"):
-        refuse_default_secrets(load_settings(), service, "127.0.0.1")  # type: ignore[arg-type]
+        refuse_default_secrets(load_settings(), service, "127.0.0.1")
 
 
 def test_a_published_key_next_to_a_fresh_one_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,7 +91,7 @@ def test_init_writes_a_private_config_that_passes(
     settings = load_settings()
     assert default_secrets(settings) == []
     for service in ("collector", "worker", "triggers", "sink"):
-        refuse_default_secrets(settings, service, "0.0.0.0")  # type: ignore[arg-type]
+        refuse_default_secrets(settings, service, "0.0.0.0")
     assert list(settings.collector.write_keys.values()) == ["default"]
 
 

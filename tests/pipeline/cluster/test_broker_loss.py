@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 import requests
@@ -84,8 +85,8 @@ def read_all(bootstrap: str, topic: str) -> list[str]:
             if msg is None:
                 continue
             assert msg.error() is None, msg.error()
-            position[msg.partition()] = msg.offset() + 1
-            ids.append(EVENTS.decode(msg.value())["message_id"])
+            position[msg.partition()] = cast(int, msg.offset()) + 1  # a record: it has both
+            ids.append(EVENTS.decode(cast(bytes, msg.value()))["message_id"])
         assert all(position[p] >= ends[p] for p in partitions), (position, ends)
         return ids
     finally:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import pytest
 import requests
@@ -99,5 +100,5 @@ def test_an_acknowledged_event_survives_kill_9(kafka_settings: KafkaSettings) ->
         process.wait(timeout=30)
     topic = Topics.from_settings(kafka_settings).raw_events
     (message,) = read_topic(kafka_settings.bootstrap_servers, topic, 1)
-    record = SingleObjectSerde("customer_event").decode(message.value())
+    record = SingleObjectSerde("customer_event").decode(cast(bytes, message.value()))
     assert (record["message_id"], record["source"], record["event"]) == ("kept", "cli", "Order Completed")

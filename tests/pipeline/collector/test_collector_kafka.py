@@ -8,7 +8,7 @@ import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -52,12 +52,18 @@ def topics(kafka_settings: KafkaSettings) -> Topics:
 
 def raw_events(kafka_settings: KafkaSettings, count: int) -> list[dict[str, Any]]:
     topic = Topics.from_settings(kafka_settings).raw_events
-    return [EVENTS.decode(m.value()) for m in read_topic(kafka_settings.bootstrap_servers, topic, count)]
+    return [
+        EVENTS.decode(cast(bytes, m.value()))
+        for m in read_topic(kafka_settings.bootstrap_servers, topic, count)
+    ]
 
 
 def dead_letters(kafka_settings: KafkaSettings, count: int) -> list[dict[str, Any]]:
     topic = Topics.from_settings(kafka_settings).dead_letters
-    return [LETTERS.decode(m.value()) for m in read_topic(kafka_settings.bootstrap_servers, topic, count)]
+    return [
+        LETTERS.decode(cast(bytes, m.value()))
+        for m in read_topic(kafka_settings.bootstrap_servers, topic, count)
+    ]
 
 
 def post(url: str, body: bytes | dict[str, Any], **kwargs: Any) -> requests.Response:
@@ -192,7 +198,9 @@ def test_one_visitor_lands_on_one_partition_in_order(
     messages = read_topic(kafka_settings.bootstrap_servers, topic, 10)
     assert {m.partition() for m in messages} == {messages[0].partition()}
     assert {m.key() for m in messages} == {b"anon-9"}
-    assert [EVENTS.decode(m.value())["message_id"] for m in messages] == [f"s{i}" for i in range(10)]
+    assert [EVENTS.decode(cast(bytes, m.value()))["message_id"] for m in messages] == [
+        f"s{i}" for i in range(10)
+    ]
 
 
 def test_write_key_in_the_body_and_no_message_id(
@@ -222,7 +230,7 @@ def test_client_ip_is_stamped_when_the_event_has_none(kafka_settings: KafkaSetti
     ips = sorted(e["context"]["ip"] for e in raw_events(kafka_settings, 3))
     # Untrusted X-Forwarded-For is ignored (peer address); an event's own ip wins; a trusted proxy's
     # first hop is the client.
-    assert ips == sorted(PII.hash("ip", ip) for ip in ["127.0.0.1", "198.51.100.4", "203.0.113.7"])
+    assert ips == sorted(cast(str, PII.hash("ip", ip)) for ip in ["127.0.0.1", "198.51.100.4", "203.0.113.7"])
 
 
 def test_bad_json_is_refused_and_dead_lettered(

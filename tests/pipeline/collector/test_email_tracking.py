@@ -148,7 +148,7 @@ def test_mailgun_webhook_maps_events_and_refuses_bad_signatures(
     records = read_records(
         kafka_settings.bootstrap_servers, Topics.from_settings(kafka_settings).raw_events, len(sent) + 1
     )
-    by_event = {}
+    by_event: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         by_event.setdefault(record["event"], []).append(record)
     assert sorted(by_event) == sorted(

@@ -155,8 +155,8 @@ def _hostile_event_text(draw: st.DrawFn) -> str:
         depth = draw(st.sampled_from([30, 33, 200, 990, 3000, 12000]) | st.integers(1, 1100))
         return text[:-1] + ',"deep":' + _nested(depth, draw(st.booleans())) + "}"
     if kind == "wide":
-        keys = draw(st.integers(900, 3000))
-        return text[:-1] + ',"wide":{' + ",".join(f'"k{i}":{i}' for i in range(keys)) + "}}"
+        width = draw(st.integers(900, 3000))
+        return text[:-1] + ',"wide":{' + ",".join(f'"k{i}":{i}' for i in range(width)) + "}}"
     if kind == "huge":
         number = draw(st.sampled_from(["1e400", "-1e400", "9" * 5000, "9" * 400, "9" * 300, "1e-400", "NaN"]))
         key = draw(st.sampled_from(["price", "quantity", "revenue", "timestamp", "messageId"]))

@@ -38,7 +38,7 @@ def test_batches_gzip_and_retries_after_503(kafka_settings: KafkaSettings) -> No
         response = await handler(request)
         if fault == "answer_lost":  # produced and acked, but the client never hears it
             return web.json_response({"code": "kafka_unavailable"}, status=503, headers={"Retry-After": "1"})
-        return response  # type: ignore[no-any-return]
+        return response
 
     collector = ThreadedCollector(collector_settings(kafka_settings, retry_after_s=1))
     collector.server.app.middlewares.append(flaky)

@@ -16,7 +16,7 @@ class Copy:
     tick_interval_s = 60.0
 
     def __init__(self, source: str, target: str) -> None:
-        self.inputs = (source,)
+        self.inputs: tuple[str, ...] = (source,)
         self.target = target
         self.read = 0
 

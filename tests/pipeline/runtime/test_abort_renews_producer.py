@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -29,8 +29,9 @@ from pipeline.runtime.stage import Incoming, Record, RunnerView, Step, Stores
 
 class Quiet:
     name = "probe"
-    inputs = ("in",)
-    store_names = ("waiting",)
+    inputs: tuple[str, ...] = ("in",)
+    store_names: tuple[str, ...] = ("waiting",)
+    tick_interval_s = 60.0  # never ticks: the runner is not run
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         return None
@@ -81,8 +82,9 @@ def test_an_aborted_transaction_is_redone_by_a_new_producer_of_the_same_transact
 
     assert isinstance(first, RecordingProducer) and first.calls[0] == "abort_transaction"
     assert runner.producer is not first and runner.producer is RecordingProducer.made[-1]
-    assert runner.producer.calls == ["init_transactions"]  # a new epoch before the redo
-    assert runner.producer.conf["transactional.id"] == first.conf["transactional.id"]
+    renewed = cast(RecordingProducer, runner.producer)  # the one the line above finds
+    assert renewed.calls == ["init_transactions"]  # a new epoch before the redo
+    assert renewed.conf["transactional.id"] == first.conf["transactional.id"]
     assert rewound == [True]
 
 
@@ -95,7 +97,7 @@ class OversizeFirst:
     tick_interval_s = 0.2
 
     def __init__(self, source: str, out: str) -> None:
-        self.inputs = (source,)
+        self.inputs: tuple[str, ...] = (source,)
         self.out = out
         self.tries = 0
 

@@ -42,22 +42,25 @@ class FakeAdmin:
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         return SimpleNamespace(topics={"t": SimpleNamespace(partitions={0: None, 1: None})})
 
-    def list_offsets(
-        self, query: dict[TopicPartition, OffsetSpec], **_: Any
+    def list_offsets(  # the parameters named as in ``BacklogAdmin``
+        self, topic_partition_offsets: dict[TopicPartition, OffsetSpec], **_: Any
     ) -> dict[TopicPartition, Future[Any]]:
         self.asked += 1
-        futures = {tp: Future[Any]() for tp in query}
+        futures = {tp: Future[Any]() for tp in topic_partition_offsets}
         for tp, future in futures.items():
-            self.pending.append(
-                lambda f=future, p=tp.partition: self._settle(f, SimpleNamespace(offset=self.ends[p]))
-            )
+
+            def settle(f: Future[Any] = future, p: int = tp.partition) -> None:
+                self._settle(f, SimpleNamespace(offset=self.ends[p]))
+
+            self.pending.append(settle)
         return futures
 
     def list_consumer_group_offsets(
-        self, requests: list[ConsumerGroupTopicPartitions], **_: Any
+        self, list_consumer_group_offsets_request: list[ConsumerGroupTopicPartitions], **_: Any
     ) -> dict[str, Future[Any]]:
-        [request] = requests
+        [request] = list_consumer_group_offsets_request
         future = Future[Any]()
+        assert request.topic_partitions is not None  # DownstreamBacklog names them
         tps = [
             TopicPartition(tp.topic, tp.partition, self.committed[tp.partition])
             for tp in request.topic_partitions

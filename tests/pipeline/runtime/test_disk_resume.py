@@ -31,11 +31,11 @@ class Counting:
     """Counts events per key in its store."""
 
     name = "counting"
-    store_names = ("counts",)
+    store_names: tuple[str, ...] = ("counts",)
     tick_interval_s = 60.0
 
     def __init__(self, topic: str) -> None:
-        self.inputs = (topic,)
+        self.inputs: tuple[str, ...] = (topic,)
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         pass

@@ -41,7 +41,7 @@ class Reading:
     tick_interval_s = 0.2
 
     def __init__(self, topic: str) -> None:
-        self.inputs = (topic,)
+        self.inputs: tuple[str, ...] = (topic,)
         self.read = 0
         self.stop_fetching = threading.Event()
         self.paused = threading.Event()

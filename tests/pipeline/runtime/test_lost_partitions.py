@@ -10,6 +10,7 @@ kept its older in-memory state (``restored []``) at the newer offsets, and 36 ev
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from confluent_kafka import TopicPartition
@@ -22,8 +23,9 @@ from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 
 class OneStore:
     name = "probe"
-    inputs = ("in",)
-    store_names = ("waiting",)
+    inputs: tuple[str, ...] = ("in",)
+    store_names: tuple[str, ...] = ("waiting",)
+    tick_interval_s = 60.0  # never ticks: the runner is not run
 
     def __init__(self) -> None:
         self.assigned: list[frozenset[int]] = []
@@ -54,7 +56,7 @@ def _runner(changelog: dict[int, list[tuple[bytes, bytes]]]) -> tuple[KafkaRunne
     runner = KafkaRunner(OneStore(), config, RuntimeMetrics(CollectorRegistry()))
     restores: list[set[int]] = []
 
-    def restore(partitions: set[int]) -> None:  # the changelog as the other member left it
+    def restore(partitions: Collection[int]) -> None:  # the changelog as the other member left it
         if partitions:
             restores.append(set(partitions))
         for partition in partitions:

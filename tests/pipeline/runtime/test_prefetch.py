@@ -23,8 +23,9 @@ from processors.worker.runner import close_stages, downstream_groups, worker_sta
 
 class Idle:
     name = "probe"
-    inputs = ("in",)
+    inputs: tuple[str, ...] = ("in",)
     store_names: tuple[str, ...] = ()
+    tick_interval_s = 60.0  # never ticks: the runner is not run
 
     def assign(self, partitions: frozenset[int], stores: Stores) -> None:
         return None

@@ -5,6 +5,7 @@ not work left, or no wait would ever end; data, ``end`` and ``idle``/``ended`` w
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -23,7 +24,11 @@ def _topic(bootstrap: str) -> str:
     return topic
 
 
-def _send(bootstrap: str, topic: str, *records: tuple[bytes, list[tuple[str, bytes]] | None]) -> None:
+# Headers as ``Producer.produce`` takes them.
+ProducerHeaders = list[tuple[str, str | bytes | None]]
+
+
+def _send(bootstrap: str, topic: str, *records: tuple[bytes, ProducerHeaders | None]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for value, headers in records:
         producer.produce(topic, value, partition=0, headers=headers)
@@ -38,8 +43,8 @@ def _commit(bootstrap: str, group: str, topic: str, offset: int) -> None:
         consumer.close()
 
 
-def _watermark(state: SourceState) -> tuple[bytes, list[tuple[str, bytes]]]:
-    return Progress(state, 1_000).to_bytes(), watermark_headers()
+def _watermark(state: SourceState) -> tuple[bytes, ProducerHeaders]:
+    return Progress(state, 1_000).to_bytes(), cast(ProducerHeaders, watermark_headers())
 
 
 def test_heartbeats_past_the_committed_offset_are_no_work_left(kafka_bootstrap: str) -> None:
