@@ -41,7 +41,8 @@ def _model_apply(model: dict[str, dict[str, datetime]], op: tuple) -> None:
 
 @given(st.lists(st.one_of(link, expire, erase), max_size=40))
 def test_the_index_holds_what_a_plain_model_holds(ops: list[tuple]) -> None:
-    index, model = CustomerDevices(), {}
+    index = CustomerDevices()
+    model: dict[str, dict[str, datetime]] = {}
     for op in ops:
         if op[0] == "link":
             index.add_seen(op[1], op[2], T0 + timedelta(minutes=op[3]))

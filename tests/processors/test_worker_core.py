@@ -232,7 +232,7 @@ def test_identity_links_are_keyed_by_both_ids_on_the_device_partition() -> None:
     h = Harness()
     h.feed(raw_event("s", "dev-a", at(0), type="track", event="Signed In", user_id="ada"), partition=1)
     (link,) = [o for o in h.outputs if o.topic.endswith("identity")]
-    assert json.loads(link.key) == ["dev-a", "ada"] and link.partition == 1
+    assert json.loads(cast(bytes, link.key)) == ["dev-a", "ada"] and link.partition == 1
     h.feed(raw_event("p", "dev-a", at(5)), partition=1)
     h.sweep()
     assert {r["enrichment"]["customer_id"] for r in h.decoded("enriched")} == {"ada"}
@@ -245,7 +245,7 @@ def test_undecodable_and_failing_events_become_dead_letters_and_the_batch_goes_o
     (dead,) = h.decoded("deadletter")
     assert (dead["stage"], dead["reason"], dead["payload"], dead["source_offset"]) == (
         "worker", "undecodable", b"\x00\x01garbage", 0)  # fmt: skip
-    h.core.enricher = _Exploding()  # type: ignore[assignment]
+    h.core.enricher = _Exploding()
     h.feed(raw_event("boom", "dev-a", at(2)))
     reasons = [d["reason"] for d in h.decoded("deadletter")]
     assert reasons == ["undecodable", "RuntimeError"]
@@ -339,9 +339,11 @@ def test_progress_follows_what_was_released_then_end() -> None:
     lateness = settings().worker.session.allowed_lateness_s * 1000
     assert h.progress() == [Progress(SourceState.ACTIVE, at_ms(20) - lateness)]
     assert len(h.decoded("enriched")) == 3  # on their way at once
-    assert h.core.devices["dev-a"].session.buffer  # but the later two still wait for their visit
+    device = h.core.devices["dev-a"]  # but the later two still wait for their visit
+    assert device.session is not None and device.session.buffer
     h.quiet()  # caught up and quiet: everything released into the visit at once, which stays open
-    assert not h.core.devices["dev-a"].session.buffer and h.decoded("sessions") == []
+    device = h.core.devices["dev-a"]
+    assert device.session is not None and not device.session.buffer and h.decoded("sessions") == []
     assert len(h.decoded("enriched")) == 3
     assert h.progress()[-1].state is SourceState.ACTIVE  # an open visit: not idle, its close is to come
     h.feed(END)
@@ -384,7 +386,7 @@ def test_a_visit_the_watermark_ended_closes_by_inactivity_whatever_batch_the_end
     for batches in ([[*visit("a", "dev-a", 0, 2), raw_event("b0", "dev-b", at(200)), END]],
                     [[*visit("a", "dev-a", 0, 2), raw_event("b0", "dev-b", at(200))], [END]]):  # fmt: skip
         h = Harness()
-        for batch in batches:
+        for batch in cast(list[list[object]], batches):  # records and END
             h.feed(*batch)
         rules.append({s["anonymous_id"]: s["closed_by"] for s in h.decoded("sessions")})
     assert rules[0] == rules[1] == {"dev-a": "inactivity", "dev-b": "idle_sweep"}

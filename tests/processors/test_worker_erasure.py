@@ -5,7 +5,7 @@ starts from nothing (pipeline/erasure.py, WorkerCore.apply_erasure)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pipeline.erasure import Erasure
 from pipeline.runtime.control import is_control
@@ -119,7 +119,9 @@ def test_a_new_event_after_the_erasure_starts_a_fresh_device_and_link() -> None:
     links = [o for o in new if o.topic.endswith("identity")]
     assert len(links) == 1  # ada's link starts again, from the new sign-in
     enriched = [
-        EVENTS.decode(o.value) for o in new if o.topic.endswith("enriched") and not is_control(o.headers)
+        EVENTS.decode(cast(bytes, o.value))
+        for o in new
+        if o.topic.endswith("enriched") and not is_control(o.headers)
     ]
     assert {r["message_id"] for r in enriched} == {"back", "p"}
     sessions = [o for o in new if o.topic.endswith("sessions") and not is_control(o.headers)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 from pipeline.runtime.stage import Step
 from processors.enrichment import Enricher
@@ -79,7 +80,12 @@ def test_a_device_record_written_before_the_waiting_store_still_loads_its_waitin
     h.feed(*visit("a", "dev-a", 0, 3))
     device = h.core.devices["dev-a"]
     assert device.session is not None
-    old_style = {"p": 0, "s": device.session.to_dict(with_buffer=False), "i": None, "t": device.last_ms}
+    old_style: dict[str, Any] = {
+        "p": 0,
+        "s": device.session.to_dict(with_buffer=False),
+        "i": None,
+        "t": device.last_ms,
+    }
     old_style["s"]["buf"] = [event_to_list(e) for e in device.session.buffer]  # the former layout
     for key in list(h.runner.stores[WAITING]):
         h.runner.stores[WAITING].put(0, key, None)

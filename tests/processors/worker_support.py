@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -84,8 +84,11 @@ def simulated(devices: int, per_device: int, seed: int = 7) -> list[tuple[int, d
 
 
 def produce(
-    bootstrap: str, topic: str, events: list[tuple[int, dict[str, Any]]], extra: list[Any] = ()
-) -> None:  # type: ignore[assignment]
+    bootstrap: str,
+    topic: str,
+    events: list[tuple[int, dict[str, Any]]],
+    extra: Sequence[tuple[int, bytes]] = (),
+) -> None:
     serde = SERDES["enriched"]
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
     for partition, event in events:
@@ -126,16 +129,19 @@ class Outputs:
             for msg in self.consumer.consume(500, timeout=0.2):
                 if msg.error():
                     continue
-                kind = self.names[msg.topic()]
+                # A record (not an error): it has a topic, a partition and, here, a value.
+                kind = self.names[cast(str, msg.topic())]
                 if is_control(msg.headers()):  # the worker reports on its enriched and sessions partitions
                     if kind == "enriched":
-                        self.progress.append((msg.partition(), Progress.from_bytes(msg.value() or b"")))
+                        self.progress.append(
+                            (cast(int, msg.partition()), Progress.from_bytes(msg.value() or b""))
+                        )
                     continue
-                record = SERDES[kind].decode(msg.value())
+                record = SERDES[kind].decode(cast(bytes, msg.value()))
                 record["_partition"] = msg.partition()
                 self.records[kind].append(record)
 
-    def wait_until(self, done: Callable[[Outputs], bool], timeout: float, settle: float = 0.0) -> None:
+    def wait_until(self, done: Callable[[Outputs], object], timeout: float, settle: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.poll()

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -91,7 +92,7 @@ class Scenario:
 
 
 @st.composite
-def event_fields(draw: st.DrawFn, customer: str | None) -> dict[str, object]:
+def event_fields(draw: st.DrawFn, customer: str | None) -> dict[str, Any]:
     """What a raw event carries; the device class, browser and OS follow from the user agent."""
     campaign = draw(st.sampled_from(CAMPAIGNS))
     name = draw(st.sampled_from([None, None, "Product Viewed", "Product Added", "Order Completed"]))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from processors.sessions import (
     Assignment,
     CloseRule,
+    DuplicateEvent,
+    LateEvent,
     SessionEvent,
     session_id_for,
     to_ms,
@@ -118,7 +121,7 @@ def test_event_behind_the_watermark_is_reported_late_and_left_out() -> None:
     sessionizer = WorkerSessionizer(policy())
     outputs = sessionizer.process_many([ev("a", 0), ev("b", 20), ev("late", 14.99), ev("edge", 15)])
     assert late_ids(outputs) == ["late"]
-    late = outputs[[type(o).__name__ for o in outputs].index("LateEvent")]
+    late = cast(LateEvent, outputs[[type(o).__name__ for o in outputs].index("LateEvent")])
     assert late.watermark_ms == to_ms(T0) + 15 * MINUTE_MS
     outputs += sessionizer.flush()
     assert "late" not in assignments(outputs)
@@ -131,7 +134,9 @@ def test_redelivered_events_change_nothing() -> None:
     # "b" again while it waits in the buffer, "a" again after its release, "c" again at the end.
     redelivered = [events[0], events[1], events[1], events[2], events[0], events[3], events[2]]
     noisy = run(redelivered, policy())
-    duplicates = [out.event_id for out in noisy if type(out).__name__ == "DuplicateEvent"]
+    duplicates = [
+        cast(DuplicateEvent, out).event_id for out in noisy if type(out).__name__ == "DuplicateEvent"
+    ]
     assert duplicates == ["b", "a", "c"]
     assert [o for o in noisy if type(o).__name__ != "DuplicateEvent"] == clean
 
