@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipeline.event_view import to_ms
 from pipeline.settings import Settings, TriggerSettings
@@ -21,6 +21,11 @@ _ids = itertools.count(1)
 
 def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
     return T0 + timedelta(minutes=minutes, hours=hours, days=days)
+
+
+def ms(when: datetime | int) -> int:
+    """``to_ms`` of a time that is there (only ``to_ms(None)`` is None)."""
+    return cast(int, to_ms(when))
 
 
 class StageHarness:

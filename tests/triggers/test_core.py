@@ -6,11 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import cast
 
-from pipeline.event_view import to_ms
 from pipeline.runtime.clock import StageClock
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.runtime.stage import Record
-from pipeline.runtime.store import StateStore
+from pipeline.runtime.store import DiskStore, StateStore
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings, Settings, TriggerSettings
 from tools.local_pipeline import LocalPipeline
@@ -20,7 +19,7 @@ from triggers.metrics import TriggerMetrics
 from triggers.stages import PENDING, STATES, EvaluateStage, RouteStage
 from triggers.state import CustomerState
 
-from .builders import at, consent, event, order, session
+from .builders import at, consent, event, ms, order, session
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 EVENTS = SingleObjectSerde("customer_event")
@@ -51,7 +50,7 @@ def link_device(bus: Bus) -> None:
     """dev-4 views a product, then signs in as c-4 (an identity link alone); read past it."""
     bus.event(event("Product Viewed", at(1), customer=None, anon="dev-4", products=["p-1"]))
     bus.raw(bus.topics.identity, LINKS.encode(identity_link("dev-4", "c-4", at(2))))
-    bus.sweep(to_ms(at(3)))
+    bus.sweep(ms(at(3)))
 
 
 def at_watermark(now: int) -> dict[int, Marks]:
@@ -76,7 +75,7 @@ class Bus:
         return cast(EvaluateStage, self.local.evaluate.stage).core
 
     @property
-    def table(self) -> StateStore:
+    def table(self) -> StateStore | DiskStore:
         """The evaluate stage's ``trigger-states`` store, as the runtime keeps it."""
         return self.local.evaluate.stores[STATES]
 
@@ -95,14 +94,14 @@ class Bus:
         has passed them) applies it."""
         self.raw(self.topics.enriched_events, EVENTS.encode(record))
         if follow:
-            self.sweep(to_ms(record["enrichment"]["event_time"]) + 1)
+            self.sweep(ms(record["enrichment"]["event_time"]) + 1)
 
     def session(self, record: dict, *, follow: bool = True) -> None:
         """A closed visit; ``follow``: then the clock moves past its boundary (end plus the gap)."""
         self.raw(self.topics.sessions, SESSIONS.encode(record))
         if follow:
             gap_ms = self.local.settings.worker.session.inactivity_gap_s * 1000
-            self.sweep(to_ms(record["end"]) + gap_ms + 1)
+            self.sweep(ms(record["end"]) + gap_ms + 1)
 
     def sweep(self, now: int) -> None:
         """The clock moves to ``now`` (never back: an earlier ``now`` only runs the stages)."""
@@ -122,11 +121,11 @@ def test_anonymous_cart_then_login_alerts_the_customer_and_merges_the_profile() 
     bus = Bus()
     bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
     bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
-    bus.sweep(to_ms(at(36)))  # past the visit's boundary (its end plus the 30-minute gap): applied
+    bus.sweep(ms(at(36)))  # past the visit's boundary (its end plus the 30-minute gap): applied
     assert set(bus.table) == {b"dev-1"}
     bus.event(consent(at(20), customer="c-1", anon="dev-1"))  # logs in, grants consent
     assert moved(bus) == {b"dev-1": "c-1"}  # the device's state moved to the customer
-    bus.sweep(to_ms(at(0, hours=2)))
+    bus.sweep(ms(at(0, hours=2)))
     [alert] = bus.alerts()
     assert (alert["rule_id"], alert["customer_id"], alert["status"]) == ("cart_abandonment", "c-1", "fired")
     assert alert["triggering_event_ids"] == ["s-1"]
@@ -135,7 +134,7 @@ def test_anonymous_cart_then_login_alerts_the_customer_and_merges_the_profile() 
     latest = bus.profiles()[-1]
     assert (latest["customer_id"], latest["sessions"], latest["event_count"]) == ("c-1", 1, 2)
     assert latest["consent"] == {"marketing_email": True}
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     assert len(bus.alerts()) == 1
 
 
@@ -144,7 +143,7 @@ def test_a_window_on_the_partition_whose_clock_moves_second_still_closes() -> No
     bus.event(event("Product Added", at(1), customer=None, anon="dev-1", products=["p-1"]))
     bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
     bus.event(consent(at(20), customer="c-1", anon="dev-1"))
-    bus.sweep(to_ms(at(0, hours=2)))
+    bus.sweep(ms(at(0, hours=2)))
     assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
 
 
@@ -155,7 +154,7 @@ def test_profile_versions_are_numbered_per_customer_and_identify_the_version() -
     bus.session(session(at(0), at(5), customer=None, anon="dev-1", added=["p-1"], session_id="s-1"))
     bus.event(consent(at(20), customer="c-1", anon="dev-1"))
     bus.event(event("Page Viewed", at(30), customer="c-1", anon="dev-1", call="page"))
-    bus.sweep(to_ms(at(36)))
+    bus.sweep(ms(at(36)))
     numbers: dict[str, list[int]] = {}
     for profile in bus.profiles():
         numbers.setdefault(profile["customer_id"], []).append(profile["version"])
@@ -174,8 +173,8 @@ def test_undecodable_input_becomes_a_dead_letter() -> None:
 def test_sweep_writes_only_changed_states() -> None:
     bus = Bus()
     bus.event(event("Page Viewed", at(0), call="page"))
-    bus.sweep(to_ms(at(1)))
-    result = bus.core.sweep(bus.table, at_watermark(to_ms(at(10))))
+    bus.sweep(ms(at(1)))
+    result = bus.core.sweep(bus.table, at_watermark(ms(at(10))))
     assert result.states == {} and result.outputs == []
     assert bus.core.sweep(bus.table, {}).states == {}
 
@@ -185,21 +184,21 @@ def test_sweep_visits_only_the_states_due() -> None:
     bus.event(consent(at(0)))
     bus.event(consent(at(0), customer="c-2", anon="a-2"))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    bus.sweep(to_ms(at(36)))  # the first sweep is a full pass; nothing due yet
-    assert bus.core.due[b"c-1"].window == to_ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
-    assert bus.core.due[b"c-2"].hour == to_ms(at(0, hours=1))  # changed: the rules look at 10:00
-    bus.sweep(to_ms(at(0, hours=1)) + 1)  # just past 10:00: both visited at the hour; nothing due yet
+    bus.sweep(ms(at(36)))  # the first sweep is a full pass; nothing due yet
+    assert bus.core.due[b"c-1"].window == ms(at(5 + 60 + 1))  # deadline plus the 60 s grace
+    assert bus.core.due[b"c-2"].hour == ms(at(0, hours=1))  # changed: the rules look at 10:00
+    bus.sweep(ms(at(0, hours=1)) + 1)  # just past 10:00: both visited at the hour; nothing due yet
     assert bus.alerts() == []
     # Seen, without an order: churn risk (orders >= 1) cannot fire before an input, so the next
     # hour due is the state's expiry, not the next day (triggers.wake).
     ttl_ms = bus.core.settings.triggers.state_ttl_days * 86_400_000
-    expiry = (to_ms(at(0)) + ttl_ms) // 3_600_000 * 3_600_000 + 3_600_000
+    expiry = (ms(at(0)) + ttl_ms) // 3_600_000 * 3_600_000 + 3_600_000
     assert bus.core.due[b"c-2"].hour == expiry
     bus.table.put(0, b"c-2", b"not json")  # reading it would raise: c-2 is not due until then
-    bus.sweep(to_ms(at(7, hours=1)))  # 10:07: only c-1's window
+    bus.sweep(ms(at(7, hours=1)))  # 10:07: only c-1's window
     assert [(a["rule_id"], a["customer_id"]) for a in bus.alerts()] == [("cart_abandonment", "c-1")]
     assert all(due.window is None for due in bus.core.due.values())
-    bus.sweep(to_ms(at(0, hours=5)))  # 14:00: hours without anything to decide visit nobody
+    bus.sweep(ms(at(0, hours=5)))  # 14:00: hours without anything to decide visit nobody
     assert bus.core.due[b"c-2"].hour == expiry
 
 
@@ -212,7 +211,7 @@ def test_a_sweep_step_decides_at_most_sweep_chunk_due_states_the_earliest_first(
             session(at(i), at(5 + i), customer=customer, anon=anon, added=["p-1"], session_id=f"s-{i}")
         )
     assert bus.alerts() == []
-    mark = to_ms(at(80))  # past every window: all five due at once
+    mark = ms(at(80))  # past every window: all five due at once
     steps = [bus.core.sweep(bus.table, {0: Marks(mark, mark, mark)}) for _ in range(4)]
     decided = [[(a.rule_id, a.customer_id) for a in step.alerts] for step in steps]
     assert decided == [
@@ -231,7 +230,7 @@ def test_metrics_count_alerts_by_rule_status_reason_and_dead_letters() -> None:
         order(at(1)), follow=False
     )  # no consent: two suppressed marketing alerts, decided at the watermark
     assert bus.alerts() == []
-    bus.sweep(to_ms(at(2)))  # the evaluate stage counts what it decided (its clock: now)
+    bus.sweep(ms(at(2)))  # the evaluate stage counts what it decided (its clock: now)
     value = metrics.registry.get_sample_value
     labels = {"rule": "first_purchase_welcome", "status": "suppressed", "reason": "consent_missing"}
     assert value("webhouse_trigger_alerts_total", labels) == 1.0
@@ -280,9 +279,9 @@ def test_a_forwarding_marker_expires_counted_from_its_link() -> None:
     link_device(bus)
     assert moved(bus) == {b"dev-4": "c-4"}
     bus.event(event("Page Viewed", at(0, days=29), customer="c-4", anon="dev-5", call="page"))
-    bus.sweep(to_ms(at(3, days=30)))
+    bus.sweep(ms(at(3, days=30)))
     assert moved(bus) == {b"dev-4": "c-4", b"dev-5": "c-4"}
-    bus.sweep(to_ms(at(3, days=30, hours=1)))  # the first hour 30 days after the link
+    bus.sweep(ms(at(3, days=30, hours=1)))  # the first hour 30 days after the link
     assert moved(bus) == {b"dev-5": "c-4"}  # linked on day 29: stays
 
 
@@ -294,9 +293,9 @@ def test_a_marker_stored_without_its_partition_expires_after_a_full_pass() -> No
     old = {**json.loads(bus.table[b"dev-4"]), "partition": None}
     bus.table.put(0, b"dev-4", json.dumps(old).encode())
     bus.core.reset_index()  # as after an assignment
-    bus.sweep(to_ms(at(3, days=30)))
+    bus.sweep(ms(at(3, days=30)))
     assert moved(bus) == {b"dev-4": "c-4"}
-    bus.sweep(to_ms(at(3, days=30, hours=1)))
+    bus.sweep(ms(at(3, days=30, hours=1)))
     assert moved(bus) == {}
 
 
@@ -307,14 +306,14 @@ def test_a_later_input_does_not_close_a_window_only_the_watermark_does() -> None
     # Hours later in event time, read from another partition: says nothing of what is unread.
     bus.event(event("Page Viewed", at(0, hours=5), call="page"), follow=False)
     assert bus.alerts() == []
-    bus.sweep(to_ms(at(0, hours=2)))
+    bus.sweep(ms(at(0, hours=2)))
     assert [a["rule_id"] for a in bus.alerts()] == ["cart_abandonment"]
 
 
 def test_progress_records_reach_every_triggers_partition_after_the_inputs() -> None:
     bus = Bus()
     record = EVENTS.encode(consent(at(0)))
-    progress = Progress(SourceState.ACTIVE, to_ms(at(30)))
+    progress = Progress(SourceState.ACTIVE, ms(at(30)))
     batch = [
         Incoming(bus.topics.enriched_events, 1, 1, b"c-1", record),
         Incoming(
@@ -343,7 +342,7 @@ def test_consent_is_judged_as_it_stood_at_the_alerts_time_whatever_was_read_sinc
     bus.session(session(at(0), at(5), customer="c-2", anon="a-2", added=["p-1"], session_id="s-2"))
     bus.event(consent(at(30, hours=0), granted=False, message_id="w-1"))
     bus.event(consent(at(0, hours=2), customer="c-2", anon="a-2", granted=False, message_id="w-2"))
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     outcome = {(a["customer_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
     assert outcome == {("c-1", "suppressed", "consent_missing"), ("c-2", "fired", None)}
 
@@ -356,7 +355,7 @@ def test_a_session_read_after_the_sign_in_follows_the_device_to_its_customer() -
     bus.event(consent(at(0, hours=0), customer="c-7", anon="dev-7"))  # signs in: state moves to c-7
     bus.session(session(at(0), at(5), customer=None, anon="dev-7", added=["p-1"], session_id="s-7"))
     bus.event(order(at(30), customer="c-7", anon="dev-7"))
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
     assert moved(bus) == {b"dev-7": "c-7"}
     customer = CustomerState.from_dict(json.loads(bus.table[b"c-7"]))
@@ -370,7 +369,7 @@ def test_an_order_outlives_a_flood_of_views_for_a_window_that_opens_late() -> No
     for i in range(400):  # more views than history_max_events (300) before the session is read
         bus.event(event("Product Viewed", at(60 + i), products=[f"p-{i}"]))
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
 
 
@@ -384,9 +383,9 @@ def test_a_cart_due_before_its_device_is_linked_is_decided_on_the_device_in_eith
         bus.event(event("Product Added", at(1), customer=None, anon="dev-8", products=["p-1"]))
         bus.session(session(at(0), at(5), customer=None, anon="dev-8", added=["p-1"], session_id="s-8"))
         if sweep_first:
-            bus.sweep(to_ms(at(0, hours=1)) + 120_000)
+            bus.sweep(ms(at(0, hours=1)) + 120_000)
         bus.event(event("Page Viewed", at(0, hours=2), customer="c-8", anon="dev-8", call="page"))
-        bus.sweep(to_ms(at(0, hours=3)))
+        bus.sweep(ms(at(0, hours=3)))
         carts = [a for a in bus.alerts() if a["rule_id"] == "cart_abandonment"]
         outcomes.append([(a["customer_id"], a["status"], a["suppression_reason"]) for a in carts])
     assert outcomes[0] == outcomes[1] == [("dev-8", "suppressed", "consent_missing")]
@@ -400,7 +399,7 @@ def test_a_pre_link_session_read_after_the_hand_over_is_judged_as_the_device() -
     bus.event(event("Product Added", at(1), customer=None, anon="dev-9", products=["p-1"]))
     bus.event(event("Page Viewed", at(0, hours=2), customer="c-9", anon="dev-9", call="page"))
     bus.session(session(at(0), at(5), customer=None, anon="dev-9", added=["p-1"], session_id="s-9"))
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     carts = [a for a in bus.alerts() if a["rule_id"] == "cart_abandonment"]
     assert [(a["customer_id"], a["status"], a["suppression_reason"]) for a in carts] == [
         ("dev-9", "suppressed", "consent_missing")
@@ -415,7 +414,7 @@ def test_an_order_read_before_a_much_later_input_still_answers_a_late_window() -
     bus.event(order(at(30)))
     bus.event(event("Page Viewed", at(0, hours=24 * 20), call="page"))  # 20 days later, read first
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    bus.sweep(to_ms(at(0, hours=24 * 20)))
+    bus.sweep(ms(at(0, hours=24 * 20)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
 
 
@@ -424,7 +423,7 @@ def test_a_marketing_alert_waits_for_a_withdrawal_read_later_from_another_partit
     bus.event(consent(at(0)))
     bus.event(order(at(60)), follow=False)  # first purchase: welcome and cross-sell are marketing alerts
     bus.event(consent(at(30), granted=False, message_id="w-1"), follow=False)  # withdrawn before, read after
-    bus.sweep(to_ms(at(120)))
+    bus.sweep(ms(at(120)))
     outcome = {(a["rule_id"], a["status"], a["suppression_reason"]) for a in bus.alerts()}
     assert outcome and all(status == "suppressed" for _, status, _ in outcome)
 
@@ -445,9 +444,9 @@ def test_a_window_read_weeks_of_event_time_late_still_finds_its_order() -> None:
     bus.event(consent(at(0)))
     bus.event(order(at(30)))
     bus.event(event("Page Viewed", at(0, days=20), call="page"))
-    bus.sweep(to_ms(at(0, days=20)))  # a full pass far ahead of the order
+    bus.sweep(ms(at(0, days=20)))  # a full pass far ahead of the order
     bus.session(session(at(0), at(5), added=["p-1"], session_id="s-1"))
-    bus.sweep(to_ms(at(0, days=21)))
+    bus.sweep(ms(at(0, days=21)))
     assert [a["rule_id"] for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []
 
 
@@ -497,7 +496,7 @@ def test_a_step_of_large_held_inputs_is_stored_in_records_kafka_takes() -> None:
     assert len(stored) > 1
     assert all(len(value) <= RECORD_BYTES for value in stored.values())
     evaluate.restart()
-    bus.sweep(to_ms(at(count)))
+    bus.sweep(ms(at(count)))
     assert bus.local.states()["c-1"].profile.event_count == count
 
 
@@ -571,7 +570,7 @@ def test_a_device_state_grown_within_one_batch_is_handed_over_trimmed() -> None:
         record = event("Product Viewed", at(n), customer=None, anon="dev-1", products=listed)
         bus.event(record, follow=False)
     bus.event(event("Signed In", at(300), customer="c-1", anon="dev-1"), follow=False)
-    bus.sweep(to_ms(at(301)))  # every input applied in one step of the evaluate stage
+    bus.sweep(ms(at(301)))  # every input applied in one step of the evaluate stage
     assert moved(bus) == {b"dev-1": "c-1"}
     state = stored_state(bus, b"c-1")
     assert state.profile.event_count == 301
@@ -584,7 +583,7 @@ def test_a_profile_grown_within_one_batch_is_published_trimmed() -> None:
     bus = Bus()
     for n in range(500):
         bus.event(order(at(n), category=f"cat-{n:04d}-" + "x" * 2_000), follow=False)
-    bus.sweep(to_ms(at(501)))  # every input applied in one step of the evaluate stage
+    bus.sweep(ms(at(501)))  # every input applied in one step of the evaluate stage
     assert stored_state(bus, b"c-1").profile.orders == 500
     latest = bus.profiles()[-1]
     assert latest["orders"] == 500 and 0 < len(latest["categories_bought"]) < 500
@@ -603,7 +602,7 @@ def test_a_profile_of_many_long_consent_purposes_keeps_those_rules_may_read() ->
     state = stored_state(bus, b"c-1")
     assert state.profile.event_count == 501
     assert state.profile.consent["marketing_email"] is True and len(state.profile.consent) < 501
-    assert state.consent_at("marketing_email", to_ms(at(600))) is True
+    assert state.consent_at("marketing_email", ms(at(600))) is True
 
 
 def test_a_state_of_many_long_order_ids_forgets_the_oldest_to_stay_a_record_kafka_takes() -> None:

@@ -16,7 +16,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.event_view import to_ms
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.runtime.memory import MemoryBroker, MemoryPipeline, MemoryRunner
 from pipeline.runtime.stage import Record
@@ -26,7 +25,7 @@ from pipeline.topics import Topics
 from triggers.metrics import TriggerMetrics
 from triggers.stages import EvaluateStage, RouteStage
 
-from .builders import RULES_DIR, at, consent, event, order, session
+from .builders import RULES_DIR, at, consent, event, ms, order, session
 
 EVENTS, SESSIONS, ALERTS = (SingleObjectSerde(n) for n in ("customer_event", "session", "alert"))
 PARTITIONS = 2
@@ -95,11 +94,11 @@ class Pipeline:
     def _load(self, events: list[dict[str, Any]], sessions: list[dict[str, Any]]) -> None:
         for p in range(PARTITIONS):
             mine = sorted((e for e in events if DEVICE_PARTITION[e["anonymous_id"]] == p),
-                          key=lambda e: to_ms(e["enrichment"]["event_time"]))  # fmt: skip
+                          key=lambda e: ms(e["enrichment"]["event_time"]))  # fmt: skip
             for i, e in enumerate(mine):
                 self._append(self.topics.enriched_events, p, e["anonymous_id"].encode(), EVENTS.encode(e))
                 if i + 1 < len(mine):  # what the worker guarantees: nothing older follows
-                    mark = to_ms(mine[i + 1]["enrichment"]["event_time"])
+                    mark = ms(mine[i + 1]["enrichment"]["event_time"])
                     progress = Progress(SourceState.ACTIVE, mark)
                     self._append(self.topics.enriched_events, p, None, progress.to_bytes(), HEADERS)
             ended = Progress(SourceState.ENDED, None).to_bytes()

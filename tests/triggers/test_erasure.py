@@ -4,12 +4,12 @@ from before the erasure (replays, late ones) rebuild nothing; a new input starts
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from pipeline.erasure import Erasure
-from pipeline.event_view import to_ms
 from pipeline.runtime.stage import Record
 
-from .builders import at, consent, event, session
+from .builders import at, consent, event, ms, session
 from .test_core import PROFILES, Bus
 
 
@@ -25,9 +25,11 @@ def old_life(bus: Bus) -> list[dict]:
     return records
 
 
-def profiles(bus: Bus) -> list[tuple[bytes | None, dict | None]]:
+def profiles(bus: Bus) -> list[tuple[bytes, dict | None]]:
+    """The profiles published, in order: (customer key, profile or None for a tombstone)."""
     return [
-        (o.key, PROFILES.decode(o.value) if o.value else None) for o in bus.log.get(bus.topics.profiles, [])
+        (cast(bytes, o.key), PROFILES.decode(o.value) if o.value else None)
+        for o in bus.log.get(bus.topics.profiles, [])
     ]
 
 
@@ -51,7 +53,7 @@ def test_forgetting_drops_the_states_and_their_open_windows_and_tombstones_the_p
     assert b"c-1" not in bus.table and b"a-1" not in bus.table and b"c-2" in bus.table
     assert sorted(k for k, v in profiles(bus)[published:] if v is None) == [b"a-1", b"c-1"]
     assert b"c-1" not in bus.core.due
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     assert [a for a in bus.alerts() if a["rule_id"] == "cart_abandonment"] == []  # went with the state
 
 
@@ -72,7 +74,7 @@ def test_replayed_and_late_inputs_from_before_the_erasure_rebuild_nothing() -> N
     for partition in range(bus.local.broker.partitions):  # and a replay of the triggers topic itself
         bus.local.evaluate.committed[(bus.topics.triggers_input, partition)] = 0
     bus.local.run()
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
 
     assert not {b"c-1", b"a-1"} & set(bus.table)
     assert profiles(bus)[published:] == [] and len(bus.alerts()) == alerts

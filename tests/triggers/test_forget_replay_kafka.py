@@ -75,8 +75,8 @@ def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[tuple[bytes | 
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            if (error := msg.error()) is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     ends.discard((msg.topic(), msg.partition()))
                 continue
             out[msg.topic() or ""].append((msg.key(), msg.value()))

@@ -68,7 +68,7 @@ def test_parked_inputs_come_out_in_the_same_order(seed: int) -> None:
             parked.add(0, held)
         store.apply(parked.settle([(0, h) for h in inputs], [], NEVER, store.values.get))
         assert parked.park(keep=3, mark=NEVER) > 0 and parked.in_memory == 0
-    expected = list(full.release(0, False, 100, {}.get))
+    expected = list(full.release(0, False, 100, dict[bytes, bytes]().get))
     assert list(parked.release(0, False, 100, store.values.get)) == expected
     assert parked.in_memory == 0
 
@@ -80,7 +80,7 @@ def test_nothing_is_parked_while_few_are_held() -> None:
         for h in _inputs(3, round_):
             held.add(0, h)
         assert held.park(keep=3, mark=NEVER) == 0
-        assert len(list(held.release(0, False, 100, {}.get))) == 3
+        assert len(list(held.release(0, False, 100, dict[bytes, bytes]().get))) == 3
 
 
 def test_only_the_records_with_inputs_before_the_mark_come_back() -> None:
@@ -100,10 +100,10 @@ def test_a_parked_record_missing_from_the_store_is_an_error() -> None:
     inputs = _inputs(2, 0, batch_key(0, 1))
     for h in inputs:
         held.add(0, h)
-    held.settle([(0, h) for h in inputs], [], NEVER, {}.get)
+    held.settle([(0, h) for h in inputs], [], NEVER, dict[bytes, bytes]().get)
     held.park(keep=0, mark=NEVER)
     with pytest.raises(ProcessingError, match="not stored"):
-        list(held.release(0, False, 100, {}.get))
+        list(held.release(0, False, 100, dict[bytes, bytes]().get))
 
 
 def test_a_stored_input_reads_back_whole_in_either_format() -> None:

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.event_view import to_ms
-
-from .builders import at, consent, event, session
+from .builders import at, consent, event, ms, session
 from .test_core import Bus
 
 
@@ -34,7 +32,7 @@ def cart_visit(history: bool, session_first: bool, flagged: bool = False) -> Bus
     visit["imported"] = history and flagged
     for feed in ((bus.session, visit), (bus.event, added))[:: 1 if session_first else -1]:
         feed[0](feed[1])
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     return bus
 
 
@@ -56,7 +54,7 @@ def test_imported_events_still_update_the_profile() -> None:
     profile = json.loads(bus.table[b"c-1"])["profile"]
     assert (profile["orders"], profile["lifetime_revenue"], profile["event_count"]) == (1, 80.0, 3)
     assert bus.profiles()[-1]["orders"] == 1
-    bus.sweep(to_ms(at(0, hours=3)))
+    bus.sweep(ms(at(0, hours=3)))
     assert bus.alerts() == []  # first_purchase is a marketing rule: not for last year's order
 
 
@@ -67,7 +65,7 @@ def test_imported_views_are_history_a_live_view_can_count_on() -> None:
         for i in range(history + live):
             view = event("Product Viewed", at(1 + i), products=["p-7"])
             bus.event(imported(view) if i < history else view)
-        bus.sweep(to_ms(at(0, hours=3)))
+        bus.sweep(ms(at(0, hours=3)))
         return [a for a in bus.alerts() if a["rule_id"] == "browse_abandonment"]
 
     assert views(history=3, live=0) == []  # three views, all history: nobody to nudge now

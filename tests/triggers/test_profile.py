@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pipeline.event_view import event_view, to_ms
+from pipeline.event_view import event_view
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import TriggerSettings
 from triggers.events import session_view
 from triggers.profile import Profile, apply_event, apply_session, merge, profile_fields, tier_for, to_record
 
-from .builders import at, consent, event, harness, order, session
+from .builders import at, consent, event, harness, ms, order, session
 
 TIERS = TriggerSettings().value_tiers
 
@@ -32,11 +32,11 @@ def test_rfm_parts_categories_and_tier() -> None:
         order(at(0, days=3), revenue=250.5, products=["m-1"], category="music"),
     )
     assert (p.orders, p.lifetime_revenue, p.value_tier) == (2, 550.5, "silver")
-    assert (p.first_order_at, p.last_order_at) == (to_ms(at(10)), to_ms(at(0, days=3)))
+    assert (p.first_order_at, p.last_order_at) == (ms(at(10)), ms(at(0, days=3)))
     assert p.categories_bought == {"books": 1, "music": 1}
     assert p.products_bought == ("b-1", "b-2", "m-1")
-    assert (p.first_seen, p.last_seen, p.event_count) == (to_ms(at(0)), to_ms(at(0, days=3)), 3)
-    fields = profile_fields(p, to_ms(at(0, days=10)), TIERS)
+    assert (p.first_seen, p.last_seen, p.event_count) == (ms(at(0)), ms(at(0, days=3)), 3)
+    fields = profile_fields(p, ms(at(0, days=10)), TIERS)
     assert (fields["days_since_last_order"], fields["tier_rank"], fields["average_order_value"]) == (
         7,
         1,
@@ -52,8 +52,8 @@ def test_consent_and_email_engagement() -> None:
         consent(at(7)),  # older than the withdrawal: does not override it
     )
     assert p.consent == {"marketing_email": False}
-    assert (p.last_email_engagement, p.last_email_event) == (to_ms(at(5)), "Email Opened")
-    assert p.last_seen == to_ms(at(10))  # e-mail events are not visits
+    assert (p.last_email_engagement, p.last_email_event) == (ms(at(5)), "Email Opened")
+    assert p.last_seen == ms(at(10))  # e-mail events are not visits
 
 
 def test_tiers_by_revenue_or_orders() -> None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.event_view import event_view, to_ms
+from pipeline.event_view import event_view
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert
 from triggers.engine import HOUR_MS, Engine
@@ -21,7 +21,7 @@ from triggers.profile import DAY_COUNTERS, DAY_MS, Profile, profile_fields
 from triggers.ruleset import load_rules
 from triggers.state import CustomerState
 
-from .builders import RULES_DIR, at, consent, event, order
+from .builders import RULES_DIR, at, consent, event, ms, order
 
 # (kind, day offset, minute offset) of one input; the span after it, in hours.
 KINDS = st.sampled_from(["order", "page", "consent", "withdraw"])
@@ -99,7 +99,7 @@ def _same_either_way(inputs: list[tuple[str, int, int]], span: int, retention: i
     engine = _engine(retention)
     every: CustomerState | None = None
     skipping: CustomerState | None = None
-    hour = to_ms(at(0)) // HOUR_MS * HOUR_MS
+    hour = ms(at(0)) // HOUR_MS * HOUR_MS
     for kind, day, minute in sorted(inputs, key=lambda i: (i[1], i[2])):
         view = event_view(_record(kind, day, minute))
         assert view is not None
@@ -123,18 +123,18 @@ def test_a_silent_buyer_is_looked_at_when_churn_risk_can_fire() -> None:
     remembered for 90 days here: forgetting them is a reason to look too.)"""
     engine = _engine(90)
     state = engine.on_event(None, event_view(order(at(30)))).state  # type: ignore[arg-type]
-    hour = to_ms(at(0))
+    hour = ms(at(0))
     first = engine.next_hour(state, hour)
     assert first == hour + HOUR_MS  # changed by an input: the rules look at the next hour
     engine.sweep(state, first, at=first)
-    assert engine.next_hour(state, first) == to_ms(at(0, days=60, hours=1))  # last seen 09:30: 10:00
+    assert engine.next_hour(state, first) == ms(at(0, days=60, hours=1))  # last seen 09:30: 10:00
 
 
 def test_a_customer_without_an_order_is_not_looked_at_for_churn_risk() -> None:
     """Churn risk needs an order, which only an input brings: nothing to look at until then."""
     engine = _engine(30)
     state = engine.on_event(None, event_view(event("Page Viewed", at(30), call="page"))).state  # type: ignore[arg-type]
-    first = engine.next_hour(state, to_ms(at(0)))
+    first = engine.next_hour(state, ms(at(0)))
     assert first is not None
     engine.sweep(state, first, at=first)
     assert engine.next_hour(state, first) is None
@@ -143,8 +143,8 @@ def test_a_customer_without_an_order_is_not_looked_at_for_churn_risk() -> None:
 def test_the_day_counters_are_what_moves_with_time_in_the_rules_view() -> None:
     """``Engine.next_hour`` watches the stored times of ``DAY_COUNTERS`` only: they must be every
     field of ``profile_fields`` that changes when nothing but the time does."""
-    known = to_ms(at(0))
+    known = ms(at(0))
     profile = Profile("c-1", last_seen=known, last_order_at=known, last_email_engagement=known)
-    now = to_ms(at(0, days=3))
+    now = ms(at(0, days=3))
     before, after = profile_fields(profile, now, ()), profile_fields(profile, now + DAY_MS, ())
     assert {name for name in before if before[name] != after[name]} == set(DAY_COUNTERS)

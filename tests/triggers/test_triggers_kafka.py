@@ -18,12 +18,11 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from pipeline.event_view import to_ms
 from pipeline.runtime.control import Progress, SourceState, watermark_headers
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import ENV_PREFIX, KafkaSettings, Settings, TriggerSettings
@@ -31,7 +30,7 @@ from pipeline.topics import Topics
 from processors.worker.runner import settings_env, start_worker_process
 from tests.processors.worker_support import worker_settings
 
-from .builders import RULES_DIR, T0, at, consent, event, session
+from .builders import RULES_DIR, T0, at, consent, event, ms, session
 from .receiver import Receiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -41,6 +40,9 @@ EVENTS = SingleObjectSerde("customer_event")
 ALERTS = SingleObjectSerde("alert")
 SESSIONS = SingleObjectSerde("session")
 DEAD = SingleObjectSerde("dead_letter")
+
+# Headers as ``Producer.produce`` takes them.
+ProducerHeaders = list[tuple[str, str | bytes | None]]
 
 
 def raw(mid: str, anon: str, at: datetime, event: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -115,7 +117,7 @@ class AlertLog:
     def _poll(self, seconds: float) -> None:
         for msg in self.consumer.consume(100, timeout=seconds):
             if not msg.error():
-                self.records.append(self.serde.decode(msg.value()))
+                self.records.append(self.serde.decode(cast(bytes, msg.value())))
 
     def of(self, customer: str) -> list[tuple[str, str, str | None]]:
         return [
@@ -212,11 +214,12 @@ def produce_enriched(
         producer.produce(topics.sessions, SESSIONS.encode(s), key=s["anonymous_id"].encode())
     # What the worker writes after what it released: every enriched and sessions partition has got
     # this far (just past the latest event).
-    latest = max(to_ms(e["enrichment"]["event_time"]) for e in events) + 1
+    latest = max(ms(e["enrichment"]["event_time"]) for e in events) + 1
     progress = Progress(SourceState.ACTIVE, latest).to_bytes()
     for partition in range(topics.partitions):
         for topic in (topics.enriched_events, topics.sessions):
-            producer.produce(topic, progress, partition=partition, headers=watermark_headers())
+            headers = cast(ProducerHeaders, watermark_headers())
+            producer.produce(topic, progress, partition=partition, headers=headers)
     assert producer.flush(30) == 0
 
 

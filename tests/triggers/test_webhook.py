@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
@@ -56,7 +56,9 @@ def test_verify_accepts_a_fresh_signed_body(alert: Alert) -> None:
         (lambda b, h: (b, {**h, TIMESTAMP_HEADER: "yesterday"}), "not unix seconds"),
     ],
 )
-def test_verify_refuses_tampering_and_replays(alert: Alert, tamper, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_verify_refuses_tampering_and_replays(
+    alert: Alert, tamper: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]], message: str
+) -> None:
     body = body_of(alert)
     bad_body, bad_headers = tamper(body, headers_for(body, 1_000_000))
     with pytest.raises(SignatureError, match=message):
