@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -297,7 +298,7 @@ def test_events_find_their_visit_by_session_key_time_and_id(tmp_path: Path) -> N
     """events_sessioned: an event sent on at arrival (session key, no session id) gets the id of
     the closed visit of its key whose (start, first id) .. (end, last id) holds its (time, id)."""
     wh = Webhouse(tmp_path)
-    on = {"anonymous_id": "d", "session_key": "d", "type": "page", "name": "P"}
+    on: dict[str, Any] = {"anonymous_id": "d", "session_key": "d", "type": "page", "name": "P"}
     wh.events(
         [
             event("e1", at=T0, path="/", **on),

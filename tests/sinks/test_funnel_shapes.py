@@ -22,7 +22,7 @@ CAMPAIGNS = ["spring", "winback", None, None]
 
 
 def _events(rng: random.Random, n: int) -> list[tuple[object, ...]]:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for _ in range(n):
         visitor, day = f"v{rng.randrange(40)}", rng.randrange(4)
         minute = rng.randrange(30)

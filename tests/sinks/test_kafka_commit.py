@@ -40,7 +40,7 @@ def _runner(tmp_path: Path) -> tuple[SinkRunner, RecordingConsumer]:
 def test_a_lost_partition_is_no_longer_committed(tmp_path: Path) -> None:
     runner, recording = _runner(tmp_path)
     runner._commit_kafka()
-    runner._on_lost(runner.consumer, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    runner._on_lost(runner.consumer, [TopicPartition("t", 0)])
     runner._commit_kafka()
     assert recording.commits == [[("t", 0, 10), ("t", 1, 20)], [("t", 1, 20)]]
     assert ("events", "t", 0) not in runner.landed
@@ -48,6 +48,6 @@ def test_a_lost_partition_is_no_longer_committed(tmp_path: Path) -> None:
 
 def test_a_revoked_partition_is_no_longer_committed(tmp_path: Path) -> None:
     runner, recording = _runner(tmp_path)
-    runner._on_revoke(runner.consumer, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    runner._on_revoke(runner.consumer, [TopicPartition("t", 1)])
     runner._commit_kafka()
     assert recording.commits == [[("t", 0, 10)]]

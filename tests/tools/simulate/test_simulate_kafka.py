@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import cast
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_simulated_stream_lands_in_order_and_malformed_events_are_dead_letters(
     topics = Topics.from_settings(kafka_settings)
     serde = SingleObjectSerde("customer_event")
     messages = read_topic(kafka_settings.bootstrap_servers, topics.raw_events, len(valid))
-    records = [(m.partition(), serde.decode(m.value())) for m in messages]
+    records = [(cast(int, m.partition()), serde.decode(cast(bytes, m.value()))) for m in messages]
     assert sorted(r["message_id"] for _, r in records) == sorted(e.body["messageId"] for e in valid)
     by_partition: dict[int, list[int]] = defaultdict(list)
     for partition, record in records:  # read in offset order per partition
@@ -47,7 +48,7 @@ def test_simulated_stream_lands_in_order_and_malformed_events_are_dead_letters(
 
     letters_serde = SingleObjectSerde("dead_letter")
     letters = [
-        letters_serde.decode(m.value())
+        letters_serde.decode(cast(bytes, m.value()))
         for m in read_topic(kafka_settings.bootstrap_servers, topics.dead_letters, 10)
     ]
     assert {letter["message_id"]: letter["reason"] for letter in letters} == sim.truth.malformed_message_ids
