@@ -19,6 +19,7 @@ import gc
 import json
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import workload
@@ -27,7 +28,7 @@ from scratch import scratch_dir
 
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
 from pipeline.runtime.messages import Incoming
-from pipeline.runtime.stage import Record
+from pipeline.runtime.stage import Record, Stage
 from pipeline.settings import Settings, WorkerSettings
 from pipeline.topics import Topics
 from processors.worker.metrics import WorkerMetrics
@@ -44,7 +45,7 @@ def stages(
     worker_settings = Settings(worker=WorkerSettings(extensions=[], device_cache=device_cache))
     registry = CollectorRegistry()
     worker_metrics, trigger_metrics = WorkerMetrics(registry), TriggerMetrics(registry)
-    made = {
+    made: dict[str, tuple[Callable[[], Stage], list[str]]] = {
         "w": (lambda: WorkerStage(worker_settings, worker_metrics), [topics.raw_events]),
         "r": (
             lambda: RouteStage(Settings(), trigger_metrics),

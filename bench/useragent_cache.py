@@ -79,11 +79,19 @@ def main() -> int:
                 hit_rate = hits / (hits + misses)
             elif name == "no-lru":
                 resolve = fresh_default_resolver()
-                results[name].append(timed(lambda ua, resolve=resolve: classify(ua, resolve), agents))
+
+                def default_stack(ua: str, resolve: Callable[[str], ua_parser.Result] = resolve) -> object:
+                    return classify(ua, resolve)
+
+                results[name].append(timed(default_stack, agents))
             else:
                 resolve = no_cache_resolver()
                 sample = agents[: args.uncached_sample]
-                results[name].append(timed(lambda ua, resolve=resolve: classify(ua, resolve), sample))
+
+                def uncached(ua: str, resolve: Callable[[str], ua_parser.Result] = resolve) -> object:
+                    return classify(ua, resolve)
+
+                results[name].append(timed(uncached, sample))
             print(f"  round {r + 1}: {name:8s} {results[name][-1]:8.1f} us/parse", file=sys.stderr)
     print(
         f"user-agent parse, {len(agents)} events, {len(set(agents))} distinct agents, our LRU of {args.size}"

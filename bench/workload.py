@@ -218,7 +218,9 @@ def _renamed(record: dict[str, Any], cycle: int, later: timedelta) -> dict[str, 
         record[name] = rename(record[name])
     for sub, names in _REPLAY_SUB_IDS.items():
         inner = record.get(sub)
-        for name in names if inner else ():
+        if not inner:
+            continue
+        for name in names:
             if name == "device" and inner.get("device"):
                 inner["device"]["id"] = rename(inner["device"].get("id"))
             elif name in inner:
