@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import pytest
 import requests
@@ -117,7 +118,7 @@ def test_two_processes_serve_one_port_and_each_event_lands_once(
     topic = Topics.from_settings(kafka_settings).raw_events
     serde = SingleObjectSerde("customer_event")
     landed = [
-        serde.decode(m.value())["message_id"]
+        serde.decode(cast(bytes, m.value()))["message_id"]
         for m in read_topic(kafka_settings.bootstrap_servers, topic, 400)
     ]
     assert sorted(landed) == sorted(sent)
