@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import cavro
 import fastavro
@@ -62,7 +61,8 @@ def main(bootstrap: str, topic: str, events: int, decoder_name: str = "fastavro"
             for message in batch:
                 if message.error():
                     raise RuntimeError(f"consume error: {message.error()}")
-                decode(cast(bytes, message.value())[HEADER:])  # a record (errors raised above)
+                # A record (errors raised above); no cast() here: this loop is the floor being timed.
+                decode(message.value()[HEADER:])  # type: ignore[index]
                 seen += 1
         seconds, cpu = time.perf_counter() - first[0], time.process_time() - first[1]
     finally:
