@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -131,44 +136,44 @@ def measure_collector(bootstrap: str, batches: int, batch_size: int, clients: in
     return load, produce_sum / produce_count
 
 
-def _serve(bootstrap: str, prefix: str, conn: Connection) -> None:
-    """One collector process of ``measure_collector_processes``: reports its URL, then its CPU."""
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-    settings = Settings(kafka=kafka, collector=CollectorSettings(port=0, write_keys={"bench": "bench"}))
-    with ThreadedCollector(settings) as collector:
-        conn.send(collector.url)
-        while conn.recv() == "cpu":
-            conn.send(time.process_time())
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the collector's N processes)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for one in (pid, *map(int, children)):
+        with contextlib.suppress(OSError):  # gone since pgrep listed it
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure_collector_processes(
     bootstrap: str, processes: int, batches: int, batch_size: int, clients: int
 ) -> Load:
-    """``processes`` collector processes (as SO_REUSEPORT would run them, each on a port of its own
-    here so that the clients spread evenly); ``cpu_s`` is their CPU together."""
+    """``webhouse collector --processes N`` (one port, SO_REUSEPORT) under the same load; ``cpu_s``
+    is the CPU of all its processes. A keep-alive client stays with the process the kernel gave
+    its connection, so with few clients the processes may be loaded unevenly."""
     prefix = collector_settings(bootstrap).kafka.topic_prefix
-    context = get_context("spawn")
-    pipes, children = [], []
-    for _ in range(processes):
-        parent, child = context.Pipe()
-        proc = context.Process(target=_serve, args=(bootstrap, prefix, child), daemon=True)
-        proc.start()
-        pipes.append(parent)
-        children.append(proc)
-    try:
-        urls = [f"{pipe.recv()}/v1/batch" for pipe in pipes]
-
-        def cpu() -> float:
-            for pipe in pipes:
-                pipe.send("cpu")
-            return sum(float(pipe.recv()) for pipe in pipes)
-
-        return post_load(urls, batches, batch_size, clients, cpu)
-    finally:
-        for pipe in pipes:
-            pipe.send("stop")
-        for proc in children:
-            proc.join(30)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "WEBHOUSE_KAFKA__TOPIC_PREFIX": prefix,
+        "WEBHOUSE_COLLECTOR__WRITE_KEYS": json.dumps({"bench": "bench"}),
+    }
+    cmd = [sys.executable, "-m", "tools.cli", "collector", "--port", "0", "--processes", str(processes)]
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()  # "webhouse collector listening on http://... with N processes"
+            if "listening on " not in line:
+                raise RuntimeError(f"the collector did not start: {line!r}")
+            url = line.split("listening on ")[1].split()[0]
+            return post_load(f"{url}/v1/batch", batches, batch_size, clients, lambda: _tree_cpu_s(server.pid))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
 
 
 class BareServer:
