@@ -111,6 +111,8 @@ def _metrics_dir() -> Iterator[None]:
 @contextmanager
 def _reserved_port(host: str, port: int) -> Iterator[int]:
     """The port, bound with SO_REUSEPORT and not listening: no other program takes it meanwhile."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise CollectorProcessError("--processes needs SO_REUSEPORT (Linux): run a process per port instead")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
