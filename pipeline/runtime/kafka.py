@@ -261,13 +261,29 @@ class KafkaRunner:
         if records:
             step = self.stage.on_broadcast(records, self.stores, datetime.now(UTC))  # type: ignore[attr-defined]
             if step:
-                self._checkpoint(step, [])
+                self._checkpoint(step, self._fencing_offsets())
 
     def _tick(self) -> None:
         step = self.stage.tick(self.stores, self, datetime.now(UTC))
         if step:
-            self._checkpoint(step, [])
+            self._checkpoint(step, self._fencing_offsets())
         self._update_lag()
+
+    def _fencing_offsets(self) -> list[TopicPartition]:
+        """The offsets last committed for the owned inputs, committed again with a step that read no
+        input (a tick, a broadcast). Unchanged, they carry the group's generation into the
+        transaction, and the group coordinator refuses them from a member that is no longer in the
+        group: without them a stage whose partitions had gone to another process (its session
+        expired while a broker was down; it learns so at its next poll) still committed its tick,
+        and wrote the state of partitions already restored elsewhere. Seen in the cluster chaos
+        test on 5 December 2026: a worker's quiet-partition tick released a device's waiting events
+        after the new owner had read that partition's devices and before it read its waiting
+        events, and the new owner closed the visit with 7 of its 18 events."""
+        return [
+            TopicPartition(topic, p, offset)
+            for (topic, p), offset in sorted(self.committed_to.items())
+            if p in self.owned and offset >= 0
+        ]
 
     def _behind(self) -> bool:
         """Work waits though no record came: an owned partition not read to its end, or one whose
@@ -436,6 +452,7 @@ class KafkaRunner:
             offset = tp.offset if tp.offset >= 0 else 0  # nothing committed yet: from the start
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         self._forget_ends(owned)  # read again from the committed offsets
+        self._note_committed(committed)
 
     # -- rebalances ------------------------------------------------------------------------
 
@@ -472,7 +489,7 @@ class KafkaRunner:
             store.drop(gone | added)
         self._forget_ends(gone | added)
         started = time.perf_counter()
-        self._await_stable_offsets(consumer, added)
+        self._note_committed(self._await_stable_offsets(consumer, added))
         self._restore(added)
         self.owned = new
         self.stage.assign(new, self.stores)
@@ -493,7 +510,7 @@ class KafkaRunner:
         for tp in inputs:
             self.committed_to.pop(tp, None)
 
-    def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> None:
+    def _await_stable_offsets(self, consumer: Consumer, partitions: Collection[int]) -> list[TopicPartition]:
         """Before reading a changelog's end: wait until the previous owner's last transaction is
         over. A read-committed consumer's ``committed()`` asks for stable offsets (KIP-447) and
         answers only once no transaction holding the group's offsets for these partitions is open;
@@ -502,9 +519,9 @@ class KafkaRunner:
         still waiting for a replica, and the restore missed its states (seen: a broker node killed
         as the previous owner committed; the new owner started those customers afresh)."""
         if not partitions or not self.config.transactional:
-            return
+            return []
         inputs = [TopicPartition(topic, p) for topic in self.stage.inputs for p in sorted(partitions)]
-        committed_offsets(consumer, inputs, timeout=RESTORE_WAIT_S)
+        return committed_offsets(consumer, inputs, timeout=RESTORE_WAIT_S)
 
     def _restore(self, partitions: Collection[int]) -> None:
         if not partitions:
