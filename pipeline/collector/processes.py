@@ -69,8 +69,10 @@ def run_processes(settings: Settings, announce: Callable[[str], None] = print) -
     with _metrics_dir(), _reserved_port(collector.host, collector.port) as port:
         shared = settings.model_copy(update={"collector": collector.model_copy(update={"port": port})})
         stop = _StopRequest()
-        children = [_start(shared, index) for index in range(collector.processes)]
+        children: list[_Child] = []
         try:
+            for index in range(collector.processes):  # one by one: those started are stopped below
+                children.append(_start(shared, index))
             url = _await_ready(children)
             announce(f"webhouse collector listening on {url} with {len(children)} processes")
             return _supervise(children, stop, settings.health.stop_within_s)
