@@ -119,6 +119,7 @@ class KafkaRunner:
         self._held = False
         self.metrics.held_back.labels(stage.name).set(0)  # a series from the start, 0 while not held
         self._reapply = False  # after an assignment: apply every broadcast record to the restored state
+        self._closing = False  # set as the consumer leaves the group (``_close``)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -480,7 +481,14 @@ class KafkaRunner:
         self.stage.assign(self.owned, self.stores)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Keep what stays, forget what went, restore what is new (eager protocol: the full set)."""
+        """Keep what stays, forget what went, restore what is new (eager protocol: the full set).
+        Closing, an assignment is let go unrestored: a rebalance that ended while the loop was busy
+        leaves it queued, ``close`` serves it as the client's connections go, and asking for the
+        committed offsets then failed (``_DESTROY``) and ended the stage's thread with an error."""
+        if self._closing:
+            log.info("stage %s: partitions %s assigned while closing: let go", self.stage.name,
+                     sorted(tp.partition for tp in partitions))  # fmt: skip
+            return
         new = frozenset(tp.partition for tp in partitions)
         added = new - self.owned
         self._paused = frozenset()  # an assignment's partitions start unpaused: paused again if held
@@ -567,6 +575,7 @@ class KafkaRunner:
                 self.metrics.lag.labels(self.stage.name, tp.topic, str(tp.partition)).set(lag)
 
     def _close(self) -> None:
+        self._closing = True
         try:
             self.consumer.close()  # leaves the group: the partitions move at once
         finally:
