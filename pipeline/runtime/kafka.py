@@ -262,29 +262,32 @@ class KafkaRunner:
         if records:
             step = self.stage.on_broadcast(records, self.stores, datetime.now(UTC))  # type: ignore[attr-defined]
             if step:
-                self._checkpoint(step, self._fencing_offsets())
+                self._checkpoint(step, [])
 
     def _tick(self) -> None:
         step = self.stage.tick(self.stores, self, datetime.now(UTC))
         if step:
-            self._checkpoint(step, self._fencing_offsets())
+            self._checkpoint(step, [])
         self._update_lag()
 
-    def _fencing_offsets(self) -> list[TopicPartition]:
-        """The offsets last committed for the owned inputs, committed again with a step that read no
-        input (a tick, a broadcast). Unchanged, they carry the group's generation into the
-        transaction, and the group coordinator refuses them from a member that is no longer in the
-        group: without them a stage whose partitions had gone to another process (its session
-        expired while a broker was down; it learns so at its next poll) still committed its tick,
-        and wrote the state of partitions already restored elsewhere. Seen in the cluster chaos
-        test on 5 December 2026: a worker's quiet-partition tick released a device's waiting events
-        after the new owner had read that partition's devices and before it read its waiting
-        events, and the new owner closed the visit with 7 of its 18 events."""
-        return [
+    def _with_fencing(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
+        """``offsets``, and the offsets last committed for the other owned inputs, committed again.
+        Unchanged, they carry the group's generation into every transaction, and the group
+        coordinator refuses them from a member that is no longer in the group: without them a
+        stage whose partitions had gone to another process (its session expired while a broker was
+        down; it learns so at its next poll) still committed a tick that read no input, and wrote
+        the state of partitions already restored elsewhere. Seen in the cluster chaos test on
+        5 December 2026: a worker's quiet-partition tick released a device's waiting events after
+        the new owner had read that partition's devices and before it read its waiting events, and
+        the new owner closed the visit with 7 of its 18 events. Added here rather than by the
+        callers, so that no transaction can leave them out."""
+        given = {(tp.topic, tp.partition) for tp in offsets}
+        again = [
             TopicPartition(topic, p, offset)
             for (topic, p), offset in sorted(self.committed_to.items())
-            if p in self.owned and offset >= 0
+            if p in self.owned and offset >= 0 and (topic, p) not in given
         ]
+        return offsets + again
 
     def _behind(self) -> bool:
         """Work waits though no record came: an owned partition not read to its end, or one whose
@@ -345,6 +348,7 @@ class KafkaRunner:
             self._note_committed(offsets)
             self.health.progressed()
             return
+        offsets = self._with_fencing(offsets)
         try:
             self.producer.begin_transaction()
             self._send(step)

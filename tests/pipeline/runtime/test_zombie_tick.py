@@ -6,7 +6,7 @@ A tick reads no input, so its transaction used to carry no consumer offsets, and
 broker the stage was no longer a member: the tick committed. Seen in the cluster chaos test on
 5 December 2026 (a device's waiting events released by the old owner after the new owner read its
 devices, so the new owner closed the visit with 7 of its 18 events). Every transaction now commits
-the owned partitions' offsets again (``KafkaRunner._fencing_offsets``), and the group coordinator
+the owned partitions' offsets again (``KafkaRunner._with_fencing``), and the group coordinator
 refuses them from a member it no longer has.
 """
 
