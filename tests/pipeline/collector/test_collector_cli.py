@@ -5,15 +5,10 @@ acknowledged survives the process being killed outright right after."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -25,32 +20,10 @@ from pipeline.kafka_local import LocalKafka
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
+from tests.pipeline.collector.collector_process import WRITE_KEY, collector_process
 from tests.pipeline.collector.kafka_read import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@contextmanager
-def collector_process(kafka: KafkaSettings) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    env = {
-        **os.environ,
-        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "WEBHOUSE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "WEBHOUSE_COLLECTOR__WRITE_KEYS": json.dumps({"cli-key": "cli"}),
-    }
-    cmd = [sys.executable, "-m", "tools.cli", "collector", "--port", "0"]
-    with subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()  # "webhouse collector listening on http://..."
-            assert "listening on http://" in line, line
-            yield process, line.split("listening on ")[1].split()[0]
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
 
 
 def test_sigterm_stops_cleanly(kafka_settings: KafkaSettings) -> None:
@@ -88,13 +61,13 @@ def test_a_signal_stops_it_within_30s_with_the_broker_paused(tmp_path: Path, sig
 
 def _post_ignoring_errors(url: str, event: dict[str, str]) -> None:
     with contextlib.suppress(requests.RequestException):  # it went away mid-request: a client retries
-        requests.post(url, json=event, auth=("cli-key", ""), timeout=60)
+        requests.post(url, json=event, auth=(WRITE_KEY, ""), timeout=60)
 
 
 def test_an_acknowledged_event_survives_kill_9(kafka_settings: KafkaSettings) -> None:
     with collector_process(kafka_settings) as (process, url):
         event = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "kept"}
-        response = requests.post(f"{url}/v1/track", json=event, auth=("cli-key", ""), timeout=30)
+        response = requests.post(f"{url}/v1/track", json=event, auth=(WRITE_KEY, ""), timeout=30)
         assert response.status_code == 200
         process.kill()  # SIGKILL: no flush, no goodbye
         process.wait(timeout=30)

@@ -5,11 +5,9 @@ command SIGKILLed stop by themselves."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from pipeline.serde import SingleObjectSerde
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
 from tests.liveness import wait_for
+from tests.pipeline.collector.collector_process import WRITE_KEY, collector_process
 from tests.pipeline.collector.kafka_read import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -32,26 +31,9 @@ ACCEPTED = "webhouse_collector_events_accepted"
 @contextmanager
 def two_processes(kafka: KafkaSettings, metrics_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     metrics_dir.mkdir()
-    env = {
-        **os.environ,
-        "WEBHOUSE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "WEBHOUSE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "WEBHOUSE_COLLECTOR__WRITE_KEYS": json.dumps({"mp-key": "mp"}),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # set by the test so it can read each process's
-    }
-    cmd = [sys.executable, "-m", "tools.cli", "collector", "--port", "0", "--processes", "2"]
-    with subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert "listening on http://" in line and "with 2 processes" in line, line
-            yield process, line.split("listening on ")[1].split()[0]
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=60)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # set by the test: it reads each process's files
+    with collector_process(kafka, "--processes", "2", env=env, announces="with 2 processes") as started:
+        yield started
 
 
 def _pids(metrics_dir: Path) -> set[int]:
@@ -101,7 +83,7 @@ def test_two_processes_serve_one_port_and_each_event_lands_once(
                 for i in range(10)
             ]
             response = requests.post(
-                f"{url}/v1/batch", json={"batch": events}, auth=("mp-key", ""), timeout=30
+                f"{url}/v1/batch", json={"batch": events}, auth=(WRITE_KEY, ""), timeout=30
             )
             assert response.status_code == 200, response.text
             sent += [e["messageId"] for e in events]
