@@ -19,14 +19,21 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from pipeline import fast_json
 
 IMPORTED = "$imported"  # property the collector's import endpoint sets (pipeline.collector.segment)
 
 
+@overload
+def to_ms(value: datetime | int) -> int: ...
+@overload
+def to_ms(value: None) -> None: ...
+@overload
+def to_ms(value: datetime | int | None) -> int | None: ...
 def to_ms(value: datetime | int | None) -> int | None:
+    """Epoch milliseconds of a time (an int is taken as already in milliseconds); None stays None."""
     if value is None:
         return None
     if isinstance(value, datetime):

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from typing import overload
 
 PII_FIELDS = frozenset({"email", "phone", "ip"})
 HASHED_SUFFIX = "_hmac"
@@ -41,6 +42,12 @@ class PiiHasher:
     def __init__(self, secret: str) -> None:
         self._key = secret.encode()
 
+    @overload
+    def hash(self, kind: str, value: str) -> str: ...
+    @overload
+    def hash(self, kind: str, value: None) -> None: ...
+    @overload
+    def hash(self, kind: str, value: str | None) -> str | None: ...
     def hash(self, kind: str, value: str | None) -> str | None:
         if value is None or is_pseudonym(value):
             return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pipeline.event_view import to_ms
 from pipeline.settings import Settings, TriggerSettings
@@ -25,7 +25,7 @@ def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
 
 def ms(when: datetime | int) -> int:
     """``to_ms`` of a time that is there (only ``to_ms(None)`` is None)."""
-    return cast(int, to_ms(when))
+    return to_ms(when)
 
 
 class StageHarness:
