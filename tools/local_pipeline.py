@@ -100,7 +100,7 @@ class LocalPipeline:
         value = Progress(SourceState.ACTIVE, ms).to_bytes()
         for partition in range(self.broker.partitions):
             for topic in (self.topics.enriched_events, self.topics.sessions):
-                self.broker.append(Record(topic, None, value, partition, tuple(watermark_headers())))
+                self.broker.append(Record(topic, None, value, partition, watermark_headers()))
 
     # -- running and reading back ---------------------------------------------------------
 

@@ -72,12 +72,15 @@ def is_control(headers: Headers) -> bool:
     return control_kind(headers) is not None
 
 
-def watermark_headers() -> list[tuple[str, bytes]]:
-    return [(HEADER, WATERMARK)]
+def watermark_headers() -> tuple[tuple[str, bytes], ...]:
+    """A watermark record's headers, as a stage's ``Record`` carries them (``list()`` them for
+    confluent-kafka's ``produce``, which takes a list or a dict)."""
+    return ((HEADER, WATERMARK),)
 
 
-def end_headers() -> list[tuple[str, str | bytes | None]]:
-    return [(HEADER, END_OF_INPUT)]
+def end_headers() -> tuple[tuple[str, bytes], ...]:
+    """An end-of-input record's headers (see ``watermark_headers``)."""
+    return ((HEADER, END_OF_INPUT),)
 
 
 def send_end_of_input(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
@@ -99,7 +102,7 @@ def send_end_of_input(bootstrap: str, topic: str, timeout_s: float = 30.0) -> in
             failures.append(str(err))
 
     for partition in sorted(metadata.partitions):
-        producer.produce(topic, b"", partition=partition, headers=end_headers(), on_delivery=delivered)
+        producer.produce(topic, b"", partition=partition, headers=list(end_headers()), on_delivery=delivered)
     if producer.flush(timeout_s) or failures:
         raise ProcessingError("control", f"end of input not acknowledged on {topic}: {failures[:3]}")
     return len(metadata.partitions)

@@ -31,7 +31,7 @@ EVENTS = SingleObjectSerde("customer_event")
 SESSIONS = SingleObjectSerde("session")
 LINKS = SingleObjectSerde("identity_link")
 DEAD = SingleObjectSerde("dead_letter")
-END_HEADERS = tuple((k, v if isinstance(v, bytes) else str(v).encode()) for k, v in end_headers())
+END_HEADERS = end_headers()
 
 
 def at(seconds: float) -> datetime:

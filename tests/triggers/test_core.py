@@ -30,7 +30,7 @@ DEAD = SingleObjectSerde("dead_letter")
 LINKS = SingleObjectSerde("identity_link")
 
 
-HEADERS = tuple(watermark_headers())
+HEADERS = watermark_headers()
 
 
 def moved(bus: Bus) -> dict[bytes, str | None]:
@@ -316,9 +316,7 @@ def test_progress_records_reach_every_triggers_partition_after_the_inputs() -> N
     progress = Progress(SourceState.ACTIVE, ms(at(30)))
     batch = [
         Incoming(bus.topics.enriched_events, 1, 1, b"c-1", record),
-        Incoming(
-            bus.topics.enriched_events, 1, 2, None, progress.to_bytes(), None, tuple(watermark_headers())
-        ),
+        Incoming(bus.topics.enriched_events, 1, 2, None, progress.to_bytes(), None, watermark_headers()),
     ]
     routed = bus.core.route(batch, NOW).outputs
     n = bus.topics.partitions

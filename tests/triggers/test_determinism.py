@@ -29,7 +29,7 @@ from .builders import RULES_DIR, at, consent, event, ms, order, session
 
 EVENTS, SESSIONS, ALERTS = (SingleObjectSerde(n) for n in ("customer_event", "session", "alert"))
 PARTITIONS = 2
-HEADERS = tuple(watermark_headers())
+HEADERS = watermark_headers()
 DEVICE_PARTITION = {
     "dev-a": 0, "dev-b": 1, "dev-b2": 0, "dev-c": 0, "dev-d": 1, "dev-d2": 0, "dev-e": 1, "dev-e2": 0,
     "dev-x": 0, "dev-y": 1, "dev-f": 1,

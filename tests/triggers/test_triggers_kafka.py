@@ -41,9 +41,6 @@ ALERTS = SingleObjectSerde("alert")
 SESSIONS = SingleObjectSerde("session")
 DEAD = SingleObjectSerde("dead_letter")
 
-# Headers as ``Producer.produce`` takes them.
-ProducerHeaders = list[tuple[str, str | bytes | None]]
-
 
 def raw(mid: str, anon: str, at: datetime, event: str | None = None, **fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
@@ -218,8 +215,7 @@ def produce_enriched(
     progress = Progress(SourceState.ACTIVE, latest).to_bytes()
     for partition in range(topics.partitions):
         for topic in (topics.enriched_events, topics.sessions):
-            headers = cast(ProducerHeaders, watermark_headers())
-            producer.produce(topic, progress, partition=partition, headers=headers)
+            producer.produce(topic, progress, partition=partition, headers=list(watermark_headers()))
     assert producer.flush(30) == 0
 
 

@@ -5,7 +5,6 @@ not work left, or no wait would ever end; data, ``end`` and ``idle``/``ended`` w
 from __future__ import annotations
 
 import uuid
-from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -13,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.runtime.control import Progress, SourceState, end_headers, watermark_headers
 from pipeline.runtime.progress import unprocessed
+from pipeline.runtime.stage import Headers
 
 pytestmark = [pytest.mark.kafka]
 
@@ -24,14 +24,10 @@ def _topic(bootstrap: str) -> str:
     return topic
 
 
-# Headers as ``Producer.produce`` takes them.
-ProducerHeaders = list[tuple[str, str | bytes | None]]
-
-
-def _send(bootstrap: str, topic: str, *records: tuple[bytes, ProducerHeaders | None]) -> None:
+def _send(bootstrap: str, topic: str, *records: tuple[bytes, Headers | None]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for value, headers in records:
-        producer.produce(topic, value, partition=0, headers=headers)
+        producer.produce(topic, value, partition=0, headers=None if headers is None else list(headers))
     assert producer.flush(30) == 0
 
 
@@ -43,8 +39,8 @@ def _commit(bootstrap: str, group: str, topic: str, offset: int) -> None:
         consumer.close()
 
 
-def _watermark(state: SourceState) -> tuple[bytes, ProducerHeaders]:
-    return Progress(state, 1_000).to_bytes(), cast(ProducerHeaders, watermark_headers())
+def _watermark(state: SourceState) -> tuple[bytes, Headers]:
+    return Progress(state, 1_000).to_bytes(), watermark_headers()
 
 
 def test_heartbeats_past_the_committed_offset_are_no_work_left(kafka_bootstrap: str) -> None:

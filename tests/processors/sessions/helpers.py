@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.runtime.control import end_headers, is_control
 from pipeline.runtime.memory import MemoryBroker, MemoryRunner
-from pipeline.runtime.stage import Headers, Record, Step
+from pipeline.runtime.stage import Record, Step
 from pipeline.serde import SingleObjectSerde
 from pipeline.settings import SessionPolicySettings, Settings, WorkerSettings
 from pipeline.topics import Topics
@@ -182,8 +182,7 @@ class WorkerSessionizer:
     def flush(self) -> list[Output]:
         """An end of input on the partition: every waiting event goes out, every open visit closes
         (``idle_sweep``). The end record is read as the worker reads it, then input may resume."""
-        headers = cast(Headers, tuple(end_headers()))  # its value is bytes: b"end"
-        self.broker.append(Record(self.topics.raw_events, None, b"", 0, headers))
+        self.broker.append(Record(self.topics.raw_events, None, b"", 0, end_headers()))
         return self._outputs(self.runner.process(self.runner.take(self.topics.raw_events, 0, 1)))
 
     def restarted(self) -> WorkerSessionizer:
