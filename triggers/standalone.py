@@ -36,7 +36,7 @@ def run(settings: Settings) -> int:
     runners = [runner_for(spec, settings, metrics) for spec in specs]
     serve_metrics(settings, "triggers", registry, process_health(runners))
     log.info("triggers starting: %s", [s.stage.name for s in specs])
-    code = run_stages(runners, settings.health.stop_within_s)
+    code = run_stages(runners, settings.health.stop_within_s, gc_threshold=settings.worker.gc_threshold)
     for spec in specs:
         close = getattr(spec.stage, "close", None)
         if close is not None:

@@ -12,6 +12,7 @@ SIGTERM and SIGINT stop every stage at its next batch boundary, within
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -95,14 +96,27 @@ def head_first(
     ]
 
 
+def collect_young_garbage_every(threshold: int) -> None:
+    """Python's young-generation threshold (``worker.gc_threshold``; 0 leaves it). The stages make
+    and drop many small dicts and records per event, and at the default of 700 the collector ran
+    every few events and, every hundred runs, could walk the whole heap of stored states: 20 us of CPU
+    per event at 40,000 events, growing with the state. Reference counting frees that garbage
+    anyway; only cycles wait a little longer. The older generations keep their thresholds."""
+    if threshold > 0:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(threshold, middle, old)
+
+
 def run_stages(
     runners: list[KafkaRunner],
     stop_within_s: float = 25.0,
     stop: threading.Event | None = None,
     on_stop: Callable[[], None] | None = None,
+    gc_threshold: int = 0,
 ) -> int:
     """Run until stopped: 0 after a clean stop (SIGTERM/SIGINT, bounded by ``stop_within_s``), 1 when
     a stage failed, ``EXIT_STALLED`` when a stage made no progress while it had work."""
+    collect_young_garbage_every(gc_threshold)
     stop = stop or threading.Event()
     failed: list[str] = []
 

@@ -82,7 +82,8 @@ def run_worker(settings: Settings) -> int:
     runners = head_first(specs, settings, runtime_metrics, downstream)
     serve_metrics(settings, "worker", registry, process_health(runners))
     log.info("worker %s starting; stages: %s", group_id(settings), [s.stage.name for s in specs])
-    return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs))
+    return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs),
+                      gc_threshold=settings.worker.gc_threshold)  # fmt: skip
 
 
 def downstream_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
