@@ -18,7 +18,8 @@ Method:
    default triggers on) and ``worker-bare`` (no extensions); on request (``--contenders``)
    ``worker-memory`` (state stores in memory), ``worker-apart`` (the worker without its
    triggers plus ``webhouse triggers run``: two processes, CPU summed, peak RSS the larger one)
-   and ``floor-cavro`` (the floor decoding with cavro, as the worker's serde does).
+   ``floor-cavro`` (the floor decoding with cavro, as the worker's serde does) and
+   ``worker-pygc`` (the worker at Python's default garbage-collection threshold).
    They run in interleaved rounds,
    the order rotated each round, so a noisy neighbour hurts all alike. One uncounted run of the
    floor comes first (``--no-warmup``: none), so the fresh broker's start is in no round.
@@ -66,8 +67,9 @@ QUIX_REQUIREMENT = "quixstreams>=3.28,<4"
 STREAM = ("floor", "quixstreams", "worker", "worker-bare")
 # On request: the worker with its state in memory (the disk store's cost); the worker without its
 # trigger stages plus `webhouse triggers run` running them, two processes (what a second core gives);
-# the floor decoding with cavro, as the worker does (the stricter yardstick).
-EXTRA = ("worker-memory", "worker-apart", "floor-cavro")
+# the floor decoding with cavro, as the worker does (the stricter yardstick); the worker with
+# Python's own garbage-collection threshold (worker.gc_threshold 0), what it ran with before.
+EXTRA = ("worker-memory", "worker-apart", "floor-cavro", "worker-pygc")
 
 
 def say(*parts: object) -> None:
@@ -131,6 +133,7 @@ class StreamBench:
         settings = harness.worker_settings(
             kafka, self.tmp / f"worker-{kafka.topic_prefix}", triggers=contender != "worker-bare",
             state_store="memory" if contender == "worker-memory" else "disk",
+            gc_threshold=0 if contender == "worker-pygc" else None,
         )  # fmt: skip
         apart = contender == "worker-apart"
         return harness.run_workers(

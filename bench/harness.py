@@ -168,8 +168,10 @@ def worker_settings(
     within: float | None = None,
     debug: bool = False,
     state_store: Literal["disk", "memory"] = "disk",
+    gc_threshold: int | None = None,
 ) -> Settings:
-    """The worker as deployed, on the bench's topics; ``triggers`` keeps the default extensions."""
+    """The worker as deployed, on the bench's topics; ``triggers`` keeps the default extensions;
+    ``gc_threshold`` None keeps ``worker.gc_threshold``'s default."""
     worker = WorkerSettings(
         data_dir=data_dir,
         state_store=state_store,
@@ -177,6 +179,7 @@ def worker_settings(
         batch_within_s=within if within is not None else WorkerSettings().batch_within_s,
         session=SessionPolicySettings(idle_close_interval_s=1.0),
         **({} if triggers else {"extensions": []}),
+        **({} if gc_threshold is None else {"gc_threshold": gc_threshold}),
     )
     return Settings(
         kafka=kafka, worker=worker, metrics=MetricsSettings(port=0), log_level="DEBUG" if debug else "INFO"
