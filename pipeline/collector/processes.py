@@ -168,7 +168,7 @@ def _stop_when_orphaned(parent: int) -> None:
 def _await_ready(children: list[_Child]) -> str:
     """The URL served (the same port for all), once every child serves; a child that failed or
     exited first fails the start."""
-    urls: list[str] = []
+    url = ""
     for child in children:
         if not child.ready.poll(START_TIMEOUT_S):
             raise CollectorProcessError(
@@ -182,8 +182,8 @@ def _await_ready(children: list[_Child]) -> str:
             ) from None
         if not str(message).startswith("http"):
             raise CollectorProcessError(f"collector process {child.index} could not start: {message}")
-        urls.append(str(message).split()[0])
-    return urls[0]
+        url = url or str(message).split()[0]
+    return url
 
 
 def _supervise(children: list[_Child], stop: _StopRequest, stop_within_s: float) -> int:
