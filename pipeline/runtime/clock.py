@@ -44,6 +44,7 @@ class StageClock:
 
     def report(self, source: str, progress: Progress) -> int | None:
         """Take one source's progress; returns the stage's watermark after it."""
+        progress = self._keeping_reached_time(source, progress)
         restarted = (
             progress.state is SourceState.ACTIVE
             and self.watermark == END_MS
@@ -53,6 +54,16 @@ class StageClock:
         if restarted:
             self.watermark = None  # a new epoch: input resumed after an explicit end
         return self.advance()
+
+    def _keeping_reached_time(self, source: str, progress: Progress) -> Progress:
+        """An end of input that brings no time keeps the latest the source reached: without it,
+        ``event_time`` after the end forgot that time, and a state first swept after the end (a
+        full pass one state per step, a restart) had its scheduled hours skipped, so a churn alert
+        due before the end never came."""
+        previous = self.progress.get(source)
+        if progress.state is SourceState.ENDED and progress.ms is None and previous is not None:
+            return Progress(SourceState.ENDED, previous.ms)
+        return progress
 
     def expect(self, sources: Iterable[str]) -> None:
         self.expected = frozenset(sources)

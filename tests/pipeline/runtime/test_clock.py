@@ -63,6 +63,18 @@ def test_end_of_input_everywhere_closes_everything_then_a_new_epoch() -> None:
     assert clock.report("a", Progress(ACTIVE, 20_000)) == 20_000  # input resumed after the end
 
 
+def test_an_end_without_a_time_keeps_the_time_the_source_reached() -> None:
+    """After the end, scheduled rules run up to the latest real time; an end report without one
+    (a source that never says its time at the end) must not make that time unknown."""
+    clock = StageClock(frozenset({"a", "b"}))
+    clock.report("a", Progress(ACTIVE, 7_000))
+    clock.report("b", Progress(ACTIVE, 3_000))
+    clock.report("a", Progress(ENDED, None))
+    assert clock.report("b", Progress(ENDED, None)) == END_MS
+    assert clock.event_time() == 7_000
+    assert StageClock.from_bytes(clock.to_bytes(), {"a", "b"}).event_time() == 7_000
+
+
 def test_round_trip() -> None:
     clock = StageClock(frozenset({"a"}))
     clock.report("a", Progress(ACTIVE, 42))
