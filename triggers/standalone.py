@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
-from pipeline.runtime.host import prepare_changelogs, process_health, run_stages, runner_for
+from pipeline.runtime.host import close_stages, prepare_changelogs, process_health, run_stages, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.settings import Settings
@@ -36,9 +36,5 @@ def run(settings: Settings) -> int:
     runners = [runner_for(spec, settings, metrics) for spec in specs]
     serve_metrics(settings, "triggers", registry, process_health(runners))
     log.info("triggers starting: %s", [s.stage.name for s in specs])
-    code = run_stages(runners, settings.health.stop_within_s, gc_threshold=settings.worker.gc_threshold)
-    for spec in specs:
-        close = getattr(spec.stage, "close", None)
-        if close is not None:
-            close()
-    return code
+    return run_stages(runners, settings.health.stop_within_s, on_stop=lambda: close_stages(specs),
+                      gc_threshold=settings.worker.gc_threshold)  # fmt: skip

@@ -96,6 +96,15 @@ def head_first(
     ]
 
 
+def close_stages(specs: Sequence[StageSpec]) -> None:
+    """Let each stage that holds something outside Kafka (the alert stage's HTTP session and event
+    loop) release it, once every runner has stopped."""
+    for spec in specs:
+        close = getattr(spec.stage, "close", None)
+        if close is not None:
+            close()
+
+
 def collect_young_garbage_every(threshold: int) -> None:
     """Python's young-generation threshold (``worker.gc_threshold``; 0 leaves it). The stages make
     and drop many small dicts and records per event, and at the default of 700 the collector ran

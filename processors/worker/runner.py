@@ -19,7 +19,14 @@ from prometheus_client import CollectorRegistry
 from pipeline.errors import SettingsError
 from pipeline.kafka_admin import require_topics
 from pipeline.metrics_http import serve_metrics
-from pipeline.runtime.host import StageSpec, head_first, prepare_changelogs, process_health, run_stages
+from pipeline.runtime.host import (
+    StageSpec,
+    close_stages,
+    head_first,
+    prepare_changelogs,
+    process_health,
+    run_stages,
+)
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.safe_defaults import refuse_default_secrets
 from pipeline.settings import ENV_PREFIX, Settings
@@ -107,13 +114,6 @@ def downstream_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
             "count: unset the bound, or name the trigger stages' module (triggers.stages)"
         )
     return groups
-
-
-def close_stages(specs: list[StageSpec]) -> None:
-    for spec in specs:
-        close = getattr(spec.stage, "close", None)
-        if close is not None:
-            close()
 
 
 def check_copartitioned(bootstrap: str, topics: Topics) -> None:

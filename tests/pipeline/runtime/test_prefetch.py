@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline.errors import SettingsError
-from pipeline.runtime.host import StageSpec, head_first, runner_for
+from pipeline.runtime.host import StageSpec, close_stages, head_first, runner_for
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
-from processors.worker.runner import close_stages, downstream_groups, worker_stages
+from processors.worker.runner import downstream_groups, worker_stages
 
 
 class Idle:
