@@ -20,8 +20,9 @@ report, a profile and an alert never disagree about who is VIP or who is lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+from pipeline.immutable import immutable
 
 NO_TIER = "none"
 DAY_MS = 24 * 3600 * 1000
@@ -69,7 +70,7 @@ def tier_order_sql(tier: str, tiers: Sequence[Tier]) -> str:
     return f"CASE {tier} {whens} ELSE {len(tiers)} END"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Segment:
     name: str
     r: tuple[int, int]  # recency score range, inclusive

@@ -15,10 +15,11 @@ hypothesis.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import cavro
+
+from pipeline.immutable import immutable
 
 # Records decode to dicts, as fastavro's do; a key the schema lacks is refused, as fastavro's
 # strict writing does; a datetime before 1970 with a fraction of a millisecond is written as
@@ -43,7 +44,7 @@ _REFUSALS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Containers:
     """Where a record schema holds arrays and maps: (field, list or dict, the items' or values'
     own Containers when they are records, the sub-record's when the field is one)."""

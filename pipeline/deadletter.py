@@ -9,9 +9,11 @@ the same record produces the same id and the webhouse keeps it once.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
+
+from pipeline.immutable import immutable
 
 # The most of its input a dead letter keeps. An input may be as large as Kafka takes in one record
 # (1,000,000 bytes), and its dead letter, with the input whole, would be larger: its produce failed,
@@ -20,7 +22,7 @@ from typing import Any
 PAYLOAD_MAX_BYTES = 512 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DeadLetter:
     stage: str
     reason: str

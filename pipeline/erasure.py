@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.errors import SerdeError
+from pipeline.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Erasure:
     """One forgotten customer: its id, its devices' anonymous ids, and when it was forgotten."""
 

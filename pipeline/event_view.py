@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, overload
 
 from pipeline import fast_json
+from pipeline.immutable import immutable
 
 IMPORTED = "$imported"  # property the collector's import endpoint sets (pipeline.collector.segment)
 
@@ -52,7 +53,7 @@ def _json_value(text: str) -> Any:
         return text
 
 
-@dataclass(slots=True)  # not frozen: one per event in the worker and per input in evaluate
+@immutable
 class EventView:
     """The fields of one enriched event that profiles and rules use."""
 

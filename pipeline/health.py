@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
+from pipeline.immutable import immutable
+
 log = logging.getLogger(__name__)
 
 EXIT_STALLED = 3  # the watchdog found no progress while there was work
@@ -57,7 +59,7 @@ EXIT_STOP_TIMEOUT = 4  # a SIGTERM/SIGINT stop did not finish within its bound
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HealthStatus:
     ok: bool
     ready: bool

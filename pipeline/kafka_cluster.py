@@ -20,12 +20,12 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from pipeline.errors import LocalKafkaError
+from pipeline.immutable import immutable
 from pipeline.kafka_local import BrokerStatus, LocalKafka, Quorum, free_port
 from pipeline.settings import KafkaSettings
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 LAYOUT = "cluster.json"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UnderReplicated:
     topic: str
     partition: int
@@ -42,7 +42,7 @@ class UnderReplicated:
     isr: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ClusterStatus:
     nodes: list[tuple[int, BrokerStatus]]  # (node id, status)
     brokers_seen: list[int]  # node ids in the metadata of a live node

@@ -27,7 +27,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -35,10 +34,11 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from pipeline.erasure import Erasure
 from pipeline.errors import ProduceError, SerdeError
+from pipeline.immutable import immutable
 from pipeline.topics import Topics
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Tombstoned:
     topic: str
     keys: int

@@ -24,10 +24,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import LocalKafkaError
+from pipeline.immutable import immutable
 from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _split_host_port(bootstrap: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class BrokerStatus:
     running: bool
     pid: int | None
@@ -139,7 +139,7 @@ class BrokerStatus:
     data_dir: Path
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Quorum:
     """The static KRaft voters of a local cluster (every node broker and controller) and its id."""
 

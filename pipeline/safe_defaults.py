@@ -12,10 +12,10 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.errors import SettingsError
+from pipeline.immutable import immutable
 from pipeline.settings import ENV_PREFIX, Settings
 
 Service = Literal["collector", "worker", "triggers", "sink"]
@@ -88,7 +88,7 @@ def refuse_default_secrets(settings: Settings, service: Service, bind_host: str)
     )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FreshSecrets:
     write_key: str
     link_secret: str

@@ -10,7 +10,6 @@ module only pairs the files and names the failures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
 from pipeline.errors import SchemaError
+from pipeline.immutable import immutable
 from pipeline.serde import SCHEMAS_DIR
 
 
@@ -27,7 +27,7 @@ class Direction(StrEnum):
     FORWARD = "forward"  # a released version reads data the current schema writes
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Incompatibility:
     """One reader/writer pair the Avro resolution rules reject."""
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pipeline.cavro_codec import CavroCodec
 from pipeline.errors import SchemaError, SerdeError, UnknownSchemaError
 from pipeline.flat_avro import FlatWriter
+from pipeline.immutable import immutable
 from pipeline.settings import REPO_ROOT
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
@@ -42,7 +42,7 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Branches:
     """Where a record holds sub-records: (field, union branch full name or None for a plain
     record field, the sub-record's own Branches). Compiled once per schema (``branches``)."""
@@ -111,7 +111,7 @@ def tag_branches(record: Any, plan: Branches) -> Any:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SchemaVersion:
     """One parsed version of a named schema."""
 

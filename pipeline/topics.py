@@ -7,14 +7,15 @@ topics are compacted: a consumer that starts late still reads the latest value p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from pipeline.immutable import immutable
 from pipeline.settings import KafkaSettings
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TopicSpec:
     name: str
     partitions: int
@@ -22,7 +23,7 @@ class TopicSpec:
     doc: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Topics:
     """Names of the project's topics under one prefix (tests use their own prefix)."""
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pipeline.immutable import immutable
+
 if TYPE_CHECKING:
     from pipeline.settings import WorkerSettings
 
@@ -48,7 +50,7 @@ _SOURCE_TYPES = {"identify": "identify", "alias": "alias"}
 _REJECTED_MEMORY = 16  # refusals a device remembers, so each is reported once
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class IdentityGuard:
     """Which ids never link, how many devices one customer may gather in a window, and how many
     customers one device may link."""
@@ -79,7 +81,7 @@ class IdentityGuard:
 NO_GUARD = IdentityGuard()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Rejection:
     """A link the guards refused: the worker counts it and records it as a dead letter."""
 
@@ -111,7 +113,7 @@ class Rejection:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Link:
     anonymous_id: str
     customer_id: str
@@ -137,7 +139,7 @@ class Link:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class IdentityState:
     """Per device: its links, the sign-in timeline (event time, customer), oldest first, and the
     refusals already reported (``Rejection.memo``)."""
@@ -239,7 +241,7 @@ class CustomerDevices:
         return sum(1 for device, seen in devices.items() if seen > since and device != exclude)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Stitched:
     state: IdentityState
     customer_id: str | None  # for this event

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Literal
 
 from pipeline.event_view import from_ms
+from pipeline.immutable import immutable
 from triggers.conditions import Reason
 
 Status = Literal["fired", "suppressed"]
@@ -27,7 +28,7 @@ def alert_id(rule_id: str, triggering_ids: tuple[str, ...]) -> str:
     return h.hexdigest()[:32]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Alert:
     alert_id: str
     rule_id: str

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from pipeline.immutable import immutable
 from triggers.ruleset import (
     TEMPLATE_FIELD,
     AnyCondition,
@@ -24,7 +24,7 @@ from triggers.ruleset import (
 _MISSING = object()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Reason:
     condition: str
     actual: Any

@@ -48,6 +48,7 @@ from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import WebhouseError
 from pipeline.event_view import EventView, event_view, header_view, to_ms, view_json
+from pipeline.immutable import immutable
 from pipeline.runtime.clock import END_MS, StageClock
 from pipeline.runtime.control import WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.messages import Incoming
@@ -70,7 +71,7 @@ HANDOVER_MEMORY = 100_000
 PASS_READ = 256  # states a full pass reads at a time (then checks how much the step holds)
 
 
-@dataclass(slots=True)  # not frozen: made per record, and a frozen init costs 4x
+@immutable
 class Output:
     topic: str
     key: bytes | None
@@ -104,7 +105,7 @@ class Result:
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Due:
     """When a state next needs the sweep: its earliest window's closing time, the next hour at
     which something of it can change (``TriggerCore._next_visit``); either may be None."""
@@ -133,7 +134,7 @@ class Due:
         return self.hour is not None and self.hour <= upto < END_MS
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Marks:
     """How far a triggers partition may apply its held inputs: those of devices before ``device``,
     those of customers before ``customer`` (None: not yet); ``now`` caps the scheduled hours (after

@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from pipeline.event_view import EventView
 from pipeline.fingerprint import id_fingerprint
+from pipeline.immutable import immutable
 from pipeline.runtime.clock import END_MS
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert, alert_id
@@ -60,7 +60,7 @@ ORDER_MEMORY = 1000  # order ids remembered per customer, so that a retried orde
 HOUR_MS = 3600 * 1000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Outcome:
     state: CustomerState
     alerts: tuple[Alert, ...] = ()

@@ -9,10 +9,11 @@ become datetimes again only at the Avro boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from pipeline.event_view import profile_key, to_ms
+from pipeline.immutable import immutable
 
 ORDER_EVENT = "Order Completed"
 EMAIL_ENGAGEMENT = frozenset({"Email Opened", "Email Link Clicked"})
@@ -20,7 +21,7 @@ CONSENT_GRANTED = "Consent Granted"
 CONSENT_WITHDRAWN = "Consent Withdrawn"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SessionView:
     """A closed session (schemas/session.avsc) as rules see it; times in epoch ms."""
 

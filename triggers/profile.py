@@ -13,12 +13,13 @@ monetary = lifetime revenue); scores are relative to "now" and computed where a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from operator import attrgetter
 from typing import Any
 
 from pipeline.business import tier_for  # the one definition of value tiers (and VIP)
 from pipeline.event_view import EventView, LazyFields, from_ms
+from pipeline.immutable import immutable
 from pipeline.settings import ValueTierSettings
 from triggers.events import CONSENT_GRANTED, CONSENT_WITHDRAWN, EMAIL_ENGAGEMENT, ORDER_EVENT, SessionView
 
@@ -26,7 +27,7 @@ DAY_MS = 24 * 3600 * 1000
 MAX_PRODUCTS = 100
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Profile:
     customer_id: str
     anonymous_ids: tuple[str, ...] = ()

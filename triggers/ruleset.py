@@ -45,7 +45,6 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,6 +64,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pipeline.errors import RuleError
 from pipeline.event_view import EventView
+from pipeline.immutable import immutable
 from triggers.events import SessionView
 from triggers.profile import Profile
 
@@ -320,7 +320,7 @@ def _check_path(path: str, source: str) -> None:
         raise ValueError(f"{path!r}: {head} has no field {name!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RuleSet:
     """The loaded rules; immutable, so a reload swaps it whole and state stays put."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.event_view import EventView
 from pipeline.fingerprint import id_fingerprint
+from pipeline.immutable import immutable
 from triggers.profile import Profile
 
 
@@ -25,7 +26,7 @@ def _seen(data: dict[str, Any]) -> dict[str, None]:
     return dict.fromkeys(map(id_fingerprint, data.get("seen_ids", [])))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PastEvent:
     """What past_events conditions and absence windows need of an event."""
 
@@ -47,7 +48,7 @@ class PastEvent:
         return cls(data[0], data[1], data[2], tuple(data[3]), tuple(data[4]))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Window:
     """An open absence window: the alert is rendered; it fires unless ``absent`` happens first."""
 

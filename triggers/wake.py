@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from pipeline.immutable import immutable
 from triggers.conditions import evaluate
 from triggers.profile import DAY_COUNTERS, DAY_MS, Profile
 from triggers.ruleset import AnyCondition, Comparison, Condition, PastEventsCondition, Rule
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Wake:
     """A scheduled rule's conditions, split by how they move with event time (module docstring)."""
 

@@ -35,12 +35,12 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from pipeline.errors import SignatureError
+from pipeline.immutable import immutable
 from pipeline.settings import TriggerSettings
 from triggers.alerts import Alert
 
@@ -81,7 +81,7 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], now: float, tol
         raise SignatureError(f"timestamp {timestamp} is more than {tolerance_s}s from now ({int(now)})")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RetryPolicy:
     max_attempts: int = 5
     base_s: float = 0.5
@@ -103,7 +103,7 @@ class RetryPolicy:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Delivery:
     url: str
     ok: bool
@@ -181,7 +181,7 @@ class WebhookSender:
         return answer
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Answer:
     """What one attempt got: the HTTP status if any, the failure reason (None: delivered)."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from pipeline.collector.producer import AsyncProducer
 from pipeline.collector.request import ParsedRequest, header_source, parse_request, readable_body
 from pipeline.collector.segment import BatchDefaults
 from pipeline.errors import ProduceError, RequestError
+from pipeline.immutable import immutable
 from pipeline.settings import CollectorSettings, Settings
 from pipeline.topics import Topics
 
@@ -48,7 +49,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CollectorContext:
     settings: Settings
     topics: Topics

@@ -23,13 +23,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from html import escape
 from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pipeline.errors import ValidationError
+from pipeline.immutable import immutable
 
 Purpose = Literal["o", "c"]
 MAC_BYTES = 16
@@ -38,7 +38,7 @@ CLICK_PATH = "/e/c/"
 PIXEL_SUFFIX = ".gif"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EmailLink:
     """What a tracking link says: one recipient of one send of a campaign."""
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from pipeline.collector import coerce
+from pipeline.immutable import immutable
 from pipeline.serde import default_catalog
 
 _SCALARS = {"string", "int", "double", "boolean", "long"}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FieldSpec:
     name: str
     kind: str  # string, int, double, boolean, timestamp, or "other" (arrays, maps, records)
@@ -121,7 +121,7 @@ def convert(value: Any, kind: str, path: str) -> Any:
     raise ValueError(f"no conversion for kind {kind!r}")  # a schema field this module does not fill
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _FillPlan:
     names: tuple[str, ...]  # every field, schema order
     scalars: tuple[FieldSpec, ...]  # the fields ``fill`` takes from the source

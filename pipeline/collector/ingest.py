@@ -20,7 +20,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from pipeline.collector.request import ParsedRequest
 from pipeline.collector.segment import as_imported, check_size, map_event
 from pipeline.deadletter import DeadLetter
 from pipeline.errors import RequestError, SerdeError, ValidationError
+from pipeline.immutable import immutable
 from pipeline.serde import Serde
 from pipeline.topics import Topics
 
@@ -39,7 +39,7 @@ STAGE = "collector"
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EventError:
     index: int
     reason: str
@@ -55,13 +55,13 @@ class EventError:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Outcome:
     accepted: int
     errors: tuple[EventError, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Prepared:
     """What one request turns into before anything is sent: messages, counts, errors."""
 

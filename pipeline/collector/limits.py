@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.errors import ValidationError
+from pipeline.immutable import immutable
 from pipeline.settings import CollectorSettings
 
 DEFAULT_MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -30,7 +30,7 @@ CUT_MARK = "\x00webhouse-cut:"  # stands for a sub-tree ``cut_deep`` took out of
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EventLimits:
     max_depth: int = 32
     max_keys: int = 1000

@@ -10,15 +10,16 @@ multiprocess files instead, and ``exposition`` sums all the processes' counts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pipeline.immutable import immutable
+
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when first imported
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CollectorMetrics:
     registry: CollectorRegistry
     events_accepted: Counter

@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.errors import ProduceError
+from pipeline.immutable import immutable
 from pipeline.settings import CollectorSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ POLL_BUSY_S = 0.001  # how often the loop serves delivery reports while messages
 POLL_IDLE_S = 0.1  # and otherwise (error and log callbacks)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class OutgoingMessage:
     topic: str
     value: bytes

@@ -23,17 +23,18 @@ import binascii
 import json
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from pipeline.collector.limits import cut_deep
 from pipeline.collector.segment import BatchDefaults
 from pipeline.errors import RequestError
+from pipeline.immutable import immutable
 
 JSON_CONTENT_TYPES = frozenset({"application/json"})
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ParsedRequest:
     source: str
     events: list[Any]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ import orjson
 from pipeline.collector import coerce, semantic
 from pipeline.collector.fields import Source, fill, fill_from
 from pipeline.errors import ValidationError
+from pipeline.immutable import immutable
 
 CALL_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 CHANNELS = {
@@ -97,7 +98,7 @@ _IDS = {
 _TRAIT_CALLS = ("identify", "group")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class BatchDefaults:
     """What a /v1/batch body says for all its events: its own ``sentAt`` and ``context``."""
 

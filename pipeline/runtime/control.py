@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 from pipeline.errors import ProcessingError
+from pipeline.immutable import immutable
 
 HEADER = "webhouse-control"
 END_OF_INPUT = b"end"
@@ -37,7 +37,7 @@ class SourceState(StrEnum):
     ENDED = "ended"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Progress:
     """One partition's event-time progress as its writer saw it."""
 

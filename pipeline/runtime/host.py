@@ -18,9 +18,9 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from pipeline.health import EXIT_STALLED, AllHealth, Health, StallExit, Watchdog, stop_on_signals
+from pipeline.immutable import immutable
 from pipeline.kafka_admin import ensure_topics, may_create_topics
 from pipeline.runtime.kafka import KafkaRunner, RunnerConfig
 from pipeline.runtime.metrics import RuntimeMetrics
@@ -31,7 +31,7 @@ from pipeline.topics import Topics
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StageSpec:
     stage: Stage
     group_id: str

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 from pipeline.ends import ReadToEnd
 from pipeline.errors import ProcessingError
 from pipeline.health import Health
+from pipeline.immutable import immutable
 from pipeline.runtime.backlog import DownstreamBacklog
 from pipeline.runtime.messages import Incoming
 from pipeline.runtime.metrics import RuntimeMetrics
@@ -63,7 +64,7 @@ from pipeline.runtime.store import DiskStore, StateFiles, StateStore, restore
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RunnerConfig:
     bootstrap: str
     group_id: str

@@ -6,10 +6,10 @@ One type for every stage (worker, triggers) and both runtimes (``pipeline.runtim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pipeline.immutable import immutable
 
 
-@dataclass(slots=True)  # not frozen: made per record, and a frozen init costs 4x
+@immutable
 class Incoming:
     topic: str
     partition: int

@@ -11,11 +11,12 @@ without any client time the collector's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pipeline.immutable import immutable
 
-@dataclass(frozen=True, slots=True)
+
+@immutable
 class EventTime:
     event_time: datetime
     clock_skew_ms: int | None  # None when the skew cannot be measured

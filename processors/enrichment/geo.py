@@ -9,7 +9,6 @@ in the database gives empty fields.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ from typing import Any
 import maxminddb
 
 from pipeline.errors import SettingsError
+from pipeline.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Geo:
     country: str | None = None
     region: str | None = None

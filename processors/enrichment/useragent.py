@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import ua_parser
+
+from pipeline.immutable import immutable
 
 DESKTOP_OS = frozenset(
     {"Windows", "Mac OS X", "macOS", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD"}
@@ -34,7 +35,7 @@ _TABLET_FAMILIES = ("ipad", "tablet", "kindle", "nexus 7", "nexus 9", "nexus 10"
 _MOBILE_FAMILIES = ("iphone", "ipod", "smartphone", "mobile", "pixel")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UserAgentInfo:
     browser_family: str | None
     browser_version: str | None

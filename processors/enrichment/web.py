@@ -10,9 +10,10 @@ easy to extend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from pipeline.immutable import immutable
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CLICK_IDS = frozenset(
@@ -50,7 +51,7 @@ EMAIL_MEDIA = frozenset({"email", "e-mail", "e_mail", "newsletter", "mail"})
 _COMPOUND_SUFFIX = frozenset({"co", "com", "org", "net", "ac", "gov", "edu", "ne", "or"})
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SplitUrl:
     host: str | None
     path: str | None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
 from pipeline.errors import ValidationError
+from pipeline.immutable import immutable
 from processors.sessions.policy import to_ms
 
 ORDER_COMPLETED = "Order Completed"
@@ -37,7 +38,7 @@ def keep_ids(kept: dict[str, None], new: Iterable[str]) -> None:
             kept[value] = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SessionEvent:
     """One event of one device, as the session logic sees it.
 

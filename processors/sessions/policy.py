@@ -21,13 +21,14 @@ boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import SettingsError
+from pipeline.immutable import immutable
 
 if TYPE_CHECKING:
     from pipeline.settings import SessionPolicySettings
@@ -59,7 +60,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SessionPolicy:
     """How visits are cut; durations in milliseconds (build it with ``from_settings``)."""
 

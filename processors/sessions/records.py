@@ -12,15 +12,15 @@ Outputs of ``add_event`` / ``advance`` / ``flush`` come in event-time order per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pipeline.immutable import immutable
 from processors.sessions.events import SessionEvent
 from processors.sessions.policy import CloseRule
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Session:
     """One closed visit of one device."""
 
@@ -97,7 +97,7 @@ class Session:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Assignment:
     """The final session of one event; ``event`` is the input (with its payload) handed back."""
 
@@ -109,7 +109,7 @@ class Assignment:
         return self.event.event_id
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LateEvent:
     """An event older than the watermark (``watermark_ms``) when it arrived; not sessionized."""
 
@@ -117,7 +117,7 @@ class LateEvent:
     watermark_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DuplicateEvent:
     """A redelivered event id; the state is unchanged."""
 

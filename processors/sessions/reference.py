@@ -10,15 +10,16 @@ functions to it, ids included; it is also the way to rebuild sessions from lande
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import pairwise
 
+from pipeline.immutable import immutable
 from processors.sessions.events import CampaignKey, SessionEvent, keep_ids, session_id_for
 from processors.sessions.policy import CloseRule, SessionPolicy, from_ms
 from processors.sessions.records import Session
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class BatchResult:
     sessions: list[Session] = field(default_factory=list)  # by device, then start
     assignments: dict[str, str] = field(default_factory=dict)  # event id -> session id

@@ -43,6 +43,7 @@ from pipeline.deadletter import DeadLetter
 from pipeline.erasure import Erasure, Erasures
 from pipeline.errors import ProcessingError, SerdeError, WebhouseError
 from pipeline.event_view import view_headers
+from pipeline.immutable import immutable
 from pipeline.runtime.control import END_OF_INPUT, WATERMARK, Progress, SourceState, control_kind
 from pipeline.runtime.control import HEADER as CONTROL_HEADER
 from pipeline.runtime.messages import Incoming
@@ -83,7 +84,7 @@ _BOUGHT = {"Order Completed"}
 _PROFILE_CALLS = {"identify", "alias", "group"}
 
 
-@dataclass(slots=True)  # not frozen: made per record, and a frozen init costs 4x
+@immutable
 class Outgoing:
     topic: str
     key: bytes | None

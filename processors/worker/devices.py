@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import fast_json
+from pipeline.immutable import immutable
 from processors.identity import IdentityState
 from processors.sessions.state import DeviceState
 
@@ -89,7 +90,7 @@ def _identity(raw: dict[str, object]) -> IdentityState:
     return IdentityState.from_json(raw["i"]) if raw.get("i") else IdentityState()  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DeviceSummary:
     """A device record's header: enough to schedule, index and expire it without decoding it."""
 
