@@ -49,7 +49,10 @@ _QUERY_PAIR = re.compile(r"(^|[?&;#])([^?&=#;\s\"\\]+)=([^&#;\r\n\t\"\\]*)")
 _JSON_MEMBER = re.compile(r'"([^"\\]{1,64})"(\s*:\s*)("(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)')
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 IP_NETWORK_KEY = "$ip_network"
-_MAPS_OF_JSON = ("properties", "extra")  # Avro string maps whose values are JSON text
+# Where customer_event holds Avro string maps whose values are JSON text: the top-level
+# ``properties`` and ``traits.extra`` (True: a map here; a dict: the sub-record's own maps). By
+# place, not by key name: a key "extra" inside a property's JSON is an ordinary member.
+_JSON_MAPS: dict[str, Any] = {"properties": True, "traits": {"extra": True}}
 
 
 def snake(key: str) -> str:
@@ -96,9 +99,33 @@ class Pseudonymiser:
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with every e-mail, phone and IP value hashed (a new dict)."""
         network = self._ip_network((record.get("context") or {}).get("ip"))
-        out: dict[str, Any] = self._walk(record, None)
+        out = self._members(record, _JSON_MAPS)
         if network is not None:
             out["properties"][IP_NETWORK_KEY] = json.dumps(network)
+        return out
+
+    def _members(self, data: dict[str, Any], maps: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An object's members, each pseudonymised under its own key. The common case, a string
+        with no sign of PII under a key of no kind, is decided here without a call: a record has
+        dozens of members and a collector maps every event."""
+        out: dict[str, Any] = {}
+        memo = self._kind_memo
+        for key, value in data.items():
+            if value is None:
+                out[key] = None
+            elif type(value) is str:
+                kind = memo[key] if key in memo else self.kind_of(key)
+                if kind is not None:
+                    out[key] = self._hash(kind, value)
+                elif "@" in value or "%40" in value or "=" in value or "+" in value:
+                    out[key] = self.text(value)
+                else:
+                    out[key] = value
+            elif maps is not None and key in maps:
+                inner = maps[key]
+                out[key] = self._json_map(value) if inner is True else self._members(value, inner)
+            else:
+                out[key] = self._walk(value, key)
         return out
 
     def _walk(self, value: Any, key: str | None) -> Any:
@@ -106,12 +133,13 @@ class Pseudonymiser:
             kind = self.kind_of(key)
             return self.text(value) if kind is None else self._hash(kind, value)
         if isinstance(value, dict):
-            if key in _MAPS_OF_JSON:
-                return {k: self._json_text(v, k) for k, v in value.items()}
-            return {k: v if v is None else self._walk(v, k) for k, v in value.items()}
+            return self._members(value)
         if isinstance(value, list):
             return [self._walk(v, key) for v in value]
         return self.scalar(value, key)
+
+    def _json_map(self, values: dict[str, str]) -> dict[str, str]:
+        return {k: self._json_text(v, k) for k, v in values.items()}
 
     def _json_text(self, text: str, key: str) -> str:
         """A value of a string map holding JSON: decoded, pseudonymised, encoded again."""

@@ -115,6 +115,27 @@ def test_values_without_pii_are_untouched_and_hashing_is_idempotent() -> None:
     assert is_pseudonym(once["traits"]["email"])
 
 
+def test_members_named_like_the_json_maps_are_ordinary_members() -> None:
+    """Only the record's own ``properties`` and ``traits.extra`` hold JSON text. A property whose
+    object has a member "extra" or "properties" was taken for one until 6 December 2026, and the
+    valid event refused as ``unmappable_event``."""
+    nested = {"extra": {"email": EMAIL, "n": 1, "none": None}, "properties": {"list": [1, None, PHONE]}}
+    record = pseudonymised(
+        {
+            "type": "identify",
+            "userId": "u-1",
+            "properties": {"order": nested},
+            "traits": {"subscription": {"extra": {"seats": 3}}, "properties": {"phone": PHONE}},
+        }
+    )
+    assert props(record)["order"] == {
+        "extra": {"email": H_EMAIL, "n": 1, "none": None},
+        "properties": {"list": [1, None, H_PHONE]},
+    }
+    extra = {k: json.loads(v) for k, v in record["traits"]["extra"].items()}
+    assert extra == {"subscription": {"extra": {"seats": 3}}, "properties": {"phone": H_PHONE}}
+
+
 def test_dead_letter_bytes_are_scrubbed_even_when_they_do_not_parse() -> None:
     payload = f'{{"context":{{"ip":"{IP}"}},"traits":{{"phone":"{PHONE}","x":"{EMAIL}"}},"url":"/?mobile=1"'
     scrubbed = PSEUDO.scrub_bytes(payload.encode() + b"\xff")
