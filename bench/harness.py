@@ -251,6 +251,35 @@ def run_workers(
     kafka, topics = settings.kafka, Topics.from_settings(settings.kafka)
     p = kafka.default_partitions
     start = time.monotonic()
+    procs = _start_workers(contender, settings, log_dir, workers, triggers_apart)
+    if on_started is not None:
+        on_started([w.pid for w in procs])
+    progress = GroupProgress(kafka.bootstrap_servers, app_id(settings))
+    triggers = TriggersBehind(settings)
+    try:
+        first, last = _until_caught_up(contender, procs, progress, triggers, topics.raw_events, p, events,
+                                       (start, timeout_s), log_dir)  # fmt: skip
+        peaks = [peak_rss_mb(w.pid) for w in procs]
+        enriched = _enriched_within(progress, topics.enriched_events, p, events, 30)
+    finally:
+        progress.close()
+        triggers.close()
+        for w in procs:
+            w.terminate()
+        for w in procs:
+            w.wait(30)
+    (t0, n0, cpu0), (now, consumed, cpu) = first, last
+    if consumed > n0:  # the usual case: several commits in the run
+        run = Run(contender, consumed - n0, now - t0, cpu - cpu0, max(peaks), now - start)
+    else:  # one commit held everything (a tiny run): count from the start, start-up included
+        run = Run(contender, consumed, now - start, cpu, max(peaks), now - start)
+    run.extra["enriched_out"] = enriched
+    return WorkerRun(run, [w.pid for w in procs], enriched)
+
+
+def _start_workers(contender: str, settings: Settings, log_dir: Path, workers: int,
+                   triggers_apart: bool) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+    """The worker processes, and with ``triggers_apart`` the trigger process after them."""
     bare = settings.model_copy(update={"worker": settings.worker.model_copy(update={"extensions": []})})
     each = bare if triggers_apart else settings
     procs = [
@@ -259,43 +288,38 @@ def run_workers(
     if triggers_apart:
         log = log_dir / f"{contender}-triggers.log"
         procs.append(start_worker_process(_instance(settings, workers), log, ("triggers", "run")))
-    if on_started is not None:
-        on_started([w.pid for w in procs])
-    progress = GroupProgress(kafka.bootstrap_servers, app_id(settings))
-    triggers = TriggersBehind(settings)
-    first: tuple[float, int, float] | None = None
-    try:
-        while True:
-            consumed = progress.committed(topics.raw_events, p)
-            now = time.monotonic()
-            cpu = sum(cpu_seconds(w.pid) for w in procs)
-            if consumed and first is None:
-                first = (now, consumed, cpu)
-            if consumed >= events and triggers.caught_up():
-                break
-            if now - start > timeout_s or any(w.poll() is not None for w in procs):
-                raise BenchError(
-                    f"{contender}: {consumed} of {events} processed after {now - start:.0f} s; "
-                    f"logs in {log_dir}"
-                )
-            time.sleep(0.25)
-        peaks = [peak_rss_mb(w.pid) for w in procs]
-        enriched, deadline = 0, time.monotonic() + 30
-        while enriched < events and time.monotonic() < deadline:
-            enriched = progress.produced(topics.enriched_events, p)
-            time.sleep(0.5)
-    finally:
-        progress.close()
-        triggers.close()
-        for w in procs:
-            w.terminate()
-        for w in procs:
-            w.wait(30)
-    assert first is not None
-    t0, n0, cpu0 = first
-    if consumed > n0:  # the usual case: several commits in the run
-        run = Run(contender, consumed - n0, now - t0, cpu - cpu0, max(peaks), now - start)
-    else:  # one commit held everything (a tiny run): count from the start, start-up included
-        run = Run(contender, consumed, now - start, cpu, max(peaks), now - start)
-    run.extra["enriched_out"] = enriched
-    return WorkerRun(run, [w.pid for w in procs], enriched)
+    return procs
+
+
+Poll = tuple[float, int, float]  # (monotonic time, raw events committed, CPU seconds of the processes)
+
+
+def _until_caught_up(contender: str, procs: list[subprocess.Popen[bytes]], progress: GroupProgress,
+                     triggers: TriggersBehind, raw_topic: str, partitions: int, events: int,
+                     window: tuple[float, float], log_dir: Path) -> tuple[Poll, Poll]:  # fmt: skip
+    """The first poll with a commit and the one at which everything is through (see
+    ``run_workers``); BenchError when a process ends or ``window`` (start, seconds) passes first."""
+    start, timeout_s = window
+    first: Poll | None = None
+    while True:
+        consumed = progress.committed(raw_topic, partitions)
+        now = time.monotonic()
+        cpu = sum(cpu_seconds(w.pid) for w in procs)
+        if consumed and first is None:
+            first = (now, consumed, cpu)
+        if first is not None and consumed >= events and triggers.caught_up():
+            return first, (now, consumed, cpu)
+        if now - start > timeout_s or any(w.poll() is not None for w in procs):
+            raise BenchError(
+                f"{contender}: {consumed} of {events} processed after {now - start:.0f} s; logs in {log_dir}"
+            )
+        time.sleep(0.25)
+
+
+def _enriched_within(progress: GroupProgress, topic: str, partitions: int, events: int, wait_s: float) -> int:
+    """The enriched events written, once all are there or after ``wait_s`` (the idle sweep)."""
+    enriched, deadline = 0, time.monotonic() + wait_s
+    while enriched < events and time.monotonic() < deadline:
+        enriched = progress.produced(topic, partitions)
+        time.sleep(0.5)
+    return enriched

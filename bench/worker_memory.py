@@ -41,6 +41,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import harness
 import workload
@@ -48,7 +49,7 @@ from scratch import scratch_dir
 from traced import Tracer, grew_most, traced_mib
 
 from pipeline.kafka_local import broker_or_ephemeral
-from pipeline.settings import Settings
+from pipeline.settings import KafkaSettings, Settings
 from pipeline.topics import Topics
 from processors.worker.runner import group_id as app_id
 from triggers.stages import EvaluateStage, consumer_groups
@@ -236,17 +237,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
           f"logs in {tmp}", flush=True)  # fmt: skip
     with broker_or_ephemeral(args.bootstrap) as bootstrap:
         kafka = harness.fresh_topics(bootstrap, args.partitions)
-        settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
-        chosen = {
-            "device_cache": args.device_cache,
-            "prefetch_kib": args.prefetch_kib,
-            "downstream_backlog_max": args.downstream_backlog_max,
-        }
-        worker = settings.worker.model_copy(update={k: v for k, v in chosen.items() if v is not None})
-        settings = settings.model_copy(update={"worker": worker})
-        if args.held_in_memory is not None:
-            triggers = settings.triggers.model_copy(update={"held_in_memory": args.held_in_memory})
-            settings = settings.model_copy(update={"triggers": triggers})
+        settings = _settings(args, kafka, tmp)
         raw = Topics.from_settings(kafka).raw_events
         harness.preload(bootstrap, raw, events.messages)
         cycles = workload.replay(events.messages, args.cycles, first=1)
@@ -255,12 +246,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
         )
         later.start()
         lagging = None if args.no_triggers else evaluate_input(settings)
-        tracer = None
-        if args.trace_from is not None:
-            tenths = [total * i // 10 for i in range(1, 11)]
-            points = [n for n in tenths if n > args.trace_from]
-            tracer = Tracer(tmp / "trace", args.trace_from, points, trace=not args.no_tracemalloc)
-            os.environ.update(tracer.environ())
+        tracer = _tracer(args, total, tmp)
         sampler = Sampler(
             bootstrap, app_id(settings), raw, args.partitions, args.every, lagging, args.samples, tracer
         )
@@ -271,7 +257,43 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
             )  # fmt: skip
         finally:
             sampler.stop.set()
-    points = at_tenths(sampler.samples, total)
+    report = _report(sampler.samples, total, done.run, tracer, args.top, tmp / "worker")
+    if args.json:
+        print(json.dumps({"events": total, "devices": events.devices * args.cycles, **report}))
+    return 0
+
+
+def _settings(args: argparse.Namespace, kafka: KafkaSettings, tmp: Path) -> Settings:
+    """The bench's worker settings with the options the command line chose."""
+    settings = harness.worker_settings(kafka, tmp / "worker", triggers=not args.no_triggers)
+    chosen = {
+        "device_cache": args.device_cache,
+        "prefetch_kib": args.prefetch_kib,
+        "downstream_backlog_max": args.downstream_backlog_max,
+    }
+    worker = settings.worker.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    settings = settings.model_copy(update={"worker": worker})
+    if args.held_in_memory is not None:
+        triggers = settings.triggers.model_copy(update={"held_in_memory": args.held_in_memory})
+        settings = settings.model_copy(update={"triggers": triggers})
+    return settings
+
+
+def _tracer(args: argparse.Namespace, total: int, tmp: Path) -> Tracer | None:
+    """With ``--trace-from``: the tracer, its environment set for the child processes."""
+    if args.trace_from is None:
+        return None
+    tenths = [total * i // 10 for i in range(1, 11)]
+    points = [n for n in tenths if n > args.trace_from]
+    tracer = Tracer(tmp / "trace", args.trace_from, points, trace=not args.no_tracemalloc)
+    os.environ.update(tracer.environ())
+    return tracer
+
+
+def _report(samples: list[Sample], total: int, run: harness.Run, tracer: Tracer | None, top: int,
+            state_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """Prints the resident sizes at each tenth, their growth and the state left; returns them."""
+    points = at_tenths(samples, total)
     names = ["worker", "triggers"][: len(points[0][1])] if points else ["worker"]
     for committed, resident, behind in points:
         lag = f", evaluate stage {behind:,} offsets behind its input" if behind >= 0 else ""
@@ -281,28 +303,24 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
     print(
         "  growth over the second half, MiB per 100,000 events: "
         + ", ".join(f"{name} {g:.1f}" for name, g in zip(names, growth, strict=True))
-        + f"; peak {done.run.peak_rss_mb:.0f} MiB"
+        + f"; peak {run.peak_rss_mb:.0f} MiB"
     )
-    print(f"  {done.run.events_per_s:,.0f} events/s, {done.run.cpu_us_per_event:.0f} us CPU/event")
-    grown = report_trace(tracer, args.top) if tracer is not None else None
-    rows = state_rows(tmp / "worker")
+    print(f"  {run.events_per_s:,.0f} events/s, {run.cpu_us_per_event:.0f} us CPU/event")
+    grown = report_trace(tracer, top) if tracer is not None else None
+    rows = state_rows(state_dir)
     print("  state rows at the end: " + ", ".join(f"{name} {n:,}" for name, n in sorted(rows.items())))
-    if args.json:
-        report = {
-            "events": total,
-            "devices": events.devices * args.cycles,
-            "processes": names,
-            "resident_mb_at_tenths": [[n, *(round(x, 1) for x in r)] for n, r, _ in points],
-            "evaluate_lag_at_tenths": [[n, lag] for n, _, lag in points],
-            "growth_mb_per_100k_second_half": [round(g, 2) for g in growth],
-            "peak_rss_mb": done.run.peak_rss_mb,
-            "events_per_s": done.run.events_per_s,
-            "state_rows": rows,
-        }
-        if grown is not None:
-            report["traced"] = grown
-        print(json.dumps(report))
-    return 0
+    report: dict[str, Any] = {
+        "processes": names,
+        "resident_mb_at_tenths": [[n, *(round(x, 1) for x in r)] for n, r, _ in points],
+        "evaluate_lag_at_tenths": [[n, lag] for n, _, lag in points],
+        "growth_mb_per_100k_second_half": [round(g, 2) for g in growth],
+        "peak_rss_mb": run.peak_rss_mb,
+        "events_per_s": run.events_per_s,
+        "state_rows": rows,
+    }
+    if grown is not None:
+        report["traced"] = grown
+    return report
 
 
 if __name__ == "__main__":

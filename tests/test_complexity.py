@@ -1,4 +1,5 @@
-"""No function in the package is of cyclomatic grade D or worse (radon): split it into named steps."""
+"""No function of the package or its benches is of cyclomatic grade D or worse (radon): split it into
+named steps."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ from radon.complexity import add_inner_blocks, cc_rank, cc_visit
 from radon.visitors import Function
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("pipeline", "processors", "triggers", "sinks", "tools")
+PACKAGES = ("pipeline", "processors", "triggers", "sinks", "tools", "bench")
 
 # Functions still waiting for their split in issue 16, as "path:qualified name". Remove a line
 # when its split lands; a line that no longer names a grade-D function fails the test too.
