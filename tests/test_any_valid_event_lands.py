@@ -112,6 +112,9 @@ def segment_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
     offset = draw(st.none() | st.integers(-300, 0))
     if offset is not None:
         raw["timestamp"] = (T0 + timedelta(minutes=offset)).isoformat()
+    sent = draw(st.none() | st.integers(-300, 300))  # a client clock off either way
+    if sent is not None:
+        raw["sentAt"] = (T0 + timedelta(minutes=sent)).isoformat()
     raw["properties"].update(draw(typed_properties))
     if customer is not None or call == "alias":
         raw["userId"] = f"c-{customer or 0}"
@@ -126,9 +129,10 @@ def segment_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
     return raw
 
 
-def accepted(raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records the collector writes of ``raws``: its own checks, mapping and pseudonymiser."""
-    parsed = ParsedRequest("s", raws, None, b"")
+def accepted(raws: list[dict[str, Any]], imported: bool) -> list[dict[str, Any]]:
+    """The records the collector writes of ``raws``: its own checks, mapping and pseudonymiser
+    (``imported``: as the history import endpoint takes them)."""
+    parsed = ParsedRequest("s", raws, None, b"", imported=imported)
     records = []
     for raw in raws:
         try:
@@ -159,14 +163,14 @@ def stream(records: list[dict[str, Any]], seed: int) -> tuple[MemoryBroker, Topi
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=8).flatmap(
-    lambda seeds: st.tuples(st.tuples(*(segment_event(i) for i in range(len(seeds)))), st.integers(0, 99))
+@given(st.integers(1, 8).flatmap(
+    lambda n: st.tuples(st.tuples(*(segment_event(i) for i in range(n))), st.booleans(), st.integers(0, 99))
 ))  # fmt: skip
 def test_every_accepted_event_is_enriched_once_and_lands_without_a_dead_letter(
-    drawn: tuple[tuple[dict[str, Any], ...], int],
+    drawn: tuple[tuple[dict[str, Any], ...], bool, int],
 ) -> None:
-    raws, seed = drawn
-    records = accepted(list(raws))
+    raws, imported, seed = drawn
+    records = accepted(list(raws), imported)
     broker, topics = stream(records, seed)
 
     assert [letter.value for letter in broker.records(topics.dead_letters)] == []
