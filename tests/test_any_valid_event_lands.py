@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from pipeline.collector.request import ParsedRequest
+from pipeline.collector.semantic import SEMANTIC
 from pipeline.collector.server import CollectorServer
 from pipeline.errors import ValidationError
 from pipeline.pii import PiiHasher
@@ -48,14 +49,7 @@ AGENTS = [
     "curl/8.5.0",
     "",
 ]
-EVENT_NAMES = [
-    "Product Viewed",
-    "Product Added",
-    "Order Completed",
-    "Signed In",
-    "Consent Granted",
-    "Clicked",
-]
+EVENT_NAMES = sorted(SEMANTIC)  # commerce, e-mail, app, consent, identity, unsubscribe
 
 contexts = st.fixed_dictionaries(
     {},
@@ -94,6 +88,13 @@ typed_properties = st.fixed_dictionaries(
         "order_id": st.text(min_size=1, max_size=6),
         "currency": st.sampled_from(["EUR", "usd", "X"]),
         "purposes": st.lists(st.sampled_from(["marketing_email", "analytics"]), max_size=2),
+        "step": st.integers(-(2**31), 2**31 - 1),
+        "campaign_id": st.text(max_size=6),
+        "email_id": st.text(max_size=6),
+        "link_url": st.sampled_from(["https://shop.example/?email=a@b.co", "mailto:x", ""]),
+        "bounce_type": st.sampled_from(["hard", "soft", ""]),
+        "from_background": st.booleans(),
+        "version": st.text(max_size=4),
     },
 )
 
