@@ -1,5 +1,5 @@
-"""No function of the package or its benches is of cyclomatic grade D or worse (radon): split it into
-named steps."""
+"""No function of the package, its benches or its tests is of cyclomatic grade D or worse (radon):
+split it into named steps."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from radon.complexity import add_inner_blocks, cc_rank, cc_visit
 from radon.visitors import Function
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("pipeline", "processors", "triggers", "sinks", "tools", "bench")
+PACKAGES = ("pipeline", "processors", "triggers", "sinks", "tools", "bench", "tests")
 
 # Functions still waiting for their split in issue 16, as "path:qualified name". Remove a line
 # when its split lands; a line that no longer names a grade-D function fails the test too.

@@ -76,6 +76,21 @@ def wait_until(page: Page, condition: Callable[[], bool], timeout_s: float = 30.
         page.wait_for_timeout(100)
 
 
+STEPS = [
+    ("page", "/index.html"),
+    ("track", "Consent Granted"),
+    ("page", "/product.html"),
+    ("track", "Product Viewed"),
+    ("track", "Product Added"),
+    ("page", "/signin.html"),
+    ("identify", "/signin.html"),
+    ("track", "Signed In"),
+    ("page", "/checkout.html"),
+    ("track", "Order Completed"),
+    ("track", "Consent Withdrawn"),
+]
+
+
 def test_a_visit_with_consent_reaches_the_broker_field_by_field(
     browser: Browser, shop: ShopServer, kafka_settings: KafkaSettings
 ) -> None:
@@ -89,26 +104,7 @@ def test_a_visit_with_consent_reaches_the_broker_field_by_field(
         page.goto(f"{shop.url}/index.html")
         page.wait_for_load_state("networkidle")
         assert sent == [], "nothing may leave the browser before consent"
-        page.click("#accept")
-        settle(page)
-
-        page.click("#to-product")
-        page.wait_for_url("**/product.html")
-        settle(page)
-        page.click("#add")
-        page.wait_for_url("**/signin.html")
-        settle(page)
-        page.fill("#email", "ann@example.com")
-        page.click("#signin")
-        page.wait_for_url("**/checkout.html")
-        settle(page)
-        page.click("#buy")
-        settle(page)
-        page.click("#withdraw")
-        settle(page)
-        page.click("#list")  # after the withdrawal: held back by the gate
-        settle(page)
-
+        _shop_with_consent(page)
         cookies = {c["name"]: c for c in context.cookies(collector.url)}
         document_cookie = page.evaluate("() => document.cookie")
         context.close()
@@ -125,25 +121,39 @@ def test_a_visit_with_consent_reaches_the_broker_field_by_field(
     )
     records.sort(key=lambda r: (r["timestamp"], r["message_id"]))
     steps = [(r["type"], r["event"] or r["context"]["page"]["path"]) for r in records]
-    assert steps == [
-        ("page", "/index.html"),
-        ("track", "Consent Granted"),
-        ("page", "/product.html"),
-        ("track", "Product Viewed"),
-        ("track", "Product Added"),
-        ("page", "/signin.html"),
-        ("identify", "/signin.html"),
-        ("track", "Signed In"),
-        ("page", "/checkout.html"),
-        ("track", "Order Completed"),
-        ("track", "Consent Withdrawn"),
-    ], "\n".join(map(str, steps))
-    by_step = dict(zip(steps, records, strict=True))
+    assert steps == STEPS, "\n".join(map(str, steps))
+    _check_every_event(records, aid_cookie["value"], shop)
+    _check_each_step(dict(zip(steps, records, strict=True)), shop)
 
-    # Every event: one visitor under the collector's cookie id, from the web, in order of time.
+
+def _shop_with_consent(page: Page) -> None:
+    """Accept the banner, view and add a product, sign in, buy, withdraw, then one more page."""
+    page.click("#accept")
+    settle(page)
+    page.click("#to-product")
+    page.wait_for_url("**/product.html")
+    settle(page)
+    page.click("#add")
+    page.wait_for_url("**/signin.html")
+    settle(page)
+    page.fill("#email", "ann@example.com")
+    page.click("#signin")
+    page.wait_for_url("**/checkout.html")
+    settle(page)
+    page.click("#buy")
+    settle(page)
+    page.click("#withdraw")
+    settle(page)
+    page.click("#list")  # after the withdrawal: held back by the gate
+    settle(page)
+
+
+def _check_every_event(records: list[dict[str, Any]], anonymous_id: str, shop: ShopServer) -> None:
+    """One visitor under the collector's cookie id, from the web, in order of time; signed-in
+    events carry the customer id from identify on."""
     assert len({r["message_id"] for r in records}) == len(records)
     for record in records:
-        assert record["anonymous_id"] == aid_cookie["value"]
+        assert record["anonymous_id"] == anonymous_id
         assert record["channel"] == "web"
         assert record["source"] == "shop"
         assert record["context"]["library"] == {"name": "analytics.js", "version": f"next-{SDK_VERSION}"}
@@ -151,10 +161,12 @@ def test_a_visit_with_consent_reaches_the_broker_field_by_field(
         assert record["context"]["page"]["url"].startswith(shop.url)
         assert record["timestamp"] <= record["sent_at"] <= record["received_at"] + timedelta(seconds=5)
         assert record["enrichment"] is None
-    # Signed-in events carry the customer id from identify on.
-    signed_in_from = steps.index(("identify", "/signin.html"))
+    signed_in_from = STEPS.index(("identify", "/signin.html"))
     assert [r["user_id"] for r in records] == [None] * signed_in_from + ["cust-77"] * (11 - signed_in_from)
 
+
+def _check_each_step(by_step: dict[tuple[str, str], dict[str, Any]], shop: ShopServer) -> None:
+    """The page, commerce, traits and consent fields of each step, as the shop's pages send them."""
     product_page = by_step[("page", "/product.html")]["context"]["page"]
     assert product_page == {
         "url": f"{shop.url}/product.html",

@@ -85,6 +85,15 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     finally:
         stop(worker)
         outputs.close()
+    _check_enriched(outputs)
+    _check_sessions_and_links(outputs)
+    _check_metrics(scraped, Topics.from_settings(settings.kafka).raw_events)
+    (dead,) = outputs.records["dead"]
+    assert (dead["stage"], dead["reason"], dead["payload"]) == ("worker", "undecodable", b"not avro at all")
+
+
+def _check_enriched(outputs: Outputs) -> None:
+    """Campaign, referrer and device of the first visit; customers stitched; the bot apart."""
     enriched = {r["message_id"]: r for r in outputs.records["enriched"]}
     a1 = enriched["a1"]["enrichment"]
     assert (a1["utm_campaign"], a1["referrer_class"], a1["url_query"], a1["device_class"]) == (
@@ -96,6 +105,13 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     assert enriched["s1"]["enrichment"]["customer_id"] == "carl"
     assert {r["enrichment"]["session_id"] for r in enriched.values()} == {None}  # found by key, time, id
     assert (enriched["s1"]["enrichment"]["session_key"], bot["session_key"]) == ("carl", None)
+    # Co-partitioned: every output of a device is on its raw partition.
+    assert {r["_partition"] for r in outputs.records["enriched"] if r["anonymous_id"] == "dev-b"} == {1}
+
+
+def _check_sessions_and_links(outputs: Outputs) -> None:
+    """The visits as cut (inactivity, the end of input), the server-side customer's own, the links."""
+    enriched = {r["message_id"]: r for r in outputs.records["enriched"]}
     session_of = visits_of(enriched.values(), outputs.records["sessions"])
     assert session_of["a1"] == session_of["a2"] == session_of["a3"] != session_of["a4"]
     sessions = {s["session_id"]: s for s in outputs.records["sessions"]}
@@ -110,9 +126,10 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     links = {(r["anonymous_id"], r["customer_id"]): r for r in outputs.records["identity"]}
     assert links[("dev-a", "ada")]["source_type"] == "signed_in"
     assert links[("dev-b", "bob")]["source_type"] == "identify"
-    # Co-partitioned: every output of a device is on its raw partition.
-    assert {r["_partition"] for r in outputs.records["enriched"] if r["anonymous_id"] == "dev-b"} == {1}
     assert {r["_partition"] for r in outputs.records["identity"] if r["anonymous_id"] == "dev-a"} == {0}
+
+
+def _check_metrics(scraped: str, raw: str) -> None:
     metrics = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in scraped.splitlines()
@@ -122,13 +139,10 @@ def test_worker_enriches_stitches_and_closes_sessions(kafka_settings: KafkaSetti
     assert metrics['webhouse_worker_events_total{outcome="bot"}'] == 1
     assert metrics['webhouse_worker_dead_letters_total{reason="undecodable"}'] == 1
     assert metrics['webhouse_worker_sessions_closed_total{rule="inactivity"}'] >= 1
-    raw = Topics.from_settings(settings.kafka).raw_events
     assert metrics[f'webhouse_stage_consumer_lag{{partition="0",stage="worker",topic="{raw}"}}'] == 0
     assert metrics['webhouse_stage_transactions_total{outcome="committed",stage="worker"}'] >= 1
     assert metrics["webhouse_worker_processing_latency_seconds_count"] > 0
     assert "webhouse_worker_open_devices" in metrics and "webhouse_worker_late_events_total" in metrics
-    (dead,) = outputs.records["dead"]
-    assert (dead["stage"], dead["reason"], dead["payload"]) == ("worker", "undecodable", b"not avro at all")
 
 
 def _run_to_completion(settings: Any, expected_events: int, log: Path, kill_after: int | None) -> Outputs:

@@ -20,7 +20,9 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -146,23 +148,8 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     )
     members = ["sink-a", "sink-b"]
     sinks = Sinks({m: _env(kafka, root, options, m, dedupe) for m in members}, tmp_path)
-    killed = Counter[str]()
     try:
-        sinks.start("sink-a")  # alone first: owns every partition, then gives some to sink-b
-        sinks.wait_assigned("sink-a")
-        time.sleep(rnd.uniform(0.5, 2.0))
-        sinks.start("sink-b")
-        for chunk in range(1, KILLS + 1):
-            produce_chunk(chunk, 150)
-            victim = rnd.choice(members)
-            if chunk == KILLS and len(killed) < 2:  # each is killed at least once
-                victim = next(m for m in members if m not in killed)
-            sinks.wait_assigned(victim)  # dies owning partitions: reading, writing or committing
-            time.sleep(rnd.uniform(0.0, 1.5))
-            sinks.stop(victim, signal.SIGKILL)
-            killed[victim] += 1
-            sinks.start(victim)
-
+        killed = _kill_each_at_random(sinks, members, rnd, produce_chunk)
         wanted = {r["message_id"] for r in records.sent}
         deadline = time.monotonic() + 90
         while landed_events(root, options) < len(wanted) and time.monotonic() < deadline:
@@ -173,7 +160,6 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
         for member in members:
             sinks.wait_assigned(member)
         codes = {m: sinks.stop(m, signal.SIGTERM) for m in members}
-
     finally:
         sinks.kill_all()
 
@@ -181,13 +167,7 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
     assert codes == {"sink-a": 0, "sink-b": 0}, {k: v[-2000:] for k, v in logs.items()}
     for name, text in logs.items():
         assert "Traceback" not in text and " ERROR " not in text, f"{name}: {text[-3000:]}"
-    con = connect(settings)  # DuckDB over the tables on the store
-    events = [r[0] for r in con.sql("SELECT message_id FROM events").fetchall()]
-    assert len(events) == len(set(events)), f"duplicated events (seed {seed})"
-    assert set(events) == wanted, f"lost {len(wanted - set(events))} events (seed {seed})"
-    lines = con.sql("SELECT order_id, kind, line_no FROM orders").fetchall()
-    assert len(lines) == len(set(lines)) and set(lines) == records.expected_lines, f"seed {seed}"
-    assert con.sql("SELECT reason FROM dead_letters").fetchall() == [("undecodable",)]
+    events, lines = _check_landed_once(settings, wanted, records.expected_lines, seed)
     assert set(killed) == set(members), killed  # both were killed
     history = [
         h for t in ("events", "orders") for h in DeltaTable(f"{root}/{t}", storage_options=options).history()
@@ -198,3 +178,39 @@ def test_two_sinks_killed_at_random_land_once_on_s3(
         f"events={len(events)} "
         f"order lines={len(lines)} commits={len(history)}, retried after a concurrent commit: {retried}"
     )
+
+
+def _kill_each_at_random(sinks: Sinks, members: list[str], rnd: random.Random,
+                         produce_chunk: Callable[[int, int], None]) -> Counter[str]:  # fmt: skip
+    """sink-a alone first (it owns every partition, then gives some to sink-b); then a chunk of
+    events and a SIGKILL of a member owning partitions (reading, writing or committing), each
+    member at least once; the killed one is started again at once. Returns the kills."""
+    killed = Counter[str]()
+    sinks.start("sink-a")
+    sinks.wait_assigned("sink-a")
+    time.sleep(rnd.uniform(0.5, 2.0))
+    sinks.start("sink-b")
+    for chunk in range(1, KILLS + 1):
+        produce_chunk(chunk, 150)
+        victim = rnd.choice(members)
+        if chunk == KILLS and len(killed) < 2:  # each is killed at least once
+            victim = next(m for m in members if m not in killed)
+        sinks.wait_assigned(victim)
+        time.sleep(rnd.uniform(0.0, 1.5))
+        sinks.stop(victim, signal.SIGKILL)
+        killed[victim] += 1
+        sinks.start(victim)
+    return killed
+
+
+def _check_landed_once(settings: Settings, wanted: set[str], expected_lines: set[Any],
+                       seed: int) -> tuple[list[str], list[Any]]:  # fmt: skip
+    """Every event and order line once in the tables (DuckDB over the store), the one dead letter."""
+    con = connect(settings)
+    events = [r[0] for r in con.sql("SELECT message_id FROM events").fetchall()]
+    assert len(events) == len(set(events)), f"duplicated events (seed {seed})"
+    assert set(events) == wanted, f"lost {len(wanted - set(events))} events (seed {seed})"
+    lines = con.sql("SELECT order_id, kind, line_no FROM orders").fetchall()
+    assert len(lines) == len(set(lines)) and set(lines) == expected_lines, f"seed {seed}"
+    assert con.sql("SELECT reason FROM dead_letters").fetchall() == [("undecodable",)]
+    return events, lines

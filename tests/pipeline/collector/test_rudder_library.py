@@ -31,42 +31,7 @@ def test_every_call_type_lands_whole(kafka_settings: KafkaSettings) -> None:
     with ThreadedCollector(collector_settings(kafka_settings)) as collector:
         client = Client(WRITE_KEY, host=collector.url, gzip=True, upload_size=3, max_retries=2)
         try:
-            client.identify(
-                "cust-1",
-                {
-                    "email": "Ada@Example.com",
-                    "firstName": "Ada",
-                    "lastName": "Lovelace",
-                    "address": {"city": "London"},
-                    "tier": "gold",
-                    "phone": None,
-                },
-                anonymous_id="anon-1",
-                timestamp=at[0],
-                message_id="m-identify",
-            )
-            client.track(
-                "cust-1",
-                "Product Viewed",
-                {"product_id": "p-1", "price": 12.5, "coupon": None, "shelf": "top"},
-                anonymous_id="anon-1",
-                timestamp=at[1],
-                message_id="m-track",
-            )
-            client.page(
-                "cust-1",
-                category="Docs",
-                name="Home",
-                properties={"url": "https://shop.example/", "title": "Shop"},
-                anonymous_id="anon-1",
-                timestamp=at[2],
-                message_id="m-page",
-            )
-            client.screen(
-                "cust-1", name="Cart", properties={"items": 2}, timestamp=at[3], message_id="m-screen"
-            )
-            client.group("cust-1", "g-1", {"name": "Initech"}, timestamp=at[4], message_id="m-group")
-            client.alias("anon-1", "cust-1", timestamp=at[5], message_id="m-alias")
+            _send_every_call(client, at)
             client.flush()
         finally:
             client.shutdown()
@@ -88,7 +53,50 @@ def test_every_call_type_lands_whole(kafka_settings: KafkaSettings) -> None:
         assert record["context"]["library"] == {"name": "analytics-python", "version": RUDDER_VERSION}
         assert props(record).get("$integrations") == {"All": True}
 
-    identify = by_id["m-identify"]
+    _check_identify_and_track(by_id["m-identify"], by_id["m-track"])
+    _check_page_screen_group_alias(by_id)
+
+
+def _send_every_call(client: Client, at: list[datetime]) -> None:
+    """One call of each type through rudder-sdk-python (queued; the caller flushes)."""
+    client.identify(
+        "cust-1",
+        {
+            "email": "Ada@Example.com",
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "address": {"city": "London"},
+            "tier": "gold",
+            "phone": None,
+        },
+        anonymous_id="anon-1",
+        timestamp=at[0],
+        message_id="m-identify",
+    )
+    client.track(
+        "cust-1",
+        "Product Viewed",
+        {"product_id": "p-1", "price": 12.5, "coupon": None, "shelf": "top"},
+        anonymous_id="anon-1",
+        timestamp=at[1],
+        message_id="m-track",
+    )
+    client.page(
+        "cust-1",
+        category="Docs",
+        name="Home",
+        properties={"url": "https://shop.example/", "title": "Shop"},
+        anonymous_id="anon-1",
+        timestamp=at[2],
+        message_id="m-page",
+    )
+    client.screen("cust-1", name="Cart", properties={"items": 2}, timestamp=at[3], message_id="m-screen")
+    client.group("cust-1", "g-1", {"name": "Initech"}, timestamp=at[4], message_id="m-group")
+    client.alias("anon-1", "cust-1", timestamp=at[5], message_id="m-alias")
+
+
+def _check_identify_and_track(identify: dict[str, Any], track: dict[str, Any]) -> None:
+    """Traits typed, hashed and kept as extra; the product typed, the untyped property kept."""
     assert (identify["type"], identify["user_id"], identify["anonymous_id"]) == (
         "identify",
         "cust-1",
@@ -102,13 +110,15 @@ def test_every_call_type_lands_whole(kafka_settings: KafkaSettings) -> None:
     assert identify["channel"] == "server"
     assert set(props(identify)) == {"$integrations"}
 
-    track = by_id["m-track"]
     assert (track["type"], track["event"], track["channel"]) == ("track", "Product Viewed", "server")
     product = track["commerce"]["products"][0]
     assert (product["product_id"], product["price"]) == ("p-1", 12.5)
     assert track["commerce"]["coupon"] is None  # an explicit null is a typed field's null
     assert props(track) == {"$integrations": {"All": True}, "shelf": "top"}
 
+
+def _check_page_screen_group_alias(by_id: dict[str, dict[str, Any]]) -> None:
+    """The other calls' fields, and the library's top-level channel kept where it is not the result."""
     page = by_id["m-page"]
     assert (page["type"], page["name"], page["channel"]) == ("page", "Home", "web")
     assert page["context"]["page"]["url"] == "https://shop.example/"

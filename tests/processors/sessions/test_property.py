@@ -20,7 +20,7 @@ send, as the worker's enrichment sees it (``as_worker_sees``). Checked:
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,19 +166,49 @@ def test_streaming_sessions_equal_the_batch_reference(scenario: Scenario) -> Non
 
 
 def check_streaming_against_the_reference(scenario: Scenario, state_dir: Path | None) -> None:
+    streamed = stream(scenario, state_dir)
+    outputs, on_time = streamed.outputs, streamed.on_time
+    late = [out.event.event_id for out in outputs if isinstance(out, LateEvent)]
+    assert late == []  # late verdicts were checked one by one while streaming
+    assigned = [out for out in outputs if isinstance(out, Assignment)]
+    assert len(assigned) == len(on_time) == len({out.event_id for out in assigned})
+    for device in {event.device_id for event in on_time}:
+        order = [(a.event.time_ms, a.event_id) for a in assigned if a.event.device_id == device]
+        assert order == sorted(order)
+
+    reference = sessionize_batch(on_time, scenario.policy, final_watermark_ms=streamed.final_watermark)
+    assert {a.event_id: a.session_id for a in assigned} == reference.assignments
+    sessions = sorted(
+        (out for out in outputs if isinstance(out, Session)), key=lambda s: (s.anonymous_id, s.start)
+    )
+    assert sessions == reference.sessions
+    assert sum(s.event_count for s in sessions) == len(on_time)
+    assert streamed.late + len(on_time) == streamed.distinct
+
+
+@dataclass
+class Streamed:
+    """What the streaming sessionizer gave for a scenario's arrivals, and what they held."""
+
+    outputs: list[Output] = field(default_factory=list)
+    on_time: list[SessionEvent] = field(default_factory=list)
+    late: int = 0
+    distinct: int = 0
+    final_watermark: int = NO_WATERMARK
+
+
+def stream(scenario: Scenario, state_dir: Path | None) -> Streamed:
+    """The arrivals through ``WorkerSessionizer``, restarted where the scenario says; each
+    duplicate and late verdict, and that nothing is released before the watermark, checked as it
+    comes. The sessionizer flushed at the end."""
     policy = scenario.policy
     sessionizer = WorkerSessionizer(policy, scenario.device_cache, state_dir)
     watermark = NO_WATERMARK
     seen: set[str] = set()
-    expected_late: list[str] = []
-    on_time: list[SessionEvent] = []
-    outputs: list[Output] = []
+    streamed = Streamed()
     for position, event in enumerate(scenario.arrivals):
         if position == scenario.restart_at:
-            sessionizer = sessionizer.restarted()
-            assert sessionizer.redeliver(scenario.replay) == []
-            for old in scenario.arrivals[max(0, position - scenario.replay) : position]:
-                assert sessionizer.process(old) == [DuplicateEvent(old.event_id)]
+            sessionizer = restarted(sessionizer, scenario, position)
         watermark = max(watermark, event.time_ms - policy.allowed_lateness_ms)
         produced = sessionizer.process(event)
         assert sessionizer.watermark_ms == watermark
@@ -187,30 +217,23 @@ def check_streaming_against_the_reference(scenario: Scenario, state_dir: Path | 
             continue
         seen.add(event.event_id)
         if event.time_ms < watermark:
-            expected_late.append(event.event_id)
+            streamed.late += 1
             assert produced == [LateEvent(event, watermark)]
             continue
-        on_time.append(event)
-        for out in produced:
-            if isinstance(out, Assignment):
-                assert out.event.time_ms < watermark, "released before the watermark passed it"
-        outputs.extend(produced)
-    final_watermark = sessionizer.watermark_ms
-    outputs.extend(sessionizer.flush())
+        streamed.on_time.append(event)
+        released = [out for out in produced if isinstance(out, Assignment)]
+        assert all(out.event.time_ms < watermark for out in released), "released before the watermark"
+        streamed.outputs.extend(produced)
+    streamed.final_watermark = sessionizer.watermark_ms
+    streamed.outputs.extend(sessionizer.flush())
+    streamed.distinct = len(seen)
+    return streamed
 
-    late = [out.event.event_id for out in outputs if isinstance(out, LateEvent)]
-    assert late == []  # late verdicts were checked one by one above
-    assigned = [out for out in outputs if isinstance(out, Assignment)]
-    assert len(assigned) == len(on_time) == len({out.event_id for out in assigned})
-    for device in {event.device_id for event in on_time}:
-        order = [(a.event.time_ms, a.event_id) for a in assigned if a.event.device_id == device]
-        assert order == sorted(order)
 
-    reference = sessionize_batch(on_time, policy, final_watermark_ms=final_watermark)
-    assert {a.event_id: a.session_id for a in assigned} == reference.assignments
-    streamed = sorted(
-        (out for out in outputs if isinstance(out, Session)), key=lambda s: (s.anonymous_id, s.start)
-    )
-    assert streamed == reference.sessions
-    assert sum(s.event_count for s in streamed) == len(on_time)
-    assert len(expected_late) + len(on_time) == len(seen)
+def restarted(sessionizer: WorkerSessionizer, scenario: Scenario, position: int) -> WorkerSessionizer:
+    """The sessionizer after a restart: nothing to redeliver, the replayed arrivals duplicates."""
+    sessionizer = sessionizer.restarted()
+    assert sessionizer.redeliver(scenario.replay) == []
+    for old in scenario.arrivals[max(0, position - scenario.replay) : position]:
+        assert sessionizer.process(old) == [DuplicateEvent(old.event_id)]
+    return sessionizer
