@@ -18,8 +18,10 @@ Method:
    default triggers on) and ``worker-bare`` (no extensions); on request (``--contenders``)
    ``worker-memory`` (state stores in memory), ``worker-apart`` (the worker without its
    triggers plus ``webhouse triggers run``: two processes, CPU summed, peak RSS the larger one)
-   ``floor-cavro`` (the floor decoding with cavro, as the worker's serde does) and
-   ``worker-pygc`` (the worker at Python's default garbage-collection threshold).
+   ``floor-cavro`` (the floor decoding with cavro, as the worker's serde does),
+   ``worker-pygc`` (the worker at Python's default garbage-collection threshold), and
+   ``runtime-1hop`` and ``runtime-3hops`` (the worker's transactional hops passing every event
+   on with no logic: what the deployed chain costs before its logic; runtime_floor.py).
    They run in interleaved rounds,
    the order rotated each round, so a noisy neighbour hurts all alike. One uncounted run of the
    floor comes first (``--no-warmup``: none), so the fresh broker's start is in no round.
@@ -68,8 +70,11 @@ STREAM = ("floor", "quixstreams", "worker", "worker-bare")
 # On request: the worker with its state in memory (the disk store's cost); the worker without its
 # trigger stages plus `webhouse triggers run` running them, two processes (what a second core gives);
 # the floor decoding with cavro, as the worker does (the stricter yardstick); the worker with
-# Python's own garbage-collection threshold (worker.gc_threshold 0), what it ran with before.
-EXTRA = ("worker-memory", "worker-apart", "floor-cavro", "worker-pygc")
+# Python's own garbage-collection threshold (worker.gc_threshold 0), what it ran with before; the
+# runtime's floor (bench/runtime_floor.py): the worker's transactional hops passing events on with
+# no logic, one hop or the three of the deployed chain.
+EXTRA = ("worker-memory", "worker-apart", "floor-cavro", "worker-pygc", "runtime-1hop", "runtime-3hops")
+RUNTIME_HOPS = {"runtime-1hop": 1, "runtime-3hops": 3}
 
 
 def say(*parts: object) -> None:
@@ -123,6 +128,17 @@ class StreamBench:
                 raw,
                 str(self.n),
                 decoder,
+            ]
+            return harness.run_reporting_child(contender, command, timeout, log)
+        if contender in RUNTIME_HOPS:
+            command = [
+                sys.executable,
+                str(BENCH / "runtime_floor.py"),
+                self.bootstrap,
+                kafka.topic_prefix,
+                str(self.args.partitions),
+                str(self.n),
+                str(RUNTIME_HOPS[contender]),
             ]
             return harness.run_reporting_child(contender, command, timeout, log)
         if contender == "quixstreams":
@@ -406,6 +422,8 @@ def compare(args: argparse.Namespace, tmp: Path) -> int:
         "stream_vs_floor_cpu": per_round(stream_runs, "worker", "floor", by_cpu=True),
         "stream_vs_quixstreams_cpu": per_round(stream_runs, "worker", "quixstreams", by_cpu=True),
         "stream_vs_floor_cavro": per_round(stream_runs, "worker", "floor-cavro", by_cpu=False),
+        "runtime_vs_floor": per_round(stream_runs, "runtime-3hops", "floor", by_cpu=False),
+        "runtime_vs_floor_cpu": per_round(stream_runs, "runtime-3hops", "floor", by_cpu=True),
     }
     print("\n" + "\n".join(f"{k}: {v:.3f}" for k, v in ratios.items() if v is not None))
     say(f"took {time.monotonic() - started:.0f} s")
@@ -419,6 +437,8 @@ def compare(args: argparse.Namespace, tmp: Path) -> int:
         "stream_vs_floor_cpu": ratios["stream_vs_floor_cpu"],
         "stream_vs_quixstreams_cpu": ratios["stream_vs_quixstreams_cpu"],
         "stream_vs_floor_cavro": ratios["stream_vs_floor_cavro"],
+        "runtime_vs_floor": ratios["runtime_vs_floor"],
+        "runtime_vs_floor_cpu": ratios["runtime_vs_floor_cpu"],
         "collector_vs_floor": ratio(
             collector.get("collector", {}).get("events_per_s"),
             collector.get("collector-floor", {}).get("events_per_s"),

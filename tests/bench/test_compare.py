@@ -39,3 +39,23 @@ def test_compare_prints_every_goal_figure_as_a_number(kafka_bootstrap: str) -> N
     for contender in ("floor", "quixstreams", "worker", "worker-bare"):
         figures = result["stream"][contender]
         assert all(is_number(figures[k]) for k in ("events_per_s_median", "cpu_us_per_event_median")), figures
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(600)
+def test_the_runtime_floor_passes_every_event_through_each_hop(kafka_bootstrap: str) -> None:
+    """``runtime-1hop`` and ``runtime-3hops`` (bench/runtime_floor.py): the worker's transactional
+    hops with no logic read every event to the last hop, and the ratio to the floor is reported."""
+    command = [
+        sys.executable, str(REPO / "bench" / "compare.py"), "--events", "2000", "--rounds", "1", "--json",
+        "--bootstrap", kafka_bootstrap, "--contenders", "floor,runtime-1hop,runtime-3hops",
+        "--no-collector", "--no-sink", "--no-warmup",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=550, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert is_number(result["runtime_vs_floor"]) and is_number(result["runtime_vs_floor_cpu"]), result
+    for contender in ("runtime-1hop", "runtime-3hops"):
+        [run] = result["stream_runs"][contender]
+        assert run["events"] == 2000, run
+        assert is_number(run["events_per_s"]) and is_number(run["cpu_us_per_event"]), run
