@@ -64,6 +64,14 @@ from pipeline.runtime.store import DiskStore, StateFiles, StateStore, restore
 log = logging.getLogger(__name__)
 
 
+# How long librdkafka waits before fetching again for a partition whose prefetch queue was full
+# (``queued.max.messages.kbytes``, ``worker.prefetch_kib``). At its default, 1,000 ms, a stage that
+# empties its 4 MiB in less than that found nothing to read:
+# ``consume`` waited out ``batch_within_s`` and returned a part of a batch, a few times per 50,000
+# events on the bench's no-logic hops (bench/runtime_floor.py), 250 ms each (issue 11).
+FETCH_QUEUE_BACKOFF_MS = 10
+
+
 @immutable
 class RunnerConfig:
     bootstrap: str
@@ -138,6 +146,7 @@ class KafkaRunner:
             "session.timeout.ms": int(c.session_timeout_s * 1000),
             "heartbeat.interval.ms": int(min(3.0, c.session_timeout_s / 3) * 1000),
             "fetch.wait.max.ms": int(min(c.batch_within_s, 0.5) * 1000),
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
         if c.prefetch_kib is not None:
             conf["queued.max.messages.kbytes"] = c.prefetch_kib

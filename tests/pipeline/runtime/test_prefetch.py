@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.errors import SettingsError
 from pipeline.runtime.host import StageSpec, close_stages, head_first, runner_for
+from pipeline.runtime.kafka import FETCH_QUEUE_BACKOFF_MS
 from pipeline.runtime.metrics import RuntimeMetrics
 from pipeline.runtime.stage import Incoming, RunnerView, Step, Stores
 from pipeline.settings import KafkaSettings, Settings, WorkerSettings
@@ -43,6 +44,24 @@ def test_the_stage_consumer_prefetches_at_most_the_setting(tmp_path: Path) -> No
     runner = runner_for(StageSpec(Idle(), "probe"), settings, RuntimeMetrics(CollectorRegistry()))
     try:
         assert runner._consumer_conf()["queued.max.messages.kbytes"] == 2048
+    finally:
+        runner.consumer.close()
+
+
+def test_a_stage_that_emptied_its_prefetch_fetches_again_within_its_batch_wait(tmp_path: Path) -> None:
+    """librdkafka waits ``fetch.queue.backoff.ms`` (its default 1,000 ms) before fetching again for a
+    partition whose queue was full; a stage that empties its 4 MiB sooner would wait out
+    ``batch_within_s`` (250 ms) and take a part of a batch. The runner was made with the
+    property, so librdkafka knows it (an unknown one is refused when the consumer is made)."""
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        worker=WorkerSettings(data_dir=tmp_path, state_store="memory"),
+    )
+    runner = runner_for(StageSpec(Idle(), "probe"), settings, RuntimeMetrics(CollectorRegistry()))
+    try:
+        backoff_ms = runner._consumer_conf()["fetch.queue.backoff.ms"]
+        assert backoff_ms == FETCH_QUEUE_BACKOFF_MS
+        assert backoff_ms * 10 <= settings.worker.batch_within_s * 1000
     finally:
         runner.consumer.close()
 
