@@ -44,6 +44,7 @@ from pipeline.errors import PartitionTaken, SerdeError, SinkError
 from pipeline.health import Health
 from pipeline.kafka_admin import require_topics
 from pipeline.runtime.control import is_control
+from pipeline.runtime.host import collect_young_garbage_every
 from pipeline.serde import Serde, make_serde
 from pipeline.settings import Settings
 from pipeline.topics import Topics
@@ -167,6 +168,7 @@ class SinkRunner:
         once: no rebalance to wait for); the group id still carries the committed offsets for lag.
         """
         stop = stop or threading.Event()
+        collect_young_garbage_every(self.cfg.gc_threshold)
         try:
             require_topics(self.settings.kafka, self.topics.specs())
         except BaseException:
