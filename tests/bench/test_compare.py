@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-KEYS = ("stream_vs_floor", "stream_vs_quixstreams", "collector_eps", "collector_p99_ms", "sink_rows_per_s")
+KEYS = (
+    "stream_vs_floor", "stream_vs_quixstreams", "collector_eps", "collector_p99_ms", "sink_rows_per_s",
+    "sink_from_kafka_rows_per_s", "sink_from_kafka_cpu_us_per_event",
+)  # fmt: skip
 
 
 def is_number(value: object) -> bool:
