@@ -7,12 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.serde import default_catalog
 from sinks.pii import PiiHasher
 from sinks.rows import order_lines
-from sinks.store import anti_join, dedupe_batch
+from sinks.store import _key, anti_join, dedupe_batch
 from sinks.tables import Table, TableSpec, default_specs
 from tests.sinks.land import SECRET, Webhouse
 from tools.records import T0, event, order
@@ -141,3 +144,33 @@ def test_a_late_commit_never_moves_a_partitions_offset_back(tmp_path: Path) -> N
     landed = DeltaTable(str(tmp_path / "events"))
     assert landed.transaction_version(app) == 30  # not 20
     assert landed.transaction_version("webhouse-sink:events:raw:1") == 9  # this one did advance
+
+
+_ID = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "", "a\x1fb", "é"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batch=st.lists(st.tuples(_ID, _ID), max_size=12),
+    existing=st.lists(st.tuples(_ID, _ID), max_size=12),
+    columns=st.sampled_from([("id",), ("id", "other")]),
+)
+def test_anti_join_drops_exactly_the_rows_whose_id_the_table_holds(
+    batch: list[tuple[str | None, str | None]],
+    existing: list[tuple[str | None, str | None]],
+    columns: tuple[str, ...],
+) -> None:
+    """``anti_join`` hashes the batch's ids and probes the table's (the large side) against them;
+    it keeps the same rows, in the same order, as looking each batch id up in the table's ids."""
+    ids = pa.schema([("id", pa.string()), ("other", pa.string())])
+    data = pa.table(
+        {"id": [b[0] for b in batch], "other": [b[1] for b in batch], "row": list(range(len(batch)))},
+        schema=ids.append(pa.field("row", pa.int64())),
+    )
+    held = pa.table({"id": [e[0] for e in existing], "other": [e[1] for e in existing]}, schema=ids)
+    if held.num_rows and data.num_rows:
+        dropped = pc.is_in(_key(data, columns), value_set=_key(held, columns))
+        expected = data.filter(pc.invert(dropped))
+    else:
+        expected = data
+    assert anti_join(data, held, columns).to_pydict() == expected.to_pydict()
