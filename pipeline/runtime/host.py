@@ -111,7 +111,7 @@ def collect_young_garbage_every(threshold: int) -> None:
     every few events and, every hundred runs, could walk the whole heap of stored states: 20 us of CPU
     per event at 40,000 events, growing with the state. Reference counting frees that garbage
     anyway; only cycles wait a little longer. The older generations keep their thresholds. The sink
-    (``webhouse.gc_threshold``) holds a batch of decoded events, up to 50,000, alike."""
+    does the same (``webhouse.gc_threshold``): a batch of it holds up to 50,000 decoded events."""
     if threshold > 0:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(threshold, middle, old)

@@ -66,9 +66,9 @@ log = logging.getLogger(__name__)
 
 # How long librdkafka waits before fetching again for a partition whose prefetch queue was full
 # (``queued.max.messages.kbytes``, ``worker.prefetch_kib``). At its default, 1,000 ms, a stage that
-# empties its 4 MiB in less than that found nothing to read:
-# ``consume`` waited out ``batch_within_s`` and returned a part of a batch, a few times per 50,000
-# events on the bench's no-logic hops (bench/runtime_floor.py), 250 ms each (issue 11).
+# empties its 4 MiB sooner found nothing to read: ``consume`` waited out ``batch_within_s`` and
+# returned part of a batch, 3 times per 50,000 events on the bench's no-logic hop
+# (bench/runtime_floor.py), 250 ms each (issue 11).
 FETCH_QUEUE_BACKOFF_MS = 10
 
 
