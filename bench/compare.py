@@ -257,7 +257,7 @@ def sink_from_kafka_rounds(
 ) -> dict[str, float]:
     """The whole ``webhouse sink`` from a topic, dedupe on (sink_from_kafka.py): the worker's
     enriched events of the same raw events, landed ``args.rounds`` times into fresh tables."""
-    enriched = sink_from_kafka.enriched_events(events.messages)
+    enriched = sink_from_kafka.enriched_events(len(events.messages))
     runs = []
     for r in range(args.rounds):
         figures = sink_from_kafka.land_once(bootstrap, enriched, True, tmp / "sink-from-kafka")

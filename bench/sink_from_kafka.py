@@ -9,7 +9,7 @@ their offsets in one Delta commit per table and batch, and commits the Kafka off
     .venv/bin/python bench/sink_from_kafka.py [--events N] [--rounds R] [--bootstrap HOST:PORT]
 
 The enriched events are the worker stage's own output for the bench's raw events
-(``workload.py``), made once in process (``pipeline.runtime.memory``). Each round writes them to
+(``workload.py``), made once in process (``route_view.enriched_events``). Each round writes them to
 a fresh topic prefix. A ``SinkRunner`` then lands them into fresh tables, with the dedupe on and
 off alternated. It owns every partition (as ``--assign-all`` does) and ends once caught up (as
 ``--exit-when-idle`` does).
@@ -27,7 +27,6 @@ What the timed part holds and leaves out:
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
@@ -36,14 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import harness
-import workload
+import route_view
 
 from pipeline.kafka_local import broker_or_ephemeral
-from pipeline.runtime.memory import MemoryBroker, MemoryPipeline, MemoryRunner
-from pipeline.runtime.stage import Record
-from pipeline.settings import KafkaSettings, Settings, WebhouseSettings, WorkerSettings
+from pipeline.settings import Settings, WebhouseSettings
 from pipeline.topics import Topics
-from processors.worker.stage import WorkerStage
 from sinks.pii import PiiHasher
 from sinks.runner import SinkRunner
 from sinks.tables import build_tables, default_specs
@@ -51,16 +47,10 @@ from sinks.tables import build_tables, default_specs
 PARTITIONS = 2
 
 
-def enriched_events(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every enriched event the worker stage makes of ``raw``, in process."""
-    topics = Topics.from_settings(KafkaSettings())
-    broker = MemoryBroker(topics.partitions)
-    for i, (key, value) in enumerate(raw):
-        broker.append(Record(topics.raw_events, key, value, i % topics.partitions))
-    runner = MemoryRunner(lambda: WorkerStage(Settings(worker=WorkerSettings(extensions=[]))), broker, "w")
-    MemoryPipeline(broker, [runner], random.Random(0), max_batch=2000, tick_chance=0.0).run()
-    logs = broker.logs.get(topics.enriched_events, {})
-    return [(m.key or b"", m.value) for p in sorted(logs) for m in logs[p]]
+def enriched_events(count: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every enriched event the worker stage makes of the bench's first ``count``
+    raw events, in process (``route_view.enriched_events``)."""
+    return [(m.key or b"", m.value) for m in route_view.enriched_events(count)]
 
 
 def land_once(
@@ -99,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="an existing broker (default: start a throwaway one)")
     args = parser.parse_args(argv)
     print(f"making the enriched events of {args.events} raw events ...", file=sys.stderr)
-    events = enriched_events(workload.load(args.events).messages)
+    events = enriched_events(args.events)
     results: dict[str, list[dict[str, float]]] = {"dedupe on": [], "dedupe off": []}
     with broker_or_ephemeral(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
